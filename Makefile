@@ -1,0 +1,42 @@
+# Rebound. `make help` lists the targets.
+GO        ?= go
+BIN       ?= bin/rebound
+FUZZTIME  ?= 20s
+PKGS      := ./...
+
+.PHONY: help build test unit lint bench fuzz generate generate-check demo soak clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+
+build: ## build bin/rebound (static, no cgo)
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/rebound
+
+test: lint unit ## lint, then every test with the race detector, then each benchmark once
+
+unit:
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+	$(GO) test -run '^$$' -bench . -benchtime=1x -count=1 $(PKGS)
+
+lint: ## gofmt, go vet, staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+
+bench: ## micro-benchmarks with allocations (the lab report comes with the bench command)
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+fuzz: ## run every fuzz target for FUZZTIME each
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; done
+
+generate: ## regenerate the BPF objects and their Go bindings (needs clang, llvm, libbpf-dev)
+	$(GO) generate ./bpf/...
+
+generate-check: generate ## regenerate and fail if anything differs from what is committed
+	@git diff --exit-code --stat -- bpf/ || { echo "generated BPF files differ from the committed ones: run 'make generate' and commit"; exit 1; }
+
+clean:
+	rm -rf bin
