@@ -1,0 +1,418 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// MaxQueues is the number of rx queues the socket map can hold.
+const MaxQueues = 256
+
+// Counter names one outcome counted by the program (enum counter in the C
+// source).
+type Counter int
+
+// The program's outcomes.
+const (
+	Seen          Counter = iota // every packet the program ran on
+	Redirected                   // Rebound request sent to an AF_XDP socket
+	PassNotOurs                  // not a Rebound request: to the kernel
+	PassNoSocket                 // Rebound request on a queue without a socket: to the kernel
+	DropAllowList                // Rebound request from a source outside the allow-list: dropped
+	PassMalformed                // truncated or inconsistent Ethernet/IP/UDP headers: to the kernel
+	PassFragment                 // IPv4 fragment: to the kernel (served by the socket path)
+	NumCounters
+)
+
+var counterNames = [NumCounters]string{"seen", "redirected", "pass_not_ours", "pass_no_socket", "drop_allowlist", "pass_malformed", "pass_fragment"}
+
+func (c Counter) String() string {
+	if c >= 0 && c < NumCounters {
+		return counterNames[c]
+	}
+	return fmt.Sprintf("counter(%d)", int(c))
+}
+
+// Counters holds the program's counters, summed over CPUs.
+type Counters [NumCounters]uint64
+
+// Mode is how the program is attached.
+type Mode int
+
+const (
+	// ModeAuto tries native (driver) mode and falls back to generic.
+	ModeAuto Mode = iota
+	// ModeNative runs the program in the driver (XDP_FLAGS_DRV_MODE).
+	ModeNative
+	// ModeGeneric runs it after the kernel built an skb (XDP_FLAGS_SKB_MODE):
+	// works on every interface, slower.
+	ModeGeneric
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeNative:
+		return "native"
+	case ModeGeneric:
+		return "generic"
+	}
+	return "auto"
+}
+
+// ParseMode parses "auto", "native" or "generic".
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "auto", "":
+		return ModeAuto, nil
+	case "native", "drv", "driver":
+		return ModeNative, nil
+	case "generic", "skb":
+		return ModeGeneric, nil
+	}
+	return 0, fmt.Errorf("xdp mode %q: want auto, native or generic", s)
+}
+
+// Options configure a loaded program.
+type Options struct {
+	// Ports are the UDP destination ports whose Rebound requests are
+	// steered. At least one.
+	Ports []uint16
+	// Allow, when not empty, is the source allow-list: Rebound requests
+	// from other sources are dropped in XDP.
+	Allow []netip.Prefix
+}
+
+// Program is the loaded steering program and its maps. Attach puts it on an
+// interface through a bpf_link owned by this process, so the kernel detaches
+// it when the process exits, however it exits.
+type Program struct {
+	objs   reboundObjects
+	link   link.Link
+	iface  string
+	mode   Mode
+	closed bool
+}
+
+// Load loads the program and its maps into the kernel and configures them.
+func Load(opts Options) (*Program, error) {
+	if len(opts.Ports) == 0 {
+		return nil, errors.New("bpf: no port to steer")
+	}
+	p := &Program{}
+	if err := loadReboundObjects(&p.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("bpf: the kernel's verifier refused the program: %w", err)
+		}
+		if errors.Is(err, unix.EPERM) {
+			return nil, fmt.Errorf("bpf: load program: %w (needs root or CAP_BPF and CAP_NET_ADMIN)", err)
+		}
+		return nil, fmt.Errorf("bpf: load program: %w", err)
+	}
+	if err := p.SetPorts(opts.Ports); err != nil {
+		p.Close()
+		return nil, err
+	}
+	if err := p.SetAllow(opts.Allow); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// SetPorts replaces the set of steered UDP ports, while running.
+func (p *Program) SetPorts(ports []uint16) error {
+	if p.closed {
+		return errClosed
+	}
+	want := make(map[uint32]bool, len(ports))
+	for _, port := range ports {
+		if port == 0 {
+			return errors.New("bpf: port 0 cannot be steered")
+		}
+		want[uint32(port)] = true
+	}
+	// Set the new ones first, then clear the others, so that a port in
+	// both sets is never unsteered for a moment.
+	for port := range want {
+		if err := p.objs.Ports.Put(port, uint8(1)); err != nil {
+			return fmt.Errorf("bpf: set port %d: %w", port, err)
+		}
+	}
+	var k uint32
+	var v uint8
+	it := p.objs.Ports.Iterate()
+	for it.Next(&k, &v) {
+		if v != 0 && !want[k] {
+			if err := p.objs.Ports.Put(k, uint8(0)); err != nil {
+				return fmt.Errorf("bpf: clear port %d: %w", k, err)
+			}
+		}
+	}
+	return it.Err()
+}
+
+// SetAllow replaces the source allow-list, while running. An empty list
+// serves every source.
+func (p *Program) SetAllow(prefixes []netip.Prefix) error {
+	if p.closed {
+		return errClosed
+	}
+	// Disable filtering while the tries are rebuilt, so no allowed client
+	// is dropped mid-update; enable at the end if the list is not empty.
+	if err := p.objs.Config.Put(uint32(0), reboundConfig{AllowEnabled: 0}); err != nil {
+		return fmt.Errorf("bpf: config: %w", err)
+	}
+	if err := clearMap(p.objs.Allow4, new(reboundLpm4Key)); err != nil {
+		return err
+	}
+	if err := clearMap(p.objs.Allow6, new(reboundLpm6Key)); err != nil {
+		return err
+	}
+	for _, pf := range prefixes {
+		if !pf.IsValid() {
+			return fmt.Errorf("bpf: allow-list entry %v is not a valid prefix", pf)
+		}
+		pf = pf.Masked()
+		var err error
+		if pf.Addr().Is4() || pf.Addr().Is4In6() {
+			k := reboundLpm4Key{Prefixlen: uint32(pf.Bits()), Addr: pf.Addr().Unmap().As4()}
+			if pf.Addr().Is4In6() {
+				k.Prefixlen = uint32(max(pf.Bits()-96, 0))
+			}
+			err = p.objs.Allow4.Put(k, uint8(1))
+		} else {
+			k := reboundLpm6Key{Prefixlen: uint32(pf.Bits()), Addr: pf.Addr().As16()}
+			err = p.objs.Allow6.Put(k, uint8(1))
+		}
+		if err != nil {
+			return fmt.Errorf("bpf: allow %v: %w", pf, err)
+		}
+	}
+	if len(prefixes) > 0 {
+		if err := p.objs.Config.Put(uint32(0), reboundConfig{AllowEnabled: 1}); err != nil {
+			return fmt.Errorf("bpf: config: %w", err)
+		}
+	}
+	return nil
+}
+
+func clearMap[K any](m *ebpf.Map, k *K) error {
+	var keys []K
+	var v uint8
+	it := m.Iterate()
+	for it.Next(k, &v) {
+		keys = append(keys, *k)
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("bpf: list %s: %w", m, err)
+	}
+	for _, key := range keys {
+		if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("bpf: clear %s: %w", m, err)
+		}
+	}
+	return nil
+}
+
+// RegisterSocket puts the AF_XDP socket fd in the slot of queue: requests
+// arriving on that rx queue go to it.
+func (p *Program) RegisterSocket(queue, fd int) error {
+	if p.closed {
+		return errClosed
+	}
+	if queue < 0 || queue >= MaxQueues {
+		return fmt.Errorf("bpf: queue %d out of range 0..%d", queue, MaxQueues-1)
+	}
+	if err := p.objs.Xsks.Put(uint32(queue), uint32(fd)); err != nil {
+		return fmt.Errorf("bpf: register socket for queue %d: %w", queue, err)
+	}
+	return nil
+}
+
+// UnregisterSocket empties the slot of queue: its requests go to the kernel.
+func (p *Program) UnregisterSocket(queue int) error {
+	if p.closed {
+		return errClosed
+	}
+	if err := p.objs.Xsks.Delete(uint32(queue)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("bpf: unregister queue %d: %w", queue, err)
+	}
+	return nil
+}
+
+// ErrAttached is wrapped by Attach when the interface already has an XDP
+// program and replacement was not asked for.
+var ErrAttached = errors.New("interface already has an XDP program")
+
+var errClosed = errors.New("bpf: program closed")
+
+// Attach attaches the program to the interface named iface in mode, through
+// a bpf_link. It never silently replaces a program already attached: that is
+// an error naming it, unless replace is true, in which case a program
+// attached through netlink (ip link, libxdp's legacy mode) is detached
+// first. A program held by another process's bpf_link cannot be replaced.
+func (p *Program) Attach(iface string, mode Mode, replace bool) error {
+	if p.closed {
+		return errClosed
+	}
+	if p.link != nil {
+		return fmt.Errorf("bpf: already attached to %s", p.iface)
+	}
+	l, err := netlink.LinkByName(iface)
+	if err != nil {
+		return fmt.Errorf("interface %s not found: %w", iface, err)
+	}
+	if x := l.Attrs().Xdp; x != nil && x.Attached {
+		desc := describeProgram(x.ProgId, x.AttachMode)
+		if !replace {
+			return fmt.Errorf("%s %w: %s; refusing to replace it (detach it, or ask for replacement with --xdp-replace)", iface, ErrAttached, desc)
+		}
+		// IFLA_XDP_ATTACHED mode (1 drv, 2 skb, 3 hw) to XDP_FLAGS_*_MODE.
+		flags := map[uint32]int{1: unix.XDP_FLAGS_DRV_MODE, 2: unix.XDP_FLAGS_SKB_MODE, 3: unix.XDP_FLAGS_HW_MODE}[x.AttachMode]
+		if err := netlink.LinkSetXdpFdWithFlags(l, -1, flags); err != nil {
+			return fmt.Errorf("replace %s on %s: %w (a program attached through a bpf_link is released only by its owner)", desc, iface, err)
+		}
+	}
+	ifindex := l.Attrs().Index
+	try := func(m Mode) error {
+		flags := link.XDPDriverMode
+		if m == ModeGeneric {
+			flags = link.XDPGenericMode
+		}
+		lk, err := link.AttachXDP(link.XDPOptions{Program: p.objs.ReboundSteer, Interface: ifindex, Flags: flags})
+		if err != nil {
+			return err
+		}
+		p.link, p.iface, p.mode = lk, iface, m
+		return nil
+	}
+	switch mode {
+	case ModeNative, ModeGeneric:
+		if err := try(mode); err != nil {
+			return attachError(iface, mode, err)
+		}
+	default:
+		if err := try(ModeNative); err != nil {
+			if gerr := try(ModeGeneric); gerr != nil {
+				return attachError(iface, ModeGeneric, gerr)
+			}
+		}
+	}
+	return nil
+}
+
+func attachError(iface string, mode Mode, err error) error {
+	if mode == ModeNative && (errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)) {
+		return fmt.Errorf("native XDP not supported by driver %s of %s: %w; use --xdp-mode generic", driverName(iface), iface, err)
+	}
+	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("attach XDP to %s in %s mode: %w (%w in another mode, or held by another process)", iface, mode, err, ErrAttached)
+	}
+	if errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("attach XDP to %s: %w (needs root or CAP_NET_ADMIN)", iface, err)
+	}
+	return fmt.Errorf("attach XDP to %s in %s mode: %w", iface, mode, err)
+}
+
+// describeProgram names an attached program for an error message.
+func describeProgram(id uint32, attachMode uint32) string {
+	mode := map[uint32]string{1: "native", 2: "generic", 3: "offload"}[attachMode]
+	if mode == "" {
+		mode = fmt.Sprintf("mode %d", attachMode)
+	}
+	name := "?"
+	if prog, err := ebpf.NewProgramFromID(ebpf.ProgramID(id)); err == nil {
+		if info, err := prog.Info(); err == nil && info.Name != "" {
+			name = info.Name
+		}
+		prog.Close()
+	}
+	return fmt.Sprintf("program %q (id %d, %s mode)", name, id, mode)
+}
+
+// driverName asks ethtool for the interface's driver, for error messages.
+func driverName(iface string) string {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "?"
+	}
+	defer unix.Close(fd)
+	info, err := unix.IoctlGetEthtoolDrvinfo(fd, iface)
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimRight(string(info.Driver[:]), "\x00")
+}
+
+// Attached reports the interface and mode the program is attached in.
+func (p *Program) Attached() (iface string, mode Mode, ok bool) {
+	return p.iface, p.mode, p.link != nil
+}
+
+// Detach removes the program from its interface (closing the bpf_link).
+func (p *Program) Detach() error {
+	if p.link == nil {
+		return nil
+	}
+	err := p.link.Close()
+	p.link = nil
+	return err
+}
+
+// Counters reads the program's counters, summed over CPUs.
+func (p *Program) Counters() (Counters, error) {
+	var c Counters
+	if p.closed {
+		return c, errClosed
+	}
+	var per []uint64
+	for i := range c {
+		if err := p.objs.Counters.Lookup(uint32(i), &per); err != nil {
+			return c, fmt.Errorf("bpf: read counter %v: %w", Counter(i), err)
+		}
+		for _, v := range per {
+			c[i] += v
+		}
+	}
+	return c, nil
+}
+
+// Run runs the program once on frame with BPF_PROG_RUN, without a NIC, and
+// returns its verdict (XDP_DROP 1, XDP_PASS 2, XDP_REDIRECT 4). Counters
+// move as for a real packet. For tests and diagnostics.
+func (p *Program) Run(frame []byte) (uint32, error) {
+	if p.closed {
+		return 0, errClosed
+	}
+	return p.objs.ReboundSteer.Run(&ebpf.RunOptions{Data: frame})
+}
+
+// Close detaches the program and releases it and its maps. Idempotent.
+func (p *Program) Close() error {
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	return errors.Join(p.Detach(), p.objs.Close())
+}
+
+// InterfaceQueues returns the number of rx queues of the interface, as the
+// kernel reports them for AF_XDP binding.
+func InterfaceQueues(iface string) (int, error) {
+	l, err := netlink.LinkByName(iface)
+	if err != nil {
+		return 0, fmt.Errorf("interface %s not found: %w", iface, err)
+	}
+	if n := l.Attrs().NumRxQueues; n > 0 {
+		return n, nil
+	}
+	return 1, nil
+}

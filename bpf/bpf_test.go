@@ -1,0 +1,413 @@
+package bpf_test
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/rebound-net/rebound/bpf"
+	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/internal/testutil"
+	"github.com/rebound-net/rebound/xdp"
+)
+
+const (
+	xdpDrop     = 1
+	xdpPass     = 2
+	xdpRedirect = 4
+)
+
+func ping() []byte {
+	b := make([]byte, codec.HeaderLen+4)
+	codec.EncodePing(b, 1, []byte("abcd"))
+	return b
+}
+
+func load(t *testing.T) *bpf.Program {
+	t.Helper()
+	testutil.RequirePriv(t)
+	p, err := bpf.Load(bpf.Options{Ports: []uint16{7000}})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// run runs the program once on frame and checks the verdict and that
+// exactly the want counter (and Seen) moved by one.
+func run(t *testing.T, p *bpf.Program, name string, frame []byte, verdict uint32, want bpf.Counter) {
+	t.Helper()
+	before, err := p.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.Run(frame)
+	if err != nil {
+		t.Fatalf("%s: run: %v", name, err)
+	}
+	after, err := p.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != verdict {
+		t.Errorf("%s: verdict %d, want %d", name, got, verdict)
+	}
+	for c := bpf.Counter(0); c < bpf.NumCounters; c++ {
+		d := after[c] - before[c]
+		exp := uint64(0)
+		if c == want || c == bpf.Seen {
+			exp = 1
+		}
+		if d != exp {
+			t.Errorf("%s: counter %v moved by %d, want %d", name, c, d, exp)
+		}
+	}
+}
+
+func TestVerdicts(t *testing.T) {
+	p := load(t)
+	msg := ping()
+	badMagic := append([]byte{0xB4}, msg[1:]...)
+	badVersion := append([]byte{0xB5, 0x02}, msg[2:]...)
+	f := func(pk testutil.Packet) []byte { return testutil.Frame(t, pk) }
+
+	// Without a socket for queue 0, our requests go to the kernel.
+	ours := []struct {
+		name  string
+		frame []byte
+	}{
+		{"ipv4", f(testutil.Packet{Payload: msg})},
+		{"ipv6", f(testutil.Packet{IPv6: true, Payload: msg})},
+		{"vlan ipv4", f(testutil.Packet{VLAN: 10, Payload: msg})},
+		{"vlan ipv6", f(testutil.Packet{VLAN: 10, IPv6: true, Payload: msg})},
+		{"ipv4 options", f(testutil.Packet{IPOptions: true, Payload: msg})},
+		{"bare header", f(testutil.Packet{Payload: msg[:codec.HeaderLen]})},
+	}
+	for _, c := range ours {
+		run(t, p, c.name+" no socket", c.frame, xdpPass, bpf.PassNoSocket)
+	}
+
+	notOurs := []struct {
+		name  string
+		frame []byte
+		want  bpf.Counter
+	}{
+		{"other udp port", f(testutil.Packet{DstPort: 7001, Payload: msg}), bpf.PassNotOurs},
+		{"tcp to the port", f(testutil.Packet{Proto: layers.IPProtocolTCP, Payload: msg}), bpf.PassNotOurs},
+		{"tcp ipv6", f(testutil.Packet{IPv6: true, Proto: layers.IPProtocolTCP, Payload: msg}), bpf.PassNotOurs},
+		{"arp", testutil.ARPFrame(t), bpf.PassNotOurs},
+		{"wrong magic", f(testutil.Packet{Payload: badMagic}), bpf.PassNotOurs},
+		{"wrong version", f(testutil.Packet{Payload: badVersion}), bpf.PassNotOurs},
+		{"11-byte payload", f(testutil.Packet{Payload: msg[:11]}), bpf.PassNotOurs},
+		{"empty payload", f(testutil.Packet{}), bpf.PassNotOurs},
+		{"first fragment", f(testutil.Packet{MoreFragments: true, Payload: msg}), bpf.PassFragment},
+		{"later fragment", f(testutil.Packet{FragOffset: 8, Payload: msg}), bpf.PassFragment},
+	}
+	for _, c := range notOurs {
+		run(t, p, c.name, c.frame, xdpPass, c.want)
+	}
+
+	// Truncated at every layer: each cut of a valid frame (the kernel runs
+	// XDP only on frames of at least 14 bytes) is malformed or, once the
+	// headers are whole but the payload is cut, not ours.
+	for _, pk := range []testutil.Packet{{Payload: msg}, {IPv6: true, VLAN: 3, Payload: msg}, {IPOptions: true, Payload: msg}} {
+		full := f(pk)
+		fr, _ := codec.ParseFrame(full)
+		end := fr.Payload + fr.PayloadLen
+		for n := 14; n < end; n++ {
+			before, _ := p.Counters()
+			v, err := p.Run(full[:n])
+			if err != nil {
+				t.Fatalf("run %d bytes: %v", n, err)
+			}
+			after, _ := p.Counters()
+			if v != xdpPass || after[bpf.PassMalformed]+after[bpf.PassNotOurs] != before[bpf.PassMalformed]+before[bpf.PassNotOurs]+1 {
+				t.Fatalf("truncated to %d of %d bytes: verdict %d, counters %v -> %v", n, end, v, before, after)
+			}
+			if n < fr.L4+8 && after[bpf.PassMalformed] != before[bpf.PassMalformed]+1 {
+				t.Fatalf("cut inside the headers (%d bytes) not counted as malformed", n)
+			}
+		}
+	}
+	// Ethernet padding after a short datagram is fine.
+	padded := f(testutil.Packet{Payload: msg[:codec.HeaderLen]})
+	run(t, p, "padded", padded, xdpPass, bpf.PassNoSocket)
+
+	// With a socket on queue 0, the same frames are redirected.
+	withSocket(t, p, func() {
+		for _, c := range ours {
+			run(t, p, c.name+" with socket", c.frame, xdpRedirect, bpf.Redirected)
+		}
+		// Allow-list: only 198.18.0.0/24 and 2001:2::/64.
+		if err := p.SetAllow([]netip.Prefix{netip.MustParsePrefix("198.18.0.0/24"), netip.MustParsePrefix("2001:2::/64")}); err != nil {
+			t.Fatal(err)
+		}
+		run(t, p, "allow-list hit v4", f(testutil.Packet{Payload: msg}), xdpRedirect, bpf.Redirected)
+		run(t, p, "allow-list hit v6", f(testutil.Packet{IPv6: true, Payload: msg}), xdpRedirect, bpf.Redirected)
+		run(t, p, "allow-list miss v4", f(testutil.Packet{Src: net.IPv4(198, 18, 1, 1), Payload: msg}), xdpDrop, bpf.DropAllowList)
+		run(t, p, "allow-list miss v6", f(testutil.Packet{IPv6: true, Src: net.ParseIP("2001:2:0:1::1"), Payload: msg}), xdpDrop, bpf.DropAllowList)
+		run(t, p, "allow-list ignores other traffic", f(testutil.Packet{Src: net.IPv4(198, 18, 1, 1), DstPort: 53, Payload: msg}), xdpPass, bpf.PassNotOurs)
+		if err := p.SetAllow(nil); err != nil {
+			t.Fatal(err)
+		}
+		run(t, p, "allow-list cleared", f(testutil.Packet{Src: net.IPv4(198, 18, 1, 1), Payload: msg}), xdpRedirect, bpf.Redirected)
+		// Ports can change while running.
+		if err := p.SetPorts([]uint16{7001}); err != nil {
+			t.Fatal(err)
+		}
+		run(t, p, "old port after SetPorts", f(testutil.Packet{Payload: msg}), xdpPass, bpf.PassNotOurs)
+		run(t, p, "new port after SetPorts", f(testutil.Packet{DstPort: 7001, Payload: msg}), xdpRedirect, bpf.Redirected)
+		if err := p.UnregisterSocket(0); err != nil {
+			t.Fatal(err)
+		}
+		run(t, p, "after unregister", f(testutil.Packet{DstPort: 7001, Payload: msg}), xdpPass, bpf.PassNoSocket)
+	})
+}
+
+// withSocket binds an AF_XDP socket to queue 0 of a test veth (the XSKMAP
+// takes only bound sockets) and registers it for queue 0 while f runs.
+func withSocket(t *testing.T, p *bpf.Program, f func()) {
+	ns := testutil.NewNS(t, "rbp")
+	a, _ := testutil.NewVeth(t, ns, ns, 1)
+	ns.Do(t, func() {
+		u, err := xdp.NewUMEM(xdp.UMEMConfig{FrameCount: 64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer u.Close()
+		s, err := xdp.Open(a.Index, 0, u, xdp.Config{RxSize: 64, TxSize: 64, FillSize: 64, CompletionSize: 64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if err := p.RegisterSocket(0, s.FD()); err != nil {
+			t.Fatal(err)
+		}
+		f()
+	})
+}
+
+func TestLoadErrors(t *testing.T) {
+	testutil.RequirePriv(t)
+	if _, err := bpf.Load(bpf.Options{}); err == nil {
+		t.Error("Load without ports succeeded")
+	}
+	if _, err := bpf.Load(bpf.Options{Ports: []uint16{0}}); err == nil {
+		t.Error("Load with port 0 succeeded")
+	}
+	p := load(t)
+	if err := p.RegisterSocket(bpf.MaxQueues, 3); err == nil {
+		t.Error("queue out of range accepted")
+	}
+	if _, err := bpf.ParseMode("turbo"); err == nil {
+		t.Error("ParseMode accepted turbo")
+	}
+	p.Close()
+	if _, err := p.Counters(); err == nil {
+		t.Error("Counters after Close succeeded")
+	}
+	if err := p.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+// xdpState returns the program id and attach mode on the interface, as
+// netlink (the 'ip link' view) reports it.
+func xdpState(t *testing.T, ns *testutil.NS, iface string) (uint32, uint32) {
+	t.Helper()
+	l, err := ns.Netlink.LinkByName(iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := l.Attrs().Xdp; x != nil && x.Attached {
+		return x.ProgId, x.AttachMode
+	}
+	return 0, 0
+}
+
+func TestAttachDetach(t *testing.T) {
+	testutil.RequirePriv(t)
+	ns := testutil.NewNS(t, "rbp")
+	a, _ := testutil.NewVeth(t, ns, ns, 1)
+	for _, mode := range []bpf.Mode{bpf.ModeNative, bpf.ModeGeneric, bpf.ModeAuto} {
+		t.Run(mode.String(), func(t *testing.T) {
+			p := load(t)
+			ns.Do(t, func() {
+				if err := p.Attach(a.Name, mode, false); err != nil {
+					t.Fatalf("attach: %v", err)
+				}
+			})
+			id, am := xdpState(t, ns, a.Name)
+			wantMode := map[bpf.Mode]uint32{bpf.ModeNative: 1, bpf.ModeGeneric: 2, bpf.ModeAuto: 1}[mode]
+			if id == 0 || am != wantMode {
+				t.Fatalf("after attach: prog id %d mode %d, want mode %d", id, am, wantMode)
+			}
+			if _, m, ok := p.Attached(); !ok || (mode != bpf.ModeAuto && m != mode) {
+				t.Fatalf("Attached() = %v %v", m, ok)
+			}
+			// A second program is refused with an error naming the first.
+			p2 := load(t)
+			var err error
+			ns.Do(t, func() { err = p2.Attach(a.Name, mode, false) })
+			if !errors.Is(err, bpf.ErrAttached) || !strings.Contains(err.Error(), "rebound_steer") {
+				t.Fatalf("second attach: %v", err)
+			}
+			if err := p.Detach(); err != nil {
+				t.Fatal(err)
+			}
+			if id, _ := xdpState(t, ns, a.Name); id != 0 {
+				t.Fatalf("program %d still attached after Detach", id)
+			}
+		})
+	}
+	var err error
+	p := load(t)
+	ns.Do(t, func() { err = p.Attach("rbnosuch0", bpf.ModeAuto, false) })
+	if err == nil || !strings.Contains(err.Error(), "rbnosuch0 not found") {
+		t.Fatalf("missing interface: %v", err)
+	}
+}
+
+func TestAttachReplacesNetlinkProgramOnlyWhenAsked(t *testing.T) {
+	testutil.RequirePriv(t)
+	ns := testutil.NewNS(t, "rbp")
+	a, _ := testutil.NewVeth(t, ns, ns, 1)
+	// Another tool's program, attached the legacy way (ip link set xdp).
+	other := passProgram(t)
+	var err error
+	ns.Do(t, func() {
+		l, lerr := netlink.LinkByName(a.Name)
+		if lerr == nil {
+			lerr = netlink.LinkSetXdpFdWithFlags(l, other.FD(), 4 /* XDP_FLAGS_DRV_MODE */)
+		}
+		if lerr != nil {
+			t.Errorf("attach other program: %v", lerr)
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	p := load(t)
+	ns.Do(t, func() { err = p.Attach(a.Name, bpf.ModeAuto, false) })
+	if !errors.Is(err, bpf.ErrAttached) || !strings.Contains(err.Error(), "other_pass") {
+		t.Fatalf("attach over another program: %v", err)
+	}
+	ns.Do(t, func() { err = p.Attach(a.Name, bpf.ModeAuto, true) })
+	if err != nil {
+		t.Fatalf("attach with replace: %v", err)
+	}
+	if id, _ := xdpState(t, ns, a.Name); id == 0 {
+		t.Fatal("nothing attached after replace")
+	}
+}
+
+func passProgram(t *testing.T) *ebpf.Program {
+	t.Helper()
+	spec := &ebpf.ProgramSpec{Name: "other_pass", Type: ebpf.XDP, License: "GPL"}
+	spec.Instructions = asm.Instructions{asm.Mov.Imm(asm.R0, xdpPass), asm.Return()}
+	prog, err := ebpf.NewProgram(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { prog.Close() })
+	return prog
+}
+
+// TestDetachOnSIGKILL attaches from a child process, kills it with SIGKILL
+// and checks that the kernel detached the program (the bpf_link died with
+// the process).
+func TestDetachOnSIGKILL(t *testing.T) {
+	testutil.RequirePriv(t)
+	ns := testutil.NewNS(t, "rbp")
+	a, _ := testutil.NewVeth(t, ns, ns, 1)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperAttachChild$")
+	cmd.Env = append(os.Environ(), "REBOUND_ATTACH_CHILD="+ns.Name+":"+a.Name)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	sc := bufio.NewScanner(out)
+	ready := make(chan bool, 1)
+	go func() {
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "ATTACHED") {
+				ready <- true
+				return
+			}
+		}
+		ready <- false
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatal("child exited without attaching")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("child did not attach within 20s")
+	}
+	if id, _ := xdpState(t, ns, a.Name); id == 0 {
+		t.Fatal("child reported attached, netlink sees nothing")
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		id, _ := xdpState(t, ns, a.Name)
+		if id == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("program %d still attached 5s after SIGKILL", id)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestHelperAttachChild is the child of TestDetachOnSIGKILL; it does
+// nothing in a normal run.
+func TestHelperAttachChild(t *testing.T) {
+	spec := os.Getenv("REBOUND_ATTACH_CHILD")
+	if spec == "" {
+		return
+	}
+	nsName, iface, _ := strings.Cut(spec, ":")
+	runtime.LockOSThread()
+	h, err := netns.GetFromName(nsName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netns.Set(h); err != nil {
+		t.Fatal(err)
+	}
+	p, err := bpf.Load(bpf.Options{Ports: []uint16{7000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Attach(iface, bpf.ModeNative, false); err != nil {
+		t.Fatal(err)
+	}
+	os.Stdout.WriteString("ATTACHED\n")
+	time.Sleep(60 * time.Second) // killed long before
+}
