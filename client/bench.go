@@ -1,0 +1,540 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+	"golang.org/x/net/ipv4"
+
+	"github.com/rebound-net/rebound/codec"
+)
+
+// BenchConfig describes a load test. Every loop is bounded by Duration (and
+// Warmup) and stops by itself.
+type BenchConfig struct {
+	Target    string
+	TCP       bool
+	Mix       []OpShare     // operations and their shares; default PING 100%
+	Keys      int           // key space for GET/SET/DEL (default 1000)
+	ValueSize int           // SET value bytes (default 32)
+	Payload   int           // PING message size: header + payload bytes (default 64)
+	Window    int           // requests in flight per flow, closed loop (default 32)
+	Rate      float64       // total requests/s: open loop when > 0
+	Flows     int           // UDP sockets or TCP connections, one goroutine each (default 1)
+	Duration  time.Duration // measured time (default 10s)
+	Warmup    time.Duration // unmeasured time before (default 1s)
+	Timeout   time.Duration // a request unanswered this long is lost (default 1s)
+	Preload   bool          // SET every key once before a run with GETs (default on via cmd)
+	// Tick, when set, is called about every second with the last second's
+	// figures (the live line).
+	Tick func(Tick)
+}
+
+// OpShare is one operation of a mix and its weight.
+type OpShare struct {
+	Op     codec.Op
+	Weight int
+}
+
+// ParseMix reads "ping", "get", "set", "del" or a mix like
+// "get:90,set:10".
+func ParseMix(s string) ([]OpShare, error) {
+	ops := map[string]codec.Op{"ping": codec.OpPing, "get": codec.OpGet, "set": codec.OpSet, "del": codec.OpDel}
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "mix="), "mix:")
+	var mix []OpShare
+	for _, part := range strings.Split(s, ",") {
+		name, w, hasW := strings.Cut(strings.TrimSpace(part), ":")
+		op, ok := ops[strings.ToLower(name)]
+		if !ok {
+			return nil, fmt.Errorf("op %q: want ping, get, set, del or a mix like get:90,set:10", name)
+		}
+		weight := 100
+		if hasW {
+			n, err := strconv.Atoi(w)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("weight %q of %s: want a whole number", w, name)
+			}
+			weight = n
+		}
+		mix = append(mix, OpShare{op, weight})
+	}
+	return mix, nil
+}
+
+// Tick is one second of a running bench.
+type Tick struct {
+	Elapsed  time.Duration
+	Rate     float64 // replies per second
+	P50, P99 time.Duration
+	Errors   uint64 // replies with an error status, so far
+	Lost     uint64 // requests lost (timed out), so far
+}
+
+// BenchResult is the outcome of a bench run.
+type BenchResult struct {
+	Sent, Received uint64
+	Lost           uint64            // no reply within Timeout, or none at the end
+	Errors         map[string]uint64 // replies by non-OK status
+	Truncated      uint64
+	Elapsed        time.Duration
+	Throughput     float64 // replies per second
+	Hist           *hdrhistogram.Histogram
+}
+
+// Percentile returns a latency percentile (0-100).
+func (r *BenchResult) Percentile(p float64) time.Duration {
+	return time.Duration(r.Hist.ValueAtPercentile(p)) * time.Microsecond / 1000
+}
+
+func (c *BenchConfig) defaults() error {
+	if c.Target == "" {
+		return errors.New("bench: no target")
+	}
+	if len(c.Mix) == 0 {
+		c.Mix = []OpShare{{codec.OpPing, 100}}
+	}
+	total := 0
+	for _, m := range c.Mix {
+		total += m.Weight
+	}
+	if total == 0 {
+		return errors.New("bench: the mix has no weight")
+	}
+	if c.Keys <= 0 {
+		c.Keys = 1000
+	}
+	if c.ValueSize < 0 {
+		return errors.New("bench: negative value size")
+	}
+	if c.ValueSize == 0 {
+		c.ValueSize = 32
+	}
+	if c.Payload == 0 {
+		c.Payload = 64
+	}
+	if c.Payload < codec.HeaderLen || c.Payload > codec.HeaderLen+codec.MaxPayload {
+		return fmt.Errorf("bench: payload %d: a message is 12 to 65547 bytes", c.Payload)
+	}
+	if c.Window <= 0 {
+		c.Window = 32
+	}
+	if c.Flows <= 0 {
+		c.Flows = 1
+	}
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Warmup < 0 {
+		c.Warmup = 0
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = time.Second
+	}
+	return nil
+}
+
+// Bench runs a load test against a server and returns its figures.
+func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if cfg.Preload {
+		if err := preload(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	flows := make([]*flow, cfg.Flows)
+	for i := range flows {
+		f, err := newFlow(ctx, cfg, i)
+		if err != nil {
+			for _, g := range flows[:i] {
+				g.conn.Close()
+			}
+			return nil, err
+		}
+		flows[i] = f
+	}
+	measureFrom := time.Now().Add(cfg.Warmup)
+	end := measureFrom.Add(cfg.Duration)
+	var wg sync.WaitGroup
+	for _, f := range flows {
+		f.measureFrom, f.end = measureFrom, end
+		wg.Add(1)
+		go func() { defer wg.Done(); f.run(ctx) }()
+	}
+	done := make(chan struct{})
+	if cfg.Tick != nil {
+		go tickLoop(flows, end, cfg.Tick, done)
+	}
+	wg.Wait()
+	close(done)
+	res := &BenchResult{Errors: map[string]uint64{}, Hist: newHist()}
+	for _, f := range flows {
+		f.conn.Close()
+		res.Sent += f.sent.Load()
+		res.Received += f.received.Load()
+		res.Lost += f.lost.Load()
+		res.Truncated += f.truncated
+		for st, n := range f.errs {
+			if n > 0 {
+				res.Errors[codec.Status(st).String()] += n
+			}
+		}
+		f.mu.Lock()
+		res.Hist.Merge(f.hist)
+		f.mu.Unlock()
+	}
+	res.Elapsed = cfg.Duration
+	res.Throughput = float64(res.Hist.TotalCount()) / cfg.Duration.Seconds()
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func newHist() *hdrhistogram.Histogram {
+	return hdrhistogram.New(1, int64(60*time.Second), 3) // nanoseconds, 3 digits
+}
+
+func tickLoop(flows []*flow, end time.Time, tick func(Tick), done chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	start := time.Now()
+	for {
+		select {
+		case <-done:
+			return
+		case now := <-t.C:
+			h := newHist()
+			var errs, lost uint64
+			for _, f := range flows {
+				f.mu.Lock()
+				h.Merge(f.window)
+				f.window.Reset()
+				f.mu.Unlock()
+				errs += f.errCount.Load()
+				lost += f.lost.Load()
+			}
+			if now.After(end) {
+				return
+			}
+			tick(Tick{Elapsed: now.Sub(start), Rate: float64(h.TotalCount()), P50: time.Duration(h.ValueAtPercentile(50)),
+				P99: time.Duration(h.ValueAtPercentile(99)), Errors: errs, Lost: lost})
+		}
+	}
+}
+
+func preload(ctx context.Context, cfg BenchConfig) error {
+	need := false
+	for _, m := range cfg.Mix {
+		need = need || m.Op == codec.OpGet
+	}
+	if !need {
+		return nil
+	}
+	c, err := Dial(ctx, cfg.Target, Options{TCP: true, Timeout: 2 * time.Second})
+	if err != nil {
+		return fmt.Errorf("bench: preload keys: %w", err)
+	}
+	defer c.Close()
+	value := make([]byte, cfg.ValueSize)
+	for i := range value {
+		value[i] = byte('a' + i%26)
+	}
+	for k := 0; k < cfg.Keys; k++ {
+		if err := c.Set(ctx, benchKey(k), value, 0); err != nil {
+			return fmt.Errorf("bench: preload key %d: %w", k, err)
+		}
+	}
+	return nil
+}
+
+func benchKey(k int) []byte { return appendKey(nil, k) }
+
+// appendKey appends "key:%08d" without fmt (no allocation into a buffer
+// with room).
+func appendKey(b []byte, k int) []byte {
+	b = append(b, "key:"...)
+	var d [8]byte
+	for i := 7; i >= 0; i-- {
+		d[i] = byte('0' + k%10)
+		k /= 10
+	}
+	return append(b, d[:]...)
+}
+
+// flow is one socket or connection with its own window of requests.
+type flow struct {
+	cfg         BenchConfig
+	conn        net.Conn
+	tcp         bool
+	rng         *rand.Rand
+	measureFrom time.Time
+	end         time.Time
+	opTable     []codec.Op // weighted op choice, 100 entries
+
+	// slots: request seq s uses slot s % len(slots); a slot holds the
+	// intended send time of its request (0: free).
+	slots   []int64
+	seqs    []uint32
+	free    []int
+	nextSeq uint32
+
+	sent, received, lost, errCount atomic.Uint64
+	truncated                      uint64
+	errs                           [8]uint64
+
+	mu     sync.Mutex
+	hist   *hdrhistogram.Histogram // measured period
+	window *hdrhistogram.Histogram // since the last tick
+}
+
+func newFlow(ctx context.Context, cfg BenchConfig, i int) (*flow, error) {
+	network := "udp"
+	if cfg.TCP {
+		network = "tcp"
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, cfg.Target)
+	if err != nil {
+		return nil, fmt.Errorf("bench: dial %s %s: %w", network, cfg.Target, err)
+	}
+	if uc, ok := conn.(*net.UDPConn); ok {
+		_ = uc.SetReadBuffer(4 << 20)
+	}
+	window := cfg.Window
+	if cfg.Rate > 0 {
+		// Open loop: room for every request that can be in flight within
+		// the timeout at this flow's rate.
+		window = max(1024, int(cfg.Rate/float64(cfg.Flows)*cfg.Timeout.Seconds())*2)
+	}
+	f := &flow{cfg: cfg, conn: conn, tcp: cfg.TCP, rng: rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano()))),
+		slots: make([]int64, window), seqs: make([]uint32, window), free: make([]int, 0, window),
+		hist: newHist(), window: newHist()}
+	for s := window - 1; s >= 0; s-- {
+		f.free = append(f.free, s)
+	}
+	total := 0
+	for _, m := range cfg.Mix {
+		total += m.Weight
+	}
+	for _, m := range cfg.Mix {
+		for j := 0; j < m.Weight*100/total; j++ {
+			f.opTable = append(f.opTable, m.Op)
+		}
+	}
+	if len(f.opTable) == 0 {
+		f.opTable = append(f.opTable, cfg.Mix[0].Op)
+	}
+	f.nextSeq = uint32(i) << 24
+	return f, nil
+}
+
+// encode writes the next request into b and returns its size.
+func (f *flow) encode(b []byte, seq uint32) int {
+	op := f.opTable[f.rng.IntN(len(f.opTable))]
+	// The key is built where SET puts it; GET and DEL move it forward.
+	key := appendKey(b[codec.HeaderLen+5:codec.HeaderLen+5], f.rng.IntN(f.cfg.Keys))
+	var n int
+	switch op {
+	case codec.OpGet:
+		n, _ = codec.EncodeGet(b, seq, key, 0)
+	case codec.OpDel:
+		n, _ = codec.EncodeDel(b, seq, key)
+	case codec.OpSet:
+		v := b[codec.HeaderLen+5+len(key) : codec.HeaderLen+5+len(key)+f.cfg.ValueSize]
+		n, _ = codec.EncodeSet(b, seq, key, 0, v)
+	default:
+		p := b[codec.HeaderLen:f.cfg.Payload]
+		n, _ = codec.EncodePing(b, seq, p)
+	}
+	return n
+}
+
+// run sends and receives until the end time, then waits (bounded by the
+// timeout) for the replies still in flight. UDP uses recvmmsg/sendmmsg
+// batches so that the load generator is not the bottleneck.
+func (f *flow) run(ctx context.Context) {
+	const batch = 64
+	out := make([]byte, 0, 256<<10)
+	msgBytes := codec.HeaderLen + max(f.cfg.Payload, 5+12+f.cfg.ValueSize)
+	var (
+		br     *bufio.Reader
+		pc     *ipv4.PacketConn
+		sendQ  []ipv4.Message
+		recvQ  []ipv4.Message
+		bufs   [][]byte // per slot in the send batch
+		in     = make([]byte, codec.HeaderLen+codec.MaxPayload)
+		msgBuf = make([]byte, msgBytes)
+	)
+	if f.tcp {
+		br = bufio.NewReaderSize(f.conn, 256<<10)
+	} else {
+		pc = ipv4.NewPacketConn(f.conn.(*net.UDPConn))
+		sendQ, recvQ, bufs = make([]ipv4.Message, batch), make([]ipv4.Message, batch), make([][]byte, batch)
+		for i := range recvQ {
+			recvQ[i].Buffers = [][]byte{make([]byte, codec.HeaderLen+codec.MaxPayload)}
+			bufs[i] = make([]byte, msgBytes)
+			sendQ[i].Buffers = [][]byte{nil}
+		}
+	}
+	start := time.Now()
+	perFlow := f.cfg.Rate / float64(f.cfg.Flows)
+	lastScan := start
+	sending := true
+	for {
+		now := time.Now()
+		if sending && (now.After(f.end) || ctx.Err() != nil) {
+			sending = false
+		}
+		if !sending && len(f.free) == len(f.slots) {
+			return
+		}
+		if !sending && now.After(f.end.Add(f.cfg.Timeout)) {
+			f.lost.Add(uint64(len(f.slots) - len(f.free)))
+			return
+		}
+		out = out[:0]
+		nq := 0
+		if sending {
+			quota := len(f.free)
+			if perFlow > 0 {
+				quota = int(now.Sub(start).Seconds()*perFlow) - int(f.sent.Load())
+			}
+			for quota > 0 && len(f.free) > 0 && (f.tcp && len(out)+msgBytes <= cap(out) || !f.tcp && nq < batch) {
+				s := f.free[len(f.free)-1]
+				f.free = f.free[:len(f.free)-1]
+				seq := f.nextSeq - f.nextSeq%uint32(len(f.slots)) + uint32(s)
+				f.nextSeq += uint32(len(f.slots))
+				intended := now.UnixNano()
+				if perFlow > 0 {
+					// Open loop: latency counts from when the request was
+					// due, not from when a late sender got to it.
+					intended = start.Add(time.Duration(float64(f.sent.Load()) / perFlow * 1e9)).UnixNano()
+				}
+				f.slots[s], f.seqs[s] = intended, seq
+				if f.tcp {
+					n := f.encode(msgBuf, seq)
+					out = append(out, msgBuf[:n]...)
+				} else {
+					n := f.encode(bufs[nq], seq)
+					sendQ[nq].Buffers[0] = bufs[nq][:n]
+					nq++
+				}
+				f.sent.Add(1)
+				quota--
+			}
+		}
+		if f.tcp && len(out) > 0 {
+			_ = f.conn.SetWriteDeadline(time.Now().Add(f.cfg.Timeout))
+			if _, err := f.conn.Write(out); err != nil {
+				f.lost.Add(uint64(len(f.slots) - len(f.free)))
+				return
+			}
+		}
+		for sent := 0; sent < nq; {
+			k, err := pc.WriteBatch(sendQ[sent:nq], 0)
+			if err != nil {
+				k = max(k, 1) // a lost datagram shows up as a timeout
+			}
+			sent += k
+		}
+		// Receive for a short while.
+		_ = f.conn.SetReadDeadline(time.Now().Add(2 * time.Millisecond))
+		if f.tcp {
+			f.readTCP(br, in)
+		} else {
+			f.readUDP(pc, recvQ)
+		}
+		if now.Sub(lastScan) > 20*time.Millisecond {
+			f.expire(now)
+			lastScan = now
+		}
+	}
+}
+
+func (f *flow) readUDP(pc *ipv4.PacketConn, q []ipv4.Message) {
+	for {
+		n, err := pc.ReadBatch(q, 0)
+		if err != nil {
+			return
+		}
+		for i := 0; i < n; i++ {
+			f.complete(q[i].Buffers[0][:q[i].N])
+		}
+		if n < len(q) {
+			return
+		}
+	}
+}
+
+func (f *flow) readTCP(br *bufio.Reader, in []byte) {
+	for {
+		hdr, err := br.Peek(codec.HeaderLen)
+		if err != nil {
+			return
+		}
+		total := codec.HeaderLen + int(binary.BigEndian.Uint16(hdr[8:10]))
+		if _, err := io.ReadFull(br, in[:total]); err != nil {
+			return
+		}
+		f.complete(in[:total])
+		_ = f.conn.SetReadDeadline(time.Now())
+	}
+}
+
+// complete matches one reply to its slot and records its latency from the
+// intended send time.
+func (f *flow) complete(b []byte) {
+	m, err := codec.DecodeReply(b)
+	if err != nil {
+		return
+	}
+	s := int(m.Seq % uint32(len(f.slots)))
+	if f.slots[s] == 0 || f.seqs[s] != m.Seq {
+		return // late reply of a request already counted lost
+	}
+	now := time.Now()
+	lat := now.UnixNano() - f.slots[s]
+	f.slots[s] = 0
+	f.free = append(f.free, s)
+	f.received.Add(1)
+	if m.Status != codec.StatusOK {
+		f.errs[min(int(m.Status), len(f.errs)-1)]++
+		f.errCount.Add(1)
+	}
+	if m.Flags&codec.FlagTruncated != 0 {
+		f.truncated++
+	}
+	f.mu.Lock()
+	_ = f.window.RecordValue(lat) // the live line shows the warmup too
+	if now.After(f.measureFrom) && !now.After(f.end) {
+		_ = f.hist.RecordValue(lat)
+	}
+	f.mu.Unlock()
+}
+
+// expire counts requests older than the timeout as lost and frees their
+// slots.
+func (f *flow) expire(now time.Time) {
+	limit := now.Add(-f.cfg.Timeout).UnixNano()
+	for s, t := range f.slots {
+		if t != 0 && t < limit {
+			f.slots[s] = 0
+			f.free = append(f.free, s)
+			f.lost.Add(1)
+		}
+	}
+}

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rebound-net/rebound/client"
+)
+
+const benchExamples = `  rebound bench --target 127.0.0.1:7000 --duration 5s                  # PING, closed loop, 32 in flight
+  rebound bench --target 127.0.0.1:7000 --op mix=get:90,set:10 --keys 10000 --value-size 100
+  rebound bench --target 127.0.0.1:7000 --rate 50000 --duration 10s     # open loop: latency from intended send time
+  rebound bench --target 127.0.0.1:7000 --transport tcp --connections 4 --window 64 --json
+
+Output: a line a second (rate, p50, p99, errors, lost), then a summary with
+throughput and p50/p90/p99/p99.9/max latency from an HDR histogram.
+`
+
+func benchCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("bench", "bench --target HOST:PORT [flags]", benchExamples, stderr)
+	target := fs.String("target", "127.0.0.1:7000", "server `HOST:PORT`")
+	transport := fs.String("transport", "udp", "`udp|tcp`")
+	op := fs.String("op", "ping", "`ping|get|set|del|mix=get:90,set:10`")
+	keys := fs.Int("keys", 1000, "key space for get/set/del (GET keys are stored first)")
+	valueSize := fs.Int("value-size", 32, "SET value `bytes`")
+	payload := fs.Int("payload", 64, "PING message size in `bytes`, header included (the UDP payload)")
+	window := fs.Int("window", 32, "requests in flight per worker (closed loop)")
+	rate := fs.Float64("rate", 0, "total requests per second: open loop (0: closed loop)")
+	workers := fs.Int("workers", 1, "UDP sockets, one goroutine each")
+	conns := fs.Int("connections", 0, "TCP connections, one goroutine each (default: --workers)")
+	duration := fs.Duration("duration", 10*time.Second, "measured time")
+	warmup := fs.Duration("warmup", time.Second, "unmeasured time before")
+	timeout := fs.Duration("timeout", time.Second, "a request unanswered this long counts as lost")
+	asJSON := fs.Bool("json", false, "print the summary as JSON on stdout")
+	histFile := fs.String("hist", "", "write the latency percentile spectrum (HdrHistogram text) to `FILE`")
+	serverPid := fs.Int("server-pid", 0, "report the CPU time of this process over the measured period")
+	quiet := fs.Bool("quiet", false, "no live line")
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err)
+	}
+	mix, err := client.ParseMix(*op)
+	if err != nil {
+		fmt.Fprintf(stderr, "rebound bench: --op: %v\n", err)
+		return exitUsage
+	}
+	if *transport != "udp" && *transport != "tcp" {
+		fmt.Fprintf(stderr, "rebound bench: --transport %q: want udp or tcp\n", *transport)
+		return exitUsage
+	}
+	if *duration > time.Hour {
+		fmt.Fprintln(stderr, "rebound bench: --duration above 1h: split the run")
+		return exitUsage
+	}
+	flows := *workers
+	if *transport == "tcp" && *conns > 0 {
+		flows = *conns
+	}
+	cfg := client.BenchConfig{Target: *target, TCP: *transport == "tcp", Mix: mix, Keys: *keys, ValueSize: *valueSize,
+		Payload: *payload, Window: *window, Rate: *rate, Flows: flows, Duration: *duration, Warmup: *warmup,
+		Timeout: *timeout, Preload: true}
+	if !*quiet {
+		cfg.Tick = func(t client.Tick) {
+			fmt.Fprintf(stderr, "%5.0fs  %10.0f req/s  p50 %-9s p99 %-9s errors %d  lost %d\n", t.Elapsed.Seconds(), t.Rate,
+				t.P50.Round(time.Microsecond), t.P99.Round(time.Microsecond), t.Errors, t.Lost)
+		}
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	cpu0, _ := procCPU(*serverPid)
+	t0 := time.Now()
+	res, err := client.Bench(ctx, cfg)
+	if err != nil && res == nil {
+		fmt.Fprintf(stderr, "rebound bench: %v\n", err)
+		return exitFailure
+	}
+	cpu1, cpuErr := procCPU(*serverPid)
+	wall := time.Since(t0)
+	pct := func(p float64) time.Duration { return res.Percentile(p) }
+	summary := map[string]any{
+		"target": *target, "transport": *transport, "op": *op, "window": *window, "rate": *rate, "flows": flows,
+		"sent": res.Sent, "received": res.Received, "lost": res.Lost, "errors": res.Errors, "truncated": res.Truncated,
+		"throughput": res.Throughput, "duration_s": res.Elapsed.Seconds(),
+		"p50_us": us(pct(50)), "p90_us": us(pct(90)), "p99_us": us(pct(99)), "p999_us": us(pct(99.9)),
+		"max_us": us(time.Duration(res.Hist.Max())),
+	}
+	if *serverPid > 0 && cpuErr == nil {
+		summary["server_cpu"] = (cpu1 - cpu0).Seconds() / wall.Seconds()
+	}
+	if *histFile != "" {
+		f, err := os.Create(*histFile)
+		if err == nil {
+			_, err = res.Hist.PercentilesPrint(f, 5, 1000) // values in microseconds
+			err = errors.Join(err, f.Close())
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "rebound bench: --hist: %v\n", err)
+		}
+	}
+	if *asJSON {
+		_ = json.NewEncoder(stdout).Encode(summary)
+	} else {
+		fmt.Fprintf(stdout, "target %s over %s, op %s, %d flows, ", *target, *transport, *op, flows)
+		if *rate > 0 {
+			fmt.Fprintf(stdout, "open loop at %.0f req/s\n", *rate)
+		} else {
+			fmt.Fprintf(stdout, "closed loop, %d in flight each\n", *window)
+		}
+		fmt.Fprintf(stdout, "throughput  %.0f replies/s over %s\n", res.Throughput, res.Elapsed)
+		fmt.Fprintf(stdout, "latency     p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n", pct(50).Round(time.Microsecond),
+			pct(90).Round(time.Microsecond), pct(99).Round(time.Microsecond), pct(99.9).Round(time.Microsecond),
+			time.Duration(res.Hist.Max()).Round(time.Microsecond))
+		fmt.Fprintf(stdout, "requests    sent %d  answered %d  lost %d  truncated %d\n", res.Sent, res.Received, res.Lost, res.Truncated)
+		if len(res.Errors) > 0 {
+			var parts []string
+			for k, v := range res.Errors {
+				parts = append(parts, fmt.Sprintf("%s %d", k, v))
+			}
+			sort.Strings(parts)
+			fmt.Fprintf(stdout, "errors      %s\n", strings.Join(parts, ", "))
+		}
+		if v, ok := summary["server_cpu"]; ok {
+			fmt.Fprintf(stdout, "server cpu  %.0f%% of one core\n", v.(float64)*100)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "rebound bench: %v\n", err)
+		return exitFailure
+	}
+	if res.Received == 0 {
+		fmt.Fprintln(stderr, "rebound bench: no reply at all: is the server running at", *target+"?")
+		return exitFailure
+	}
+	return exitOK
+}
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// procCPU returns the user+system CPU time of a process from /proc.
+func procCPU(pid int) (time.Duration, error) {
+	if pid <= 0 {
+		return 0, fmt.Errorf("no pid")
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name (which may hold spaces) start after ')'.
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("short /proc stat")
+	}
+	ut, _ := strconv.ParseInt(fields[11], 10, 64)
+	st, _ := strconv.ParseInt(fields[12], 10, 64)
+	const hz = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / hz, nil
+}

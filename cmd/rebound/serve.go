@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rebound-net/rebound/bpf"
+	"github.com/rebound-net/rebound/userspace"
+	"github.com/rebound-net/rebound/xdp"
+)
+
+const serveExamples = `  rebound serve --mode udp                      # UDP sockets and TCP on :7000, no root
+  sudo rebound serve --iface eth0               # XDP on eth0 if possible (one log line says which mode)
+  sudo rebound serve --iface eth0 --mode xdp --xdp-mode generic --queues 2 --metrics :9100
+  sudo rebound serve --iface eth0 --allow-src 198.18.0.0/15,2001:2::/48
+`
+
+func serveCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("serve", "serve [flags]", serveExamples, stderr)
+	listen := fs.String("listen", ":7000", "`ADDR:PORT` for UDP and TCP; the port is also what XDP steers")
+	iface := fs.String("iface", "", "`NAME` of the interface to attach XDP to (xdp and auto modes)")
+	mode := fs.String("mode", "auto", "`auto|xdp|udp`: auto is xdp when it can be set up on --iface, else udp")
+	xdpMode := fs.String("xdp-mode", "auto", "`auto|native|generic`: where XDP runs (native: in the driver)")
+	xdpReplace := fs.Bool("xdp-replace", false, "replace an XDP program already attached to --iface (through netlink)")
+	queues := fs.Int("queues", 0, "rx queues to serve, one AF_XDP socket and worker each (0: all of --iface)")
+	batch := fs.Int("batch", 64, "requests per batch")
+	allow := fs.String("allow-src", "", "comma-separated `CIDR`s: in xdp mode, requests from other sources are dropped in XDP")
+	kvMem := fs.String("kv-memory", "256MiB", "memory bound of the kv store (`SIZE`, e.g. 64MiB, 1GiB)")
+	maxValue := fs.Int("max-value", 0, "largest value SET stores, in bytes (0: what the store can hold, at most 65535)")
+	amp := fs.Int("amplification", 4, "UDP reply payload at most this many times the request's (rule 6; -1: off)")
+	metrics := fs.String("metrics", "", "serve Prometheus /metrics on `ADDR` (off unless given)")
+	workers := fs.Int("workers", 0, "UDP sockets (SO_REUSEPORT), one goroutine each (0: one per CPU)")
+	frames := fs.Int("frames", 4096, "UMEM frames (4 KiB each) per queue")
+	bind := fs.String("bind", "auto", "`auto|copy|zerocopy`: AF_XDP bind mode")
+	logLevel := fs.String("log-level", "info", "`debug|info|warn|error`")
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "rebound serve: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "rebound serve: --log-level %q: %v\n", *logLevel, err)
+		return exitUsage
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintf(stderr, "rebound serve: "+format+"\n", a...)
+		return code
+	}
+	xm, err := bpf.ParseMode(*xdpMode)
+	if err != nil {
+		return fail(exitUsage, "--xdp-mode: %v", err)
+	}
+	var bm xdp.BindMode
+	switch *bind {
+	case "auto":
+	case "copy":
+		bm = xdp.BindCopy
+	case "zerocopy":
+		bm = xdp.BindZeroCopy
+	default:
+		return fail(exitUsage, "--bind %q: want auto, copy or zerocopy", *bind)
+	}
+	var prefixes []netip.Prefix
+	for _, s := range strings.Split(*allow, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			if a, aerr := netip.ParseAddr(s); aerr == nil {
+				p = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				return fail(exitUsage, "--allow-src %q: %v", s, err)
+			}
+		}
+		prefixes = append(prefixes, p)
+	}
+	mem, err := parseSize(*kvMem)
+	if err != nil {
+		return fail(exitUsage, "--kv-memory: %v", err)
+	}
+	if mem < 1<<20 {
+		return fail(exitUsage, "--kv-memory %s: at least 1MiB", *kvMem)
+	}
+	if *amp == 0 {
+		return fail(exitUsage, "--amplification 0: use a factor of 1 or more, or -1 to turn the bound off")
+	}
+	svc := userspace.NewService(userspace.ServiceConfig{KVMemory: mem, MaxValue: *maxValue})
+	srv, err := userspace.NewServer(userspace.Config{
+		Listen: *listen, Mode: userspace.Mode(*mode), Iface: *iface, XDPMode: xm, XDPReplace: *xdpReplace,
+		Queues: *queues, Batch: *batch, AllowSrc: prefixes, Amplification: *amp, Workers: *workers,
+		Frames: *frames, Bind: bm, Handler: svc, Logger: log,
+	})
+	if err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	if err := srv.Start(ctx); err != nil {
+		return fail(exitFailure, "%v", err)
+	}
+	m, why := srv.Mode()
+	log.Info("mode "+string(m), "why", why)
+	if len(prefixes) > 0 && m != userspace.ModeXDP {
+		log.Warn("--allow-src is enforced by the XDP program only; in udp mode every source is served")
+	}
+	if *metrics != "" {
+		msrv := &http.Server{Addr: *metrics, Handler: userspace.MetricsHandler(srv, svc), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := msrv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+				log.Error("metrics endpoint failed", "addr", *metrics, "err", err)
+			}
+		}()
+		defer msrv.Close()
+		log.Info("metrics", "url", "http://"+*metrics+"/metrics")
+	}
+	<-ctx.Done()
+	log.Info("stopping: draining and detaching")
+	srv.Stop()
+	for _, fa := range srv.Frames() {
+		if !fa.Balanced() {
+			log.Error("frame accounting does not balance", "queue", fa.Queue, "total", fa.Total, "free", fa.Free, "rx", fa.Rx, "sending", fa.Sending)
+		}
+	}
+	log.Info("stopped")
+	return exitOK
+}

@@ -1,0 +1,81 @@
+package userspace
+
+import (
+	"math/bits"
+	"sync/atomic"
+	"time"
+
+	"github.com/rebound-net/rebound/codec"
+)
+
+// WorkerStats are the counters of one worker (one rx queue, one UDP socket
+// or all TCP connections). Workers add to them once per batch with atomics;
+// readers (metrics, stats) may read at any time.
+type WorkerStats struct {
+	Transport string // "xdp", "udp" or "tcp"
+	Queue     int    // rx queue or worker index
+
+	Rx, Tx   atomic.Uint64 // requests received, replies sent
+	Batches  atomic.Uint64
+	Drops    [codec.NumReasons]atomic.Uint64 // not answered, by reason
+	Rejects  [codec.NumReasons]atomic.Uint64 // answered with an error status, by reason
+	TxErrors atomic.Uint64                   // replies the transport failed to send
+	RxErrors atomic.Uint64                   // receive calls that failed
+	// BatchSize counts batches by size: bucket i holds sizes in [2^i, 2^(i+1)).
+	BatchSize [8]atomic.Uint64
+	// Service is the handler's time per batch.
+	Service Histogram
+}
+
+func (w *WorkerStats) batch(n int) {
+	w.Batches.Add(1)
+	w.BatchSize[min(bits.Len(uint(n))-1, len(w.BatchSize)-1)].Add(1)
+}
+
+// Histogram is a fixed-bucket latency histogram with atomic counts: bucket
+// i counts durations below 1µs·2^i, the last one everything above.
+type Histogram struct {
+	Counts [histBuckets]atomic.Uint64
+	SumNs  atomic.Uint64
+}
+
+const histBuckets = 16 // 1µs .. 16ms, then +Inf
+
+// Observe records one duration.
+func (h *Histogram) Observe(d time.Duration) {
+	us := uint64(d / time.Microsecond)
+	i := min(bits.Len64(us), histBuckets-1)
+	h.Counts[i].Add(1)
+	h.SumNs.Add(uint64(d))
+}
+
+// Bound returns the upper bound of bucket i in seconds (the last is +Inf).
+func (h *Histogram) Bound(i int) float64 {
+	return float64(uint64(1)<<i) * 1e-6
+}
+
+// Snapshot is a point-in-time copy of a worker's counters, for reports.
+type Snapshot struct {
+	Transport string
+	Queue     int
+	Rx, Tx    uint64
+	Batches   uint64
+	Drops     map[string]uint64
+	Rejects   map[string]uint64
+	TxErrors  uint64
+}
+
+// Snapshot copies the counters.
+func (w *WorkerStats) Snapshot() Snapshot {
+	s := Snapshot{Transport: w.Transport, Queue: w.Queue, Rx: w.Rx.Load(), Tx: w.Tx.Load(),
+		Batches: w.Batches.Load(), TxErrors: w.TxErrors.Load(), Drops: map[string]uint64{}, Rejects: map[string]uint64{}}
+	for r := range w.Drops {
+		if v := w.Drops[r].Load(); v != 0 {
+			s.Drops[codec.Reason(r).String()] = v
+		}
+		if v := w.Rejects[r].Load(); v != 0 {
+			s.Rejects[codec.Reason(r).String()] = v
+		}
+	}
+	return s
+}

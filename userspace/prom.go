@@ -1,0 +1,108 @@
+package userspace
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rebound-net/rebound/bpf"
+	"github.com/rebound-net/rebound/codec"
+)
+
+// collector exposes a server's counters to Prometheus. It reads the
+// workers' atomics at scrape time: the hot paths never call Prometheus.
+type collector struct {
+	srv *Server
+	svc *Service
+}
+
+var (
+	descRx      = prometheus.NewDesc("rebound_requests_total", "Requests received.", []string{"transport", "queue"}, nil)
+	descTx      = prometheus.NewDesc("rebound_replies_total", "Replies sent.", []string{"transport", "queue"}, nil)
+	descDrops   = prometheus.NewDesc("rebound_drops_total", "Frames or messages not answered, by reason.", []string{"transport", "queue", "reason"}, nil)
+	descRejects = prometheus.NewDesc("rebound_rejects_total", "Requests answered with an error status, by reason.", []string{"transport", "queue", "reason"}, nil)
+	descTxErr   = prometheus.NewDesc("rebound_tx_errors_total", "Replies the transport failed to send.", []string{"transport", "queue"}, nil)
+	descRxErr   = prometheus.NewDesc("rebound_rx_errors_total", "Receive calls that failed.", []string{"transport", "queue"}, nil)
+	descBatch   = prometheus.NewDesc("rebound_batch_size", "Requests per handler batch.", []string{"transport", "queue"}, nil)
+	descService = prometheus.NewDesc("rebound_handler_seconds", "Handler time per batch.", []string{"transport", "queue"}, nil)
+	descXSK     = prometheus.NewDesc("rebound_xsk_events_total", "AF_XDP socket statistics from the kernel.", []string{"queue", "event"}, nil)
+	descXDP     = prometheus.NewDesc("rebound_xdp_packets_total", "Packets seen by the XDP program, by outcome.", []string{"outcome"}, nil)
+	descItems   = prometheus.NewDesc("rebound_kv_items", "Items in the kv store.", nil, nil)
+	descEvict   = prometheus.NewDesc("rebound_kv_evictions_total", "Items evicted from the kv store to make room.", nil, nil)
+	descExpired = prometheus.NewDesc("rebound_kv_expired_total", "Items that expired (TTL).", nil, nil)
+)
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	for _, w := range c.srv.Stats() {
+		q := strconv.Itoa(w.Queue)
+		counter(descRx, w.Rx.Load(), w.Transport, q)
+		counter(descTx, w.Tx.Load(), w.Transport, q)
+		counter(descTxErr, w.TxErrors.Load(), w.Transport, q)
+		counter(descRxErr, w.RxErrors.Load(), w.Transport, q)
+		for r := range w.Drops {
+			if v := w.Drops[r].Load(); v > 0 {
+				counter(descDrops, v, w.Transport, q, codec.Reason(r).String())
+			}
+			if v := w.Rejects[r].Load(); v > 0 {
+				counter(descRejects, v, w.Transport, q, codec.Reason(r).String())
+			}
+		}
+		buckets, count := map[float64]uint64{}, uint64(0)
+		for i := range w.BatchSize {
+			count += w.BatchSize[i].Load()
+			buckets[float64(uint64(2)<<i)-1] = count
+		}
+		ch <- prometheus.MustNewConstHistogram(descBatch, count, 0, buckets, w.Transport, q)
+		buckets, count = map[float64]uint64{}, 0
+		for i := 0; i < histBuckets-1; i++ {
+			count += w.Service.Counts[i].Load()
+			buckets[w.Service.Bound(i)] = count
+		}
+		count += w.Service.Counts[histBuckets-1].Load()
+		ch <- prometheus.MustNewConstHistogram(descService, count, float64(w.Service.SumNs.Load())/1e9, buckets, w.Transport, q)
+	}
+	for _, s := range c.srv.Sockets() {
+		st, err := s.Statistics()
+		if err != nil {
+			continue
+		}
+		q := strconv.Itoa(s.Queue())
+		counter(descXSK, st.RxDropped, q, "rx_dropped")
+		counter(descXSK, st.RxInvalidDescs, q, "rx_invalid_descs")
+		counter(descXSK, st.TxInvalidDescs, q, "tx_invalid_descs")
+		counter(descXSK, st.RxRingFull, q, "rx_ring_full")
+		counter(descXSK, st.RxFillRingEmptyDescs, q, "rx_fill_ring_empty_descs")
+		counter(descXSK, st.TxRingEmptyDescs, q, "tx_ring_empty_descs")
+	}
+	if p := c.srv.Program(); p != nil {
+		if cs, err := p.Counters(); err == nil {
+			for i, v := range cs {
+				counter(descXDP, v, bpf.Counter(i).String())
+			}
+		}
+	}
+	if c.svc != nil {
+		st := c.svc.StoreStats()
+		ch <- prometheus.MustNewConstMetric(descItems, prometheus.GaugeValue, float64(st.Items))
+		counter(descEvict, uint64(st.Evictions))
+		counter(descExpired, uint64(st.Expired))
+	}
+}
+
+// MetricsHandler serves the server's metrics (and the Go runtime's) in the
+// Prometheus text format. svc may be nil for a custom handler.
+func MetricsHandler(srv *Server, svc *Service) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{srv: srv, svc: svc}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
+}

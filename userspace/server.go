@@ -1,0 +1,375 @@
+package userspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rebound-net/rebound/bpf"
+	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/xdp"
+)
+
+// Mode is the transport a server uses for UDP.
+type Mode string
+
+const (
+	ModeAuto Mode = "auto" // xdp where it can be set up, else udp
+	ModeXDP  Mode = "xdp"  // AF_XDP fast path, UDP sockets for what XDP leaves
+	ModeUDP  Mode = "udp"  // UDP sockets only
+)
+
+// Config configures a Server. Zero values take the defaults noted.
+type Config struct {
+	Listen        string         // UDP and TCP address (default ":7000")
+	Mode          Mode           // default auto
+	Iface         string         // interface to attach XDP to (xdp and auto modes)
+	XDPMode       bpf.Mode       // native, generic or auto (default)
+	XDPReplace    bool           // replace an XDP program already attached (netlink-attached only)
+	Queues        int            // rx queues to serve (default: all of the interface)
+	Batch         int            // requests per batch (default 64)
+	AllowSrc      []netip.Prefix // XDP source allow-list (empty: all)
+	Amplification int            // rule 6 factor A (default 4; negative: off)
+	MTU           int            // path MTU for UDP replies (default: the interface's, or 1500)
+	Workers       int            // UDP sockets (default: number of CPUs)
+	Frames        int            // UMEM frames per queue (default 4096)
+	Bind          xdp.BindMode   // AF_XDP copy, zero-copy or auto
+	MaxConns      int            // TCP connections (default 1024)
+	IdleTimeout   time.Duration  // TCP idle timeout (default 60s)
+	WriteTimeout  time.Duration  // TCP write timeout for clients that do not read (default 5s)
+	Handler       Handler        // required
+	Logger        *slog.Logger   // default: discard
+}
+
+func (c *Config) defaults() error {
+	if c.Handler == nil {
+		return errors.New("server: no handler")
+	}
+	if c.Listen == "" {
+		c.Listen = ":" + strconv.Itoa(codec.DefaultPort)
+	}
+	if c.Mode == "" {
+		c.Mode = ModeAuto
+	}
+	switch c.Mode {
+	case ModeAuto, ModeXDP, ModeUDP:
+	default:
+		return fmt.Errorf("mode %q: want auto, xdp or udp", c.Mode)
+	}
+	if c.Batch <= 0 {
+		c.Batch = 64
+	}
+	if c.Batch > 1024 {
+		return fmt.Errorf("batch %d: at most 1024", c.Batch)
+	}
+	if c.Amplification == 0 {
+		c.Amplification = codec.DefaultAmplification
+	}
+	if c.Workers <= 0 {
+		c.Workers = runtime.NumCPU()
+	}
+	if c.Frames <= 0 {
+		c.Frames = xdp.DefaultFrameCount
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Server serves the Rebound protocol over AF_XDP, UDP sockets and TCP with
+// one Handler.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	mode Mode
+	why  string // why this mode, for the log and stats
+
+	tcp     *tcpServer
+	udp     []*net.UDPConn
+	prog    *bpf.Program
+	xdpW    []*xdpWorker
+	socks   []*xdp.Socket
+	umems   []*xdp.UMEM
+	stop    atomic.Bool
+	wg      sync.WaitGroup
+	stats   []*WorkerStats
+	frames  []FrameAccount
+	stopped bool
+	mu      sync.Mutex
+}
+
+// NewServer validates cfg.
+func NewServer(cfg Config) (*Server, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Mode returns the UDP mode the server runs in (xdp or udp) and why.
+func (s *Server) Mode() (Mode, string) { return s.mode, s.why }
+
+// Start sets up every transport and starts serving. On error nothing is
+// left open.
+func (s *Server) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	// TCP first, without SO_REUSEPORT: it doubles as the check that no
+	// other server holds the port (UDP sockets share it by design).
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("listen %s: port taken by another program (is another rebound running?): %w", s.cfg.Listen, err)
+		}
+		return fmt.Errorf("listen tcp %s: %w", s.cfg.Listen, err)
+	}
+	// With port 0 the kernel chose one: UDP and XDP use the same.
+	if host, _, err := net.SplitHostPort(s.cfg.Listen); err == nil {
+		s.cfg.Listen = net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	}
+	tst := &WorkerStats{Transport: "tcp"}
+	s.stats = append(s.stats, tst)
+	s.tcp = &tcpServer{ln: ln, h: s.cfg.Handler, stats: tst, maxConns: s.cfg.MaxConns,
+		idleTimeout: s.cfg.IdleTimeout, writeTimeout: s.cfg.WriteTimeout, conns: map[net.Conn]struct{}{}}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.tcp.serve() }()
+
+	mtu := s.cfg.MTU
+	switch s.cfg.Mode {
+	case ModeUDP:
+		s.mode, s.why = ModeUDP, "asked for with --mode udp"
+	case ModeXDP:
+		if err := s.startXDP(); err != nil {
+			return err
+		}
+		s.mode, s.why = ModeXDP, "asked for with --mode xdp"
+	case ModeAuto:
+		if reason := s.xdpUnavailable(); reason != "" {
+			s.mode, s.why = ModeUDP, reason
+		} else if err := s.startXDP(); err != nil {
+			s.closeXDP()
+			s.mode, s.why = ModeUDP, "XDP setup failed: "+err.Error()
+		} else {
+			s.mode, s.why = ModeXDP, "XDP attached to "+s.cfg.Iface
+		}
+	}
+	if mtu == 0 {
+		mtu = 1500
+		if ifi, err := net.InterfaceByName(s.cfg.Iface); err == nil && s.cfg.Iface != "" {
+			mtu = ifi.MTU
+		}
+	}
+	// UDP sockets serve in every mode: in xdp mode they answer what the
+	// XDP program leaves to the kernel (fragments, IPv6 extension headers,
+	// queues without a socket).
+	for i := 0; i < s.cfg.Workers; i++ {
+		conn, err := listenUDP(ctx, s.cfg.Listen)
+		if err != nil {
+			return udpListenError(s.cfg.Listen, err)
+		}
+		s.udp = append(s.udp, conn)
+		st := &WorkerStats{Transport: "udp", Queue: i}
+		s.stats = append(s.stats, st)
+		w := newUDPWorker(conn, s.cfg.Handler, st, s.cfg.Batch, s.cfg.Amplification, mtu)
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); _ = w.run() }()
+	}
+	s.log.Info("serving", "mode", string(s.mode), "why", s.why, "listen", s.cfg.Listen,
+		"udp_sockets", len(s.udp), "xdp_queues", len(s.xdpW), "iface", s.cfg.Iface)
+	return nil
+}
+
+// xdpUnavailable says why auto mode should not even try XDP, or "".
+func (s *Server) xdpUnavailable() string {
+	if s.cfg.Iface == "" {
+		return "no --iface given"
+	}
+	if os.Geteuid() != 0 {
+		return "not root (AF_XDP and XDP need root or CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF)"
+	}
+	if _, err := net.InterfaceByName(s.cfg.Iface); err != nil {
+		return fmt.Sprintf("interface %s not found", s.cfg.Iface)
+	}
+	return ""
+}
+
+func (s *Server) startXDP() error {
+	if s.cfg.Iface == "" {
+		return errors.New("xdp mode needs --iface")
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("xdp mode needs root (or CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF); without them use --mode udp")
+	}
+	ifi, err := net.InterfaceByName(s.cfg.Iface)
+	if err != nil {
+		return fmt.Errorf("interface %s not found", s.cfg.Iface)
+	}
+	if s.cfg.MTU == 0 {
+		s.cfg.MTU = ifi.MTU
+	}
+	_, portStr, err := net.SplitHostPort(s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w", s.cfg.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port <= 0 || port > 65535 {
+		return fmt.Errorf("listen address %q: port must be 1-65535", s.cfg.Listen)
+	}
+	queues := s.cfg.Queues
+	if queues <= 0 {
+		if queues, err = bpf.InterfaceQueues(s.cfg.Iface); err != nil {
+			return err
+		}
+	}
+	if queues > bpf.MaxQueues {
+		return fmt.Errorf("%d queues: at most %d", queues, bpf.MaxQueues)
+	}
+	prog, err := bpf.Load(bpf.Options{Ports: []uint16{uint16(port)}, Allow: s.cfg.AllowSrc})
+	if err != nil {
+		return err
+	}
+	s.prog = prog
+	// Attach first: a second server on the interface fails here with an
+	// error that names the program already there.
+	if err := prog.Attach(s.cfg.Iface, s.cfg.XDPMode, s.cfg.XDPReplace); err != nil {
+		return err
+	}
+	ring := min(xdp.DefaultRingSize, pow2Floor(s.cfg.Frames/2))
+	for q := 0; q < queues; q++ {
+		u, err := xdp.NewUMEM(xdp.UMEMConfig{FrameCount: s.cfg.Frames})
+		if err != nil {
+			return err
+		}
+		s.umems = append(s.umems, u)
+		sock, err := xdp.Open(ifi.Index, q, u, xdp.Config{Bind: s.cfg.Bind, RxSize: ring, TxSize: ring, FillSize: ring, CompletionSize: ring})
+		if err != nil {
+			return err
+		}
+		s.socks = append(s.socks, sock)
+		pool, err := u.NewPool(u.Frames())
+		if err != nil {
+			return err
+		}
+		st := &WorkerStats{Transport: "xdp", Queue: q}
+		s.stats = append(s.stats, st)
+		s.xdpW = append(s.xdpW, newXDPWorker(sock, pool, s.cfg.Handler, st, s.cfg.Batch, s.cfg.Amplification, s.cfg.MTU))
+	}
+	for _, w := range s.xdpW {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); w.run(&s.stop) }()
+		if err := prog.RegisterSocket(w.sock.Queue(), w.sock.FD()); err != nil {
+			return err
+		}
+	}
+	_, m, _ := prog.Attached()
+	zc := len(s.socks) > 0 && s.socks[0].ZeroCopy()
+	s.log.Info("xdp attached", "iface", s.cfg.Iface, "xdp_mode", m.String(), "queues", queues, "zerocopy", zc,
+		"frames_per_queue", s.cfg.Frames, "ring", ring)
+	return nil
+}
+
+func pow2Floor(n int) int {
+	p := 1
+	for p*2 <= n {
+		p *= 2
+	}
+	return max(p, 1)
+}
+
+// closeXDP undoes a failed or finished XDP setup: detach first, so the
+// interface goes back to the kernel, then close sockets and UMEMs.
+func (s *Server) closeXDP() {
+	if s.prog != nil {
+		_ = s.prog.Close()
+		s.prog = nil
+	}
+	for _, w := range s.xdpW {
+		s.frames = append(s.frames, w.account())
+	}
+	for _, sk := range s.socks {
+		_ = sk.Close()
+	}
+	for _, u := range s.umems {
+		_ = u.Close()
+	}
+	s.xdpW, s.socks, s.umems = nil, nil, nil
+}
+
+// Stop stops serving: XDP requests are steered away from the sockets, the
+// workers drain what they hold, the program is detached, sockets close.
+// It is idempotent.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return
+	}
+	s.stopped = true
+	if s.prog != nil {
+		for _, sk := range s.socks {
+			_ = s.prog.UnregisterSocket(sk.Queue())
+		}
+	}
+	s.stop.Store(true)
+	for _, c := range s.udp {
+		c.Close()
+	}
+	if s.tcp != nil {
+		s.tcp.close()
+	}
+	s.wg.Wait()
+	for _, w := range s.xdpW {
+		if w.err != nil {
+			s.log.Error("xdp worker stopped", "queue", w.sock.Queue(), "err", w.err)
+		}
+	}
+	s.closeXDP()
+}
+
+// Frames returns the frame accounting of each XDP worker, taken at Stop
+// after the workers drained (empty before Stop or without XDP).
+func (s *Server) Frames() []FrameAccount {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.frames
+}
+
+// Stats returns the live counters of every worker.
+func (s *Server) Stats() []*WorkerStats { return s.stats }
+
+// Program returns the XDP program in xdp mode, or nil.
+func (s *Server) Program() *bpf.Program { return s.prog }
+
+// Sockets returns the AF_XDP sockets in xdp mode.
+func (s *Server) Sockets() []*xdp.Socket { return s.socks }
+
+// Addr returns the TCP listener's address (the UDP sockets share its port).
+func (s *Server) Addr() net.Addr {
+	if s.tcp == nil {
+		return nil
+	}
+	return s.tcp.ln.Addr()
+}

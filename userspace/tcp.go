@@ -1,0 +1,255 @@
+package userspace
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/rebound-net/rebound/codec"
+)
+
+// TCP defaults.
+const (
+	DefaultMaxConns    = 1024
+	DefaultIdleTimeout = 60 * time.Second
+	// DefaultWriteTimeout bounds how long a reply may wait for a client that
+	// does not read: past it the connection is closed, so a stuck client
+	// holds at most its socket buffers and this connection's out buffer.
+	DefaultWriteTimeout = 5 * time.Second
+
+	tcpInBuf   = 256 << 10 // read buffer: several maximal messages
+	tcpOutBuf  = 256 << 10 // reply buffer of one batch
+	tcpBatch   = 64        // messages served per Handler call
+	tcpMaxWant = codec.HeaderLen + codec.MaxPayload
+)
+
+// tcpServer accepts connections and serves each on its own goroutine with
+// a reusable read buffer: every complete message in the buffer is one batch,
+// and the replies go out in one writev (net.Buffers).
+type tcpServer struct {
+	ln           net.Listener
+	h            Handler
+	stats        *WorkerStats
+	maxConns     int
+	idleTimeout  time.Duration
+	writeTimeout time.Duration
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func (s *tcpServer) serve() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(5 * time.Millisecond) // e.g. EMFILE: do not spin
+			continue
+		}
+		s.mu.Lock()
+		if s.closed || len(s.conns) >= s.maxConns {
+			s.mu.Unlock()
+			s.stats.Drops[codec.ReasonBusy].Add(1)
+			c.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			s.handle(c)
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+			c.Close()
+		}()
+	}
+}
+
+// close stops accepting, closes every connection and waits for them.
+func (s *tcpServer) close() {
+	s.ln.Close()
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// tcpConn is the per-connection state, reused for the whole connection.
+type tcpConn struct {
+	in   []byte
+	out  []byte
+	msgs []Message
+	offs []int // per message: offset of its reply in out, or -1 (dropped)
+	bufs net.Buffers
+	iov  [][]byte // backing array of bufs, reused
+	big  []byte   // room for one maximal reply, made when first needed
+}
+
+func (s *tcpServer) handle(c net.Conn) {
+	tc := &tcpConn{in: make([]byte, tcpInBuf), out: make([]byte, tcpOutBuf),
+		msgs: make([]Message, 0, tcpBatch), offs: make([]int, 0, tcpBatch), iov: make([][]byte, 0, tcpBatch)}
+	start, end := 0, 0
+	for {
+		if end == len(tc.in) {
+			// Compact: move the partial message to the front.
+			end = copy(tc.in, tc.in[start:end])
+			start = 0
+		}
+		if s.idleTimeout > 0 {
+			_ = c.SetReadDeadline(time.Now().Add(s.idleTimeout))
+		}
+		n, err := c.Read(tc.in[end:])
+		end += n
+		if n > 0 {
+			var fatal bool
+			start, fatal = s.serveBuffered(c, tc, start, end)
+			if fatal {
+				return
+			}
+			if start == end {
+				start, end = 0, 0
+			}
+		}
+		if err != nil {
+			if err != io.EOF && !errors.Is(err, net.ErrClosed) {
+				s.stats.RxErrors.Add(1)
+			}
+			return
+		}
+	}
+}
+
+// serveBuffered serves every complete message in in[start:end], in batches,
+// and returns where the unread rest begins. fatal means the connection must
+// close (a reply could not be written, or the stream lost its framing).
+func (s *tcpServer) serveBuffered(c net.Conn, tc *tcpConn, start, end int) (int, bool) {
+	for {
+		tc.msgs, tc.offs, tc.iov = tc.msgs[:0], tc.offs[:0], tc.iov[:0]
+		closeAfter := false
+		// Collect a batch; Out windows are assigned after, when the count
+		// is known.
+		for len(tc.msgs) < tcpBatch && start < end && !closeAfter {
+			req, n, _, fatal := codec.ParseStream(tc.in[start:end])
+			if n == 0 {
+				break
+			}
+			start += n
+			switch req.Check {
+			case codec.Drop:
+				s.stats.Drops[req.Reason].Add(1)
+				continue
+			case codec.Reject:
+				s.stats.Rejects[req.Reason].Add(1)
+				tc.msgs = append(tc.msgs, Message{Op: req.Op, Seq: req.Seq, Status: req.Status})
+				tc.offs = append(tc.offs, -1)
+				closeAfter = fatal
+				continue
+			}
+			tc.msgs = append(tc.msgs, Message{Op: req.Op, Seq: req.Seq, Payload: req.Payload})
+			tc.offs = append(tc.offs, 0)
+		}
+		if len(tc.msgs) == 0 {
+			return start, closeAfter
+		}
+		s.stats.Rx.Add(uint64(len(tc.msgs)))
+		if err := s.serveBatch(c, tc); err != nil {
+			return start, true
+		}
+		s.stats.Tx.Add(uint64(len(tc.msgs)))
+		clear(tc.msgs)
+		if closeAfter {
+			return start, true
+		}
+	}
+}
+
+// serveBatch gives each valid message an even share of the out buffer as
+// its reply room, serves them with one Handler call and writes the replies
+// in order with writev. A reply that did not fit its share (a large GET or
+// PING in a full batch; both only read, so serving again is safe) is served
+// again alone with a buffer of its own, after the replies before it are
+// written.
+func (s *tcpServer) serveBatch(c net.Conn, tc *tcpConn) error {
+	valid := 0
+	for i := range tc.msgs {
+		if tc.offs[i] == 0 {
+			valid++
+		}
+	}
+	share := len(tc.out)
+	if valid > 0 {
+		share = len(tc.out) / valid
+	}
+	off := 0
+	for i := range tc.msgs {
+		if tc.offs[i] != 0 {
+			continue
+		}
+		tc.offs[i] = off
+		room := min(share-codec.HeaderLen, codec.MaxPayload)
+		tc.msgs[i].Out = tc.out[off+codec.HeaderLen : off+codec.HeaderLen : off+codec.HeaderLen+room]
+		off += share
+	}
+	if valid > 0 {
+		t := time.Now()
+		s.h.Serve(tc.msgs)
+		s.stats.Service.Observe(time.Since(t))
+		s.stats.batch(valid)
+	}
+	errOff := off // error replies go after the valid ones' shares
+	for i := range tc.msgs {
+		m := &tc.msgs[i]
+		if tc.offs[i] < 0 {
+			b := tc.out[errOff : errOff+codec.HeaderLen]
+			codec.PutErrorReply(b, codec.Header{Op: m.Op, Seq: m.Seq}, m.Status)
+			errOff += codec.HeaderLen
+			tc.iov = append(tc.iov, b)
+			continue
+		}
+		if m.Truncated && m.Status == codec.StatusOK {
+			if err := s.flush(c, tc); err != nil {
+				return err
+			}
+			if tc.big == nil {
+				tc.big = make([]byte, codec.HeaderLen+codec.MaxPayload)
+			}
+			one := tc.msgs[i : i+1 : i+1]
+			one[0].Truncated, one[0].Out = false, tc.big[codec.HeaderLen:codec.HeaderLen]
+			s.h.Serve(one)
+			tc.iov = append(tc.iov, tc.big[:putReply(tc.big, m)])
+			continue
+		}
+		b := tc.out[tc.offs[i]:]
+		tc.iov = append(tc.iov, b[:putReply(b, m)])
+	}
+	return s.flush(c, tc)
+}
+
+// flush writes the lined-up replies with one writev, bounded in time.
+func (s *tcpServer) flush(c net.Conn, tc *tcpConn) error {
+	if len(tc.iov) == 0 {
+		return nil
+	}
+	if s.writeTimeout > 0 {
+		_ = c.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+	}
+	tc.bufs = tc.iov // WriteTo consumes bufs, not the backing array
+	_, err := tc.bufs.WriteTo(c)
+	clear(tc.iov)
+	tc.iov = tc.iov[:0]
+	if err != nil {
+		s.stats.TxErrors.Add(1)
+	}
+	return err
+}

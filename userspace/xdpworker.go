@@ -1,0 +1,221 @@
+package userspace
+
+import (
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/xdp"
+)
+
+// Waiting: a worker that finds nothing to do spins this many rounds (each a
+// few atomic loads, about 100 ns) before it blocks in poll(2), so a loaded
+// worker never sleeps and an idle one uses no CPU.
+const (
+	spinRounds  = 2048
+	pollTimeout = 100 * time.Millisecond
+)
+
+// frameRef is one rx frame of the batch in flight.
+type frameRef struct {
+	desc  xdp.Desc
+	full  []byte // from the packet start to the end of its UMEM frame
+	frame codec.Frame
+}
+
+// xdpWorker serves one rx queue through one AF_XDP socket with its own
+// UMEM and frame pool. It runs on one goroutine locked to its OS thread and
+// is the only user of its rings.
+type xdpWorker struct {
+	sock  *xdp.Socket
+	umem  *xdp.UMEM
+	pool  *xdp.Pool
+	h     Handler
+	stats *WorkerStats
+	size  int // batch size
+	mtu   int
+	b     batcher
+	refs  []frameRef
+	err   error // why the loop stopped, if not asked to
+
+	// Frame bookkeeping, by the worker alone: frames handed to the kernel
+	// (fill, tx) and taken back (rx, completion). Free + handed - taken
+	// must equal the pool's total at every point between two steps.
+	filled, received, sent, completed uint64
+}
+
+func newXDPWorker(sock *xdp.Socket, pool *xdp.Pool, h Handler, stats *WorkerStats, batch, amp, mtu int) *xdpWorker {
+	return &xdpWorker{
+		sock: sock, umem: sock.UMEM(), pool: pool, h: h, stats: stats, size: batch, mtu: mtu,
+		b: newBatcher(batch, amp, stats), refs: make([]frameRef, 0, batch),
+	}
+}
+
+// run serves until stop is set, then drains what is in flight.
+func (w *xdpWorker) run(stop *atomic.Bool) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	w.refill()
+	idle := 0
+	for !stop.Load() {
+		n := w.step()
+		w.complete()
+		if n > 0 {
+			idle = 0
+			continue
+		}
+		if w.sock.Tx.Outstanding() > 0 {
+			// Copy mode sends a bounded number of descriptors per kick.
+			w.kick()
+			continue
+		}
+		if err := w.sock.Err(); err != nil {
+			w.err = err
+			return
+		}
+		if idle++; idle < spinRounds {
+			continue
+		}
+		if err := w.sock.WakeRx(); err != nil {
+			w.err = err
+			return
+		}
+		if _, err := w.sock.Wait(pollTimeout); err != nil {
+			w.err = err
+			return
+		}
+		idle = spinRounds / 2 // after a wake-up, spin a little before sleeping again
+	}
+	w.drain()
+}
+
+// step serves one batch: rx descriptors in, replies out on the tx ring in
+// the same frames. It returns how many rx descriptors it consumed.
+func (w *xdpWorker) step() int {
+	descs := w.sock.Rx.Peek(w.size)
+	if len(descs) == 0 {
+		w.sock.Rx.Release(0)
+		return 0
+	}
+	tx := w.sock.Tx.Reserve(len(descs))
+	k := len(tx) // a full tx ring leaves the rest of rx for the next round
+	w.refs = w.refs[:0]
+	for _, d := range descs[:k] {
+		pkt := w.umem.Packet(d.Addr, d.Len)
+		if pkt == nil {
+			w.stats.Drops[codec.ReasonTruncated].Add(1)
+			w.pool.Put(d.Addr)
+			continue
+		}
+		f, why := codec.ParseFrame(pkt)
+		if why != codec.ReasonNone {
+			w.stats.Drops[why].Add(1)
+			w.pool.Put(d.Addr)
+			continue
+		}
+		full := pkt[:cap(pkt)]
+		pathMax := codec.UDPPayloadMax(w.mtu, f.IPv6)
+		if f.VLAN {
+			pathMax -= 4
+		}
+		w.refs = append(w.refs, frameRef{desc: d, full: full, frame: f})
+		w.b.add(full[f.Payload:f.Payload+f.PayloadLen], pathMax)
+	}
+	w.sock.Rx.Release(k)
+	w.received += uint64(k)
+	w.b.run(w.h)
+	j := 0
+	for i := range w.refs {
+		r := &w.refs[i]
+		n := 0
+		if rl := w.b.items[i].replyLen; rl > 0 {
+			n = r.frame.Reply(r.full, rl)
+		}
+		if n == 0 {
+			w.pool.Put(r.desc.Addr)
+			continue
+		}
+		tx[j] = xdp.Desc{Addr: r.desc.Addr, Len: uint32(n)}
+		j++
+	}
+	w.b.reset()
+	clear(w.refs) // drop frame references
+	w.sock.Tx.Submit(j)
+	w.sent += uint64(j)
+	w.stats.Tx.Add(uint64(j))
+	if j > 0 {
+		w.kick()
+	}
+	return k
+}
+
+func (w *xdpWorker) kick() {
+	if err := w.sock.KickTx(); err != nil {
+		w.stats.TxErrors.Add(1)
+	}
+}
+
+// complete takes sent frames back from the completion ring and refills the
+// fill ring from the pool.
+func (w *xdpWorker) complete() {
+	for {
+		c := w.sock.Completion.Peek(w.size * 4)
+		if len(c) == 0 {
+			w.sock.Completion.Release(0)
+			break
+		}
+		for _, a := range c {
+			w.pool.Put(a)
+		}
+		w.sock.Completion.Release(len(c))
+		w.completed += uint64(len(c))
+	}
+	w.refill()
+}
+
+func (w *xdpWorker) refill() {
+	for w.pool.Free() > 0 {
+		v := w.sock.Fill.Reserve(w.pool.Free())
+		if len(v) == 0 {
+			w.sock.Fill.Submit(0)
+			return
+		}
+		n := w.pool.Get(v)
+		w.sock.Fill.Submit(n)
+		w.filled += uint64(n)
+	}
+}
+
+// drain answers what is already in the rx ring and waits (bounded) for the
+// kernel to send everything on the tx ring, so that every frame is home.
+func (w *xdpWorker) drain() {
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		n := w.step()
+		w.complete()
+		if n == 0 && w.sock.Tx.Outstanding() == 0 && w.sock.Completion.Outstanding() == 0 {
+			return
+		}
+		w.kick()
+	}
+}
+
+// FrameAccount says where a worker's frames are: in its pool, or handed
+// to the kernel (on the fill ring, in the kernel, on the rx ring) for
+// receiving, or for sending (tx ring, completion ring). A frame in none of
+// these places is a leak.
+type FrameAccount struct {
+	Queue                    int
+	Total, Free, Rx, Sending int
+}
+
+// Balanced reports whether every frame is accounted for.
+func (a FrameAccount) Balanced() bool { return a.Free+a.Rx+a.Sending == a.Total }
+
+func (w *xdpWorker) account() FrameAccount {
+	return FrameAccount{
+		Queue: w.sock.Queue(), Total: w.pool.Total(), Free: w.pool.Free(),
+		Rx: int(w.filled - w.received), Sending: int(w.sent - w.completed),
+	}
+}
