@@ -477,6 +477,8 @@ func (f *flow) readUDP(pc *ipv4.PacketConn, q []ipv4.Message) {
 		if n < len(q) {
 			return
 		}
+		// A full batch: take what else is queued, without waiting.
+		_ = f.conn.SetReadDeadline(time.Now())
 	}
 }
 

@@ -264,7 +264,13 @@ func (s *Server) startXDP() error {
 			return err
 		}
 		s.umems = append(s.umems, u)
-		sock, err := xdp.Open(ifi.Index, q, u, xdp.Config{Bind: s.cfg.Bind, RxSize: ring, TxSize: ring, FillSize: ring, CompletionSize: ring})
+		xc := xdp.Config{Bind: s.cfg.Bind, RxSize: ring, TxSize: ring, FillSize: ring, CompletionSize: ring, TxBudget: s.cfg.Batch * 4}
+		sock, err := xdp.Open(ifi.Index, q, u, xc)
+		if err != nil && xc.TxBudget > 0 {
+			// Kernels before 6.16 lack XDP_MAX_TX_SKB_BUDGET: keep their 32.
+			xc.TxBudget = 0
+			sock, err = xdp.Open(ifi.Index, q, u, xc)
+		}
 		if err != nil {
 			return err
 		}
