@@ -187,9 +187,10 @@ func (s *tcpServer) serveBatch(c net.Conn, tc *tcpConn) error {
 			valid++
 		}
 	}
-	share := len(tc.out)
+	// Error replies (bare headers) go after the valid ones' shares.
+	share := len(tc.out) - (len(tc.msgs)-valid)*codec.HeaderLen
 	if valid > 0 {
-		share = len(tc.out) / valid
+		share /= valid
 	}
 	off := 0
 	for i := range tc.msgs {
@@ -207,7 +208,7 @@ func (s *tcpServer) serveBatch(c net.Conn, tc *tcpConn) error {
 		s.stats.Service.Observe(time.Since(t))
 		s.stats.batch(valid)
 	}
-	errOff := off // error replies go after the valid ones' shares
+	errOff := off
 	for i := range tc.msgs {
 		m := &tc.msgs[i]
 		if tc.offs[i] < 0 {
