@@ -416,3 +416,33 @@ func InterfaceQueues(iface string) (int, error) {
 	}
 	return 1, nil
 }
+
+// PassProgram is an XDP program that passes every packet. The lab puts it
+// on the client end of its veth pair: a veth with an XDP program receives
+// through NAPI, so frames sent from XDP or AF_XDP on the other end are
+// delivered at once.
+type PassProgram struct {
+	objs passObjects
+	link link.Link
+}
+
+// AttachPass attaches the pass program to ifindex (native mode, generic
+// where native fails), through a bpf_link.
+func AttachPass(ifindex int) (*PassProgram, error) {
+	p := &PassProgram{}
+	if err := loadPassObjects(&p.objs, nil); err != nil {
+		return nil, fmt.Errorf("bpf: load pass program: %w", err)
+	}
+	var err error
+	for _, flags := range []link.XDPAttachFlags{link.XDPDriverMode, link.XDPGenericMode} {
+		p.link, err = link.AttachXDP(link.XDPOptions{Program: p.objs.XdpPass, Interface: ifindex, Flags: flags})
+		if err == nil {
+			return p, nil
+		}
+	}
+	p.objs.Close()
+	return nil, fmt.Errorf("bpf: attach pass program to ifindex %d: %w", ifindex, err)
+}
+
+// Close detaches and releases the pass program.
+func (p *PassProgram) Close() error { return errors.Join(p.link.Close(), p.objs.Close()) }
