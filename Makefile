@@ -4,7 +4,7 @@ BIN       ?= bin/rebound
 FUZZTIME  ?= 20s
 PKGS      := ./...
 
-.PHONY: help build test unit lint bench fuzz generate generate-check demo soak clean
+.PHONY: help build test unit lint bench microbench fuzz generate generate-check demo soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -23,8 +23,14 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
 
-bench: ## micro-benchmarks with allocations (the lab report comes with the bench command)
+bench: build ## the report: every mode on the veth lab, one run, as a markdown table (root)
+	BIN=$(BIN) scripts/bench.sh
+
+microbench: ## go test benchmarks with allocations
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+demo: build ## the run command: xdp vs udp on the veth lab as root, else udp on loopback
+	BIN=$(BIN) scripts/bench.sh --demo
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@set -e; for pkg in $$($(GO) list $(PKGS)); do \

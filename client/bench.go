@@ -6,17 +6,18 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/rebound-net/rebound/codec"
 )
@@ -306,13 +307,20 @@ func newFlow(ctx context.Context, cfg BenchConfig, i int) (*flow, error) {
 	if cfg.TCP {
 		network = "tcp"
 	}
-	var d net.Dialer
+	// Big socket buffers: hundreds of replies in flight must not overflow
+	// the load generator's own receive queue (forced past rmem_max as root).
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) {
+			for _, o := range [][2]int{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
+				if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[0], 8<<20) != nil {
+					_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[1], 8<<20)
+				}
+			}
+		})
+	}}
 	conn, err := d.DialContext(ctx, network, cfg.Target)
 	if err != nil {
 		return nil, fmt.Errorf("bench: dial %s %s: %w", network, cfg.Target, err)
-	}
-	if uc, ok := conn.(*net.UDPConn); ok {
-		_ = uc.SetReadBuffer(4 << 20)
 	}
 	window := cfg.Window
 	if cfg.Rate > 0 {
@@ -376,11 +384,10 @@ func (f *flow) run(ctx context.Context) {
 		sendQ  []ipv4.Message
 		recvQ  []ipv4.Message
 		bufs   [][]byte // per slot in the send batch
-		in     = make([]byte, codec.HeaderLen+codec.MaxPayload)
 		msgBuf = make([]byte, msgBytes)
 	)
 	if f.tcp {
-		br = bufio.NewReaderSize(f.conn, 256<<10)
+		br = bufio.NewReaderSize(f.conn, 2*(codec.HeaderLen+codec.MaxPayload))
 	} else {
 		pc = ipv4.NewPacketConn(f.conn.(*net.UDPConn))
 		sendQ, recvQ, bufs = make([]ipv4.Message, batch), make([]ipv4.Message, batch), make([][]byte, batch)
@@ -454,7 +461,7 @@ func (f *flow) run(ctx context.Context) {
 		// Receive for a short while.
 		_ = f.conn.SetReadDeadline(time.Now().Add(2 * time.Millisecond))
 		if f.tcp {
-			f.readTCP(br, in)
+			f.readTCP(br)
 		} else {
 			f.readUDP(pc, recvQ)
 		}
@@ -482,17 +489,21 @@ func (f *flow) readUDP(pc *ipv4.PacketConn, q []ipv4.Message) {
 	}
 }
 
-func (f *flow) readTCP(br *bufio.Reader, in []byte) {
+func (f *flow) readTCP(br *bufio.Reader) {
 	for {
 		hdr, err := br.Peek(codec.HeaderLen)
 		if err != nil {
 			return
 		}
 		total := codec.HeaderLen + int(binary.BigEndian.Uint16(hdr[8:10]))
-		if _, err := io.ReadFull(br, in[:total]); err != nil {
+		// Peek the whole reply before consuming any of it, so a read
+		// deadline in the middle of a reply never loses stream framing.
+		msg, err := br.Peek(total)
+		if err != nil {
 			return
 		}
-		f.complete(in[:total])
+		f.complete(msg)
+		_, _ = br.Discard(total)
 		_ = f.conn.SetReadDeadline(time.Now())
 	}
 }
