@@ -18,6 +18,7 @@ import (
 	"github.com/rebound-net/rebound/bpf"
 	"github.com/rebound-net/rebound/codec"
 	"github.com/rebound-net/rebound/xdp"
+	"golang.org/x/sys/unix"
 )
 
 // Mode is the transport a server uses for UDP.
@@ -239,7 +240,8 @@ func (s *Server) startXDP() error {
 		return fmt.Errorf("listen address %q: port must be 1-65535", s.cfg.Listen)
 	}
 	queues := s.cfg.Queues
-	if queues <= 0 {
+	autoQueues := queues <= 0
+	if autoQueues {
 		if queues, err = bpf.InterfaceQueues(s.cfg.Iface); err != nil {
 			return err
 		}
@@ -266,10 +268,17 @@ func (s *Server) startXDP() error {
 		s.umems = append(s.umems, u)
 		xc := xdp.Config{Bind: s.cfg.Bind, RxSize: ring, TxSize: ring, FillSize: ring, CompletionSize: ring, TxBudget: s.cfg.Batch * 4}
 		sock, err := xdp.Open(ifi.Index, q, u, xc)
-		if err != nil && xc.TxBudget > 0 {
+		if err != nil && xc.TxBudget > 0 && !errors.Is(err, unix.EINVAL) {
 			// Kernels before 6.16 lack XDP_MAX_TX_SKB_BUDGET: keep their 32.
 			xc.TxBudget = 0
 			sock, err = xdp.Open(ifi.Index, q, u, xc)
+		}
+		if err != nil && autoQueues && q > 0 && errors.Is(err, unix.EINVAL) {
+			// netlink reports the queues a device allocated (a veth
+			// allocates one per CPU); binding accepts only those in use.
+			s.log.Debug("queue not in use: serving fewer queues", "queue", q, "err", err)
+			queues = q
+			break
 		}
 		if err != nil {
 			return err
