@@ -111,6 +111,7 @@ type Server struct {
 	xdpW    []*xdpWorker
 	socks   []*xdp.Socket
 	umems   []*xdp.UMEM
+	ethtool *xdp.Ethtool // set when we turned rx-vlan-offload off
 	stop    atomic.Bool
 	wg      sync.WaitGroup
 	stats   []*WorkerStats
@@ -259,6 +260,7 @@ func (s *Server) startXDP() error {
 	if err := prog.Attach(s.cfg.Iface, s.cfg.XDPMode, s.cfg.XDPReplace); err != nil {
 		return err
 	}
+	s.keepVLANTags()
 	ring := min(xdp.DefaultRingSize, pow2Floor(s.cfg.Frames/2))
 	for q := 0; q < queues; q++ {
 		u, err := xdp.NewUMEM(xdp.UMEMConfig{FrameCount: s.cfg.Frames})
@@ -306,6 +308,30 @@ func (s *Server) startXDP() error {
 	return nil
 }
 
+// keepVLANTags turns off rx-vlan-offload on the interface: with it, the
+// NIC moves 802.1Q tags into packet metadata that AF_XDP never sees, and a
+// tagged request would be answered untagged. The setting is restored at
+// Stop.
+func (s *Server) keepVLANTags() {
+	et, err := xdp.NewEthtool(s.cfg.Iface)
+	if err != nil {
+		s.log.Warn("cannot check rx-vlan-offload: VLAN-tagged requests may be answered untagged", "err", err)
+		return
+	}
+	on, err := et.RxVLANOffload()
+	if err != nil || !on {
+		et.Close()
+		return
+	}
+	if err := et.SetRxVLANOffload(false); err != nil {
+		et.Close()
+		s.log.Warn("rx-vlan-offload is on and cannot be turned off: VLAN-tagged requests will be answered untagged; try 'ethtool -K "+s.cfg.Iface+" rxvlan off'", "err", err)
+		return
+	}
+	s.log.Info("turned rx-vlan-offload off so VLAN tags stay in the frames AF_XDP sees; restored at exit", "iface", s.cfg.Iface)
+	s.ethtool = et
+}
+
 func pow2Floor(n int) int {
 	p := 1
 	for p*2 <= n {
@@ -320,6 +346,13 @@ func (s *Server) closeXDP() {
 	if s.prog != nil {
 		_ = s.prog.Close()
 		s.prog = nil
+	}
+	if s.ethtool != nil {
+		if err := s.ethtool.SetRxVLANOffload(true); err != nil {
+			s.log.Warn("could not restore rx-vlan-offload", "iface", s.cfg.Iface, "err", err)
+		}
+		s.ethtool.Close()
+		s.ethtool = nil
 	}
 	for _, w := range s.xdpW {
 		s.frames = append(s.frames, w.account())

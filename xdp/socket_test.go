@@ -416,3 +416,33 @@ func BenchmarkReflect(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "roundtrips/s")
 }
+
+func TestEthtoolRxVLANOffload(t *testing.T) {
+	testutil.RequirePriv(t)
+	ns := testutil.NewNS(t, "rbx")
+	a, _ := testutil.NewVeth(t, ns, ns, 1)
+	var et *xdp.Ethtool
+	var err error
+	ns.Do(t, func() { et, err = xdp.NewEthtool(a.Name) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer et.Close()
+	for _, want := range []bool{false, true, false} {
+		if err := et.SetRxVLANOffload(want); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := et.RxVLANOffload(); err != nil || got != want {
+			t.Fatalf("rx-vlan-offload = %v, %v; want %v", got, err, want)
+		}
+	}
+	var missing *xdp.Ethtool
+	ns.Do(t, func() { missing, err = xdp.NewEthtool("rbnosuch0") })
+	if err == nil {
+		_, err = missing.RxVLANOffload()
+		missing.Close()
+	}
+	if err == nil {
+		t.Fatal("ethtool on a missing interface succeeded")
+	}
+}
