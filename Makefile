@@ -46,3 +46,6 @@ generate-check: generate ## regenerate and fail if anything differs from what is
 
 clean:
 	rm -rf bin
+
+soak: ## the 60-second soak on the veth lab (root): mixed load and malformed frames
+	$(GO) test -count=1 -v -run '^TestSoak$$' -timeout 10m ./e2e -soak 60s
