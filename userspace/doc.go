@@ -24,6 +24,7 @@
 // Gotchas:
 //   - A Handler sees Message.Out overlapping Message.Payload on the AF_XDP
 //     and UDP paths: read the request before writing the reply.
-//   - Waiting: an idle XDP worker spins ~2048 rounds, then sleeps in poll(2)
-//     with need_wakeup; it never sleeps while tx descriptors wait for a kick.
+//   - Waiting: an idle XDP worker keeps polling its rings for 500µs, then
+//     sleeps in poll(2) with need_wakeup; it never sleeps while tx
+//     descriptors wait for a kick.
 package userspace

@@ -9,11 +9,12 @@ import (
 	"github.com/rebound-net/rebound/xdp"
 )
 
-// Waiting: a worker that finds nothing to do spins this many rounds (each a
-// few atomic loads, about 100 ns) before it blocks in poll(2), so a loaded
-// worker never sleeps and an idle one uses no CPU.
+// Waiting: a worker that finds nothing to do keeps polling its rings for
+// spinFor (each round a few atomic loads) before it blocks in poll(2), so a
+// loaded worker, whose gaps between batches are far shorter, never pays a
+// sleep and a wake-up, and an idle one uses no CPU.
 const (
-	spinRounds  = 2048
+	spinFor     = 500 * time.Microsecond
 	pollTimeout = 100 * time.Millisecond
 )
 
@@ -58,6 +59,7 @@ func (w *xdpWorker) run(stop *atomic.Bool) {
 	defer runtime.UnlockOSThread()
 	w.refill()
 	idle := 0
+	var idleSince time.Time
 	for !stop.Load() {
 		n := w.step()
 		w.complete()
@@ -74,7 +76,12 @@ func (w *xdpWorker) run(stop *atomic.Bool) {
 			w.err = err
 			return
 		}
-		if idle++; idle < spinRounds {
+		// Read the clock only every 64 empty rounds: it costs more than
+		// a round.
+		if idle++; idle == 1 {
+			idleSince = time.Now()
+		}
+		if idle%64 != 0 || time.Since(idleSince) < spinFor {
 			continue
 		}
 		if err := w.sock.WakeRx(); err != nil {
@@ -85,7 +92,7 @@ func (w *xdpWorker) run(stop *atomic.Bool) {
 			w.err = err
 			return
 		}
-		idle = spinRounds / 2 // after a wake-up, spin a little before sleeping again
+		idle = 0
 	}
 	w.drain()
 }

@@ -131,77 +131,51 @@ func clampCount(n int, size uint32) uint32 {
 	return uint32(n)
 }
 
+// Ring is one of the four rings: its shared indices and a view of its
+// entries. The entry type says the kind: AddrRing (fill, completion) holds
+// frame addresses, DescRing (rx, tx) holds descriptors.
+type Ring[T uint64 | Desc] struct {
+	ring
+	entries  []T
+	producer bool // we produce (fill, tx) rather than consume (rx, completion)
+}
+
 // AddrRing is a fill ring (producer: frames given to the kernel to receive
 // into) or a completion ring (consumer: frames the kernel has sent).
-type AddrRing struct {
-	ring
-	addrs    []uint64
-	producer bool
-}
+type AddrRing = Ring[uint64]
 
 // DescRing is an rx ring (consumer: received packets) or a tx ring
 // (producer: packets to send).
-type DescRing struct {
-	ring
-	descs    []Desc
-	producer bool
-}
+type DescRing = Ring[Desc]
 
-// Reserve returns a view of up to n free entries of a producer ring (fill)
-// to write frame addresses into, then publish with Submit. It may return
-// fewer than n (ring full, or the batch reaches the end of the ring), and
-// allocates nothing.
-func (r *AddrRing) Reserve(n int) []uint64 {
+// Reserve returns a view of up to n free entries of a producer ring (fill,
+// tx) to write into, then publish with Submit. It may return fewer than n
+// (ring full, or the batch reaches the end of the ring), and allocates
+// nothing.
+func (r *Ring[T]) Reserve(n int) []T {
 	s, g := r.reserve(n)
-	return r.addrs[s : s+g : s+g]
+	return r.entries[s : s+g : s+g]
 }
 
 // Submit publishes the first n entries of the last Reserve.
-func (r *AddrRing) Submit(n int) { r.submit(n) }
+func (r *Ring[T]) Submit(n int) { r.submit(n) }
 
-// Peek returns a view of up to n completed addresses of a consumer ring
-// (completion), to be given back with Release once read.
-func (r *AddrRing) Peek(n int) []uint64 {
+// Peek returns a view of up to n filled entries of a consumer ring (rx,
+// completion), to be given back with Release once read.
+func (r *Ring[T]) Peek(n int) []T {
 	s, g := r.peek(n)
-	return r.addrs[s : s+g : s+g]
+	return r.entries[s : s+g : s+g]
 }
 
 // Release returns the first n entries of the last Peek to the kernel.
-func (r *AddrRing) Release(n int) { r.release(n) }
+func (r *Ring[T]) Release(n int) { r.release(n) }
 
 // NeedsWakeup reports whether the kernel asked for a wake-up on this ring.
-func (r *AddrRing) NeedsWakeup() bool { return r.needsWakeup() }
+func (r *Ring[T]) NeedsWakeup() bool { return r.needsWakeup() }
 
-// Outstanding counts entries in flight: submitted and not yet consumed by the
-// kernel (fill), or ready and not yet peeked (completion).
-func (r *AddrRing) Outstanding() int { return int(r.outstanding(r.producer)) }
-
-// Size is the ring's number of entries.
-func (r *AddrRing) Size() int { return int(r.size) }
-
-// Reserve returns a view of up to n free tx descriptors; see AddrRing.Reserve.
-func (r *DescRing) Reserve(n int) []Desc {
-	s, g := r.reserve(n)
-	return r.descs[s : s+g : s+g]
-}
-
-// Submit publishes the first n entries of the last Reserve.
-func (r *DescRing) Submit(n int) { r.submit(n) }
-
-// Peek returns a view of up to n received descriptors; see AddrRing.Peek.
-func (r *DescRing) Peek(n int) []Desc {
-	s, g := r.peek(n)
-	return r.descs[s : s+g : s+g]
-}
-
-// Release returns the first n entries of the last Peek to the kernel.
-func (r *DescRing) Release(n int) { r.release(n) }
-
-// NeedsWakeup reports whether the kernel asked for a wake-up on this ring.
-func (r *DescRing) NeedsWakeup() bool { return r.needsWakeup() }
-
-// Outstanding counts entries in flight; see AddrRing.Outstanding.
-func (r *DescRing) Outstanding() int { return int(r.outstanding(r.producer)) }
+// Outstanding counts entries in flight: submitted and not yet consumed by
+// the kernel (producer rings), or ready and not yet peeked (consumer rings).
+func (r *Ring[T]) Outstanding() int { return int(r.outstanding(r.producer)) }
 
 // Size is the ring's number of entries.
-func (r *DescRing) Size() int { return int(r.size) }
+func (r *Ring[T]) Size() int { return int(r.size) }

@@ -19,7 +19,7 @@ func testRing(size uint32, start uint32) (*[3]uint32, ring) {
 func TestProducerRingWrap(t *testing.T) {
 	for _, start := range []uint32{0, 5, 0xFFFFFFF0, 0xFFFFFFFF} {
 		w, r := testRing(8, start)
-		fill := AddrRing{ring: r, addrs: make([]uint64, 8), producer: true}
+		fill := AddrRing{ring: r, entries: make([]uint64, 8), producer: true}
 		total := 0
 		for round := 0; round < 50; round++ {
 			// Produce as much as fits, possibly in two views at the wrap.
@@ -40,8 +40,8 @@ func TestProducerRingWrap(t *testing.T) {
 			// The "kernel" consumes 3 in order and checks what it reads.
 			for i := 0; i < 3; i++ {
 				idx := w[1]
-				if want := uint64(total - 8 + i); fill.addrs[idx&7] != want {
-					t.Fatalf("start %#x: kernel read %d at %d, want %d", start, fill.addrs[idx&7], idx, want)
+				if want := uint64(total - 8 + i); fill.entries[idx&7] != want {
+					t.Fatalf("start %#x: kernel read %d at %d, want %d", start, fill.entries[idx&7], idx, want)
 				}
 				w[1]++
 			}
@@ -55,12 +55,12 @@ func TestProducerRingWrap(t *testing.T) {
 func TestConsumerRingWrap(t *testing.T) {
 	for _, start := range []uint32{0, 0xFFFFFFFA} {
 		w, r := testRing(8, start)
-		rx := DescRing{ring: r, descs: make([]Desc, 8)}
+		rx := DescRing{ring: r, entries: make([]Desc, 8)}
 		next, seen := uint64(0), uint64(0)
 		for round := 0; round < 40; round++ {
 			// The "kernel" produces 5 descriptors (the ring has room).
 			for i := 0; i < 5; i++ {
-				rx.descs[w[0]&7] = Desc{Addr: next}
+				rx.entries[w[0]&7] = Desc{Addr: next}
 				next++
 				w[0]++
 			}
@@ -86,7 +86,7 @@ func TestConsumerRingWrap(t *testing.T) {
 
 func TestRingEmptyFullAndLimits(t *testing.T) {
 	w, r := testRing(4, 0)
-	rx := DescRing{ring: r, descs: make([]Desc, 4)}
+	rx := DescRing{ring: r, entries: make([]Desc, 4)}
 	if v := rx.Peek(64); len(v) != 0 {
 		t.Fatalf("empty ring peeked %d", len(v))
 	}
@@ -106,7 +106,7 @@ func TestRingEmptyFullAndLimits(t *testing.T) {
 	rx.Release(0)
 
 	_, r2 := testRing(4, 0)
-	tx := DescRing{ring: r2, descs: make([]Desc, 4), producer: true}
+	tx := DescRing{ring: r2, entries: make([]Desc, 4), producer: true}
 	if v := tx.Reserve(10); len(v) != 4 {
 		t.Fatalf("reserve on empty ring gave %d", len(v))
 	}
@@ -119,13 +119,13 @@ func TestRingEmptyFullAndLimits(t *testing.T) {
 
 func TestRingCorruptIndexIsAnErrorNotAPanic(t *testing.T) {
 	w, r := testRing(8, 0)
-	rx := DescRing{ring: r, descs: make([]Desc, 8)}
+	rx := DescRing{ring: r, entries: make([]Desc, 8)}
 	w[0] = 1000 // the kernel claims 1000 entries in a ring of 8
 	if v := rx.Peek(4); len(v) != 0 || !rx.corrupt {
 		t.Fatalf("corrupt producer index: got %d entries, corrupt=%v", len(v), rx.corrupt)
 	}
 	w2, r2 := testRing(8, 10)
-	fill := AddrRing{ring: r2, addrs: make([]uint64, 8), producer: true}
+	fill := AddrRing{ring: r2, entries: make([]uint64, 8), producer: true}
 	for v := fill.Reserve(8); len(v) > 0; v = fill.Reserve(8) {
 		fill.Submit(len(v))
 	}
@@ -137,11 +137,11 @@ func TestRingCorruptIndexIsAnErrorNotAPanic(t *testing.T) {
 
 func TestRingMisusePanics(t *testing.T) {
 	_, r := testRing(8, 0)
-	tx := DescRing{ring: r, descs: make([]Desc, 8), producer: true}
+	tx := DescRing{ring: r, entries: make([]Desc, 8), producer: true}
 	tx.Reserve(2)
 	mustPanic(t, "submit more than reserved", func() { tx.Submit(3) })
 	_, r2 := testRing(8, 0)
-	tx2 := DescRing{ring: r2, descs: make([]Desc, 8), producer: true}
+	tx2 := DescRing{ring: r2, entries: make([]Desc, 8), producer: true}
 	tx2.Reserve(2)
 	mustPanic(t, "reserve twice", func() { tx2.Reserve(2) })
 }

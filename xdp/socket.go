@@ -225,13 +225,13 @@ func (s *Socket) mapRings(off unix.XDPMmapOffsets, sizes [4]uint32) error {
 		r := newRing(prod, cons, flags, sizes[i])
 		switch i {
 		case 0:
-			s.Rx = DescRing{ring: r, descs: unsafe.Slice((*Desc)(desc), sizes[i])} // unsafe: inside the mapping
+			s.Rx = DescRing{ring: r, entries: unsafe.Slice((*Desc)(desc), sizes[i])} // unsafe: inside the mapping
 		case 1:
-			s.Tx = DescRing{ring: r, descs: unsafe.Slice((*Desc)(desc), sizes[i]), producer: true}
+			s.Tx = DescRing{ring: r, entries: unsafe.Slice((*Desc)(desc), sizes[i]), producer: true}
 		case 2:
-			s.Fill = AddrRing{ring: r, addrs: unsafe.Slice((*uint64)(desc), sizes[i]), producer: true}
+			s.Fill = AddrRing{ring: r, entries: unsafe.Slice((*uint64)(desc), sizes[i]), producer: true}
 		case 3:
-			s.Completion = AddrRing{ring: r, addrs: unsafe.Slice((*uint64)(desc), sizes[i])}
+			s.Completion = AddrRing{ring: r, entries: unsafe.Slice((*uint64)(desc), sizes[i])}
 		}
 	}
 	// The kernel may already have a producer index for a ring (it starts
@@ -289,15 +289,7 @@ func (s *Socket) KickTx() error {
 	if s.closed {
 		return ErrClosed
 	}
-	if s.wakeup && !s.Tx.NeedsWakeup() {
-		return nil
-	}
-	switch e := kick(s.fd); e {
-	case 0, unix.EAGAIN, unix.EBUSY, unix.ENOBUFS:
-		return nil
-	default:
-		return e
-	}
+	return s.wake(s.Tx.NeedsWakeup(), kick)
 }
 
 // WakeRx tells the kernel to look at the fill ring when it asked for it
@@ -306,10 +298,16 @@ func (s *Socket) WakeRx() error {
 	if s.closed {
 		return ErrClosed
 	}
-	if s.wakeup && !s.Fill.NeedsWakeup() {
+	return s.wake(s.Fill.NeedsWakeup(), wakeRx)
+}
+
+// wake calls the wake-up syscall when the ring asked for it, or always
+// without need_wakeup. The kernel still being busy is not an error.
+func (s *Socket) wake(asked bool, call func(fd int) unix.Errno) error {
+	if s.wakeup && !asked {
 		return nil
 	}
-	switch e := wakeRx(s.fd); e {
+	switch e := call(s.fd); e {
 	case 0, unix.EAGAIN, unix.EBUSY, unix.ENOBUFS:
 		return nil
 	default:

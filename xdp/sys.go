@@ -41,15 +41,21 @@ func setsockopt(fd, opt int, v unsafe.Pointer, size uintptr) error {
 // kick is sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0): it tells the kernel
 // to process the tx ring. It returns the raw errno so that the hot path
 // builds no error value.
+//
+// It is a raw syscall: it never blocks (MSG_DONTWAIT), but in copy mode it
+// does the sending itself and can take tens of microseconds. Through the
+// scheduler-aware Syscall6, the Go runtime would hand the worker's P to
+// another thread during that time and make the worker wait to get one back
+// on every kick, which costs more than the kick.
 func kick(fd int) unix.Errno {
-	_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
 	return e
 }
 
 // wakeRx is recvfrom(fd, NULL, 0, MSG_DONTWAIT, NULL, NULL): it tells the
-// kernel to process the fill ring when it asked for it.
+// kernel to process the fill ring when it asked for it. Raw, as kick.
 func wakeRx(fd int) unix.Errno {
-	_, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
 	return e
 }
 

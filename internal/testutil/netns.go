@@ -50,18 +50,10 @@ func NewNS(t testing.TB, prefix string) *NS {
 	name := UniqueName(prefix)
 	var h netns.NsHandle
 	var err error
-	withThread(func() error {
-		orig, gerr := netns.Get()
-		if gerr != nil {
-			err = gerr
-			return nil
-		}
-		defer orig.Close()
-		h, err = netns.NewNamed(name) // switches this thread into it
-		return netns.Set(orig)
-	})
-	if err != nil {
-		t.Fatalf("create netns %s: %v", name, err)
+	// NewNamed switches the thread into the new namespace; inThread
+	// switches it back.
+	if ierr := inThread(func() { h, err = netns.NewNamed(name) }); ierr != nil && err == nil {
+		err = ierr
 	}
 	ns := &NS{Name: name, Handle: h}
 	t.Cleanup(func() {
@@ -92,39 +84,42 @@ func NewNS(t testing.TB, prefix string) *NS {
 // afterwards.
 func (ns *NS) Do(t testing.TB, f func()) {
 	t.Helper()
-	var err error
-	withThread(func() error {
-		orig, gerr := netns.Get()
-		if gerr != nil {
-			err = gerr
-			return nil
-		}
-		defer orig.Close()
-		if err = netns.Set(ns.Handle); err != nil {
-			return nil
+	err := inThread(func() {
+		if err := netns.Set(ns.Handle); err != nil {
+			panic(fmt.Sprintf("enter netns %s: %v", ns.Name, err))
 		}
 		f()
-		return netns.Set(orig)
 	})
 	if err != nil {
-		t.Fatalf("enter netns %s: %v", ns.Name, err)
+		t.Fatalf("netns %s: %v", ns.Name, err)
 	}
 }
 
-// withThread runs f locked to an OS thread. If f fails to restore the
-// thread's namespace (it returns an error), the thread stays locked and
-// dies with its goroutine rather than serving other goroutines in the wrong
-// namespace.
-func withThread(f func() error) {
-	done := make(chan struct{})
+// inThread runs f on a goroutine locked to an OS thread and puts the
+// thread back into its original network namespace afterwards. If that
+// fails, the thread stays locked and dies with its goroutine rather than
+// serve other goroutines in the wrong namespace.
+func inThread(f func()) error {
+	errc := make(chan error, 1)
 	go func() {
-		defer close(done)
 		runtime.LockOSThread()
-		if f() == nil {
-			runtime.UnlockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
 		}
+		defer orig.Close()
+		defer func() {
+			if err := netns.Set(orig); err != nil {
+				errc <- fmt.Errorf("restore thread namespace: %w", err)
+				return
+			}
+			runtime.UnlockOSThread()
+			errc <- nil
+		}()
+		f()
 	}()
-	<-done
+	return <-errc
 }
 
 // Veth is one end of a veth pair.
