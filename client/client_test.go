@@ -1,0 +1,251 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rebound-net/rebound/client"
+	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/userspace"
+)
+
+// startServer runs a real server (udp mode) on loopback.
+func startServer(t testing.TB) string {
+	t.Helper()
+	srv, err := userspace.NewServer(userspace.Config{Mode: userspace.ModeUDP, Listen: "127.0.0.1:0", Workers: 1,
+		Handler: userspace.NewService(userspace.ServiceConfig{KVMemory: 8 << 20})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	return srv.Addr().String()
+}
+
+// fakeServer answers PINGs over UDP, but lets answer decide per request
+// (by its arrival number, from 0) whether to answer and after how long.
+func fakeServer(t testing.TB, answer func(n int64) (bool, time.Duration)) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	var count atomic.Int64
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			ok, delay := answer(count.Add(1) - 1)
+			if !ok {
+				continue
+			}
+			if delay > 0 {
+				time.Sleep(delay)
+			}
+			rep := append([]byte(nil), buf[:n]...)
+			rep[3] |= codec.FlagResponse
+			_, _ = pc.WriteTo(rep, from)
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+func TestEveryOp(t *testing.T) {
+	addr := startServer(t)
+	ctx := context.Background()
+	for _, tcp := range []bool{false, true} {
+		c, err := client.Dial(ctx, addr, client.Options{TCP: tcp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := []byte("key")
+		if tcp {
+			key = []byte("tcp-key")
+		}
+		if got, err := c.Ping(ctx, []byte("hi")); err != nil || string(got) != "hi" {
+			t.Fatalf("tcp=%v ping: %q %v", tcp, got, err)
+		}
+		if _, err := c.Get(ctx, key); !errors.Is(err, client.ErrNotFound) {
+			t.Fatalf("tcp=%v get missing: %v", tcp, err)
+		}
+		if err := c.Set(ctx, key, []byte("v1"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := c.Get(ctx, key); err != nil || string(got) != "v1" {
+			t.Fatalf("tcp=%v get: %q %v", tcp, got, err)
+		}
+		if err := c.Del(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Del(ctx, key); !errors.Is(err, client.ErrNotFound) {
+			t.Fatalf("tcp=%v del missing: %v", tcp, err)
+		}
+		r, err := c.Do(ctx, 0x33, nil)
+		if err != nil || r.Status != codec.StatusUnknownOp {
+			t.Fatalf("tcp=%v unknown op: %+v %v", tcp, r, err)
+		}
+		if err := c.Set(ctx, nil, nil, 0); !errors.Is(err, codec.ErrKeyLength) {
+			t.Fatalf("empty key: %v", err)
+		}
+		c.Close()
+		if _, err := c.Ping(ctx, nil); !errors.Is(err, client.ErrClosed) {
+			t.Fatalf("after Close: %v", err)
+		}
+	}
+}
+
+func TestConcurrentCalls(t *testing.T) {
+	addr := startServer(t)
+	for _, tcp := range []bool{false, true} {
+		c, err := client.Dial(context.Background(), addr, client.Options{TCP: tcp, Conns: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		errc := make(chan error, 16)
+		for g := 0; g < 16; g++ {
+			go func() {
+				for i := 0; i < 200; i++ {
+					want := []byte{byte(g), byte(i)}
+					got, err := c.Ping(context.Background(), want)
+					if err != nil || !bytes.Equal(got, want) {
+						errc <- errors.Join(err, errors.New("reply mismatched its request"))
+						return
+					}
+				}
+				errc <- nil
+			}()
+		}
+		for g := 0; g < 16; g++ {
+			if err := <-errc; err != nil {
+				t.Fatalf("tcp=%v: %v", tcp, err)
+			}
+		}
+		c.Close()
+	}
+}
+
+func TestRetryAfterLoss(t *testing.T) {
+	// Drop the first two datagrams: the third attempt is answered.
+	addr := fakeServer(t, func(n int64) (bool, time.Duration) { return n >= 2, 0 })
+	c, err := client.Dial(context.Background(), addr, client.Options{Timeout: 50 * time.Millisecond, Retries: 3, Backoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got, err := c.Ping(context.Background(), []byte("x")); err != nil || string(got) != "x" {
+		t.Fatalf("ping after two losses: %q %v", got, err)
+	}
+	// No retries: a loss is a timeout.
+	addr2 := fakeServer(t, func(int64) (bool, time.Duration) { return false, 0 })
+	c2, _ := client.Dial(context.Background(), addr2, client.Options{Timeout: 30 * time.Millisecond, Retries: -1})
+	defer c2.Close()
+	start := time.Now()
+	if _, err := c2.Ping(context.Background(), nil); !errors.Is(err, client.ErrTimeout) || time.Since(start) > time.Second {
+		t.Fatalf("no retries: %v after %v", err, time.Since(start))
+	}
+}
+
+func TestCancellation(t *testing.T) {
+	addr := fakeServer(t, func(int64) (bool, time.Duration) { return false, 0 })
+	c, _ := client.Dial(context.Background(), addr, client.Options{Timeout: 10 * time.Second})
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
+	start := time.Now()
+	if _, err := c.Ping(ctx, nil); !errors.Is(err, context.Canceled) || time.Since(start) > 2*time.Second {
+		t.Fatalf("cancelled call: %v after %v", err, time.Since(start))
+	}
+}
+
+func TestTruncatedFallsBackToTCP(t *testing.T) {
+	addr := startServer(t)
+	ctx := context.Background()
+	big := bytes.Repeat([]byte("z"), 1000)
+	c, _ := client.Dial(ctx, addr, client.Options{})
+	defer c.Close()
+	if err := c.Set(ctx, []byte("big"), big, 0); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Do(ctx, codec.OpGet, []byte{3, 'b', 'i', 'g'})
+	if err != nil || !bytes.Equal(r.Payload, big) || r.Via != "tcp-after-truncated" {
+		t.Fatalf("GET of 1000 bytes: via %q, %d bytes, %v", r.Via, len(r.Payload), err)
+	}
+	// Padded GETs get it over UDP first.
+	p, _ := client.Dial(ctx, addr, client.Options{PadGets: true})
+	defer p.Close()
+	r, err = p.Do(ctx, codec.OpGet, []byte{3, 'b', 'i', 'g'})
+	if err != nil || !bytes.Equal(r.Payload, big) || r.Via != "udp-padded" {
+		t.Fatalf("padded GET: via %q, %d bytes, %v", r.Via, len(r.Payload), err)
+	}
+	n, _ := client.Dial(ctx, addr, client.Options{NoTCPRetry: true})
+	defer n.Close()
+	if _, err := n.Get(ctx, []byte("big")); !errors.Is(err, client.ErrTruncated) {
+		t.Fatalf("without fallback: %v", err)
+	}
+}
+
+// A server that drops every other reply: the bench reports the losses.
+func TestBenchCountsLosses(t *testing.T) {
+	addr := fakeServer(t, func(n int64) (bool, time.Duration) { return n%2 == 0, 0 })
+	res, err := client.Bench(context.Background(), client.BenchConfig{Target: addr, Window: 8, Duration: 500 * time.Millisecond,
+		Timeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent == 0 || res.Lost == 0 {
+		t.Fatalf("no loss reported: %+v", res)
+	}
+	frac := float64(res.Lost) / float64(res.Sent)
+	if frac < 0.35 || frac > 0.65 {
+		t.Fatalf("lost %d of %d (%.0f%%), want about half", res.Lost, res.Sent, frac*100)
+	}
+}
+
+// Open loop: a server that stalls once for 200 ms shows up in the tail,
+// because latency runs from when each request was due, not sent.
+func TestBenchOpenLoopSeesStall(t *testing.T) {
+	addr := fakeServer(t, func(n int64) (bool, time.Duration) {
+		if n == 100 {
+			return true, 200 * time.Millisecond
+		}
+		return true, 0
+	})
+	res, err := client.Bench(context.Background(), client.BenchConfig{Target: addr, Rate: 1000, Duration: time.Second, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// About 200 requests were due during the stall: at a 1000/s rate the
+	// ones queued behind it wait up to 200 ms, so p90 and max show it.
+	if max := time.Duration(res.Hist.Max()); max < 150*time.Millisecond {
+		t.Fatalf("max latency %v: the 200 ms stall is missing", max)
+	}
+	if p := res.Percentile(90); p < 50*time.Millisecond {
+		t.Fatalf("p90 %v: a coordinated-omission-free tail should carry the stall", p)
+	}
+	if res.Received < 800 {
+		t.Fatalf("open loop at 1000/s for 1s: only %d replies", res.Received)
+	}
+}
+
+func TestParseMix(t *testing.T) {
+	m, err := client.ParseMix("mix=get:90,set:10")
+	if err != nil || len(m) != 2 || m[0].Op != codec.OpGet || m[0].Weight != 90 || m[1].Op != codec.OpSet {
+		t.Fatalf("%+v %v", m, err)
+	}
+	for _, bad := range []string{"get:x", "fly", "get:-1"} {
+		if _, err := client.ParseMix(bad); err == nil {
+			t.Errorf("ParseMix(%q) accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/rebound-net/rebound/userspace"
+)
+
+func startServer(t *testing.T) string {
+	t.Helper()
+	srv, err := userspace.NewServer(userspace.Config{Mode: userspace.ModeUDP, Listen: "127.0.0.1:0", Workers: 1,
+		Handler: userspace.NewService(userspace.ServiceConfig{KVMemory: 8 << 20})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	return srv.Addr().String()
+}
+
+// freeAddr returns a loopback UDP address where nothing listens.
+func freeAddr(t *testing.T) string {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	return addr
+}
+
+func TestCallExitCodes(t *testing.T) {
+	addr := startServer(t)
+	cases := []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"call", "--target", addr, "ping", "hello"}, exitOK, "hello"},
+		{[]string{"call", "--target", addr, "set", "k", "v", "--ttl", "60"}, exitOK, "SET OK"},
+		{[]string{"call", "--target", addr, "--tcp", "get", "k"}, exitOK, "GET OK"},
+		{[]string{"call", "--target", addr, "get", "missing"}, exitStatus, "NOT_FOUND"},
+		{[]string{"call", "--target", addr, "del", "missing"}, exitStatus, "NOT_FOUND"},
+		{[]string{"call", "--target", addr, "fly"}, exitUsage, ""},
+		{[]string{"call", "--target", addr, "set", "onlykey"}, exitUsage, ""},
+		{[]string{"call", "--target", addr, "--ttl", "soon", "set", "k", "v"}, exitUsage, ""},
+		{[]string{"call", "--target", freeAddr(t), "--timeout", "50ms", "--retries", "-1", "ping"}, exitFailure, ""},
+		{[]string{"nonsense"}, exitUsage, ""},
+		{[]string{"serve", "--mode", "fast"}, exitUsage, ""},
+		{[]string{"serve", "--kv-memory", "lots"}, exitUsage, ""},
+		{[]string{"bench", "--op", "fly"}, exitUsage, ""},
+		{[]string{"help"}, exitOK, "rebound serve"},
+	}
+	for _, c := range cases {
+		var out, errb bytes.Buffer
+		code := run(c.args, &out, &errb)
+		if code != c.code || !strings.Contains(out.String(), c.out) {
+			t.Errorf("%v: exit %d (want %d), stdout %q, stderr %q", c.args, code, c.code, out.String(), errb.String())
+		}
+	}
+}
+
+func TestCallJSON(t *testing.T) {
+	addr := startServer(t)
+	var out, errb bytes.Buffer
+	if code := run([]string{"call", "--target", addr, "--json", "ping", "hi"}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var m map[string]any
+	if err := json.Unmarshal(out.Bytes(), &m); err != nil {
+		t.Fatalf("not JSON: %q", out.String())
+	}
+	if m["status"] != "OK" || m["payload"] != "hi" || m["op"] != "PING" {
+		t.Fatalf("json: %v", m)
+	}
+}
+
+func TestBenchCommand(t *testing.T) {
+	addr := startServer(t)
+	var out, errb bytes.Buffer
+	code := run([]string{"bench", "--target", addr, "--duration", "300ms", "--warmup", "0s", "--json", "--quiet", "--op", "mix=get:50,set:50"}, &out, &errb)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var m map[string]any
+	if err := json.Unmarshal(out.Bytes(), &m); err != nil || m["throughput"].(float64) <= 0 {
+		t.Fatalf("bench json: %q %v", out.String(), err)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int{"256MiB": 256 << 20, "1GiB": 1 << 30, "64K": 64 << 10, "1000": 1000} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v", in, got, err)
+		}
+	}
+	if _, err := parseSize("-1MiB"); err == nil {
+		t.Error("negative size accepted")
+	}
+}
