@@ -38,6 +38,9 @@ type BenchConfig struct {
 	Warmup    time.Duration // unmeasured time before (default 1s)
 	Timeout   time.Duration // a request unanswered this long is lost (default 1s)
 	Preload   bool          // SET every key once before a run with GETs (default on via cmd)
+	// XDP, when set, sends through an AF_XDP socket on the load
+	// generator's interface instead of a UDP socket (root only).
+	XDP *XDPLoad
 	// Tick, when set, is called about every second with the last second's
 	// figures (the live line).
 	Tick func(Tick)
@@ -161,7 +164,7 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		f, err := newFlow(ctx, cfg, i)
 		if err != nil {
 			for _, g := range flows[:i] {
-				g.conn.Close()
+				g.close()
 			}
 			return nil, err
 		}
@@ -183,7 +186,7 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	close(done)
 	res := &BenchResult{Errors: map[string]uint64{}, Hist: newHist()}
 	for _, f := range flows {
-		f.conn.Close()
+		f.close()
 		res.Sent += f.sent.Load()
 		res.Received += f.received.Load()
 		res.Lost += f.lost.Load()
@@ -279,7 +282,8 @@ func appendKey(b []byte, k int) []byte {
 // flow is one socket or connection with its own window of requests.
 type flow struct {
 	cfg         BenchConfig
-	conn        net.Conn
+	conn        net.Conn // UDP or TCP; nil with xdp
+	xdp         *xdpPort
 	tcp         bool
 	rng         *rand.Rand
 	measureFrom time.Time
@@ -302,7 +306,41 @@ type flow struct {
 	window *hdrhistogram.Histogram // since the last tick
 }
 
+func (f *flow) close() {
+	if f.xdp != nil {
+		_ = f.xdp.Close()
+		return
+	}
+	f.conn.Close()
+}
+
 func newFlow(ctx context.Context, cfg BenchConfig, i int) (*flow, error) {
+	f, err := newFlowState(cfg, i)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.XDP != nil {
+		if cfg.TCP {
+			return nil, errors.New("bench: xdp sends UDP datagrams: not with TCP")
+		}
+		if cfg.Flows > 1 {
+			return nil, errors.New("bench: xdp drives one AF_XDP socket: use --workers 1 and a larger --window")
+		}
+		if max(cfg.Payload, 5+12+cfg.ValueSize) > 1400 {
+			return nil, errors.New("bench: xdp sends one frame per request: keep messages under 1400 bytes")
+		}
+		if f.xdp, err = openXDPPort(cfg, i); err != nil {
+			return nil, err
+		}
+		return f, nil
+	}
+	if f.conn, err = dialFlow(ctx, cfg); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func dialFlow(ctx context.Context, cfg BenchConfig) (net.Conn, error) {
 	network := "udp"
 	if cfg.TCP {
 		network = "tcp"
@@ -322,13 +360,17 @@ func newFlow(ctx context.Context, cfg BenchConfig, i int) (*flow, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: dial %s %s: %w", network, cfg.Target, err)
 	}
+	return conn, nil
+}
+
+func newFlowState(cfg BenchConfig, i int) (*flow, error) {
 	window := cfg.Window
 	if cfg.Rate > 0 {
 		// Open loop: room for every request that can be in flight within
 		// the timeout at this flow's rate.
 		window = max(1024, int(cfg.Rate/float64(cfg.Flows)*cfg.Timeout.Seconds())*2)
 	}
-	f := &flow{cfg: cfg, conn: conn, tcp: cfg.TCP, rng: rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano()))),
+	f := &flow{cfg: cfg, tcp: cfg.TCP, rng: rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano()))),
 		slots: make([]int64, window), seqs: make([]uint32, window), free: make([]int, 0, window),
 		hist: newHist(), window: newHist()}
 	for s := window - 1; s >= 0; s-- {
@@ -375,6 +417,10 @@ func (f *flow) encode(b []byte, seq uint32) int {
 // timeout) for the replies still in flight. UDP uses recvmmsg/sendmmsg
 // batches so that the load generator is not the bottleneck.
 func (f *flow) run(ctx context.Context) {
+	if f.xdp != nil {
+		f.runXDP(ctx)
+		return
+	}
 	const batch = 64
 	out := make([]byte, 0, 256<<10)
 	msgBytes := codec.HeaderLen + max(f.cfg.Payload, 5+12+f.cfg.ValueSize)

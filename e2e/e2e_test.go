@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -490,5 +491,24 @@ func TestKVConcurrency(t *testing.T) {
 				t.Fatalf("own-%d-%d: %q %v", w, k, v, err)
 			}
 		}
+	}
+}
+
+// The bench's AF_XDP load generator against the server's fast path.
+func TestBenchOverXDP(t *testing.T) {
+	l := testutil.NewLab(t, 1)
+	l.RemovePass() // the load generator attaches its own program there
+	startServer(t, l.Srv, "--mode", "xdp", "--iface", l.SrvIf.Name)
+	out, code := run(t, l.Cli, "bench", "--target", srv4, "--transport", "xdp", "--iface", l.CliIf.Name,
+		"--duration", "1s", "--warmup", "200ms", "--window", "64", "--json", "--quiet")
+	if code != 0 || !strings.Contains(out, `"throughput"`) {
+		t.Fatalf("bench --transport xdp: exit %d\n%s", code, out)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["received"].(float64) < 1000 || m["lost"].(float64) > m["sent"].(float64)/100 {
+		t.Fatalf("xdp load: %v", m)
 	}
 }

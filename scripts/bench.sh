@@ -9,7 +9,9 @@
 # loopback and says why. The server runs on CPU 1 and the load generator on
 # CPU 0 (LAB_SRV_CPU, LAB_CLI_CPU), each side's NAPI thread pinned with it.
 # Settings: DURATION (seconds, default 5), WINDOW (default 256), LAT_WINDOW
-# (default 32), PAYLOAD (bytes, default 64), BIN (default bin/rebound).
+# (default 32), PAYLOAD (bytes, default 64), BIN (default bin/rebound),
+# LOAD (xdp: the bench sends UDP through its own AF_XDP socket, the default;
+# udp: through kernel UDP sockets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,9 +75,15 @@ stop_server() {
 	SRV_PID=
 }
 
-run_bench() { # out transport window [extra]
-	local out=$1 transport=$2 window=$3
-	ip netns exec "$LAB_PREFIX-cli" taskset -c "$CLI_CPU" "$BIN" bench --target "$TARGET" --transport "$transport" \
+run_bench() { # out transport window
+	local out=$1 transport=$2 window=$3 extra=()
+	# UDP load goes through the bench's own AF_XDP socket, so that the load
+	# generator is not the bottleneck (LOAD=udp for kernel UDP sockets).
+	if [ "$transport" = udp ] && [ "${LOAD:-xdp}" = xdp ]; then
+		transport=xdp
+		extra=(--iface "${LAB_PREFIX}c0")
+	fi
+	ip netns exec "$LAB_PREFIX-cli" taskset -c "$CLI_CPU" "$BIN" bench --target "$TARGET" --transport "$transport" "${extra[@]}" \
 		--window "$window" --payload "$PAYLOAD" --duration "${DURATION}s" --warmup 1s --quiet --json --server-pid "$SRV_PID" >"$out"
 }
 
@@ -123,6 +131,7 @@ done
 echo
 echo "Rebound on the veth lab: $(nproc) CPUs, $(uname -r); 64-byte PING messages; server on CPU $SRV_CPU, load on CPU $CLI_CPU."
 echo "Throughput and p50/p99 at $WINDOW in flight; p99@$LAT_WINDOW at $LAT_WINDOW in flight; CPU as a share of one core."
+echo "UDP load from 'rebound bench --transport ${LOAD:-xdp}'; the tcp row from --transport tcp."
 echo
 echo "| mode | replies/s | p50 | p99 | p99@$LAT_WINDOW | server CPU | idle CPU | lost | vs udp |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"

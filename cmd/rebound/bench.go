@@ -21,6 +21,7 @@ const benchExamples = `  rebound bench --target 127.0.0.1:7000 --duration 5s    
   rebound bench --target 127.0.0.1:7000 --op mix=get:90,set:10 --keys 10000 --value-size 100
   rebound bench --target 127.0.0.1:7000 --rate 50000 --duration 10s     # open loop: latency from intended send time
   rebound bench --target 127.0.0.1:7000 --transport tcp --connections 4 --window 64 --json
+  sudo rebound bench --target 198.18.0.2:7000 --transport xdp --iface rbc0 --window 256   # AF_XDP load
 
 Output: a line a second (rate, p50, p99, errors, lost), then a summary with
 throughput and p50/p90/p99/p99.9/max latency from an HDR histogram.
@@ -29,7 +30,8 @@ throughput and p50/p90/p99/p99.9/max latency from an HDR histogram.
 func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("bench", "bench --target HOST:PORT [flags]", benchExamples, stderr)
 	target := fs.String("target", "127.0.0.1:7000", "server `HOST:PORT`")
-	transport := fs.String("transport", "udp", "`udp|tcp`")
+	transport := fs.String("transport", "udp", "`udp|tcp|xdp`: xdp sends through an AF_XDP socket on --iface (root), so the load generator is not the bottleneck")
+	iface := fs.String("iface", "", "with --transport xdp: the load generator's `NAME`, on the target's link")
 	op := fs.String("op", "ping", "`ping|get|set|del|mix=get:90,set:10`")
 	keys := fs.Int("keys", 1000, "key space for get/set/del (GET keys are stored first)")
 	valueSize := fs.Int("value-size", 32, "SET value `bytes`")
@@ -53,8 +55,12 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rebound bench: --op: %v\n", err)
 		return exitUsage
 	}
-	if *transport != "udp" && *transport != "tcp" {
-		fmt.Fprintf(stderr, "rebound bench: --transport %q: want udp or tcp\n", *transport)
+	if *transport != "udp" && *transport != "tcp" && *transport != "xdp" {
+		fmt.Fprintf(stderr, "rebound bench: --transport %q: want udp, tcp or xdp\n", *transport)
+		return exitUsage
+	}
+	if (*transport == "xdp") != (*iface != "") {
+		fmt.Fprintln(stderr, "rebound bench: --transport xdp and --iface go together")
 		return exitUsage
 	}
 	if *duration > time.Hour {
@@ -68,6 +74,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	cfg := client.BenchConfig{Target: *target, TCP: *transport == "tcp", Mix: mix, Keys: *keys, ValueSize: *valueSize,
 		Payload: *payload, Window: *window, Rate: *rate, Flows: flows, Duration: *duration, Warmup: *warmup,
 		Timeout: *timeout, Preload: true}
+	if *transport == "xdp" {
+		cfg.XDP = &client.XDPLoad{Iface: *iface}
+	}
 	if !*quiet {
 		cfg.Tick = func(t client.Tick) {
 			fmt.Fprintf(stderr, "%5.0fs  %10.0f req/s  p50 %-9s p99 %-9s errors %d  lost %d\n", t.Elapsed.Seconds(), t.Rate,

@@ -18,6 +18,16 @@ type Lab struct {
 	SrvIf, CliIf   Veth
 	SrvIP4, CliIP4 net.IP
 	SrvIP6, CliIP6 net.IP
+	pass           *bpf.PassProgram
+}
+
+// RemovePass detaches the XDP_PASS program from the client end, for a test
+// that puts its own program there.
+func (l *Lab) RemovePass() {
+	if l.pass != nil {
+		l.pass.Close()
+		l.pass = nil
+	}
 }
 
 // NewLab builds a lab whose veth ends have the given number of queues.
@@ -50,13 +60,12 @@ func NewLab(t testing.TB, queues int) *Lab {
 			must(t, "neighbour", h.NeighSet(&netlink.Neigh{LinkIndex: e.v.Index, IP: ip, HardwareAddr: e.peerMAC, State: netlink.NUD_PERMANENT}))
 		}
 	}
-	var pass *bpf.PassProgram
 	var err error
-	l.Cli.Do(t, func() { pass, err = bpf.AttachPass(l.CliIf.Index) })
+	l.Cli.Do(t, func() { l.pass, err = bpf.AttachPass(l.CliIf.Index) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { pass.Close() })
+	t.Cleanup(l.RemovePass)
 	return l
 }
 
