@@ -12,10 +12,11 @@ help: ## list the targets
 build: ## build bin/rebound (static, no cgo)
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/rebound
 
-test: lint unit ## lint, then every test with the race detector, then each benchmark once
+test: lint unit ## lint, every test with -race, the allocation tests without it, each benchmark once
 
 unit:
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+	$(GO) test -count=1 -run 'Alloc' $(PKGS)
 	$(GO) test -run '^$$' -bench . -benchtime=1x -count=1 $(PKGS)
 
 lint: ## gofmt, go vet, staticcheck
