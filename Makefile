@@ -15,9 +15,9 @@ build: ## build bin/rebound (static, no cgo)
 test: lint unit ## lint, every test with -race, the allocation tests without it, each benchmark once
 
 unit:
-	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 	$(GO) test -count=1 -run 'Alloc' $(PKGS)
 	$(GO) test -run '^$$' -bench . -benchtime=1x -count=1 $(PKGS)
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 lint: ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
