@@ -173,6 +173,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			s.mode, s.why = ModeUDP, reason
 		} else if err := s.startXDP(); err != nil {
 			s.closeXDP()
+			s.log.Warn("XDP setup failed: serving through UDP sockets instead", "iface", s.cfg.Iface, "err", err)
 			s.mode, s.why = ModeUDP, "XDP setup failed: "+err.Error()
 		} else {
 			s.mode, s.why = ModeXDP, "XDP attached to "+s.cfg.Iface
@@ -294,12 +295,17 @@ func (s *Server) startXDP() error {
 		s.stats = append(s.stats, st)
 		s.xdpW = append(s.xdpW, newXDPWorker(sock, pool, s.cfg.Handler, st, s.cfg.Batch, s.cfg.Amplification, s.cfg.MTU))
 	}
+	// Register every socket before any worker starts: after this point
+	// nothing can fail, so a failed setup never closes a socket under a
+	// running worker.
 	for _, w := range s.xdpW {
-		s.wg.Add(1)
-		go func() { defer s.wg.Done(); w.run(&s.stop) }()
 		if err := prog.RegisterSocket(w.sock.Queue(), w.sock.FD()); err != nil {
 			return err
 		}
+	}
+	for _, w := range s.xdpW {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); w.run(&s.stop) }()
 	}
 	_, m, _ := prog.Attached()
 	zc := len(s.socks) > 0 && s.socks[0].ZeroCopy()
