@@ -299,6 +299,9 @@ func (s *Server) startXDP() error {
 	// nothing can fail, so a failed setup never closes a socket under a
 	// running worker.
 	for _, w := range s.xdpW {
+		// Fill ring first: a request steered to a socket with an empty
+		// fill ring is dropped by the kernel.
+		w.refill()
 		if err := prog.RegisterSocket(w.sock.Queue(), w.sock.FD()); err != nil {
 			return err
 		}

@@ -57,7 +57,7 @@ func newXDPWorker(sock *xdp.Socket, pool *xdp.Pool, h Handler, stats *WorkerStat
 func (w *xdpWorker) run(stop *atomic.Bool) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	w.refill()
+	w.refill() // the server filled it before registering the socket; top up
 	idle := 0
 	var idleSince time.Time
 	for !stop.Load() {
