@@ -462,22 +462,8 @@ func (f *flow) run(ctx context.Context) {
 		out = out[:0]
 		nq := 0
 		if sending {
-			quota := len(f.free)
-			if perFlow > 0 {
-				quota = int(now.Sub(start).Seconds()*perFlow) - int(f.sent.Load())
-			}
-			for quota > 0 && len(f.free) > 0 && (f.tcp && len(out)+msgBytes <= cap(out) || !f.tcp && nq < batch) {
-				s := f.free[len(f.free)-1]
-				f.free = f.free[:len(f.free)-1]
-				seq := f.nextSeq - f.nextSeq%uint32(len(f.slots)) + uint32(s)
-				f.nextSeq += uint32(len(f.slots))
-				intended := now.UnixNano()
-				if perFlow > 0 {
-					// Open loop: latency counts from when the request was
-					// due, not from when a late sender got to it.
-					intended = start.Add(time.Duration(float64(f.sent.Load()) / perFlow * 1e9)).UnixNano()
-				}
-				f.slots[s], f.seqs[s] = intended, seq
+			for quota := f.quota(now, start, perFlow); quota > 0 && (f.tcp && len(out)+msgBytes <= cap(out) || !f.tcp && nq < batch); quota-- {
+				seq := f.take(now, start, perFlow)
 				if f.tcp {
 					n := f.encode(msgBuf, seq)
 					out = append(out, msgBuf[:n]...)
@@ -486,8 +472,6 @@ func (f *flow) run(ctx context.Context) {
 					sendQ[nq].Buffers[0] = bufs[nq][:n]
 					nq++
 				}
-				f.sent.Add(1)
-				quota--
 			}
 		}
 		if f.tcp && len(out) > 0 {
@@ -516,6 +500,33 @@ func (f *flow) run(ctx context.Context) {
 			lastScan = now
 		}
 	}
+}
+
+// quota is how many requests may be sent now: as many as there are free
+// slots in closed loop; in open loop, those due by now and not yet sent,
+// within the free slots.
+func (f *flow) quota(now, start time.Time, perFlow float64) int {
+	if perFlow <= 0 {
+		return len(f.free)
+	}
+	return min(int(now.Sub(start).Seconds()*perFlow)-int(f.sent.Load()), len(f.free))
+}
+
+// take claims a free slot for a new request, counts it as sent and returns
+// its sequence number. In open loop its latency will count from when it was
+// due, not from when a late sender got to it.
+func (f *flow) take(now, start time.Time, perFlow float64) uint32 {
+	s := f.free[len(f.free)-1]
+	f.free = f.free[:len(f.free)-1]
+	seq := f.nextSeq - f.nextSeq%uint32(len(f.slots)) + uint32(s)
+	f.nextSeq += uint32(len(f.slots))
+	intended := now.UnixNano()
+	if perFlow > 0 {
+		intended = start.Add(time.Duration(float64(f.sent.Load()) / perFlow * 1e9)).UnixNano()
+	}
+	f.slots[s], f.seqs[s] = intended, seq
+	f.sent.Add(1)
+	return seq
 }
 
 func (f *flow) readUDP(pc *ipv4.PacketConn, q []ipv4.Message) {

@@ -11,23 +11,10 @@ import (
 
 	"github.com/rebound-net/rebound/client"
 	"github.com/rebound-net/rebound/codec"
-	"github.com/rebound-net/rebound/userspace"
+	"github.com/rebound-net/rebound/internal/testutil"
 )
 
 // startServer runs a real server (udp mode) on loopback.
-func startServer(t testing.TB) string {
-	t.Helper()
-	srv, err := userspace.NewServer(userspace.Config{Mode: userspace.ModeUDP, Listen: "127.0.0.1:0", Workers: 1,
-		Handler: userspace.NewService(userspace.ServiceConfig{KVMemory: 8 << 20})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	return srv.Addr().String()
-}
 
 // fakeServer answers PINGs over UDP, but lets answer decide per request
 // (by its arrival number, from 0) whether to answer and after how long.
@@ -62,7 +49,7 @@ func fakeServer(t testing.TB, answer func(n int64) (bool, time.Duration)) string
 }
 
 func TestEveryOp(t *testing.T) {
-	addr := startServer(t)
+	addr := testutil.LoopbackServer(t)
 	ctx := context.Background()
 	for _, tcp := range []bool{false, true} {
 		c, err := client.Dial(ctx, addr, client.Options{TCP: tcp})
@@ -106,7 +93,7 @@ func TestEveryOp(t *testing.T) {
 }
 
 func TestConcurrentCalls(t *testing.T) {
-	addr := startServer(t)
+	addr := testutil.LoopbackServer(t)
 	for _, tcp := range []bool{false, true} {
 		c, err := client.Dial(context.Background(), addr, client.Options{TCP: tcp, Conns: 2})
 		if err != nil {
@@ -169,7 +156,7 @@ func TestCancellation(t *testing.T) {
 }
 
 func TestTruncatedFallsBackToTCP(t *testing.T) {
-	addr := startServer(t)
+	addr := testutil.LoopbackServer(t)
 	ctx := context.Background()
 	big := bytes.Repeat([]byte("z"), 1000)
 	c, _ := client.Dial(ctx, addr, client.Options{})

@@ -196,30 +196,16 @@ func (f *flow) runXDP(ctx context.Context) {
 		// Send.
 		submitted := 0
 		if sending {
-			quota := len(f.free)
-			if perFlow > 0 {
-				quota = int(now.Sub(start).Seconds()*perFlow) - int(f.sent.Load())
-			}
-			quota = min(quota, batch, len(sendPool))
-			if quota > 0 {
+			if quota := min(f.quota(now, start, perFlow), batch, len(sendPool)); quota > 0 {
 				tx := p.sock.Tx.Reserve(quota)
 				for i := range tx {
-					s := f.free[len(f.free)-1]
-					f.free = f.free[:len(f.free)-1]
-					seq := f.nextSeq - f.nextSeq%uint32(len(f.slots)) + uint32(s)
-					f.nextSeq += uint32(len(f.slots))
-					intended := now.UnixNano()
-					if perFlow > 0 {
-						intended = start.Add(time.Duration(float64(f.sent.Load()) / perFlow * 1e9)).UnixNano()
-					}
-					f.slots[s], f.seqs[s] = intended, seq
+					seq := f.take(now, start, perFlow)
 					a := sendPool[len(sendPool)-1]
 					sendPool = sendPool[:len(sendPool)-1]
 					buf := p.umem.Packet(a, 2048-uint32(xdp.PacketHeadroom))
 					buf = buf[:cap(buf)]
 					n := f.encode(buf[42:], seq)
 					tx[i] = xdp.Desc{Addr: a, Len: uint32(p.frame(buf, n))}
-					f.sent.Add(1)
 				}
 				p.sock.Tx.Submit(len(tx))
 				submitted = len(tx)

@@ -2,28 +2,13 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net"
 	"strings"
 	"testing"
 
-	"github.com/rebound-net/rebound/userspace"
+	"github.com/rebound-net/rebound/internal/testutil"
 )
-
-func startServer(t *testing.T) string {
-	t.Helper()
-	srv, err := userspace.NewServer(userspace.Config{Mode: userspace.ModeUDP, Listen: "127.0.0.1:0", Workers: 1,
-		Handler: userspace.NewService(userspace.ServiceConfig{KVMemory: 8 << 20})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	return srv.Addr().String()
-}
 
 // freeAddr returns a loopback UDP address where nothing listens.
 func freeAddr(t *testing.T) string {
@@ -37,7 +22,7 @@ func freeAddr(t *testing.T) string {
 }
 
 func TestCallExitCodes(t *testing.T) {
-	addr := startServer(t)
+	addr := testutil.LoopbackServer(t)
 	cases := []struct {
 		args []string
 		code int
@@ -68,7 +53,7 @@ func TestCallExitCodes(t *testing.T) {
 }
 
 func TestCallJSON(t *testing.T) {
-	addr := startServer(t)
+	addr := testutil.LoopbackServer(t)
 	var out, errb bytes.Buffer
 	if code := run([]string{"call", "--target", addr, "--json", "ping", "hi"}, &out, &errb); code != exitOK {
 		t.Fatalf("exit %d: %s", code, errb.String())
@@ -83,7 +68,7 @@ func TestCallJSON(t *testing.T) {
 }
 
 func TestBenchCommand(t *testing.T) {
-	addr := startServer(t)
+	addr := testutil.LoopbackServer(t)
 	var out, errb bytes.Buffer
 	code := run([]string{"bench", "--target", addr, "--duration", "300ms", "--warmup", "0s", "--json", "--quiet", "--op", "mix=get:50,set:50"}, &out, &errb)
 	if code != exitOK {
