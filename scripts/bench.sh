@@ -91,6 +91,10 @@ jget() { # file key
 	python3 -c "import json,sys; d=json.load(open('$1')); v=d.get('$2'); print(v if v is not None else '')"
 }
 
+cpu_ticks() { # busy and total ticks of one CPU, from /proc/stat
+	awk -v c="cpu$1" '$1 == c {print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat
+}
+
 idle_cpu() { # seconds of the server's CPU over 3 idle seconds, as % of a core
 	local t0 t1
 	t0=$(awk '{print $14+$15}' "/proc/$SRV_PID/stat")
@@ -104,12 +108,15 @@ measure() { # label transport server-args...
 	local label=$1 transport=$2
 	shift 2
 	start_server "$@" || return 1
-	local idle
+	local idle b0 t0 b1 t1 core
 	idle=$(idle_cpu)
+	read -r b0 t0 < <(cpu_ticks "$SRV_CPU")
 	run_bench "$RESULTS/$label.tput.json" "$transport" "$WINDOW"
+	read -r b1 t1 < <(cpu_ticks "$SRV_CPU")
+	core=$(python3 -c "print(round(100*($b1-$b0)/max($t1-$t0,1)))")
 	run_bench "$RESULTS/$label.lat.json" "$transport" "$LAT_WINDOW"
 	stop_server
-	ROWS+=("$label|$(jget "$RESULTS/$label.tput.json" throughput)|$(jget "$RESULTS/$label.tput.json" p50_us)|$(jget "$RESULTS/$label.tput.json" p99_us)|$(jget "$RESULTS/$label.lat.json" p99_us)|$(jget "$RESULTS/$label.tput.json" server_cpu)|$idle|$(jget "$RESULTS/$label.tput.json" lost)")
+	ROWS+=("$label|$(jget "$RESULTS/$label.tput.json" throughput)|$(jget "$RESULTS/$label.tput.json" p50_us)|$(jget "$RESULTS/$label.tput.json" p99_us)|$(jget "$RESULTS/$label.lat.json" p99_us)|$(jget "$RESULTS/$label.tput.json" server_cpu)|$core|$idle|$(jget "$RESULTS/$label.tput.json" lost)")
 }
 
 if [ $DEMO = 1 ]; then
@@ -130,20 +137,21 @@ done
 
 echo
 echo "Rebound on the veth lab: $(nproc) CPUs, $(uname -r); 64-byte PING messages; server on CPU $SRV_CPU, load on CPU $CLI_CPU."
-echo "Throughput and p50/p99 at $WINDOW in flight; p99@$LAT_WINDOW at $LAT_WINDOW in flight; CPU as a share of one core."
+echo "Throughput and p50/p99 at $WINDOW in flight; p99@$LAT_WINDOW at $LAT_WINDOW in flight. 'server process': the"
+echo "server's own CPU time; 'server core': how busy CPU $SRV_CPU was, with the kernel's receive work for the server."
 echo "UDP load from 'rebound bench --transport ${LOAD:-xdp}'; the tcp row from --transport tcp."
 echo
-echo "| mode | replies/s | p50 | p99 | p99@$LAT_WINDOW | server CPU | idle CPU | lost | vs udp |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| mode | replies/s | p50 | p99 | p99@$LAT_WINDOW | server process | server core | idle CPU | lost | vs udp |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for r in "${ROWS[@]}"; do
-	IFS='|' read -r label tput p50 p99 p99lat cpu idle lost <<<"$r"
-	python3 - "$label" "$tput" "$p50" "$p99" "$p99lat" "$cpu" "$idle" "$lost" "$udp_tput" <<'EOF'
+	IFS='|' read -r label tput p50 p99 p99lat cpu core idle lost <<<"$r"
+	python3 - "$label" "$tput" "$p50" "$p99" "$p99lat" "$cpu" "$core" "$idle" "$lost" "$udp_tput" <<'EOF'
 import sys
-label, tput, p50, p99, p99lat, cpu, idle, lost, udp = sys.argv[1:]
+label, tput, p50, p99, p99lat, cpu, core, idle, lost, udp = sys.argv[1:]
 f = lambda s: float(s) if s else 0.0
 ratio = f"{f(tput)/f(udp):.2f}x" if f(udp) else "-"
 cpu_s = f"{f(cpu)*100:.0f}%" if cpu else "-"
-print(f"| {label} | {f(tput):,.0f} | {f(p50):.0f} us | {f(p99):.0f} us | {f(p99lat):.0f} us | {cpu_s} | {f(idle):.1f}% | {int(f(lost))} | {ratio} |")
+print(f"| {label} | {f(tput):,.0f} | {f(p50):.0f} us | {f(p99):.0f} us | {f(p99lat):.0f} us | {cpu_s} | {f(core):.0f}% | {f(idle):.1f}% | {int(f(lost))} | {ratio} |")
 EOF
 done
 echo

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,6 +48,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	histFile := fs.String("hist", "", "write the latency percentile spectrum (HdrHistogram text) to `FILE`")
 	serverPid := fs.Int("server-pid", 0, "report the CPU time of this process over the measured period")
 	quiet := fs.Bool("quiet", false, "no live line")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load generator to `FILE` (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
 	}
@@ -85,6 +87,17 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "rebound bench: --cpuprofile: %v\n", err)
+			return exitFailure
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	cpu0, _ := procCPU(*serverPid)
 	t0 := time.Now()
 	res, err := client.Bench(ctx, cfg)
