@@ -260,19 +260,34 @@ func TestAmplification(t *testing.T) {
 
 // Case 5: four rx queues, flows spread, every queue answers.
 func TestMultiQueue(t *testing.T) {
-	l := testutil.NewLab(t, 4)
-	startServer(t, l.Srv, "--mode", "xdp", "--iface", l.SrvIf.Name, "--metrics", "127.0.0.1:9100")
-	for i := 0; i < 64; i++ {
-		c := dial(t, l.Cli, srv4, client.Options{})
-		if _, err := c.Ping(context.Background(), []byte{byte(i)}); err != nil {
-			t.Fatalf("flow %d: %v", i, err)
-		}
-		c.Close()
-	}
-	for q := 0; q < 4; q++ {
-		if v := metric(t, l.Srv, "127.0.0.1:9100", "rebound_replies_total", `transport="xdp"`, fmt.Sprintf(`queue="%d"`, q)); v == 0 {
-			t.Errorf("queue %d answered nothing", q)
-		}
+	for _, m := range modes[:2] {
+		t.Run(m.name, func(t *testing.T) {
+			l := testutil.NewLab(t, 4)
+			startServer(t, l.Srv, append(m.args(l), "--metrics", "127.0.0.1:9100")...)
+			for i := 0; i < 64; i++ {
+				c := dial(t, l.Cli, srv4, client.Options{})
+				if _, err := c.Ping(context.Background(), []byte{byte(i)}); err != nil {
+					t.Fatalf("flow %d: %v", i, err)
+				}
+				c.Close()
+			}
+			per := make([]float64, 4)
+			for q := range per {
+				per[q] = metric(t, l.Srv, "127.0.0.1:9100", "rebound_replies_total", `transport="xdp"`, fmt.Sprintf(`queue="%d"`, q))
+			}
+			t.Logf("replies per queue: %v", per)
+			if per[0]+per[1]+per[2]+per[3] < 64 {
+				t.Fatalf("only %v of 64 flows answered through AF_XDP", per)
+			}
+			for q, v := range per {
+				// Generic XDP on veth sees the rx queue the kernel recorded,
+				// which does not spread flows evenly (one run: 41 14 9 0):
+				// every queue's socket must answer in native mode only.
+				if v == 0 && m.name == "xdp-native" {
+					t.Errorf("queue %d answered nothing", q)
+				}
+			}
+		})
 	}
 }
 
@@ -296,201 +311,217 @@ func loadFor(t *testing.T, l *testutil.Lab, d time.Duration, window int) <-chan 
 
 // Case 6: stopping.
 func TestStopping(t *testing.T) {
-	t.Run("SIGTERM under load", func(t *testing.T) {
-		l := testutil.NewLab(t, 1)
-		s := startServer(t, l.Srv, "--mode", "xdp", "--iface", l.SrvIf.Name)
-		res := loadFor(t, l, 3*time.Second, 256)
-		time.Sleep(time.Second) // let the load build up
-		code, took := s.stop(syscall.SIGTERM)
-		if code != 0 || took > 2*time.Second {
-			t.Fatalf("SIGTERM under load: exit %d after %v (want 0 within 2s)\n%s", code, took, s.Log())
-		}
-		if xdpAttached(t, l.SrvIf) {
-			t.Fatal("XDP program still attached after SIGTERM")
-		}
-		if strings.Contains(s.Log(), "does not balance") {
-			t.Fatalf("frame accounting failed at exit:\n%s", s.Log())
-		}
-		<-res
-	})
-	t.Run("SIGKILL under load", func(t *testing.T) {
-		l := testutil.NewLab(t, 1)
-		s := startServer(t, l.Srv, "--mode", "xdp", "--iface", l.SrvIf.Name)
-		res := loadFor(t, l, 2*time.Second, 256)
-		time.Sleep(500 * time.Millisecond)
-		s.stop(syscall.SIGKILL)
-		deadline := time.Now().Add(5 * time.Second)
-		for xdpAttached(t, l.SrvIf) {
-			if time.Now().After(deadline) {
-				t.Fatal("XDP program still attached 5s after SIGKILL")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		<-res
-	})
-	t.Run("second server refused", func(t *testing.T) {
-		l := testutil.NewLab(t, 1)
-		startServer(t, l.Srv, "--mode", "xdp", "--iface", l.SrvIf.Name)
-		second := startProcess(t, l.Srv, "--mode", "xdp", "--iface", l.SrvIf.Name, "--listen", ":7100")
-		code, _ := second.stop(0) // wait for it to exit by itself
-		if code == 0 || !strings.Contains(second.Log(), "already has an XDP program") || !strings.Contains(second.Log(), "rebound_steer") {
-			t.Fatalf("second server: exit %d\n%s", code, second.Log())
-		}
-	})
+	for _, m := range modes[:2] {
+		t.Run(m.name, func(t *testing.T) {
+			t.Run("SIGTERM under load", func(t *testing.T) {
+				l := testutil.NewLab(t, 1)
+				s := startServer(t, l.Srv, m.args(l)...)
+				res := loadFor(t, l, 3*time.Second, 256)
+				time.Sleep(time.Second) // let the load build up
+				code, took := s.stop(syscall.SIGTERM)
+				if code != 0 || took > 2*time.Second {
+					t.Fatalf("SIGTERM under load: exit %d after %v (want 0 within 2s)\n%s", code, took, s.Log())
+				}
+				if xdpAttached(t, l.SrvIf) {
+					t.Fatal("XDP program still attached after SIGTERM")
+				}
+				if strings.Contains(s.Log(), "does not balance") {
+					t.Fatalf("frame accounting failed at exit:\n%s", s.Log())
+				}
+				<-res
+			})
+			t.Run("SIGKILL under load", func(t *testing.T) {
+				l := testutil.NewLab(t, 1)
+				s := startServer(t, l.Srv, m.args(l)...)
+				res := loadFor(t, l, 2*time.Second, 256)
+				time.Sleep(500 * time.Millisecond)
+				s.stop(syscall.SIGKILL)
+				deadline := time.Now().Add(5 * time.Second)
+				for xdpAttached(t, l.SrvIf) {
+					if time.Now().After(deadline) {
+						t.Fatal("XDP program still attached 5s after SIGKILL")
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				<-res
+			})
+			t.Run("second server refused", func(t *testing.T) {
+				l := testutil.NewLab(t, 1)
+				startServer(t, l.Srv, m.args(l)...)
+				second := startProcess(t, l.Srv, append(m.args(l), "--listen", ":7100")...)
+				code, _ := second.stop(0) // wait for it to exit by itself
+				if code == 0 || !strings.Contains(second.Log(), "already has an XDP program") || !strings.Contains(second.Log(), "rebound_steer") {
+					t.Fatalf("second server: exit %d\n%s", code, second.Log())
+				}
+			})
+		})
+	}
 }
 
 // Case 7: a UMEM far too small for the load drops and counts, never
 // deadlocks, recovers, and has every frame home at exit.
 func TestStarvation(t *testing.T) {
-	l := testutil.NewLab(t, 1)
-	s := startServer(t, l.Srv, "--mode", "xdp", "--iface", l.SrvIf.Name, "--frames", "16", "--metrics", "127.0.0.1:9100")
-	res := <-loadFor(t, l, 2*time.Second, 512)
-	if res == nil || res.Received == 0 {
-		t.Fatalf("no reply at all under starvation: %+v", res)
-	}
-	t.Logf("starved: %d sent, %d answered, %d lost", res.Sent, res.Received, res.Lost)
-	// Recovers: single requests are answered once the load stops.
-	c := dial(t, l.Cli, srv4, client.Options{Retries: 5})
-	for i := 0; i < 20; i++ {
-		if _, err := c.Ping(context.Background(), []byte("after")); err != nil {
-			t.Fatalf("request %d after the load: %v", i, err)
-		}
-	}
-	xsk := metric(t, l.Srv, "127.0.0.1:9100", "rebound_xsk_events_total")
-	t.Logf("xsk drop events counted: %v", xsk)
-	code, _ := s.stop(syscall.SIGTERM)
-	if code != 0 || strings.Contains(s.Log(), "does not balance") {
-		t.Fatalf("exit %d\n%s", code, s.Log())
+	for _, m := range modes[:2] {
+		t.Run(m.name, func(t *testing.T) {
+			l := testutil.NewLab(t, 1)
+			s := startServer(t, l.Srv, append(m.args(l), "--frames", "16", "--metrics", "127.0.0.1:9100")...)
+			res := <-loadFor(t, l, 2*time.Second, 512)
+			if res == nil || res.Received == 0 {
+				t.Fatalf("no reply at all under starvation: %+v", res)
+			}
+			t.Logf("starved: %d sent, %d answered, %d lost", res.Sent, res.Received, res.Lost)
+			// Recovers: single requests are answered once the load stops.
+			c := dial(t, l.Cli, srv4, client.Options{Retries: 5})
+			for i := 0; i < 20; i++ {
+				if _, err := c.Ping(context.Background(), []byte("after")); err != nil {
+					t.Fatalf("request %d after the load: %v", i, err)
+				}
+			}
+			xsk := metric(t, l.Srv, "127.0.0.1:9100", "rebound_xsk_events_total")
+			t.Logf("xsk drop events counted: %v", xsk)
+			code, _ := s.stop(syscall.SIGTERM)
+			if code != 0 || strings.Contains(s.Log(), "does not balance") {
+				t.Fatalf("exit %d\n%s", code, s.Log())
+			}
+		})
 	}
 }
 
 // Case 8: TCP with the binary: pipelining in order, tiny writes, a client
 // that never reads, bad magic.
 func TestTCP(t *testing.T) {
-	l := testutil.NewLab(t, 1)
-	startServer(t, l.Srv, "--mode", "xdp", "--iface", l.SrvIf.Name)
-	var c net.Conn
-	var err error
-	l.Cli.Do(t, func() { c, err = net.Dial("tcp", srv4) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	const n = 100000
-	go func() {
-		w := make([]byte, 0, 64<<10)
-		for i := 0; i < n; i++ {
-			var p [4]byte
-			binary.BigEndian.PutUint32(p[:], uint32(i))
-			w = append(w, ping(uint32(i), string(p[:]))...)
-			if len(w) > 60<<10 || i == n-1 {
-				if _, err := c.Write(w); err != nil {
-					return
-				}
-				w = w[:0]
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			l := testutil.NewLab(t, 1)
+			startServer(t, l.Srv, m.args(l)...)
+			var c net.Conn
+			var err error
+			l.Cli.Do(t, func() { c, err = net.Dial("tcp", srv4) })
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-	}()
-	_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
-	got := make([]byte, codec.HeaderLen+4)
-	for i := 0; i < n; i++ {
-		if _, err := io.ReadFull(c, got); err != nil {
-			t.Fatalf("reply %d: %v", i, err)
-		}
-		if h, _ := codec.DecodeHeader(got); h.Seq != uint32(i) {
-			t.Fatalf("reply %d has sequence %d", i, h.Seq)
-		}
-	}
-	// Tiny writes.
-	var c2 net.Conn
-	l.Cli.Do(t, func() { c2, err = net.Dial("tcp", srv4) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
-	req := ping(42, "tiny writes")
-	for i := range req {
-		_, _ = c2.Write(req[i : i+1])
-	}
-	rep := make([]byte, len(req))
-	_ = c2.SetReadDeadline(time.Now().Add(3 * time.Second))
-	if _, err := io.ReadFull(c2, rep); err != nil || rep[3] != codec.FlagResponse {
-		t.Fatalf("tiny writes: % x %v", rep, err)
-	}
-	// Bad magic: one BAD_REQUEST, then the connection closes.
-	bad := ping(43, "")
-	bad[0] = 'X'
-	_, _ = c2.Write(bad)
-	all, _ := io.ReadAll(c2)
-	if h, ok := codec.DecodeHeader(all); !ok || h.Status != codec.StatusBadRequest || len(all) != codec.HeaderLen {
-		t.Fatalf("bad magic: % x", all)
+			defer c.Close()
+			const n = 100000
+			go func() {
+				w := make([]byte, 0, 64<<10)
+				for i := 0; i < n; i++ {
+					var p [4]byte
+					binary.BigEndian.PutUint32(p[:], uint32(i))
+					w = append(w, ping(uint32(i), string(p[:]))...)
+					if len(w) > 60<<10 || i == n-1 {
+						if _, err := c.Write(w); err != nil {
+							return
+						}
+						w = w[:0]
+					}
+				}
+			}()
+			_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
+			got := make([]byte, codec.HeaderLen+4)
+			for i := 0; i < n; i++ {
+				if _, err := io.ReadFull(c, got); err != nil {
+					t.Fatalf("reply %d: %v", i, err)
+				}
+				if h, _ := codec.DecodeHeader(got); h.Seq != uint32(i) {
+					t.Fatalf("reply %d has sequence %d", i, h.Seq)
+				}
+			}
+			// Tiny writes.
+			var c2 net.Conn
+			l.Cli.Do(t, func() { c2, err = net.Dial("tcp", srv4) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c2.Close()
+			req := ping(42, "tiny writes")
+			for i := range req {
+				_, _ = c2.Write(req[i : i+1])
+			}
+			rep := make([]byte, len(req))
+			_ = c2.SetReadDeadline(time.Now().Add(3 * time.Second))
+			if _, err := io.ReadFull(c2, rep); err != nil || rep[3] != codec.FlagResponse {
+				t.Fatalf("tiny writes: % x %v", rep, err)
+			}
+			// Bad magic: one BAD_REQUEST, then the connection closes.
+			bad := ping(43, "")
+			bad[0] = 'X'
+			_, _ = c2.Write(bad)
+			all, _ := io.ReadAll(c2)
+			if h, ok := codec.DecodeHeader(all); !ok || h.Status != codec.StatusBadRequest || len(all) != codec.HeaderLen {
+				t.Fatalf("bad magic: % x", all)
+			}
+		})
 	}
 }
 
 // Case 9: kv under concurrency from both namespaces: no lost SET, no torn
 // value.
 func TestKVConcurrency(t *testing.T) {
-	l := testutil.NewLab(t, 1)
-	startServer(t, l.Srv, "--mode", "xdp", "--iface", l.SrvIf.Name)
-	type side struct {
-		ns   *testutil.NS
-		addr string
-	}
-	sides := []side{{l.Cli, srv4}, {l.Cli, srv6}, {l.Srv, "127.0.0.1:7000"}}
-	// value encodes writer, key and round, with a CRC: a torn or mixed
-	// value fails the check.
-	value := func(w, k, round int) []byte {
-		body := fmt.Appendf(nil, "w%d-k%d-r%d-%s", w, k, round, strings.Repeat("x", 64+k))
-		return binary.BigEndian.AppendUint32(body, crc32.ChecksumIEEE(body))
-	}
-	intact := func(v []byte) bool {
-		return len(v) > 4 && binary.BigEndian.Uint32(v[len(v)-4:]) == crc32.ChecksumIEEE(v[:len(v)-4])
-	}
-	const writers, keys, rounds = 6, 20, 30
-	var wg sync.WaitGroup
-	errs := make(chan error, writers*2)
-	for w := 0; w < writers; w++ {
-		sd := sides[w%len(sides)]
-		// Padded GETs: a value larger than 4x the GET would be TRUNCATED.
-		c := dial(t, sd.ns, sd.addr, client.Options{Retries: 5, PadGets: true})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx := context.Background()
-			for r := 0; r < rounds; r++ {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			l := testutil.NewLab(t, 1)
+			startServer(t, l.Srv, m.args(l)...)
+			type side struct {
+				ns   *testutil.NS
+				addr string
+			}
+			sides := []side{{l.Cli, srv4}, {l.Cli, srv6}, {l.Srv, "127.0.0.1:7000"}}
+			// value encodes writer, key and round, with a CRC: a torn or mixed
+			// value fails the check.
+			value := func(w, k, round int) []byte {
+				body := fmt.Appendf(nil, "w%d-k%d-r%d-%s", w, k, round, strings.Repeat("x", 64+k))
+				return binary.BigEndian.AppendUint32(body, crc32.ChecksumIEEE(body))
+			}
+			intact := func(v []byte) bool {
+				return len(v) > 4 && binary.BigEndian.Uint32(v[len(v)-4:]) == crc32.ChecksumIEEE(v[:len(v)-4])
+			}
+			const writers, keys, rounds = 6, 20, 30
+			var wg sync.WaitGroup
+			errs := make(chan error, writers*2)
+			for w := 0; w < writers; w++ {
+				sd := sides[w%len(sides)]
+				// Padded GETs: a value larger than 4x the GET would be TRUNCATED.
+				c := dial(t, sd.ns, sd.addr, client.Options{Retries: 5, PadGets: true})
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					ctx := context.Background()
+					for r := 0; r < rounds; r++ {
+						for k := 0; k < keys; k++ {
+							own := []byte(fmt.Sprintf("own-%d-%d", w, k))
+							if err := c.Set(ctx, own, value(w, k, r), 0); err != nil {
+								errs <- fmt.Errorf("writer %d set: %w", w, err)
+								return
+							}
+							shared := []byte(fmt.Sprintf("shared-%d", k))
+							if err := c.Set(ctx, shared, value(w, k, r), 0); err != nil {
+								errs <- fmt.Errorf("writer %d set shared: %w", w, err)
+								return
+							}
+							if v, err := c.Get(ctx, shared); err != nil || !intact(v) {
+								errs <- fmt.Errorf("writer %d: shared key %d torn or missing: %q %v", w, k, v, err)
+								return
+							}
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			// No lost SET: every writer's own keys hold its last round.
+			c := dial(t, l.Cli, srv4, client.Options{PadGets: true})
+			for w := 0; w < writers; w++ {
 				for k := 0; k < keys; k++ {
-					own := []byte(fmt.Sprintf("own-%d-%d", w, k))
-					if err := c.Set(ctx, own, value(w, k, r), 0); err != nil {
-						errs <- fmt.Errorf("writer %d set: %w", w, err)
-						return
-					}
-					shared := []byte(fmt.Sprintf("shared-%d", k))
-					if err := c.Set(ctx, shared, value(w, k, r), 0); err != nil {
-						errs <- fmt.Errorf("writer %d set shared: %w", w, err)
-						return
-					}
-					if v, err := c.Get(ctx, shared); err != nil || !intact(v) {
-						errs <- fmt.Errorf("writer %d: shared key %d torn or missing: %q %v", w, k, v, err)
-						return
+					v, err := c.Get(context.Background(), []byte(fmt.Sprintf("own-%d-%d", w, k)))
+					if err != nil || !bytes.Equal(v, value(w, k, rounds-1)) {
+						t.Fatalf("own-%d-%d: %q %v", w, k, v, err)
 					}
 				}
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	// No lost SET: every writer's own keys hold its last round.
-	c := dial(t, l.Cli, srv4, client.Options{PadGets: true})
-	for w := 0; w < writers; w++ {
-		for k := 0; k < keys; k++ {
-			v, err := c.Get(context.Background(), []byte(fmt.Sprintf("own-%d-%d", w, k)))
-			if err != nil || !bytes.Equal(v, value(w, k, rounds-1)) {
-				t.Fatalf("own-%d-%d: %q %v", w, k, v, err)
-			}
-		}
+		})
 	}
 }
 
