@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -491,5 +492,43 @@ func TestStartErrors(t *testing.T) {
 	xs, _ := userspace.NewServer(userspace.Config{Mode: userspace.ModeXDP, Listen: "127.0.0.1:0", Handler: ts.svc})
 	if err := xs.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "--iface") {
 		t.Fatalf("xdp mode without an interface: %v", err)
+	}
+}
+
+// Start and Stop, repeated, leave no file descriptor behind.
+func TestServerLeaksNoFDs(t *testing.T) {
+	count := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	svc := userspace.NewService(userspace.ServiceConfig{KVMemory: 8 << 20})
+	run := func() {
+		srv, err := userspace.NewServer(userspace.Config{Mode: userspace.ModeUDP, Listen: "127.0.0.1:0", Workers: 2, Handler: svc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		c, err := net.Dial("tcp", srv.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write(raw(codec.OpPing, 0, 1, -1, 0, nil))
+		_, _ = io.ReadFull(c, make([]byte, codec.HeaderLen))
+		srv.Stop()
+		srv.Stop() // idempotent
+		c.Close()
+	}
+	run() // first use opens what the process keeps (epoll)
+	before := count()
+	for i := 0; i < 10; i++ {
+		run()
+	}
+	if after := count(); after != before {
+		t.Fatalf("%d file descriptors before, %d after 10 servers", before, after)
 	}
 }

@@ -173,8 +173,19 @@ func Open(ifindex, queue int, u *UMEM, cfg Config) (s *Socket, err error) {
 		sa.SharedUmemFD = uint32(u.regFD)
 		sock.wakeup = u.wakeup
 	}
-	if err := unix.Bind(fd, sa); err != nil {
-		return nil, bindError(ifname, queue, cfg.Bind, err)
+	// The kernel releases a closed socket's hold on its queue from a work
+	// queue, a moment after close returns: a queue that is busy because
+	// its last socket just closed frees up within milliseconds, so retry
+	// EBUSY briefly before calling it another socket's.
+	for deadline := time.Now().Add(time.Second); ; {
+		err := unix.Bind(fd, sa)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return nil, bindError(ifname, queue, cfg.Bind, err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 
 	var opts struct{ flags uint32 }

@@ -3,6 +3,7 @@ package xdp_test
 import (
 	"encoding/binary"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -445,4 +446,47 @@ func TestEthtoolRxVLANOffload(t *testing.T) {
 	if err == nil {
 		t.Fatal("ethtool on a missing interface succeeded")
 	}
+}
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// Opening and closing sockets and UMEMs, also after failed opens, leaks
+// no file descriptor and no mapping.
+func TestNoLeaks(t *testing.T) {
+	testutil.RequirePriv(t)
+	ns := testutil.NewNS(t, "rbx")
+	a, _ := testutil.NewVeth(t, ns, ns, 1)
+	ns.Do(t, func() {
+		before := openFDs(t)
+		for i := 0; i < 20; i++ {
+			u, err := xdp.NewUMEM(xdp.UMEMConfig{FrameCount: 64})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := xdp.Open(a.Index, 5, u, xdp.Config{RxSize: 32, TxSize: 32, FillSize: 32, CompletionSize: 32}); err == nil {
+				t.Fatal("bind to a missing queue succeeded")
+			}
+			s, err := xdp.Open(a.Index, 0, u, xdp.Config{RxSize: 32, TxSize: 32, FillSize: 32, CompletionSize: 32})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := u.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if after := openFDs(t); after != before {
+			t.Fatalf("%d file descriptors open before, %d after 20 rounds", before, after)
+		}
+	})
 }
