@@ -31,9 +31,9 @@ throughput and p50/p90/p99/p99.9/max latency from an HDR histogram.
 func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("bench", "bench --target HOST:PORT [flags]", benchExamples, stderr)
 	target := fs.String("target", "127.0.0.1:7000", "server `HOST:PORT`")
-	transport := fs.String("transport", "udp", "`udp|tcp|xdp`: xdp sends through an AF_XDP socket on --iface (root), so the load generator is not the bottleneck")
+	transport := fs.String("transport", "udp", "`TRANSPORT`: udp, tcp, or xdp (UDP through the bench's own AF_XDP socket on --iface, root only)")
 	iface := fs.String("iface", "", "with --transport xdp: the load generator's `NAME`, on the target's link")
-	op := fs.String("op", "ping", "`ping|get|set|del|mix=get:90,set:10`")
+	op := fs.String("op", "ping", "`OP`: ping, get, set, del, or a mix like mix=get:90,set:10")
 	keys := fs.Int("keys", 1000, "key space for get/set/del (GET keys are stored first)")
 	valueSize := fs.Int("value-size", 32, "SET value `bytes`")
 	payload := fs.Int("payload", 64, "PING message size in `bytes`, header included (the UDP payload)")

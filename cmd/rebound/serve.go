@@ -28,8 +28,8 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("serve", "serve [flags]", serveExamples, stderr)
 	listen := fs.String("listen", ":7000", "`ADDR:PORT` for UDP and TCP; the port is also what XDP steers")
 	iface := fs.String("iface", "", "`NAME` of the interface to attach XDP to (xdp and auto modes)")
-	mode := fs.String("mode", "auto", "`auto|xdp|udp`: auto is xdp when it can be set up on --iface, else udp")
-	xdpMode := fs.String("xdp-mode", "auto", "`auto|native|generic`: where XDP runs (native: in the driver)")
+	mode := fs.String("mode", "auto", "transport `MODE`: xdp, udp, or auto (xdp when it can be set up on --iface, else udp, with a log line saying why)")
+	xdpMode := fs.String("xdp-mode", "auto", "where XDP runs (`MODE`): native (in the driver), generic (any interface, slower) or auto (native, else generic)")
 	xdpReplace := fs.Bool("xdp-replace", false, "replace an XDP program already attached to --iface (through netlink)")
 	queues := fs.Int("queues", 0, "rx queues to serve, one AF_XDP socket and worker each (0: all of --iface)")
 	batch := fs.Int("batch", 64, "requests per batch")
@@ -40,8 +40,8 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	metrics := fs.String("metrics", "", "serve Prometheus /metrics on `ADDR` (off unless given)")
 	workers := fs.Int("workers", 0, "UDP sockets (SO_REUSEPORT), one goroutine each (0: one per CPU)")
 	frames := fs.Int("frames", 4096, "UMEM frames (4 KiB each) per queue")
-	bind := fs.String("bind", "auto", "`auto|copy|zerocopy`: AF_XDP bind mode")
-	logLevel := fs.String("log-level", "info", "`debug|info|warn|error`")
+	bind := fs.String("bind", "auto", "AF_XDP bind `MODE`: zerocopy (driver support needed), copy, or auto (zero-copy where the driver has it)")
+	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
 	}
