@@ -22,24 +22,39 @@ import (
 	"github.com/rebound-net/rebound/internal/testutil"
 )
 
-// bin is the rebound binary built for this test run.
-var bin string
+// The rebound binary, built once per test run by the first test that needs
+// it (after its privilege check, so that a run without root skips cleanly).
+var (
+	binOnce sync.Once
+	binDir  string
+	bin     string
+	binErr  error
+)
+
+func reboundBin(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "rebound-e2e-"); binErr != nil {
+			return
+		}
+		bin = filepath.Join(binDir, "rebound")
+		build := exec.Command("go", "build", "-o", bin, "../cmd/rebound")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("build rebound: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return bin
+}
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "rebound-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	bin = filepath.Join(dir, "rebound")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/rebound")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build rebound: %v\n%s", err, out)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
 	os.Exit(code)
 }
 
@@ -89,7 +104,7 @@ func startServer(t *testing.T, ns *testutil.NS, args ...string) *server {
 func startProcess(t *testing.T, ns *testutil.NS, args ...string) *server {
 	t.Helper()
 	s := &server{t: t, done: make(chan struct{})}
-	full := append([]string{"netns", "exec", ns.Name, bin, "serve", "--log-level", "debug"}, args...)
+	full := append([]string{"netns", "exec", ns.Name, reboundBin(t), "serve", "--log-level", "debug"}, args...)
 	s.cmd = exec.Command("ip", full...)
 	s.cmd.Stdout, s.cmd.Stderr = s, s
 	if err := s.cmd.Start(); err != nil {
@@ -139,7 +154,7 @@ func run(t *testing.T, ns *testutil.NS, args ...string) (string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.Name, bin}, args...)...)
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.Name, reboundBin(t)}, args...)...)
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {

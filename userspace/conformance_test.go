@@ -459,6 +459,7 @@ func TestAutoModeFallsBack(t *testing.T) {
 	}{
 		{"", "no --iface given"},
 		{"rbnosuch9", "rbnosuch9"},
+		{"lo", "loopback"},
 	} {
 		ts := startServer(t, userspace.Config{Mode: userspace.ModeAuto, Iface: c.iface, Workers: 1})
 		m, why := ts.srv.Mode()

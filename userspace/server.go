@@ -210,13 +210,24 @@ func (s *Server) xdpUnavailable() string {
 	if s.cfg.Iface == "" {
 		return "no --iface given"
 	}
+	ifi, err := net.InterfaceByName(s.cfg.Iface)
+	if err != nil {
+		return fmt.Sprintf("interface %s not found", s.cfg.Iface)
+	}
+	if ifi.Flags&net.FlagLoopback != 0 {
+		return errLoopback(s.cfg.Iface).Error()
+	}
 	if os.Geteuid() != 0 {
 		return "not root (AF_XDP and XDP need root or CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF)"
 	}
-	if _, err := net.InterfaceByName(s.cfg.Iface); err != nil {
-		return fmt.Sprintf("interface %s not found", s.cfg.Iface)
-	}
 	return ""
+}
+
+// errLoopback: XDP on a loopback device runs in generic mode only, gains
+// nothing over the socket path, and does not answer IPv4 there (seen on
+// Linux 6.18: the rewritten replies never reach the client's socket).
+func errLoopback(iface string) error {
+	return fmt.Errorf("%s is a loopback interface: XDP gains nothing there; serve it with --mode udp", iface)
 }
 
 func (s *Server) startXDP() error {
@@ -229,6 +240,9 @@ func (s *Server) startXDP() error {
 	ifi, err := net.InterfaceByName(s.cfg.Iface)
 	if err != nil {
 		return fmt.Errorf("interface %s not found", s.cfg.Iface)
+	}
+	if ifi.Flags&net.FlagLoopback != 0 {
+		return errLoopback(s.cfg.Iface)
 	}
 	if s.cfg.MTU == 0 {
 		s.cfg.MTU = ifi.MTU
