@@ -203,6 +203,19 @@ func TestMalformedFrames(t *testing.T) {
 				}
 				checkReplyFrame(t, f)
 			}
+			// IPv6 with an extension header is left to the kernel: the
+			// socket path answers.
+			v6 := testutil.Frame(t, testutil.Packet{IPv6: true, Payload: ping(778, "ext")})
+			ext := make([]byte, 0, len(v6)+8)
+			ext = append(ext, v6[:54]...)
+			ext = append(ext, 17, 0, 1, 4, 0, 0, 0, 0) // hop-by-hop: next UDP, PadN
+			ext = append(ext, v6[54:]...)
+			ext[20] = 0 // next header: hop-by-hop
+			binary.BigEndian.PutUint16(ext[18:20], binary.BigEndian.Uint16(ext[18:20])+8)
+			p.send(t, ext)
+			if p.replyTo(778, 3*time.Second) == nil {
+				t.Fatal("an IPv6 request with a hop-by-hop header was not answered by the socket path")
+			}
 			// Fragments are left to the kernel: the socket path answers.
 			for _, f := range fragments(t, ping(777, strings.Repeat("f", 40))) {
 				p.send(t, f)
