@@ -94,6 +94,7 @@ type Options struct {
 // it when the process exits, however it exits.
 type Program struct {
 	objs   reboundObjects
+	ports  map[uint32]bool // ports steered now
 	link   link.Link
 	iface  string
 	mode   Mode
@@ -139,24 +140,23 @@ func (p *Program) SetPorts(ports []uint16) error {
 		}
 		want[uint32(port)] = true
 	}
-	// Set the new ones first, then clear the others, so that a port in
-	// both sets is never unsteered for a moment.
+	// Set the new ones first, then clear the old ones, so that a port in
+	// both sets is never unsteered for a moment. The set steered now is
+	// kept here: walking the 65536-entry map would take a syscall a key.
 	for port := range want {
 		if err := p.objs.Ports.Put(port, uint8(1)); err != nil {
 			return fmt.Errorf("bpf: set port %d: %w", port, err)
 		}
 	}
-	var k uint32
-	var v uint8
-	it := p.objs.Ports.Iterate()
-	for it.Next(&k, &v) {
-		if v != 0 && !want[k] {
-			if err := p.objs.Ports.Put(k, uint8(0)); err != nil {
-				return fmt.Errorf("bpf: clear port %d: %w", k, err)
+	for port := range p.ports {
+		if !want[port] {
+			if err := p.objs.Ports.Put(port, uint8(0)); err != nil {
+				return fmt.Errorf("bpf: clear port %d: %w", port, err)
 			}
 		}
 	}
-	return it.Err()
+	p.ports = want
+	return nil
 }
 
 // SetAllow replaces the source allow-list, while running. An empty list

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -42,6 +43,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	frames := fs.Int("frames", 4096, "UMEM frames (4 KiB each) per queue")
 	bind := fs.String("bind", "auto", "AF_XDP bind `MODE`: zerocopy (driver support needed), copy, or auto (zero-copy where the driver has it)")
 	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to `FILE` until it stops (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
 	}
@@ -109,6 +111,16 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			return fail(exitUsage, "--cpuprofile: %v", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	if err := srv.Start(ctx); err != nil {
 		return fail(exitFailure, "%v", err)
 	}
