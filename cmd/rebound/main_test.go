@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net"
+	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/rebound-net/rebound/internal/testutil"
+	"github.com/rebound-net/rebound/userspace"
 )
 
 // freeAddr returns a loopback UDP address where nothing listens.
@@ -88,5 +92,58 @@ func TestParseSize(t *testing.T) {
 	}
 	if _, err := parseSize("-1MiB"); err == nil {
 		t.Error("negative size accepted")
+	}
+}
+
+func TestStatsCommand(t *testing.T) {
+	svc := userspace.NewService(userspace.ServiceConfig{KVMemory: 8 << 20})
+	srv, err := userspace.NewServer(userspace.Config{Mode: userspace.ModeUDP, Listen: "127.0.0.1:0", Workers: 1, Handler: svc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	hs := httptest.NewServer(userspace.MetricsHandler(srv, svc))
+	defer hs.Close()
+	var out, errb bytes.Buffer
+	if code := run([]string{"call", "--target", srv.Addr().String(), "--tcp", "set", "k", "v"}, &out, &errb); code != exitOK {
+		t.Fatalf("set: %s", errb.String())
+	}
+	out.Reset()
+	metricsAddr := strings.TrimPrefix(hs.URL, "http://")
+	if code := run([]string{"stats", "--metrics", metricsAddr}, &out, &errb); code != exitOK {
+		t.Fatalf("stats: exit %d %s", code, errb.String())
+	}
+	summary := out.String()
+	for _, want := range []string{"transport", "tcp", "kv store:", "items"} {
+		if !strings.Contains(summary, want) {
+			t.Fatalf("summary lacks %q:\n%s", want, summary)
+		}
+	}
+	// The tcp row counts the SET: 1 request, 1 reply.
+	if !regexp.MustCompile(`tcp\s+0\s+1\s+1\s`).MatchString(summary) {
+		t.Fatalf("tcp row does not count the request:\n%s", summary)
+	}
+	out.Reset()
+	if code := run([]string{"stats", "--metrics", metricsAddr, "--raw"}, &out, &errb); code != exitOK || !strings.Contains(out.String(), `rebound_requests_total{queue="0",transport="tcp"} 1`) {
+		t.Fatalf("stats --raw: %s", out.String())
+	}
+	if code := run([]string{"stats", "--metrics", freeAddr(t)}, &out, &errb); code != exitFailure {
+		t.Fatalf("stats against nothing: exit %d", code)
+	}
+}
+
+func TestParseSample(t *testing.T) {
+	s, ok := parseSample(`rebound_drops_total{queue="3",reason="bad_ip",transport="xdp"} 42`)
+	if !ok || s.name != "rebound_drops_total" || s.labels["reason"] != "bad_ip" || s.labels["queue"] != "3" || s.value != 42 {
+		t.Fatalf("%+v %v", s, ok)
+	}
+	if s, ok := parseSample("rebound_kv_items 7"); !ok || s.name != "rebound_kv_items" || s.value != 7 {
+		t.Fatalf("%+v %v", s, ok)
+	}
+	if _, ok := parseSample("garbage"); ok {
+		t.Fatal("garbage parsed")
 	}
 }

@@ -5,14 +5,51 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
+	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 )
 
+const statsExamples = `  rebound stats --metrics 127.0.0.1:9100          # a summary of a server started with --metrics 127.0.0.1:9100
+  rebound stats --metrics 127.0.0.1:9100 --raw    # the rebound_* metric lines as they are
+`
+
+// sample is one metric line: name, labels, value.
+type sample struct {
+	name   string
+	labels map[string]string
+	value  float64
+}
+
+func parseSample(line string) (sample, bool) {
+	sp := strings.LastIndexByte(line, ' ')
+	if sp < 0 {
+		return sample{}, false
+	}
+	v, err := strconv.ParseFloat(line[sp+1:], 64)
+	if err != nil {
+		return sample{}, false
+	}
+	head := line[:sp]
+	s := sample{name: head, labels: map[string]string{}, value: v}
+	if i := strings.IndexByte(head, '{'); i >= 0 && strings.HasSuffix(head, "}") {
+		s.name = head[:i]
+		for _, kv := range strings.Split(head[i+1:len(head)-1], ",") {
+			if k, val, ok := strings.Cut(kv, "="); ok {
+				s.labels[k] = strings.Trim(val, `"`)
+			}
+		}
+	}
+	return s, true
+}
+
 func statsCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("stats", "stats --metrics HOST:PORT [--all]", "  rebound stats --metrics 127.0.0.1:9100\n", stderr)
+	fs := newFlags("stats", "stats --metrics HOST:PORT [--raw | --all]", statsExamples, stderr)
 	addr := fs.String("metrics", "127.0.0.1:9100", "the server's --metrics `HOST:PORT`")
-	all := fs.Bool("all", false, "also print the Go runtime and process metrics")
+	raw := fs.Bool("raw", false, "print the rebound_* metric lines as they are")
+	all := fs.Bool("all", false, "print every metric line, the Go runtime's and the process's included")
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
 	}
@@ -27,6 +64,7 @@ func statsCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rebound stats: %s answered %s\n", *addr, resp.Status)
 		return exitFailure
 	}
+	var samples []sample
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -34,9 +72,93 @@ func statsCmd(args []string, stdout, stderr io.Writer) int {
 		if strings.HasPrefix(line, "#") || line == "" {
 			continue
 		}
-		if *all || strings.HasPrefix(line, "rebound_") && !strings.Contains(line, "_bucket{") {
+		if *all || (*raw && strings.HasPrefix(line, "rebound_")) {
 			fmt.Fprintln(stdout, line)
+			continue
+		}
+		if s, ok := parseSample(line); ok && strings.HasPrefix(s.name, "rebound_") {
+			samples = append(samples, s)
 		}
 	}
+	if *raw || *all {
+		return exitOK
+	}
+	printSummary(stdout, samples)
 	return exitOK
+}
+
+// printSummary prints the counters an operator looks at first: per worker,
+// the XDP program's outcomes, the AF_XDP sockets' kernel events, the store.
+func printSummary(w io.Writer, samples []sample) {
+	type key struct{ transport, queue string }
+	type row struct{ rx, tx, drops, rejects, txErr float64 }
+	rows := map[key]*row{}
+	reasons := map[string]float64{}
+	xdpOut := map[string]float64{}
+	xsk := map[string]float64{}
+	kv := map[string]float64{}
+	get := func(k key) *row {
+		if rows[k] == nil {
+			rows[k] = &row{}
+		}
+		return rows[k]
+	}
+	for _, s := range samples {
+		k := key{s.labels["transport"], s.labels["queue"]}
+		switch s.name {
+		case "rebound_requests_total":
+			get(k).rx += s.value
+		case "rebound_replies_total":
+			get(k).tx += s.value
+		case "rebound_drops_total":
+			get(k).drops += s.value
+			reasons["dropped: "+s.labels["reason"]] += s.value
+		case "rebound_rejects_total":
+			get(k).rejects += s.value
+			reasons["answered with an error: "+s.labels["reason"]] += s.value
+		case "rebound_tx_errors_total":
+			get(k).txErr += s.value
+		case "rebound_xdp_packets_total":
+			xdpOut[s.labels["outcome"]] += s.value
+		case "rebound_xsk_events_total":
+			xsk[s.labels["event"]] += s.value
+		case "rebound_kv_items", "rebound_kv_evictions_total", "rebound_kv_expired_total":
+			kv[strings.TrimPrefix(s.name, "rebound_kv_")] = s.value
+		}
+	}
+	keys := make([]key, 0, len(rows))
+	for k := range rows {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].transport != keys[j].transport {
+			return keys[i].transport > keys[j].transport // xdp, udp, tcp
+		}
+		return keys[i].queue < keys[j].queue
+	})
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "transport\tqueue\trequests\treplies\tdropped\terror replies\tsend errors\t")
+	for _, k := range keys {
+		r := rows[k]
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t\n", k.transport, k.queue, r.rx, r.tx, r.drops, r.rejects, r.txErr)
+	}
+	tw.Flush()
+	printMap := func(title string, m map[string]float64) {
+		if len(m) == 0 {
+			return
+		}
+		names := make([]string, 0, len(m))
+		for n := range m {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		fmt.Fprintf(w, "\n%s\n", title)
+		for _, n := range names {
+			fmt.Fprintf(w, "  %-40s %.0f\n", n, m[n])
+		}
+	}
+	printMap("why requests were not answered normally:", reasons)
+	printMap("XDP program (packets by outcome):", xdpOut)
+	printMap("AF_XDP sockets (kernel events, all queues):", xsk)
+	printMap("kv store:", kv)
 }
