@@ -182,7 +182,7 @@ func dial(t *testing.T, ns *testutil.NS, addr string, opts client.Options) *clie
 // metrics endpoint, through 'rebound stats' in the server namespace.
 func metric(t *testing.T, ns *testutil.NS, addr, name string, labels ...string) float64 {
 	t.Helper()
-	out, code := run(t, ns, "stats", "--metrics", addr)
+	out, code := run(t, ns, "stats", "--metrics", addr, "--raw")
 	if code != 0 {
 		t.Fatalf("stats: %s", out)
 	}
