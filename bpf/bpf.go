@@ -87,6 +87,9 @@ type Options struct {
 	// Allow, when not empty, is the source allow-list: Rebound requests
 	// from other sources are dropped in XDP.
 	Allow []netip.Prefix
+	// Queues sizes the socket map: rx queues 0 to Queues-1 can have a
+	// socket (default and at most MaxQueues).
+	Queues int
 }
 
 // Program is the loaded steering program and its maps. Attach puts it on an
@@ -95,6 +98,7 @@ type Options struct {
 type Program struct {
 	objs   reboundObjects
 	ports  map[uint32]bool // ports steered now
+	queues int             // entries of the socket map
 	link   link.Link
 	iface  string
 	mode   Mode
@@ -106,8 +110,19 @@ func Load(opts Options) (*Program, error) {
 	if len(opts.Ports) == 0 {
 		return nil, errors.New("bpf: no port to steer")
 	}
-	p := &Program{}
-	if err := loadReboundObjects(&p.objs, nil); err != nil {
+	if opts.Queues < 0 || opts.Queues > MaxQueues {
+		return nil, fmt.Errorf("bpf: %d queues: at most %d", opts.Queues, MaxQueues)
+	}
+	if opts.Queues == 0 {
+		opts.Queues = MaxQueues
+	}
+	p := &Program{queues: opts.Queues}
+	spec, err := loadRebound()
+	if err != nil {
+		return nil, fmt.Errorf("bpf: read the embedded program: %w", err)
+	}
+	spec.Maps["xsks"].MaxEntries = uint32(opts.Queues)
+	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("bpf: the kernel's verifier refused the program: %w", err)
@@ -228,8 +243,8 @@ func (p *Program) RegisterSocket(queue, fd int) error {
 	if p.closed {
 		return errClosed
 	}
-	if queue < 0 || queue >= MaxQueues {
-		return fmt.Errorf("bpf: queue %d out of range 0..%d", queue, MaxQueues-1)
+	if queue < 0 || queue >= p.queues {
+		return fmt.Errorf("bpf: queue %d out of range 0..%d", queue, p.queues-1)
 	}
 	if err := p.objs.Xsks.Put(uint32(queue), uint32(fd)); err != nil {
 		return fmt.Errorf("bpf: register socket for queue %d: %w", queue, err)

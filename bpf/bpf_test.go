@@ -214,6 +214,17 @@ func TestLoadErrors(t *testing.T) {
 	if err := p.RegisterSocket(bpf.MaxQueues, 3); err == nil {
 		t.Error("queue out of range accepted")
 	}
+	small, err := bpf.Load(bpf.Options{Ports: []uint16{7000}, Queues: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	if err := small.RegisterSocket(2, 3); err == nil || !strings.Contains(err.Error(), "0..1") {
+		t.Errorf("queue 2 of a 2-queue program: %v", err)
+	}
+	if _, err := bpf.Load(bpf.Options{Ports: []uint16{7000}, Queues: bpf.MaxQueues + 1}); err == nil {
+		t.Error("more queues than the map can hold accepted")
+	}
 	if _, err := bpf.ParseMode("turbo"); err == nil {
 		t.Error("ParseMode accepted turbo")
 	}

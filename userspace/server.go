@@ -265,7 +265,7 @@ func (s *Server) startXDP() error {
 	if queues > bpf.MaxQueues {
 		return fmt.Errorf("%d queues: at most %d", queues, bpf.MaxQueues)
 	}
-	prog, err := bpf.Load(bpf.Options{Ports: []uint16{uint16(port)}, Allow: s.cfg.AllowSrc})
+	prog, err := bpf.Load(bpf.Options{Ports: []uint16{uint16(port)}, Allow: s.cfg.AllowSrc, Queues: queues})
 	if err != nil {
 		return err
 	}
