@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rebound-net/rebound/internal/testutil"
 	"github.com/rebound-net/rebound/userspace"
@@ -111,20 +112,29 @@ func TestStatsCommand(t *testing.T) {
 	if code := run([]string{"call", "--target", srv.Addr().String(), "--tcp", "set", "k", "v"}, &out, &errb); code != exitOK {
 		t.Fatalf("set: %s", errb.String())
 	}
-	out.Reset()
 	metricsAddr := strings.TrimPrefix(hs.URL, "http://")
-	if code := run([]string{"stats", "--metrics", metricsAddr}, &out, &errb); code != exitOK {
-		t.Fatalf("stats: exit %d %s", code, errb.String())
+	// The tcp row counts the SET: 1 request, 1 reply. The server counts a
+	// reply once its write returns, which may be just after the client
+	// has read it: poll.
+	tcpRow := regexp.MustCompile(`tcp\s+0\s+1\s+1\s`)
+	var summary string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		out.Reset()
+		if code := run([]string{"stats", "--metrics", metricsAddr}, &out, &errb); code != exitOK {
+			t.Fatalf("stats: exit %d %s", code, errb.String())
+		}
+		summary = out.String()
+		if tcpRow.MatchString(summary) || time.Now().After(deadline) {
+			break
+		}
 	}
-	summary := out.String()
-	for _, want := range []string{"transport", "tcp", "kv store:", "items"} {
+	if !tcpRow.MatchString(summary) {
+		t.Fatalf("tcp row does not count the request:\n%s", summary)
+	}
+	for _, want := range []string{"transport", "kv store:", "items"} {
 		if !strings.Contains(summary, want) {
 			t.Fatalf("summary lacks %q:\n%s", want, summary)
 		}
-	}
-	// The tcp row counts the SET: 1 request, 1 reply.
-	if !regexp.MustCompile(`tcp\s+0\s+1\s+1\s`).MatchString(summary) {
-		t.Fatalf("tcp row does not count the request:\n%s", summary)
 	}
 	out.Reset()
 	if code := run([]string{"stats", "--metrics", metricsAddr, "--raw"}, &out, &errb); code != exitOK || !strings.Contains(out.String(), `rebound_requests_total{queue="0",transport="tcp"} 1`) {
