@@ -3,6 +3,7 @@ package testutil
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -48,12 +49,18 @@ type NS struct {
 func NewNS(t testing.TB, prefix string) *NS {
 	t.Helper()
 	name := UniqueName(prefix)
-	var h netns.NsHandle
-	var err error
-	// NewNamed switches the thread into the new namespace; inThread
-	// switches it back.
-	if ierr := inThread(func() { h, err = netns.NewNamed(name) }); ierr != nil && err == nil {
-		err = ierr
+	// iproute2 makes the namespace, as lab.sh does: it keeps /run/netns a
+	// shared bind mount and mounts the namespace inside it. A namespace
+	// mounted there before 'ip' first made that bind mount (which
+	// netns.NewNamed would do on a fresh machine) ends up hidden under it
+	// and cannot be deleted.
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
+	}
+	h, err := netns.GetFromName(name)
+	if err != nil {
+		_ = exec.Command("ip", "netns", "del", name).Run()
+		t.Fatalf("open netns %s: %v", name, err)
 	}
 	ns := &NS{Name: name, Handle: h}
 	t.Cleanup(func() {
@@ -61,8 +68,8 @@ func NewNS(t testing.TB, prefix string) *NS {
 			ns.Netlink.Close()
 		}
 		h.Close()
-		if err := netns.DeleteNamed(name); err != nil {
-			t.Errorf("delete netns %s: %v", name, err)
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", name, err, out)
 		}
 	})
 	ns.Netlink, err = netlink.NewHandleAt(h)
