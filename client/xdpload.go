@@ -165,20 +165,10 @@ func (f *flow) runXDP(ctx context.Context) {
 	defer runtime.UnlockOSThread()
 	p := f.xdp
 	const batch = 64
-	refill := func() {
-		for p.pool.Free() > 0 {
-			v := p.sock.Fill.Reserve(p.pool.Free())
-			if len(v) == 0 {
-				p.sock.Fill.Submit(0)
-				return
-			}
-			p.sock.Fill.Submit(p.pool.Get(v))
-		}
-	}
 	// Keep half of the frames for sending; the rest receive.
 	sendPool := make([]uint64, p.pool.Total()/2)
 	sendPool = sendPool[:p.pool.Get(sendPool)]
-	refill()
+	p.sock.Refill(p.pool)
 	start := time.Now()
 	perFlow := f.cfg.Rate / float64(f.cfg.Flows)
 	lastScan := start
@@ -241,7 +231,7 @@ func (f *flow) runXDP(ctx context.Context) {
 			p.pool.Put(d.Addr)
 		}
 		p.sock.Rx.Release(len(rx))
-		refill()
+		p.sock.Refill(p.pool)
 		// A wake-up is a syscall: only when nothing came for a while.
 		if len(rx) == 0 {
 			if idle++; idle%64 == 0 {

@@ -9,6 +9,8 @@ import (
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
+
+	"github.com/rebound-net/rebound/codec"
 )
 
 const (
@@ -89,11 +91,9 @@ func (w *udpWorker) run() error {
 		}
 		for i := 0; i < n; i++ {
 			m := &w.in[i]
-			pathMax := w.mtu - 28 // IPv4 and UDP headers
-			if a, ok := m.Addr.(*net.UDPAddr); ok && a.IP.To4() == nil {
-				pathMax = w.mtu - 48
-			}
-			w.b.add(w.bufs[i][:m.N], pathMax)
+			a, ok := m.Addr.(*net.UDPAddr)
+			ipv6 := ok && a.IP.To4() == nil
+			w.b.add(w.bufs[i][:m.N], codec.UDPPayloadMax(w.mtu, ipv6))
 		}
 		w.b.run(w.h)
 		j := 0

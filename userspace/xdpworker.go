@@ -166,33 +166,11 @@ func (w *xdpWorker) kick() {
 // complete takes sent frames back from the completion ring and refills the
 // fill ring from the pool.
 func (w *xdpWorker) complete() {
-	for {
-		c := w.sock.Completion.Peek(w.size * 4)
-		if len(c) == 0 {
-			w.sock.Completion.Release(0)
-			break
-		}
-		for _, a := range c {
-			w.pool.Put(a)
-		}
-		w.sock.Completion.Release(len(c))
-		w.completed += uint64(len(c))
-	}
+	w.completed += uint64(w.sock.Reclaim(w.pool))
 	w.refill()
 }
 
-func (w *xdpWorker) refill() {
-	for w.pool.Free() > 0 {
-		v := w.sock.Fill.Reserve(w.pool.Free())
-		if len(v) == 0 {
-			w.sock.Fill.Submit(0)
-			return
-		}
-		n := w.pool.Get(v)
-		w.sock.Fill.Submit(n)
-		w.filled += uint64(n)
-	}
-}
+func (w *xdpWorker) refill() { w.filled += uint64(w.sock.Refill(w.pool)) }
 
 // drain answers what is already in the rx ring and waits (bounded) for the
 // kernel to send everything on the tx ring, so that every frame is home.

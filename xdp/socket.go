@@ -258,6 +258,41 @@ func (s *Socket) mapRings(off unix.XDPMmapOffsets, sizes [4]uint32) error {
 	return nil
 }
 
+// Refill moves free frames from pool onto the fill ring, as many as both
+// have room for, and returns how many. It allocates nothing.
+func (s *Socket) Refill(pool *Pool) int {
+	total := 0
+	for pool.Free() > 0 {
+		v := s.Fill.Reserve(pool.Free())
+		if len(v) == 0 {
+			s.Fill.Submit(0)
+			break
+		}
+		n := pool.Get(v)
+		s.Fill.Submit(n)
+		total += n
+	}
+	return total
+}
+
+// Reclaim takes every sent frame off the completion ring back into pool
+// and returns how many. It allocates nothing.
+func (s *Socket) Reclaim(pool *Pool) int {
+	total := 0
+	for {
+		c := s.Completion.Peek(s.Completion.Size())
+		if len(c) == 0 {
+			s.Completion.Release(0)
+			return total
+		}
+		for _, a := range c {
+			pool.Put(a)
+		}
+		s.Completion.Release(len(c))
+		total += len(c)
+	}
+}
+
 // FD is the socket's file descriptor, for the XSKMAP of the XDP program.
 func (s *Socket) FD() int { return s.fd }
 

@@ -123,11 +123,7 @@ type queueSock struct {
 	rx   int
 }
 
-func (q *queueSock) refill() {
-	v := q.sock.Fill.Reserve(q.pool.Free())
-	n := q.pool.Get(v)
-	q.sock.Fill.Submit(n)
-}
+func (q *queueSock) refill() { q.sock.Refill(q.pool) }
 
 // reflect moves what the rx ring has to the tx ring unchanged (same frame,
 // same length), and recycles completed frames into the fill ring.
@@ -159,16 +155,7 @@ func (q *queueSock) reflect(t testing.TB, umem *xdp.UMEM, seen map[int]int) {
 			t.Fatalf("kick: %v", err)
 		}
 	}
-	for {
-		c := q.sock.Completion.Peek(64)
-		if len(c) == 0 {
-			break
-		}
-		for _, a := range c {
-			q.pool.Put(a)
-		}
-		q.sock.Completion.Release(len(c))
-	}
+	q.sock.Reclaim(q.pool)
 	q.refill()
 	if err := q.sock.WakeRx(); err != nil {
 		t.Fatalf("wake rx: %v", err)
