@@ -1,0 +1,100 @@
+package memcache
+
+import "math"
+
+// The numeric rules below reproduce how memcached reads numbers out of a
+// command line (strtoull/strtol followed by its own range checks), because
+// clients see the consequences: flags wrap to 32 bits, exptime and lengths
+// wrap to a signed 32-bit integer, and a minus sign is refused only where
+// the value would otherwise come out negative.
+
+// parseMagnitude reads an optional sign and at least one decimal digit,
+// failing on anything else or on overflow of 64 bits.
+func parseMagnitude(tok []byte) (mag uint64, neg, ok bool) {
+	i := 0
+	if len(tok) > 0 && (tok[0] == '+' || tok[0] == '-') {
+		neg = tok[0] == '-'
+		i = 1
+	}
+	if i == len(tok) {
+		return 0, false, false
+	}
+	for ; i < len(tok); i++ {
+		d := tok[i] - '0'
+		if d > 9 {
+			return 0, false, false
+		}
+		if mag > (math.MaxUint64-uint64(d))/10 {
+			return 0, false, false
+		}
+		mag = mag*10 + uint64(d)
+	}
+	return mag, neg, true
+}
+
+// ParseUint64 reads an unsigned 64-bit number as memcached does for deltas,
+// CAS values and initial values: a value that would read as negative when
+// signed is refused if the token has a minus sign.
+func ParseUint64(tok []byte) (uint64, bool) {
+	mag, neg, ok := parseMagnitude(tok)
+	if !ok {
+		return 0, false
+	}
+	v := mag
+	if neg {
+		v = -mag
+	}
+	if int64(v) < 0 && neg {
+		return 0, false
+	}
+	return v, true
+}
+
+// ParseFlags reads client flags: an unsigned number truncated to 32 bits.
+func ParseFlags(tok []byte) (uint32, bool) {
+	v, ok := ParseUint64(tok)
+	return uint32(v), ok
+}
+
+// ParseInt32 reads a signed number that must fit 64 bits and is then
+// truncated to 32 bits, as memcached does for exptime, lengths and TTLs.
+func ParseInt32(tok []byte) (int32, bool) {
+	mag, neg, ok := parseMagnitude(tok)
+	if !ok {
+		return 0, false
+	}
+	if neg {
+		if mag > 1<<63 {
+			return 0, false
+		}
+		return int32(-int64(mag)), true
+	}
+	if mag > math.MaxInt64 {
+		return 0, false
+	}
+	return int32(int64(mag)), true
+}
+
+// AppendUint appends v in decimal.
+func AppendUint(dst []byte, v uint64) []byte {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			break
+		}
+	}
+	return append(dst, b[i:]...)
+}
+
+// AppendInt appends v in decimal.
+func AppendInt(dst []byte, v int64) []byte {
+	if v < 0 {
+		dst = append(dst, '-')
+		return AppendUint(dst, uint64(-v))
+	}
+	return AppendUint(dst, uint64(v))
+}
