@@ -21,6 +21,7 @@ import (
 
 	"github.com/rebound-net/rebound/bpf"
 	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/codec/rebound"
 	"github.com/rebound-net/rebound/internal/testutil"
 	"github.com/rebound-net/rebound/xdp"
 )
@@ -32,8 +33,8 @@ const (
 )
 
 func ping() []byte {
-	b := make([]byte, codec.HeaderLen+4)
-	codec.EncodePing(b, 1, []byte("abcd"))
+	b := make([]byte, rebound.HeaderLen+4)
+	rebound.EncodePing(b, 1, []byte("abcd"))
 	return b
 }
 
@@ -96,7 +97,7 @@ func TestVerdicts(t *testing.T) {
 		{"vlan ipv4", f(testutil.Packet{VLAN: 10, Payload: msg})},
 		{"vlan ipv6", f(testutil.Packet{VLAN: 10, IPv6: true, Payload: msg})},
 		{"ipv4 options", f(testutil.Packet{IPOptions: true, Payload: msg})},
-		{"bare header", f(testutil.Packet{Payload: msg[:codec.HeaderLen]})},
+		{"bare header", f(testutil.Packet{Payload: msg[:rebound.HeaderLen]})},
 	}
 	for _, c := range ours {
 		run(t, p, c.name+" no socket", c.frame, xdpPass, bpf.PassNoSocket)
@@ -145,7 +146,7 @@ func TestVerdicts(t *testing.T) {
 		}
 	}
 	// Ethernet padding after a short datagram is fine.
-	padded := f(testutil.Packet{Payload: msg[:codec.HeaderLen]})
+	padded := f(testutil.Packet{Payload: msg[:rebound.HeaderLen]})
 	run(t, p, "padded", padded, xdpPass, bpf.PassNoSocket)
 
 	// With a socket on queue 0, the same frames are redirected.

@@ -19,7 +19,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
-	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/codec/rebound"
 )
 
 // BenchConfig describes a load test. Every loop is bounded by Duration (and
@@ -48,14 +48,14 @@ type BenchConfig struct {
 
 // OpShare is one operation of a mix and its weight.
 type OpShare struct {
-	Op     codec.Op
+	Op     rebound.Op
 	Weight int
 }
 
 // ParseMix reads "ping", "get", "set", "del" or a mix like
 // "get:90,set:10".
 func ParseMix(s string) ([]OpShare, error) {
-	ops := map[string]codec.Op{"ping": codec.OpPing, "get": codec.OpGet, "set": codec.OpSet, "del": codec.OpDel}
+	ops := map[string]rebound.Op{"ping": rebound.OpPing, "get": rebound.OpGet, "set": rebound.OpSet, "del": rebound.OpDel}
 	s = strings.TrimPrefix(strings.TrimPrefix(s, "mix="), "mix:")
 	var mix []OpShare
 	for _, part := range strings.Split(s, ",") {
@@ -107,7 +107,7 @@ func (c *BenchConfig) defaults() error {
 		return errors.New("bench: no target")
 	}
 	if len(c.Mix) == 0 {
-		c.Mix = []OpShare{{codec.OpPing, 100}}
+		c.Mix = []OpShare{{rebound.OpPing, 100}}
 	}
 	total := 0
 	for _, m := range c.Mix {
@@ -128,7 +128,7 @@ func (c *BenchConfig) defaults() error {
 	if c.Payload == 0 {
 		c.Payload = 64
 	}
-	if c.Payload < codec.HeaderLen || c.Payload > codec.HeaderLen+codec.MaxPayload {
+	if c.Payload < rebound.HeaderLen || c.Payload > rebound.HeaderLen+rebound.MaxPayload {
 		return fmt.Errorf("bench: payload %d: a message is 12 to 65547 bytes", c.Payload)
 	}
 	if c.Window <= 0 {
@@ -193,7 +193,7 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		res.Truncated += f.truncated
 		for st, n := range f.errs {
 			if n > 0 {
-				res.Errors[codec.Status(st).String()] += n
+				res.Errors[rebound.Status(st).String()] += n
 			}
 		}
 		f.mu.Lock()
@@ -243,7 +243,7 @@ func tickLoop(flows []*flow, end time.Time, tick func(Tick), done chan struct{})
 func preload(ctx context.Context, cfg BenchConfig) error {
 	need := false
 	for _, m := range cfg.Mix {
-		need = need || m.Op == codec.OpGet
+		need = need || m.Op == rebound.OpGet
 	}
 	if !need {
 		return nil
@@ -288,7 +288,7 @@ type flow struct {
 	rng         *rand.Rand
 	measureFrom time.Time
 	end         time.Time
-	opTable     []codec.Op // weighted op choice, 100 entries
+	opTable     []rebound.Op // weighted op choice, 100 entries
 
 	// slots: request seq s uses slot s % len(slots); a slot holds the
 	// intended send time of its request (0: free).
@@ -396,19 +396,19 @@ func newFlowState(cfg BenchConfig, i int) (*flow, error) {
 func (f *flow) encode(b []byte, seq uint32) int {
 	op := f.opTable[f.rng.IntN(len(f.opTable))]
 	// The key is built where SET puts it; GET and DEL move it forward.
-	key := appendKey(b[codec.HeaderLen+5:codec.HeaderLen+5], f.rng.IntN(f.cfg.Keys))
+	key := appendKey(b[rebound.HeaderLen+5:rebound.HeaderLen+5], f.rng.IntN(f.cfg.Keys))
 	var n int
 	switch op {
-	case codec.OpGet:
-		n, _ = codec.EncodeGet(b, seq, key, 0)
-	case codec.OpDel:
-		n, _ = codec.EncodeDel(b, seq, key)
-	case codec.OpSet:
-		v := b[codec.HeaderLen+5+len(key) : codec.HeaderLen+5+len(key)+f.cfg.ValueSize]
-		n, _ = codec.EncodeSet(b, seq, key, 0, v)
+	case rebound.OpGet:
+		n, _ = rebound.EncodeGet(b, seq, key, 0)
+	case rebound.OpDel:
+		n, _ = rebound.EncodeDel(b, seq, key)
+	case rebound.OpSet:
+		v := b[rebound.HeaderLen+5+len(key) : rebound.HeaderLen+5+len(key)+f.cfg.ValueSize]
+		n, _ = rebound.EncodeSet(b, seq, key, 0, v)
 	default:
-		p := b[codec.HeaderLen:f.cfg.Payload]
-		n, _ = codec.EncodePing(b, seq, p)
+		p := b[rebound.HeaderLen:f.cfg.Payload]
+		n, _ = rebound.EncodePing(b, seq, p)
 	}
 	return n
 }
@@ -423,7 +423,7 @@ func (f *flow) run(ctx context.Context) {
 	}
 	const batch = 64
 	out := make([]byte, 0, 256<<10)
-	msgBytes := codec.HeaderLen + max(f.cfg.Payload, 5+12+f.cfg.ValueSize)
+	msgBytes := rebound.HeaderLen + max(f.cfg.Payload, 5+12+f.cfg.ValueSize)
 	var (
 		br     *bufio.Reader
 		pc     *ipv4.PacketConn
@@ -433,12 +433,12 @@ func (f *flow) run(ctx context.Context) {
 		msgBuf = make([]byte, msgBytes)
 	)
 	if f.tcp {
-		br = bufio.NewReaderSize(f.conn, 2*(codec.HeaderLen+codec.MaxPayload))
+		br = bufio.NewReaderSize(f.conn, 2*(rebound.HeaderLen+rebound.MaxPayload))
 	} else {
 		pc = ipv4.NewPacketConn(f.conn.(*net.UDPConn))
 		sendQ, recvQ, bufs = make([]ipv4.Message, batch), make([]ipv4.Message, batch), make([][]byte, batch)
 		for i := range recvQ {
-			recvQ[i].Buffers = [][]byte{make([]byte, codec.HeaderLen+codec.MaxPayload)}
+			recvQ[i].Buffers = [][]byte{make([]byte, rebound.HeaderLen+rebound.MaxPayload)}
 			bufs[i] = make([]byte, msgBytes)
 			sendQ[i].Buffers = [][]byte{nil}
 		}
@@ -548,11 +548,11 @@ func (f *flow) readUDP(pc *ipv4.PacketConn, q []ipv4.Message) {
 
 func (f *flow) readTCP(br *bufio.Reader) {
 	for {
-		hdr, err := br.Peek(codec.HeaderLen)
+		hdr, err := br.Peek(rebound.HeaderLen)
 		if err != nil {
 			return
 		}
-		total := codec.HeaderLen + int(binary.BigEndian.Uint16(hdr[8:10]))
+		total := rebound.HeaderLen + int(binary.BigEndian.Uint16(hdr[8:10]))
 		// Peek the whole reply before consuming any of it, so a read
 		// deadline in the middle of a reply never loses stream framing.
 		msg, err := br.Peek(total)
@@ -568,7 +568,7 @@ func (f *flow) readTCP(br *bufio.Reader) {
 // complete matches one reply to its slot and records its latency from the
 // intended send time.
 func (f *flow) complete(b []byte) {
-	m, err := codec.DecodeReply(b)
+	m, err := rebound.DecodeReply(b)
 	if err != nil {
 		return
 	}
@@ -581,11 +581,11 @@ func (f *flow) complete(b []byte) {
 	f.slots[s] = 0
 	f.free = append(f.free, s)
 	f.received.Add(1)
-	if m.Status != codec.StatusOK {
+	if m.Status != rebound.StatusOK {
 		f.errs[min(int(m.Status), len(f.errs)-1)]++
 		f.errCount.Add(1)
 	}
-	if m.Flags&codec.FlagTruncated != 0 {
+	if m.Flags&rebound.FlagTruncated != 0 {
 		f.truncated++
 	}
 	f.mu.Lock()

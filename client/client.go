@@ -9,15 +9,16 @@ import (
 	"time"
 
 	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/codec/rebound"
 )
 
 // Errors. Status errors match with errors.Is: errors.Is(err, ErrNotFound).
 var (
-	ErrNotFound   = &StatusError{Status: codec.StatusNotFound}
-	ErrBadRequest = &StatusError{Status: codec.StatusBadRequest}
-	ErrUnknownOp  = &StatusError{Status: codec.StatusUnknownOp}
-	ErrTooLarge   = &StatusError{Status: codec.StatusTooLarge}
-	ErrBusy       = &StatusError{Status: codec.StatusBusy}
+	ErrNotFound   = &StatusError{Status: rebound.StatusNotFound}
+	ErrBadRequest = &StatusError{Status: rebound.StatusBadRequest}
+	ErrUnknownOp  = &StatusError{Status: rebound.StatusUnknownOp}
+	ErrTooLarge   = &StatusError{Status: rebound.StatusTooLarge}
+	ErrBusy       = &StatusError{Status: rebound.StatusBusy}
 	// ErrTimeout: no reply within the timeout, after every retry.
 	ErrTimeout = errors.New("rebound: no reply (timeout)")
 	// ErrTruncated: a UDP reply was TRUNCATED and TCP fallback is off.
@@ -27,7 +28,7 @@ var (
 )
 
 // StatusError is a reply with a status other than OK.
-type StatusError struct{ Status codec.Status }
+type StatusError struct{ Status rebound.Status }
 
 func (e *StatusError) Error() string { return "rebound: " + e.Status.String() }
 
@@ -37,19 +38,19 @@ func (e *StatusError) Is(target error) bool {
 	return ok && t.Status == e.Status
 }
 
-func statusErr(s codec.Status) error {
+func statusErr(s rebound.Status) error {
 	switch s {
-	case codec.StatusOK:
+	case rebound.StatusOK:
 		return nil
-	case codec.StatusNotFound:
+	case rebound.StatusNotFound:
 		return ErrNotFound
-	case codec.StatusBadRequest:
+	case rebound.StatusBadRequest:
 		return ErrBadRequest
-	case codec.StatusUnknownOp:
+	case rebound.StatusUnknownOp:
 		return ErrUnknownOp
-	case codec.StatusTooLarge:
+	case rebound.StatusTooLarge:
 		return ErrTooLarge
-	case codec.StatusBusy:
+	case rebound.StatusBusy:
 		return ErrBusy
 	}
 	return &StatusError{Status: s}
@@ -92,7 +93,7 @@ func (o *Options) defaults() {
 
 // Reply is a decoded reply with its round-trip time.
 type Reply struct {
-	codec.Header
+	rebound.Header
 	Payload []byte
 	RTT     time.Duration
 	// Via says how the reply came: "udp", "tcp", "udp-padded" or
@@ -172,7 +173,7 @@ func (c *Client) Close() error {
 
 // Ping sends data and returns what the server echoed.
 func (c *Client) Ping(ctx context.Context, data []byte) ([]byte, error) {
-	r, err := c.Do(ctx, codec.OpPing, data)
+	r, err := c.Do(ctx, rebound.OpPing, data)
 	if err != nil {
 		return nil, err
 	}
@@ -181,13 +182,13 @@ func (c *Client) Ping(ctx context.Context, data []byte) ([]byte, error) {
 
 // Get returns the value stored under key, or ErrNotFound.
 func (c *Client) Get(ctx context.Context, key []byte) ([]byte, error) {
-	if len(key) == 0 || len(key) > codec.MaxKeyLen {
-		return nil, codec.ErrKeyLength
+	if len(key) == 0 || len(key) > rebound.MaxKeyLen {
+		return nil, rebound.ErrKeyLength
 	}
 	p := make([]byte, 1+len(key))
 	p[0] = byte(len(key))
 	copy(p[1:], key)
-	r, err := c.Do(ctx, codec.OpGet, p)
+	r, err := c.Do(ctx, rebound.OpGet, p)
 	if err != nil {
 		return nil, err
 	}
@@ -196,8 +197,8 @@ func (c *Client) Get(ctx context.Context, key []byte) ([]byte, error) {
 
 // Set stores value under key; ttl 0 keeps it until evicted.
 func (c *Client) Set(ctx context.Context, key, value []byte, ttl time.Duration) error {
-	if len(key) == 0 || len(key) > codec.MaxKeyLen {
-		return codec.ErrKeyLength
+	if len(key) == 0 || len(key) > rebound.MaxKeyLen {
+		return rebound.ErrKeyLength
 	}
 	p := make([]byte, 5+len(key)+len(value))
 	p[0] = byte(len(key))
@@ -207,7 +208,7 @@ func (c *Client) Set(ctx context.Context, key, value []byte, ttl time.Duration) 
 	}
 	p[1], p[2], p[3], p[4] = byte(secs>>24), byte(secs>>16), byte(secs>>8), byte(secs)
 	copy(p[5+copy(p[5:], key):], value)
-	r, err := c.Do(ctx, codec.OpSet, p)
+	r, err := c.Do(ctx, rebound.OpSet, p)
 	if err != nil {
 		return err
 	}
@@ -216,11 +217,11 @@ func (c *Client) Set(ctx context.Context, key, value []byte, ttl time.Duration) 
 
 // Del removes key, or returns ErrNotFound.
 func (c *Client) Del(ctx context.Context, key []byte) error {
-	if len(key) == 0 || len(key) > codec.MaxKeyLen {
-		return codec.ErrKeyLength
+	if len(key) == 0 || len(key) > rebound.MaxKeyLen {
+		return rebound.ErrKeyLength
 	}
 	p := append([]byte{byte(len(key))}, key...)
-	r, err := c.Do(ctx, codec.OpDel, p)
+	r, err := c.Do(ctx, rebound.OpDel, p)
 	if err != nil {
 		return err
 	}
@@ -230,27 +231,27 @@ func (c *Client) Del(ctx context.Context, key []byte) error {
 // Do sends one request with any op and raw payload and returns the reply,
 // whatever its status (a non-OK status is not an error here). Over UDP a
 // TRUNCATED reply is retried as Options say.
-func (c *Client) Do(ctx context.Context, op codec.Op, payload []byte) (Reply, error) {
+func (c *Client) Do(ctx context.Context, op rebound.Op, payload []byte) (Reply, error) {
 	if c.closed.Load() {
 		return Reply{}, ErrClosed
 	}
-	if len(payload) > codec.MaxPayload {
-		return Reply{}, codec.ErrTooLong
+	if len(payload) > rebound.MaxPayload {
+		return Reply{}, rebound.ErrTooLong
 	}
 	seq := c.seq.Add(1)
 	if c.udp == nil {
 		return c.doTCP(ctx, op, seq, payload, "tcp")
 	}
 	r, err := c.udp.do(ctx, op, seq, payload, c.opts)
-	if err != nil || r.Flags&codec.FlagTruncated == 0 {
+	if err != nil || r.Flags&rebound.FlagTruncated == 0 {
 		return r, err
 	}
-	if c.opts.PadGets && op == codec.OpGet {
+	if c.opts.PadGets && op == rebound.OpGet {
 		// Rule 6: padding raises the reply size the server may send.
-		padded := make([]byte, max(len(payload), codec.UDPPayloadMax(c.opts.MTU, false)-codec.HeaderLen-20))
+		padded := make([]byte, max(len(payload), codec.UDPPayloadMax(c.opts.MTU, false)-rebound.HeaderLen-20))
 		copy(padded, payload)
 		r2, err := c.udp.do(ctx, op, c.seq.Add(1), padded, c.opts)
-		if err == nil && r2.Flags&codec.FlagTruncated == 0 {
+		if err == nil && r2.Flags&rebound.FlagTruncated == 0 {
 			r2.Via = "udp-padded"
 			return r2, nil
 		}
@@ -264,7 +265,7 @@ func (c *Client) Do(ctx context.Context, op codec.Op, payload []byte) (Reply, er
 	return c.doTCP(ctx, op, c.seq.Add(1), payload, "tcp-after-truncated")
 }
 
-func (c *Client) doTCP(ctx context.Context, op codec.Op, seq uint32, payload []byte, via string) (Reply, error) {
+func (c *Client) doTCP(ctx context.Context, op rebound.Op, seq uint32, payload []byte, via string) (Reply, error) {
 	c.mu.Lock()
 	conns := c.tcp
 	c.mu.Unlock()

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/rebound-net/rebound/client"
-	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/codec/rebound"
 	"github.com/rebound-net/rebound/internal/testutil"
 )
 
@@ -41,7 +41,7 @@ func fakeServer(t testing.TB, answer func(n int64) (bool, time.Duration)) string
 				time.Sleep(delay)
 			}
 			rep := append([]byte(nil), buf[:n]...)
-			rep[3] |= codec.FlagResponse
+			rep[3] |= rebound.FlagResponse
 			_, _ = pc.WriteTo(rep, from)
 		}
 	}()
@@ -79,10 +79,10 @@ func TestEveryOp(t *testing.T) {
 			t.Fatalf("tcp=%v del missing: %v", tcp, err)
 		}
 		r, err := c.Do(ctx, 0x33, nil)
-		if err != nil || r.Status != codec.StatusUnknownOp {
+		if err != nil || r.Status != rebound.StatusUnknownOp {
 			t.Fatalf("tcp=%v unknown op: %+v %v", tcp, r, err)
 		}
-		if err := c.Set(ctx, nil, nil, 0); !errors.Is(err, codec.ErrKeyLength) {
+		if err := c.Set(ctx, nil, nil, 0); !errors.Is(err, rebound.ErrKeyLength) {
 			t.Fatalf("empty key: %v", err)
 		}
 		c.Close()
@@ -164,14 +164,14 @@ func TestTruncatedFallsBackToTCP(t *testing.T) {
 	if err := c.Set(ctx, []byte("big"), big, 0); err != nil {
 		t.Fatal(err)
 	}
-	r, err := c.Do(ctx, codec.OpGet, []byte{3, 'b', 'i', 'g'})
+	r, err := c.Do(ctx, rebound.OpGet, []byte{3, 'b', 'i', 'g'})
 	if err != nil || !bytes.Equal(r.Payload, big) || r.Via != "tcp-after-truncated" {
 		t.Fatalf("GET of 1000 bytes: via %q, %d bytes, %v", r.Via, len(r.Payload), err)
 	}
 	// Padded GETs get it over UDP first.
 	p, _ := client.Dial(ctx, addr, client.Options{PadGets: true})
 	defer p.Close()
-	r, err = p.Do(ctx, codec.OpGet, []byte{3, 'b', 'i', 'g'})
+	r, err = p.Do(ctx, rebound.OpGet, []byte{3, 'b', 'i', 'g'})
 	if err != nil || !bytes.Equal(r.Payload, big) || r.Via != "udp-padded" {
 		t.Fatalf("padded GET: via %q, %d bytes, %v", r.Via, len(r.Payload), err)
 	}
@@ -227,7 +227,7 @@ func TestBenchOpenLoopSeesStall(t *testing.T) {
 
 func TestParseMix(t *testing.T) {
 	m, err := client.ParseMix("mix=get:90,set:10")
-	if err != nil || len(m) != 2 || m[0].Op != codec.OpGet || m[0].Weight != 90 || m[1].Op != codec.OpSet {
+	if err != nil || len(m) != 2 || m[0].Op != rebound.OpGet || m[0].Weight != 90 || m[1].Op != rebound.OpSet {
 		t.Fatalf("%+v %v", m, err)
 	}
 	for _, bad := range []string{"get:x", "fly", "get:-1"} {

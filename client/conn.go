@@ -10,12 +10,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/codec/rebound"
 )
 
 // call is one request waiting for its reply.
 type call struct {
-	op codec.Op
+	op rebound.Op
 	ch chan Reply // buffered 1: the reader never blocks on it
 }
 
@@ -50,7 +50,7 @@ func (u *udpConn) read() {
 			}
 			continue // e.g. ECONNREFUSED from an ICMP error: the call times out
 		}
-		m, err := codec.DecodeReply(buf[:n])
+		m, err := rebound.DecodeReply(buf[:n])
 		if err != nil {
 			continue // not a reply of ours
 		}
@@ -70,10 +70,10 @@ func (u *udpConn) read() {
 
 func (u *udpConn) close() { u.c.Close(); <-u.done }
 
-func (u *udpConn) do(ctx context.Context, op codec.Op, seq uint32, payload []byte, o Options) (Reply, error) {
-	msg := make([]byte, codec.HeaderLen+len(payload))
-	codec.PutHeader(msg, codec.Header{Op: op, Seq: seq, Len: uint16(len(payload))})
-	copy(msg[codec.HeaderLen:], payload)
+func (u *udpConn) do(ctx context.Context, op rebound.Op, seq uint32, payload []byte, o Options) (Reply, error) {
+	msg := make([]byte, rebound.HeaderLen+len(payload))
+	rebound.PutHeader(msg, rebound.Header{Op: op, Seq: seq, Len: uint16(len(payload))})
+	copy(msg[rebound.HeaderLen:], payload)
 	cl := &call{op: op, ch: make(chan Reply, 1)}
 	u.mu.Lock()
 	u.pending[seq] = cl
@@ -148,14 +148,14 @@ func dialTCP(ctx context.Context, addr string) (*tcpConn, error) {
 func (t *tcpConn) read() {
 	defer close(t.done)
 	r := bufio.NewReaderSize(t.c, 64<<10)
-	var hdr [codec.HeaderLen]byte
+	var hdr [rebound.HeaderLen]byte
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			t.close(fmt.Errorf("rebound: tcp read: %w", err))
 			return
 		}
-		h, ok := codec.DecodeHeader(hdr[:])
-		if !ok || h.Flags&codec.FlagResponse == 0 {
+		h, ok := rebound.DecodeHeader(hdr[:])
+		if !ok || h.Flags&rebound.FlagResponse == 0 {
 			t.close(errors.New("rebound: tcp stream out of sync: not a reply"))
 			return
 		}
@@ -193,10 +193,10 @@ func (t *tcpConn) close(err error) {
 	}
 }
 
-func (t *tcpConn) do(ctx context.Context, op codec.Op, seq uint32, payload []byte, timeout time.Duration) (Reply, error) {
-	msg := make([]byte, codec.HeaderLen+len(payload))
-	codec.PutHeader(msg, codec.Header{Op: op, Seq: seq, Len: uint16(len(payload))})
-	copy(msg[codec.HeaderLen:], payload)
+func (t *tcpConn) do(ctx context.Context, op rebound.Op, seq uint32, payload []byte, timeout time.Duration) (Reply, error) {
+	msg := make([]byte, rebound.HeaderLen+len(payload))
+	rebound.PutHeader(msg, rebound.Header{Op: op, Seq: seq, Len: uint16(len(payload))})
+	copy(msg[rebound.HeaderLen:], payload)
 	cl := &call{op: op, ch: make(chan Reply, 1)}
 	start := time.Now()
 	t.wmu.Lock()

@@ -17,13 +17,6 @@ func ReplyLimit(reqLen, factor, pathMax int) int {
 	return max(limit, 0)
 }
 
-// PutTruncated writes the reply of rule 6 for a request whose answer does not
-// fit: status OK, flag TRUNCATED, empty payload. It returns HeaderLen.
-func PutTruncated(b []byte, req Header) int {
-	PutHeader(b, Header{Op: req.Op, Flags: FlagResponse | FlagTruncated, Seq: req.Seq})
-	return HeaderLen
-}
-
 // UDPPayloadMax returns the largest UDP payload that fits an interface MTU
 // without fragmentation: the MTU less the IP and UDP headers.
 func UDPPayloadMax(mtu int, ipv6 bool) int {

@@ -1,19 +1,23 @@
-// Package codec is the Rebound wire protocol (../shared/PROTOCOL.md) and the
-// frame layer under it: Ethernet with at most one 802.1Q tag, IPv4 or IPv6,
-// and UDP.
+// Package codec is the frame layer that every protocol Rebound speaks shares:
+// Ethernet with at most one 802.1Q tag, IPv4 or IPv6, and UDP; the in-place
+// reply rewrite with full checksums; the path-MTU and amplification bounds;
+// and the Reason codes that counters use. The protocols themselves live in a
+// package each beneath it: codec/rebound (Rebound's own binary protocol,
+// docs/protocol.md) and codec/memcache (memcached's text and meta protocols
+// and its UDP frame header).
 //
 // Everything here is a pure function over byte slices. Decoding returns
 // views into the caller's buffer, never copies, and the reply rewrite works
 // in place: on the AF_XDP fast path the request's UMEM frame becomes its
 // reply. Nothing on the decode or rewrite path allocates or builds an error;
-// outcomes are small codes (Check, Status, Reason) that callers count.
+// outcomes are small codes (Reason, and the protocols' own) that callers
+// count.
 //
 // Lifecycle of a UDP request on the fast path:
 //
-//	f, why := ParseFrame(frame)          // not ours unless why == ReasonNone
-//	req := ParseDatagram(f.UDPPayload(frame))
-//	// Valid: the handler writes header + payload at frame[f.Payload:]
-//	// Reject: PutErrorReply; Drop: send nothing
+//	f, why := codec.ParseFrame(frame)    // not ours unless why == ReasonNone
+//	payload := f.UDPPayload(frame)       // handed to the protocol package
+//	// the protocol writes its reply at frame[f.Payload:]
 //	n := f.Reply(frame[:capacity], replyLen) // swap, lengths, checksums
 //
 // Gotchas:

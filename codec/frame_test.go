@@ -10,15 +10,16 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/codec/rebound"
 	"github.com/rebound-net/rebound/internal/testutil"
 )
 
 func pingMsg(seq uint32, n int) []byte {
-	p := make([]byte, codec.HeaderLen+n)
+	p := make([]byte, rebound.HeaderLen+n)
 	for i := range n {
-		p[codec.HeaderLen+i] = byte('a' + i%26)
+		p[rebound.HeaderLen+i] = byte('a' + i%26)
 	}
-	codec.EncodePing(p, seq, p[codec.HeaderLen:])
+	rebound.EncodePing(p, seq, p[rebound.HeaderLen:])
 	return p
 }
 
@@ -276,9 +277,9 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 	allocs := testing.AllocsPerRun(1000, func() {
 		copy(buf, fr)
 		f, _ := codec.ParseFrame(buf)
-		r := codec.ParseDatagram(f.UDPPayload(buf))
-		buf[f.Payload+3] = codec.FlagResponse
-		f.Reply(buf, codec.HeaderLen+len(r.Payload))
+		r := rebound.ParseDatagram(f.UDPPayload(buf))
+		buf[f.Payload+3] = rebound.FlagResponse
+		f.Reply(buf, rebound.HeaderLen+len(r.Payload))
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per request", allocs)
@@ -288,7 +289,7 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 var sink int
 
 func benchPing(b *testing.B, ipv6 bool) {
-	fr, err := testutil.BuildFrame(testutil.Packet{IPv6: ipv6, Payload: pingMsg(1, 64-codec.HeaderLen)})
+	fr, err := testutil.BuildFrame(testutil.Packet{IPv6: ipv6, Payload: pingMsg(1, 64-rebound.HeaderLen)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -303,13 +304,13 @@ func benchPing(b *testing.B, ipv6 bool) {
 		if why != codec.ReasonNone {
 			b.Fatal(why)
 		}
-		r := codec.ParseDatagram(f.UDPPayload(buf))
-		if r.Check != codec.Valid {
+		r := rebound.ParseDatagram(f.UDPPayload(buf))
+		if r.Check != rebound.Valid {
 			b.Fatal(r.Reason)
 		}
 		p := buf[f.Payload:]
-		codec.PutHeader(p, codec.Header{Op: r.Op, Flags: codec.FlagResponse, Seq: r.Seq, Len: r.Len})
-		sink += f.Reply(buf, codec.HeaderLen+len(r.Payload))
+		rebound.PutHeader(p, rebound.Header{Op: r.Op, Flags: rebound.FlagResponse, Seq: r.Seq, Len: r.Len})
+		sink += f.Reply(buf, rebound.HeaderLen+len(r.Payload))
 		p[3] = 0 // turn the reply back into a request for the next round
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/codec/rebound"
 	"github.com/rebound-net/rebound/internal/testutil"
 )
 
@@ -14,39 +15,39 @@ func FuzzParseDatagram(f *testing.F) {
 	f.Add([]byte{0xb5, 0x01, 0x03, 0x00, 0, 0, 0, 1, 0, 8, 0, 0, 2, 0, 0, 0, 9, 'k', 'y', 'v'})
 	f.Add([]byte{0xb5, 0x01, 0x04, 0x01, 0, 0, 0, 1, 0, 2, 0, 0, 1, 'k'})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r := codec.ParseDatagram(b)
+		r := rebound.ParseDatagram(b)
 		switch r.Check {
-		case codec.Valid:
-			if len(b) != codec.HeaderLen+int(r.Len) || r.Flags != 0 || r.Header.Status != 0 || !r.Op.Known() {
+		case rebound.Valid:
+			if len(b) != rebound.HeaderLen+int(r.Len) || r.Flags != 0 || r.Header.Status != 0 || !r.Op.Known() {
 				t.Fatalf("accepted a message that breaks the page: %+v", r)
 			}
 			switch r.Op {
-			case codec.OpGet:
-				if k, ok := codec.ParseGet(r.Payload); ok && (len(k) == 0 || len(k) > codec.MaxKeyLen) {
+			case rebound.OpGet:
+				if k, ok := rebound.ParseGet(r.Payload); ok && (len(k) == 0 || len(k) > rebound.MaxKeyLen) {
 					t.Fatalf("bad key %q", k)
 				}
-			case codec.OpSet:
-				if k, _, v, ok := codec.ParseSet(r.Payload); ok && 5+len(k)+len(v) != len(r.Payload) {
+			case rebound.OpSet:
+				if k, _, v, ok := rebound.ParseSet(r.Payload); ok && 5+len(k)+len(v) != len(r.Payload) {
 					t.Fatalf("set lost bytes: key %d value %d payload %d", len(k), len(v), len(r.Payload))
 				}
-			case codec.OpDel:
-				if k, ok := codec.ParseDel(r.Payload); ok && 1+len(k) != len(r.Payload) {
+			case rebound.OpDel:
+				if k, ok := rebound.ParseDel(r.Payload); ok && 1+len(k) != len(r.Payload) {
 					t.Fatal("del with trailing bytes")
 				}
 			}
-		case codec.Reject:
-			if r.Status == codec.StatusOK {
+		case rebound.Reject:
+			if r.Status == rebound.StatusOK {
 				t.Fatal("reject with status OK")
 			}
-			var out [codec.HeaderLen]byte
-			codec.PutErrorReply(out[:], r.Header, r.Status)
-			if m, err := codec.DecodeReply(out[:]); err != nil || m.Len != 0 || m.Seq != r.Seq {
+			var out [rebound.HeaderLen]byte
+			rebound.PutErrorReply(out[:], r.Header, r.Status)
+			if m, err := rebound.DecodeReply(out[:]); err != nil || m.Len != 0 || m.Seq != r.Seq {
 				t.Fatalf("error reply does not decode: %v", err)
 			}
 		}
 		// The stream parser must agree on complete messages.
-		sr, n, _, _ := codec.ParseStream(b)
-		if n == len(b) && r.Check == codec.Valid && (sr.Check != codec.Valid || sr.Seq != r.Seq) {
+		sr, n, _, _ := rebound.ParseStream(b)
+		if n == len(b) && r.Check == rebound.Valid && (sr.Check != rebound.Valid || sr.Seq != r.Seq) {
 			t.Fatalf("stream and datagram parsers disagree: %+v vs %+v", sr, r)
 		}
 	})

@@ -21,6 +21,7 @@ import (
 
 	"github.com/rebound-net/rebound/client"
 	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/codec/rebound"
 	"github.com/rebound-net/rebound/internal/testutil"
 )
 
@@ -60,7 +61,7 @@ func TestEveryOp(t *testing.T) {
 					t.Fatalf("%s del again: %v", addr, err)
 				}
 				r, err := c.Do(ctx, 0x42, nil)
-				if err != nil || r.Status != codec.StatusUnknownOp || r.Len != 0 {
+				if err != nil || r.Status != rebound.StatusUnknownOp || r.Len != 0 {
 					t.Fatalf("%s unknown op: %+v %v", addr, r, err)
 				}
 			}
@@ -78,7 +79,7 @@ func TestEveryOp(t *testing.T) {
 					t.Fatalf("no reply to a VLAN-tagged request (ipv6=%v)", v6)
 				}
 				fr, _ := codec.ParseFrame(f)
-				if !fr.VLAN || binary.BigEndian.Uint16(f[14:16])&0x0FFF != 100 || !bytes.Equal(fr.UDPPayload(f)[codec.HeaderLen:], []byte("vlan")) {
+				if !fr.VLAN || binary.BigEndian.Uint16(f[14:16])&0x0FFF != 100 || !bytes.Equal(fr.UDPPayload(f)[rebound.HeaderLen:], []byte("vlan")) {
 					t.Fatalf("VLAN reply: %+v % x", fr, f)
 				}
 				checkReplyFrame(t, f)
@@ -163,22 +164,22 @@ func TestMalformedFrames(t *testing.T) {
 			cases := []struct {
 				name  string
 				frame []byte
-				seq   uint32       // reply expected with this sequence, 0: none
-				want  codec.Status // its status
+				seq   uint32         // reply expected with this sequence, 0: none
+				want  rebound.Status // its status
 			}{
 				{"ethernet header only", valid[:14], 0, 0},
 				{"truncated in ip", valid[:20], 0, 0},
 				{"truncated in udp", valid[:38], 0, 0},
 				{"truncated in header", valid[:48], 0, 0},
-				{"ip options", testutil.Frame(t, testutil.Packet{IPOptions: true, Payload: ping(1, "opt")}), 1, codec.StatusOK},
+				{"ip options", testutil.Frame(t, testutil.Packet{IPOptions: true, Payload: ping(1, "opt")}), 1, rebound.StatusOK},
 				{"wrong magic", frame(msgWith(2, func(b []byte) { b[0] = 0xB4 })), 0, 0},
 				{"wrong version", frame(msgWith(3, func(b []byte) { b[1] = 9 })), 0, 0},
-				{"response flag", frame(msgWith(4, func(b []byte) { b[3] = codec.FlagResponse })), 0, 0},
-				{"len larger", frame(msgWith(5, func(b []byte) { b[9] = 200 })), 5, codec.StatusBadRequest},
-				{"len smaller", frame(msgWith(6, func(b []byte) { b[9] = 1 })), 6, codec.StatusBadRequest},
-				{"unknown flags", frame(msgWith(7, func(b []byte) { b[3] = 0x10 })), 7, codec.StatusBadRequest},
-				{"non-zero status", frame(msgWith(8, func(b []byte) { b[11] = 1 })), 8, codec.StatusBadRequest},
-				{"keylen past payload", frame(append(raw(codec.OpGet, 9, 3), 9, 'a', 'b')), 9, codec.StatusBadRequest},
+				{"response flag", frame(msgWith(4, func(b []byte) { b[3] = rebound.FlagResponse })), 0, 0},
+				{"len larger", frame(msgWith(5, func(b []byte) { b[9] = 200 })), 5, rebound.StatusBadRequest},
+				{"len smaller", frame(msgWith(6, func(b []byte) { b[9] = 1 })), 6, rebound.StatusBadRequest},
+				{"unknown flags", frame(msgWith(7, func(b []byte) { b[3] = 0x10 })), 7, rebound.StatusBadRequest},
+				{"non-zero status", frame(msgWith(8, func(b []byte) { b[11] = 1 })), 8, rebound.StatusBadRequest},
+				{"keylen past payload", frame(append(raw(rebound.OpGet, 9, 3), 9, 'a', 'b')), 9, rebound.StatusBadRequest},
 			}
 			for i, c := range cases {
 				p.send(t, c.frame)
@@ -189,8 +190,8 @@ func TestMalformedFrames(t *testing.T) {
 					}
 					checkReplyFrame(t, f)
 					fr, _ := codec.ParseFrame(f)
-					h, _ := codec.DecodeHeader(fr.UDPPayload(f))
-					if h.Status != c.want || (h.Status != codec.StatusOK && h.Len != 0) {
+					h, _ := rebound.DecodeHeader(fr.UDPPayload(f))
+					if h.Status != c.want || (h.Status != rebound.StatusOK && h.Len != 0) {
 						t.Fatalf("%s: reply %+v, want status %v", c.name, h, c.want)
 					}
 				}
@@ -238,9 +239,9 @@ func TestMalformedFrames(t *testing.T) {
 	}
 }
 
-func raw(op codec.Op, seq uint32, plen int) []byte {
-	b := make([]byte, codec.HeaderLen)
-	codec.PutHeader(b, codec.Header{Op: op, Seq: seq, Len: uint16(plen)})
+func raw(op rebound.Op, seq uint32, plen int) []byte {
+	b := make([]byte, rebound.HeaderLen)
+	rebound.PutHeader(b, rebound.Header{Op: op, Seq: seq, Len: uint16(plen)})
 	return b
 }
 
@@ -255,8 +256,8 @@ func TestAmplification(t *testing.T) {
 				t.Fatalf("set: %s", out)
 			}
 			uc := dial(t, l.Cli, srv4, client.Options{NoTCPRetry: true})
-			r, err := uc.Do(context.Background(), codec.OpGet, []byte{3, 'b', 'i', 'g'})
-			if !errors.Is(err, client.ErrTruncated) || r.Flags&codec.FlagTruncated == 0 || r.Status != codec.StatusOK || r.Len != 0 {
+			r, err := uc.Do(context.Background(), rebound.OpGet, []byte{3, 'b', 'i', 'g'})
+			if !errors.Is(err, client.ErrTruncated) || r.Flags&rebound.FlagTruncated == 0 || r.Status != rebound.StatusOK || r.Len != 0 {
 				t.Fatalf("UDP GET of 900 bytes for a 16-byte request: %+v %v", r, err)
 			}
 			tc := dial(t, l.Cli, srv4, client.Options{TCP: true})
@@ -430,12 +431,12 @@ func TestTCP(t *testing.T) {
 				}
 			}()
 			_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
-			got := make([]byte, codec.HeaderLen+4)
+			got := make([]byte, rebound.HeaderLen+4)
 			for i := 0; i < n; i++ {
 				if _, err := io.ReadFull(c, got); err != nil {
 					t.Fatalf("reply %d: %v", i, err)
 				}
-				if h, _ := codec.DecodeHeader(got); h.Seq != uint32(i) {
+				if h, _ := rebound.DecodeHeader(got); h.Seq != uint32(i) {
 					t.Fatalf("reply %d has sequence %d", i, h.Seq)
 				}
 			}
@@ -452,7 +453,7 @@ func TestTCP(t *testing.T) {
 			}
 			rep := make([]byte, len(req))
 			_ = c2.SetReadDeadline(time.Now().Add(3 * time.Second))
-			if _, err := io.ReadFull(c2, rep); err != nil || rep[3] != codec.FlagResponse {
+			if _, err := io.ReadFull(c2, rep); err != nil || rep[3] != rebound.FlagResponse {
 				t.Fatalf("tiny writes: % x %v", rep, err)
 			}
 			// Bad magic: one BAD_REQUEST, then the connection closes.
@@ -460,7 +461,7 @@ func TestTCP(t *testing.T) {
 			bad[0] = 'X'
 			_, _ = c2.Write(bad)
 			all, _ := io.ReadAll(c2)
-			if h, ok := codec.DecodeHeader(all); !ok || h.Status != codec.StatusBadRequest || len(all) != codec.HeaderLen {
+			if h, ok := rebound.DecodeHeader(all); !ok || h.Status != rebound.StatusBadRequest || len(all) != rebound.HeaderLen {
 				t.Fatalf("bad magic: % x", all)
 			}
 		})

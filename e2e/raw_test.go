@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/codec/rebound"
 	"github.com/rebound-net/rebound/internal/testutil"
 )
 
@@ -84,7 +85,7 @@ func (p *rawPeer) replyTo(seq uint32, timeout time.Duration) []byte {
 		if why != codec.ReasonNone {
 			continue
 		}
-		m, err := codec.DecodeReply(f.UDPPayload(frame))
+		m, err := rebound.DecodeReply(f.UDPPayload(frame))
 		if err != nil || m.Seq != seq {
 			continue
 		}
@@ -143,8 +144,8 @@ func checkReplyFrame(t *testing.T, frame []byte) {
 }
 
 func ping(seq uint32, data string) []byte {
-	b := make([]byte, codec.HeaderLen+len(data))
-	codec.EncodePing(b, seq, []byte(data))
+	b := make([]byte, rebound.HeaderLen+len(data))
+	rebound.EncodePing(b, seq, []byte(data))
 	return b
 }
 

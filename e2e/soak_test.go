@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rebound-net/rebound/client"
-	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/codec/rebound"
 	"github.com/rebound-net/rebound/internal/testutil"
 )
 
@@ -47,7 +47,7 @@ func TestSoak(t *testing.T) {
 		testutil.Frame(t, testutil.Packet{Payload: msgWith(1, func(b []byte) { b[0] = 0 })}),
 		testutil.Frame(t, testutil.Packet{Payload: msgWith(2, func(b []byte) { b[9] = 99 })}),
 		testutil.Frame(t, testutil.Packet{Payload: msgWith(3, func(b []byte) { b[3] = 0x80 })}),
-		testutil.Frame(t, testutil.Packet{Payload: append(raw(codec.OpGet, 4, 2), 7, 'k')}),
+		testutil.Frame(t, testutil.Packet{Payload: append(raw(rebound.OpGet, 4, 2), 7, 'k')}),
 		testutil.Frame(t, testutil.Packet{Payload: ping(5, "x")})[:40],
 	}
 	done := make(chan struct{})
@@ -86,7 +86,7 @@ func TestSoak(t *testing.T) {
 	l.Cli.Do(t, func() {
 		res, err = client.Bench(context.Background(), client.BenchConfig{Target: srv4, Window: 128, Flows: 2,
 			Duration: *soakFor, Warmup: 0, Preload: true,
-			Mix: []client.OpShare{{Op: codec.OpPing, Weight: 45}, {Op: codec.OpGet, Weight: 45}, {Op: codec.OpSet, Weight: 10}}})
+			Mix: []client.OpShare{{Op: rebound.OpPing, Weight: 45}, {Op: rebound.OpGet, Weight: 45}, {Op: rebound.OpSet, Weight: 10}}})
 	})
 	close(done)
 	<-sampleDone

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/codec/rebound"
 	"github.com/rebound-net/rebound/userspace"
 )
 
@@ -30,7 +30,7 @@ func TestSocketPathAllocations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req := raw(codec.OpPing, 0, 1, -1, 0, make([]byte, 52))
+		req := raw(rebound.OpPing, 0, 1, -1, 0, make([]byte, 52))
 		buf := make([]byte, 256)
 		round := func(n int) {
 			for i := 0; i < n; i++ {

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/codec/rebound"
 )
 
 // dgram is one UDP payload of a batch, answered in place: buf[:len(buf)]
@@ -43,16 +44,16 @@ func (b *batcher) run(h Handler) {
 	b.msgs = b.msgs[:0]
 	for i := range b.items {
 		it := &b.items[i]
-		req := codec.ParseDatagram(it.buf)
+		req := rebound.ParseDatagram(it.buf)
 		switch req.Check {
-		case codec.Drop:
+		case rebound.Drop:
 			b.stats.Drops[req.Reason].Add(1)
-		case codec.Reject:
+		case rebound.Reject:
 			b.stats.Rejects[req.Reason].Add(1)
-			it.replyLen = codec.PutErrorReply(it.buf[:codec.HeaderLen], req.Header, req.Status)
-		case codec.Valid:
-			it.limit = max(codec.ReplyLimit(len(it.buf), b.amp, min(it.pathMax, cap(it.buf)))-codec.HeaderLen, 0)
-			out := it.buf[codec.HeaderLen : codec.HeaderLen : codec.HeaderLen+it.limit]
+			it.replyLen = rebound.PutErrorReply(it.buf[:rebound.HeaderLen], req.Header, req.Status)
+		case rebound.Valid:
+			it.limit = max(codec.ReplyLimit(len(it.buf), b.amp, min(it.pathMax, cap(it.buf)))-rebound.HeaderLen, 0)
+			out := it.buf[rebound.HeaderLen : rebound.HeaderLen : rebound.HeaderLen+it.limit]
 			it.msg = len(b.msgs)
 			b.msgs = append(b.msgs, Message{Op: req.Op, Seq: req.Seq, Payload: req.Payload, Out: out})
 		}
@@ -70,20 +71,20 @@ func (b *batcher) run(h Handler) {
 		}
 		m := &b.msgs[it.msg]
 		switch m.Status {
-		case codec.StatusBadRequest:
+		case rebound.StatusBadRequest:
 			b.stats.Rejects[codec.ReasonBadPayload].Add(1)
-		case codec.StatusTooLarge:
+		case rebound.StatusTooLarge:
 			b.stats.Rejects[codec.ReasonTooLarge].Add(1)
 		}
 		switch {
 		case len(m.Out) > it.limit:
 			// A handler that ignored Out's capacity: the bound holds anyway.
 			m.Out, m.Truncated = nil, true
-		case len(m.Out) > 0 && &m.Out[0] != &it.buf[codec.HeaderLen : codec.HeaderLen+1][0]:
+		case len(m.Out) > 0 && &m.Out[0] != &it.buf[rebound.HeaderLen : rebound.HeaderLen+1][0]:
 			// The handler pointed Out at memory of its own: copy it in.
-			m.Out = it.buf[codec.HeaderLen : codec.HeaderLen+copy(it.buf[codec.HeaderLen:codec.HeaderLen+it.limit], m.Out)]
+			m.Out = it.buf[rebound.HeaderLen : rebound.HeaderLen+copy(it.buf[rebound.HeaderLen:rebound.HeaderLen+it.limit], m.Out)]
 		}
-		it.replyLen = putReply(it.buf[:codec.HeaderLen], m)
+		it.replyLen = putReply(it.buf[:rebound.HeaderLen], m)
 	}
 	b.stats.Rx.Add(uint64(len(b.items)))
 }

@@ -3,7 +3,7 @@ package userspace
 import (
 	"testing"
 
-	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/codec/rebound"
 )
 
 // fillBatch queues n requests of a mix of ops into b, each in its own
@@ -22,13 +22,13 @@ func mixRequests(n int) [][]byte {
 		var m int
 		switch i % 4 {
 		case 0:
-			m, _ = codec.EncodePing(b, uint32(i), []byte("0123456789abcdef0123456789abcdef0123456789abcdef1234"))
+			m, _ = rebound.EncodePing(b, uint32(i), []byte("0123456789abcdef0123456789abcdef0123456789abcdef1234"))
 		case 1:
-			m, _ = codec.EncodeGet(b, uint32(i), []byte("key:hot"), 0)
+			m, _ = rebound.EncodeGet(b, uint32(i), []byte("key:hot"), 0)
 		case 2:
-			m, _ = codec.EncodeSet(b, uint32(i), []byte("key:hot"), 0, []byte("a value of 32 bytes, give or tak"))
+			m, _ = rebound.EncodeSet(b, uint32(i), []byte("key:hot"), 0, []byte("a value of 32 bytes, give or tak"))
 		case 3:
-			m, _ = codec.EncodeDel(b, uint32(i), []byte("key:cold"))
+			m, _ = rebound.EncodeDel(b, uint32(i), []byte("key:cold"))
 		}
 		reqs[i] = b[:m]
 	}

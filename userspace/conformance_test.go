@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/codec/rebound"
 	"github.com/rebound-net/rebound/userspace"
 )
 
@@ -36,24 +36,24 @@ func hexb(s string) []byte {
 }
 
 // raw builds a message with any header fields and payload.
-func raw(op codec.Op, flags uint8, seq uint32, lenField int, status uint16, p []byte) []byte {
+func raw(op rebound.Op, flags uint8, seq uint32, lenField int, status uint16, p []byte) []byte {
 	if lenField < 0 {
 		lenField = len(p)
 	}
-	b := make([]byte, codec.HeaderLen+len(p))
-	codec.PutHeader(b, codec.Header{Op: op, Flags: flags, Seq: seq, Len: uint16(lenField), Status: codec.Status(status)})
-	copy(b[codec.HeaderLen:], p)
+	b := make([]byte, rebound.HeaderLen+len(p))
+	rebound.PutHeader(b, rebound.Header{Op: op, Flags: flags, Seq: seq, Len: uint16(lenField), Status: rebound.Status(status)})
+	copy(b[rebound.HeaderLen:], p)
 	return b
 }
 
-func reply(op codec.Op, flags uint8, seq uint32, st codec.Status, p []byte) []byte {
-	b := raw(op, flags|codec.FlagResponse, seq, -1, uint16(st), p)
+func reply(op rebound.Op, flags uint8, seq uint32, st rebound.Status, p []byte) []byte {
+	b := raw(op, flags|rebound.FlagResponse, seq, -1, uint16(st), p)
 	return b
 }
 
 func setReq(seq uint32, key string, ttl uint32, value []byte) []byte {
-	b := make([]byte, codec.HeaderLen+5+len(key)+len(value))
-	n, err := codec.EncodeSet(b, seq, []byte(key), ttl, value)
+	b := make([]byte, rebound.HeaderLen+5+len(key)+len(value))
+	n, err := rebound.EncodeSet(b, seq, []byte(key), ttl, value)
 	if err != nil {
 		panic(err)
 	}
@@ -61,14 +61,14 @@ func setReq(seq uint32, key string, ttl uint32, value []byte) []byte {
 }
 
 func getReq(seq uint32, key string, pad int) []byte {
-	b := make([]byte, codec.HeaderLen+1+len(key)+pad)
-	n, _ := codec.EncodeGet(b, seq, []byte(key), pad)
+	b := make([]byte, rebound.HeaderLen+1+len(key)+pad)
+	n, _ := rebound.EncodeGet(b, seq, []byte(key), pad)
 	return b[:n]
 }
 
 func delReq(seq uint32, key string) []byte {
-	b := make([]byte, codec.HeaderLen+1+len(key))
-	n, _ := codec.EncodeDel(b, seq, []byte(key))
+	b := make([]byte, rebound.HeaderLen+1+len(key))
+	n, _ := rebound.EncodeDel(b, seq, []byte(key))
 	return b[:n]
 }
 
@@ -79,47 +79,47 @@ type exchange struct {
 	want []byte
 }
 
-// udpCases are the rules of PROTOCOL.md, in order, as datagrams. Keys are
+// udpCases are the rules of the protocol (docs/protocol.md), in order, as datagrams. Keys are
 // prefixed so that runs against one server do not collide.
 func udpCases(prefix string) []exchange {
 	big := bytes.Repeat([]byte("v"), 500)
 	k := prefix + "k"
 	return []exchange{
 		{"protocol example: ping", hexb("b5 01 01 00 00 00 00 07 00 02 00 00 68 69"), hexb("b5 01 01 01 00 00 00 07 00 02 00 00 68 69")},
-		{"ping empty", raw(codec.OpPing, 0, 8, -1, 0, nil), reply(codec.OpPing, 0, 8, codec.StatusOK, nil)},
-		{"get missing", getReq(10, k, 0), reply(codec.OpGet, 0, 10, codec.StatusNotFound, nil)},
-		{"set", setReq(11, k, 0, []byte("value-1")), reply(codec.OpSet, 0, 11, codec.StatusOK, nil)},
-		{"get", getReq(12, k, 0), reply(codec.OpGet, 0, 12, codec.StatusOK, []byte("value-1"))},
-		{"get with padding", getReq(13, k, 9), reply(codec.OpGet, 0, 13, codec.StatusOK, []byte("value-1"))},
-		{"set empty value", setReq(14, k+"e", 0, nil), reply(codec.OpSet, 0, 14, codec.StatusOK, nil)},
-		{"get empty value", getReq(15, k+"e", 0), reply(codec.OpGet, 0, 15, codec.StatusOK, nil)},
-		{"del", delReq(16, k), reply(codec.OpDel, 0, 16, codec.StatusOK, nil)},
-		{"del again", delReq(17, k), reply(codec.OpDel, 0, 17, codec.StatusNotFound, nil)},
-		{"get deleted", getReq(18, k, 0), reply(codec.OpGet, 0, 18, codec.StatusNotFound, nil)},
+		{"ping empty", raw(rebound.OpPing, 0, 8, -1, 0, nil), reply(rebound.OpPing, 0, 8, rebound.StatusOK, nil)},
+		{"get missing", getReq(10, k, 0), reply(rebound.OpGet, 0, 10, rebound.StatusNotFound, nil)},
+		{"set", setReq(11, k, 0, []byte("value-1")), reply(rebound.OpSet, 0, 11, rebound.StatusOK, nil)},
+		{"get", getReq(12, k, 0), reply(rebound.OpGet, 0, 12, rebound.StatusOK, []byte("value-1"))},
+		{"get with padding", getReq(13, k, 9), reply(rebound.OpGet, 0, 13, rebound.StatusOK, []byte("value-1"))},
+		{"set empty value", setReq(14, k+"e", 0, nil), reply(rebound.OpSet, 0, 14, rebound.StatusOK, nil)},
+		{"get empty value", getReq(15, k+"e", 0), reply(rebound.OpGet, 0, 15, rebound.StatusOK, nil)},
+		{"del", delReq(16, k), reply(rebound.OpDel, 0, 16, rebound.StatusOK, nil)},
+		{"del again", delReq(17, k), reply(rebound.OpDel, 0, 17, rebound.StatusNotFound, nil)},
+		{"get deleted", getReq(18, k, 0), reply(rebound.OpGet, 0, 18, rebound.StatusNotFound, nil)},
 		// Rule 2: not Rebound: no reply.
-		{"bad magic", append([]byte{0xB4}, raw(codec.OpPing, 0, 20, -1, 0, nil)[1:]...), nil},
-		{"bad version", append([]byte{0xB5, 0x02}, raw(codec.OpPing, 0, 21, -1, 0, nil)[2:]...), nil},
-		{"11 bytes", raw(codec.OpPing, 0, 22, -1, 0, nil)[:11], nil},
+		{"bad magic", append([]byte{0xB4}, raw(rebound.OpPing, 0, 20, -1, 0, nil)[1:]...), nil},
+		{"bad version", append([]byte{0xB5, 0x02}, raw(rebound.OpPing, 0, 21, -1, 0, nil)[2:]...), nil},
+		{"11 bytes", raw(rebound.OpPing, 0, 22, -1, 0, nil)[:11], nil},
 		// Rule 3.
-		{"response flag", raw(codec.OpPing, codec.FlagResponse, 23, -1, 0, nil), nil},
+		{"response flag", raw(rebound.OpPing, rebound.FlagResponse, 23, -1, 0, nil), nil},
 		// Rule 4.
-		{"len larger than datagram", raw(codec.OpPing, 0, 24, 9, 0, []byte("ab")), reply(codec.OpPing, 0, 24, codec.StatusBadRequest, nil)},
-		{"len smaller than datagram", raw(codec.OpPing, 0, 25, 1, 0, []byte("ab")), reply(codec.OpPing, 0, 25, codec.StatusBadRequest, nil)},
+		{"len larger than datagram", raw(rebound.OpPing, 0, 24, 9, 0, []byte("ab")), reply(rebound.OpPing, 0, 24, rebound.StatusBadRequest, nil)},
+		{"len smaller than datagram", raw(rebound.OpPing, 0, 25, 1, 0, []byte("ab")), reply(rebound.OpPing, 0, 25, rebound.StatusBadRequest, nil)},
 		// Rule 5.
-		{"unknown flag", raw(codec.OpPing, 0x40, 26, -1, 0, nil), reply(codec.OpPing, 0, 26, codec.StatusBadRequest, nil)},
-		{"non-zero status", raw(codec.OpPing, 0, 27, -1, 4, nil), reply(codec.OpPing, 0, 27, codec.StatusBadRequest, nil)},
-		{"unknown op", raw(0x09, 0, 28, -1, 0, []byte("x")), reply(0x09, 0, 28, codec.StatusUnknownOp, nil)},
+		{"unknown flag", raw(rebound.OpPing, 0x40, 26, -1, 0, nil), reply(rebound.OpPing, 0, 26, rebound.StatusBadRequest, nil)},
+		{"non-zero status", raw(rebound.OpPing, 0, 27, -1, 4, nil), reply(rebound.OpPing, 0, 27, rebound.StatusBadRequest, nil)},
+		{"unknown op", raw(0x09, 0, 28, -1, 0, []byte("x")), reply(0x09, 0, 28, rebound.StatusUnknownOp, nil)},
 		// Keys.
-		{"keylen 0", raw(codec.OpGet, 0, 30, -1, 0, []byte{0, 'a'}), reply(codec.OpGet, 0, 30, codec.StatusBadRequest, nil)},
-		{"keylen past payload", raw(codec.OpGet, 0, 31, -1, 0, []byte{5, 'a'}), reply(codec.OpGet, 0, 31, codec.StatusBadRequest, nil)},
-		{"keylen 251", raw(codec.OpDel, 0, 32, -1, 0, append([]byte{251}, bytes.Repeat([]byte("a"), 251)...)), reply(codec.OpDel, 0, 32, codec.StatusBadRequest, nil)},
-		{"set without ttl", raw(codec.OpSet, 0, 33, -1, 0, []byte{1, 0}), reply(codec.OpSet, 0, 33, codec.StatusBadRequest, nil)},
-		{"del with trailing bytes", raw(codec.OpDel, 0, 34, -1, 0, []byte{1, 'a', 'b'}), reply(codec.OpDel, 0, 34, codec.StatusBadRequest, nil)},
-		{"value over the limit", setReq(35, k+"big", 0, make([]byte, maxValue+1)), reply(codec.OpSet, 0, 35, codec.StatusTooLarge, nil)},
+		{"keylen 0", raw(rebound.OpGet, 0, 30, -1, 0, []byte{0, 'a'}), reply(rebound.OpGet, 0, 30, rebound.StatusBadRequest, nil)},
+		{"keylen past payload", raw(rebound.OpGet, 0, 31, -1, 0, []byte{5, 'a'}), reply(rebound.OpGet, 0, 31, rebound.StatusBadRequest, nil)},
+		{"keylen 251", raw(rebound.OpDel, 0, 32, -1, 0, append([]byte{251}, bytes.Repeat([]byte("a"), 251)...)), reply(rebound.OpDel, 0, 32, rebound.StatusBadRequest, nil)},
+		{"set without ttl", raw(rebound.OpSet, 0, 33, -1, 0, []byte{1, 0}), reply(rebound.OpSet, 0, 33, rebound.StatusBadRequest, nil)},
+		{"del with trailing bytes", raw(rebound.OpDel, 0, 34, -1, 0, []byte{1, 'a', 'b'}), reply(rebound.OpDel, 0, 34, rebound.StatusBadRequest, nil)},
+		{"value over the limit", setReq(35, k+"big", 0, make([]byte, maxValue+1)), reply(rebound.OpSet, 0, 35, rebound.StatusTooLarge, nil)},
 		// Rule 6: a 500-byte value for a 12+1+len(key) byte GET breaks A=4.
-		{"set 500 bytes", setReq(40, k+"amp", 0, big), reply(codec.OpSet, 0, 40, codec.StatusOK, nil)},
-		{"get truncated", getReq(41, k+"amp", 0), reply(codec.OpGet, codec.FlagTruncated, 41, codec.StatusOK, nil)},
-		{"padded get", getReq(42, k+"amp", 120), reply(codec.OpGet, 0, 42, codec.StatusOK, big)},
+		{"set 500 bytes", setReq(40, k+"amp", 0, big), reply(rebound.OpSet, 0, 40, rebound.StatusOK, nil)},
+		{"get truncated", getReq(41, k+"amp", 0), reply(rebound.OpGet, rebound.FlagTruncated, 41, rebound.StatusOK, nil)},
+		{"padded get", getReq(42, k+"amp", 120), reply(rebound.OpGet, 0, 42, rebound.StatusOK, big)},
 	}
 }
 
@@ -148,11 +148,11 @@ func runUDP(t *testing.T, dial dialFunc, addr string, cases []exchange) {
 		}
 		want := ex.want
 		if want == nil {
-			probe := raw(codec.OpPing, 0, 0xABCD, -1, 0, []byte("probe"))
+			probe := raw(rebound.OpPing, 0, 0xABCD, -1, 0, []byte("probe"))
 			if _, err := c.Write(probe); err != nil {
 				t.Fatal(err)
 			}
-			want = reply(codec.OpPing, 0, 0xABCD, codec.StatusOK, []byte("probe"))
+			want = reply(rebound.OpPing, 0, 0xABCD, rebound.StatusOK, []byte("probe"))
 		}
 		got := read()
 		if !bytes.Equal(got, want) {
@@ -180,16 +180,16 @@ func runTCP(t *testing.T, dial dialFunc, addr string, cases []exchange) {
 	var stream []byte
 	var want [][]byte
 	for _, ex := range cases {
-		h, ok := codec.DecodeHeader(ex.req)
-		if !ok || len(ex.req) != codec.HeaderLen+int(h.Len) {
+		h, ok := rebound.DecodeHeader(ex.req)
+		if !ok || len(ex.req) != rebound.HeaderLen+int(h.Len) {
 			continue // not framable on a stream (rule 2 and 4 cases)
 		}
 		stream = append(stream, ex.req...)
 		w := ex.want
 		if w != nil {
-			if bh, _ := codec.DecodeHeader(w); bh.Flags&codec.FlagTruncated != 0 {
+			if bh, _ := rebound.DecodeHeader(w); bh.Flags&rebound.FlagTruncated != 0 {
 				// TCP has no amplification bound: the whole value comes.
-				w = reply(bh.Op, 0, bh.Seq, codec.StatusOK, bytes.Repeat([]byte("v"), 500))
+				w = reply(bh.Op, 0, bh.Seq, rebound.StatusOK, bytes.Repeat([]byte("v"), 500))
 			}
 			want = append(want, w)
 		}
@@ -281,16 +281,16 @@ func TestTTLExpires(t *testing.T) {
 		n, _ := c.Read(buf)
 		return buf[:n]
 	}
-	if got := ask(setReq(1, "ttl", 1, []byte("x"))); !bytes.Equal(got, reply(codec.OpSet, 0, 1, codec.StatusOK, nil)) {
+	if got := ask(setReq(1, "ttl", 1, []byte("x"))); !bytes.Equal(got, reply(rebound.OpSet, 0, 1, rebound.StatusOK, nil)) {
 		t.Fatalf("set: % x", got)
 	}
-	if got := ask(getReq(2, "ttl", 0)); !bytes.Equal(got, reply(codec.OpGet, 0, 2, codec.StatusOK, []byte("x"))) {
+	if got := ask(getReq(2, "ttl", 0)); !bytes.Equal(got, reply(rebound.OpGet, 0, 2, rebound.StatusOK, []byte("x"))) {
 		t.Fatalf("get before expiry: % x", got)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		got := ask(getReq(3, "ttl", 0))
-		if bytes.Equal(got, reply(codec.OpGet, 0, 3, codec.StatusNotFound, nil)) {
+		if bytes.Equal(got, reply(rebound.OpGet, 0, 3, rebound.StatusNotFound, nil)) {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -311,7 +311,7 @@ func TestTCPStream(t *testing.T) {
 		}
 		defer c.Close()
 		c.(*net.TCPConn).SetNoDelay(true)
-		req := raw(codec.OpPing, 0, 77, -1, 0, []byte("split"))
+		req := raw(rebound.OpPing, 0, 77, -1, 0, []byte("split"))
 		for i := range req {
 			if _, err := c.Write(req[i : i+1]); err != nil {
 				t.Fatal(err)
@@ -319,7 +319,7 @@ func TestTCPStream(t *testing.T) {
 		}
 		got := make([]byte, len(req))
 		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, reply(codec.OpPing, 0, 77, codec.StatusOK, []byte("split"))) {
+		if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, reply(rebound.OpPing, 0, 77, rebound.StatusOK, []byte("split"))) {
 			t.Fatalf("got % x, %v", got, err)
 		}
 	})
@@ -337,7 +337,7 @@ func TestTCPStream(t *testing.T) {
 			for i := 0; i < n; i++ {
 				var p [4]byte
 				binary.BigEndian.PutUint32(p[:], uint32(i))
-				w = append(w, raw(codec.OpPing, 0, uint32(i), -1, 0, p[:])...)
+				w = append(w, raw(rebound.OpPing, 0, uint32(i), -1, 0, p[:])...)
 				if len(w) > 60<<10 || i == n-1 {
 					if _, err := c.Write(w); err != nil {
 						errc <- err
@@ -349,13 +349,13 @@ func TestTCPStream(t *testing.T) {
 			errc <- nil
 		}()
 		_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
-		got := make([]byte, codec.HeaderLen+4)
+		got := make([]byte, rebound.HeaderLen+4)
 		for i := 0; i < n; i++ {
 			if _, err := io.ReadFull(c, got); err != nil {
 				t.Fatalf("reply %d: %v", i, err)
 			}
-			h, _ := codec.DecodeHeader(got)
-			if h.Seq != uint32(i) || binary.BigEndian.Uint32(got[codec.HeaderLen:]) != uint32(i) {
+			h, _ := rebound.DecodeHeader(got)
+			if h.Seq != uint32(i) || binary.BigEndian.Uint32(got[rebound.HeaderLen:]) != uint32(i) {
 				t.Fatalf("reply %d carries sequence %d", i, h.Seq)
 			}
 		}
@@ -370,15 +370,15 @@ func TestTCPStream(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		bad := raw(codec.OpPing, 0, 5, -1, 0, nil)
+		bad := raw(rebound.OpPing, 0, 5, -1, 0, nil)
 		bad[0] = 'G'
-		if _, err := c.Write(append(bad, raw(codec.OpPing, 0, 6, -1, 0, nil)...)); err != nil {
+		if _, err := c.Write(append(bad, raw(rebound.OpPing, 0, 6, -1, 0, nil)...)); err != nil {
 			t.Fatal(err)
 		}
 		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
 		all, _ := io.ReadAll(c)
-		h, ok := codec.DecodeHeader(all)
-		if !ok || len(all) != codec.HeaderLen || h.Status != codec.StatusBadRequest {
+		h, ok := rebound.DecodeHeader(all)
+		if !ok || len(all) != rebound.HeaderLen || h.Status != rebound.StatusBadRequest {
 			t.Fatalf("got % x: want one BAD_REQUEST header, then the connection closed", all)
 		}
 	})
@@ -392,7 +392,7 @@ func TestTCPStream(t *testing.T) {
 		stuck.(*net.TCPConn).SetReadBuffer(4096)
 		// Large PINGs, never read: the server's writes block, time out,
 		// and it closes the connection; then our writes fail.
-		big := raw(codec.OpPing, 0, 1, -1, 0, make([]byte, 60000))
+		big := raw(rebound.OpPing, 0, 1, -1, 0, make([]byte, 60000))
 		closed := false
 		deadline := time.Now().Add(20 * time.Second)
 		for time.Now().Before(deadline) {
@@ -427,7 +427,7 @@ func TestTCPStream(t *testing.T) {
 			_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 			// A refused connection is closed by the server: EOF, or a reset
 			// since our request was never read. A served one answers.
-			if _, err := c.Write(raw(codec.OpPing, 0, 1, -1, 0, nil)); err != nil {
+			if _, err := c.Write(raw(rebound.OpPing, 0, 1, -1, 0, nil)); err != nil {
 				refused++
 			} else if _, err := c.Read(make([]byte, 64)); err != nil && errTimeout(err) == errNotTimeout {
 				refused++
@@ -518,8 +518,8 @@ func TestServerLeaksNoFDs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _ = c.Write(raw(codec.OpPing, 0, 1, -1, 0, nil))
-		_, _ = io.ReadFull(c, make([]byte, codec.HeaderLen))
+		_, _ = c.Write(raw(rebound.OpPing, 0, 1, -1, 0, nil))
+		_, _ = io.ReadFull(c, make([]byte, rebound.HeaderLen))
 		srv.Stop()
 		srv.Stop() // idempotent
 		c.Close()

@@ -1,12 +1,12 @@
 package userspace
 
-import "github.com/rebound-net/rebound/codec"
+import "github.com/rebound-net/rebound/codec/rebound"
 
 // Message is one valid request handed to a Handler, and the room for its
 // reply. The engine has already checked the header (magic, version, flags,
 // status, length, known op); the op's payload is the handler's to check.
 type Message struct {
-	Op      codec.Op
+	Op      rebound.Op
 	Seq     uint32
 	Payload []byte // the request payload: a view, valid only during Serve
 
@@ -18,7 +18,7 @@ type Message struct {
 	Out []byte
 	// Status of the reply (OK unless set). An error status sends a bare
 	// header, whatever Out holds.
-	Status codec.Status
+	Status rebound.Status
 	// Truncated asks for the TRUNCATED flag: the answer does not fit Out.
 	// The reply then carries status OK and an empty payload (rule 6).
 	Truncated bool
@@ -42,15 +42,15 @@ func (f HandlerFunc) Serve(batch []Message) { f(batch) }
 // putReply writes the reply header for m at b[:HeaderLen] (the payload is
 // already at b[HeaderLen:]) and returns the reply's size.
 func putReply(b []byte, m *Message) int {
-	h := codec.Header{Op: m.Op, Flags: codec.FlagResponse, Seq: m.Seq, Status: m.Status}
+	h := rebound.Header{Op: m.Op, Flags: rebound.FlagResponse, Seq: m.Seq, Status: m.Status}
 	switch {
-	case m.Status != codec.StatusOK:
+	case m.Status != rebound.StatusOK:
 		// Error replies are bare headers.
 	case m.Truncated:
-		h.Flags |= codec.FlagTruncated
+		h.Flags |= rebound.FlagTruncated
 	default:
 		h.Len = uint16(len(m.Out))
 	}
-	codec.PutHeader(b, h)
-	return codec.HeaderLen + int(h.Len)
+	rebound.PutHeader(b, h)
+	return rebound.HeaderLen + int(h.Len)
 }

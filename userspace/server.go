@@ -15,10 +15,12 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/rebound-net/rebound/bpf"
 	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/codec/rebound"
 	"github.com/rebound-net/rebound/xdp"
-	"golang.org/x/sys/unix"
 )
 
 // Mode is the transport a server uses for UDP.
@@ -57,7 +59,7 @@ func (c *Config) defaults() error {
 		return errors.New("server: no handler")
 	}
 	if c.Listen == "" {
-		c.Listen = ":" + strconv.Itoa(codec.DefaultPort)
+		c.Listen = ":" + strconv.Itoa(rebound.DefaultPort)
 	}
 	if c.Mode == "" {
 		c.Mode = ModeAuto

@@ -6,7 +6,7 @@ import (
 
 	"github.com/coocood/freecache"
 
-	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/codec/rebound"
 )
 
 // DefaultKVMemory is the default memory bound of the kv store.
@@ -38,7 +38,7 @@ func NewService(cfg ServiceConfig) *Service {
 	}
 	storeMax := cfg.KVMemory/1024 - 64 // freecache: an entry takes at most 1/1024 of the cache
 	if cfg.MaxValue <= 0 || cfg.MaxValue > storeMax {
-		cfg.MaxValue = min(storeMax, codec.MaxPayload)
+		cfg.MaxValue = min(storeMax, rebound.MaxPayload)
 	}
 	s := &Service{store: freecache.NewCache(cfg.KVMemory), maxValue: cfg.MaxValue}
 	s.getters.New = func() any {
@@ -74,48 +74,48 @@ func (s *Service) Serve(batch []Message) {
 	for i := range batch {
 		m := &batch[i]
 		switch m.Op {
-		case codec.OpPing:
+		case rebound.OpPing:
 			if len(m.Payload) > cap(m.Out) {
 				m.Truncated = true
 				continue
 			}
 			m.Out = m.Out[:len(m.Payload)]
 			copy(m.Out, m.Payload) // a no-op when in place
-		case codec.OpGet:
-			key, ok := codec.ParseGet(m.Payload)
+		case rebound.OpGet:
+			key, ok := rebound.ParseGet(m.Payload)
 			if !ok {
-				m.Status = codec.StatusBadRequest
+				m.Status = rebound.StatusBadRequest
 				continue
 			}
 			g.m = m
 			if err := s.store.GetFn(key, g.fn); err != nil {
-				m.Status = codec.StatusNotFound
+				m.Status = rebound.StatusNotFound
 			}
-		case codec.OpSet:
-			key, ttl, value, ok := codec.ParseSet(m.Payload)
+		case rebound.OpSet:
+			key, ttl, value, ok := rebound.ParseSet(m.Payload)
 			switch {
 			case !ok:
-				m.Status = codec.StatusBadRequest
+				m.Status = rebound.StatusBadRequest
 			case len(value) > s.maxValue:
-				m.Status = codec.StatusTooLarge
+				m.Status = rebound.StatusTooLarge
 			default:
 				if err := s.store.Set(key, value, ttlSeconds(ttl)); err != nil {
 					if errors.Is(err, freecache.ErrLargeEntry) {
-						m.Status = codec.StatusTooLarge
+						m.Status = rebound.StatusTooLarge
 					} else {
-						m.Status = codec.StatusBadRequest
+						m.Status = rebound.StatusBadRequest
 					}
 				}
 			}
-		case codec.OpDel:
-			key, ok := codec.ParseDel(m.Payload)
+		case rebound.OpDel:
+			key, ok := rebound.ParseDel(m.Payload)
 			if !ok {
-				m.Status = codec.StatusBadRequest
+				m.Status = rebound.StatusBadRequest
 			} else if !s.store.Del(key) {
-				m.Status = codec.StatusNotFound
+				m.Status = rebound.StatusNotFound
 			}
 		default:
-			m.Status = codec.StatusUnknownOp
+			m.Status = rebound.StatusUnknownOp
 		}
 	}
 	g.m = nil

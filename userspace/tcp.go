@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/codec/rebound"
 )
 
 // TCP defaults.
@@ -22,7 +23,7 @@ const (
 	tcpInBuf   = 256 << 10 // read buffer: several maximal messages
 	tcpOutBuf  = 256 << 10 // reply buffer of one batch
 	tcpBatch   = 64        // messages served per Handler call
-	tcpMaxWant = codec.HeaderLen + codec.MaxPayload
+	tcpMaxWant = rebound.HeaderLen + rebound.MaxPayload
 )
 
 // tcpServer accepts connections and serves each on its own goroutine with
@@ -140,16 +141,16 @@ func (s *tcpServer) serveBuffered(c net.Conn, tc *tcpConn, start, end int) (int,
 		// Collect a batch; Out windows are assigned after, when the count
 		// is known.
 		for len(tc.msgs) < tcpBatch && start < end && !closeAfter {
-			req, n, _, fatal := codec.ParseStream(tc.in[start:end])
+			req, n, _, fatal := rebound.ParseStream(tc.in[start:end])
 			if n == 0 {
 				break
 			}
 			start += n
 			switch req.Check {
-			case codec.Drop:
+			case rebound.Drop:
 				s.stats.Drops[req.Reason].Add(1)
 				continue
-			case codec.Reject:
+			case rebound.Reject:
 				s.stats.Rejects[req.Reason].Add(1)
 				tc.msgs = append(tc.msgs, Message{Op: req.Op, Seq: req.Seq, Status: req.Status})
 				tc.offs = append(tc.offs, -1)
@@ -188,7 +189,7 @@ func (s *tcpServer) serveBatch(c net.Conn, tc *tcpConn) error {
 		}
 	}
 	// Error replies (bare headers) go after the valid ones' shares.
-	share := len(tc.out) - (len(tc.msgs)-valid)*codec.HeaderLen
+	share := len(tc.out) - (len(tc.msgs)-valid)*rebound.HeaderLen
 	if valid > 0 {
 		share /= valid
 	}
@@ -198,8 +199,8 @@ func (s *tcpServer) serveBatch(c net.Conn, tc *tcpConn) error {
 			continue
 		}
 		tc.offs[i] = off
-		room := min(share-codec.HeaderLen, codec.MaxPayload)
-		tc.msgs[i].Out = tc.out[off+codec.HeaderLen : off+codec.HeaderLen : off+codec.HeaderLen+room]
+		room := min(share-rebound.HeaderLen, rebound.MaxPayload)
+		tc.msgs[i].Out = tc.out[off+rebound.HeaderLen : off+rebound.HeaderLen : off+rebound.HeaderLen+room]
 		off += share
 	}
 	if valid > 0 {
@@ -212,21 +213,21 @@ func (s *tcpServer) serveBatch(c net.Conn, tc *tcpConn) error {
 	for i := range tc.msgs {
 		m := &tc.msgs[i]
 		if tc.offs[i] < 0 {
-			b := tc.out[errOff : errOff+codec.HeaderLen]
-			codec.PutErrorReply(b, codec.Header{Op: m.Op, Seq: m.Seq}, m.Status)
-			errOff += codec.HeaderLen
+			b := tc.out[errOff : errOff+rebound.HeaderLen]
+			rebound.PutErrorReply(b, rebound.Header{Op: m.Op, Seq: m.Seq}, m.Status)
+			errOff += rebound.HeaderLen
 			tc.iov = append(tc.iov, b)
 			continue
 		}
-		if m.Truncated && m.Status == codec.StatusOK {
+		if m.Truncated && m.Status == rebound.StatusOK {
 			if err := s.flush(c, tc); err != nil {
 				return err
 			}
 			if tc.big == nil {
-				tc.big = make([]byte, codec.HeaderLen+codec.MaxPayload)
+				tc.big = make([]byte, rebound.HeaderLen+rebound.MaxPayload)
 			}
 			one := tc.msgs[i : i+1 : i+1]
-			one[0].Truncated, one[0].Out = false, tc.big[codec.HeaderLen:codec.HeaderLen]
+			one[0].Truncated, one[0].Out = false, tc.big[rebound.HeaderLen:rebound.HeaderLen]
 			s.h.Serve(one)
 			tc.iov = append(tc.iov, tc.big[:putReply(tc.big, m)])
 			continue

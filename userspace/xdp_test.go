@@ -9,7 +9,7 @@ import (
 
 	"github.com/rebound-net/rebound/bpf"
 	"github.com/rebound-net/rebound/client"
-	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/codec/rebound"
 	"github.com/rebound-net/rebound/internal/testutil"
 	"github.com/rebound-net/rebound/userspace"
 )
@@ -80,7 +80,7 @@ func TestXDPFrameAccountingUnderLoad(t *testing.T) {
 	var err error
 	l.Cli.Do(t, func() {
 		res, err = client.Bench(context.Background(), client.BenchConfig{Target: "198.18.0.2:7000", Window: 256, Flows: 2,
-			Duration: 2 * time.Second, Warmup: 100 * time.Millisecond, Mix: []client.OpShare{{Op: codec.OpPing, Weight: 80}, {Op: codec.OpGet, Weight: 20}}, Preload: true})
+			Duration: 2 * time.Second, Warmup: 100 * time.Millisecond, Mix: []client.OpShare{{Op: rebound.OpPing, Weight: 80}, {Op: rebound.OpGet, Weight: 20}}, Preload: true})
 	})
 	if err != nil {
 		t.Fatal(err)

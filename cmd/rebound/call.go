@@ -12,7 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/rebound-net/rebound/client"
-	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/codec/rebound"
 )
 
 const callExamples = `  rebound call --target 127.0.0.1:7000 ping hello
@@ -49,7 +49,7 @@ func callCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	op, rest := strings.ToLower(pos[0]), pos[1:]
 	var (
-		opcode  codec.Op
+		opcode  rebound.Op
 		payload []byte
 	)
 	needKey := func(n int) ([]byte, bool) {
@@ -57,14 +57,14 @@ func callCmd(args []string, stdout, stderr io.Writer) int {
 			return nil, false
 		}
 		k := []byte(rest[0])
-		return k, len(k) >= 1 && len(k) <= codec.MaxKeyLen
+		return k, len(k) >= 1 && len(k) <= rebound.MaxKeyLen
 	}
 	switch op {
 	case "ping":
 		if len(rest) > 1 {
 			return usageErr("ping takes at most one argument (quote text with spaces)")
 		}
-		opcode = codec.OpPing
+		opcode = rebound.OpPing
 		if len(rest) == 1 {
 			payload = []byte(rest[0])
 		}
@@ -73,7 +73,7 @@ func callCmd(args []string, stdout, stderr io.Writer) int {
 		if !ok {
 			return usageErr(op + " takes one KEY of 1 to 250 bytes")
 		}
-		opcode = map[string]codec.Op{"get": codec.OpGet, "del": codec.OpDel}[op]
+		opcode = map[string]rebound.Op{"get": rebound.OpGet, "del": rebound.OpDel}[op]
 		payload = append([]byte{byte(len(key))}, key...)
 	case "set":
 		key, ok := needKey(2)
@@ -85,7 +85,7 @@ func callCmd(args []string, stdout, stderr io.Writer) int {
 		payload[0] = byte(len(key))
 		payload[1], payload[2], payload[3], payload[4] = byte(secs>>24), byte(secs>>16), byte(secs>>8), byte(secs)
 		payload = append(append(payload, key...), rest[1]...)
-		opcode = codec.OpSet
+		opcode = rebound.OpSet
 	default:
 		return usageErr(fmt.Sprintf("unknown operation %q: want ping, get, set or del", op))
 	}
@@ -127,10 +127,10 @@ func callCmd(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	if r.Status != codec.StatusOK {
+	if r.Status != rebound.StatusOK {
 		return exitStatus
 	}
-	if r.Flags&codec.FlagTruncated != 0 {
+	if r.Flags&rebound.FlagTruncated != 0 {
 		fmt.Fprintln(stderr, "rebound call: reply TRUNCATED")
 		return exitStatus
 	}
@@ -139,13 +139,13 @@ func callCmd(args []string, stdout, stderr io.Writer) int {
 
 func flagNames(f uint8) []string {
 	names := []string{}
-	if f&codec.FlagResponse != 0 {
+	if f&rebound.FlagResponse != 0 {
 		names = append(names, "RESPONSE")
 	}
-	if f&codec.FlagTruncated != 0 {
+	if f&rebound.FlagTruncated != 0 {
 		names = append(names, "TRUNCATED")
 	}
-	if rest := f &^ (codec.FlagResponse | codec.FlagTruncated); rest != 0 {
+	if rest := f &^ (rebound.FlagResponse | rebound.FlagTruncated); rest != 0 {
 		names = append(names, fmt.Sprintf("0x%02x", rest))
 	}
 	return names

@@ -1,11 +1,13 @@
-package codec
+package rebound
 
 import (
 	"encoding/binary"
 	"strconv"
+
+	"github.com/rebound-net/rebound/codec"
 )
 
-// Protocol constants of PROTOCOL.md, version 1.
+// Protocol constants of the protocol, version 1.
 const (
 	Magic     = 0xB5 // first byte of every message
 	Version   = 0x01 // second byte of every message
@@ -22,7 +24,7 @@ const (
 // Op is the operation byte of a message.
 type Op uint8
 
-// The operations of PROTOCOL.md.
+// The operations of the protocol.
 const (
 	OpPing Op = 0x01
 	OpGet  Op = 0x02
@@ -56,7 +58,7 @@ const (
 // Status is the result code of a reply.
 type Status uint16
 
-// The status codes of PROTOCOL.md.
+// The status codes of the protocol.
 const (
 	StatusOK         Status = 0
 	StatusNotFound   Status = 1
@@ -146,12 +148,12 @@ const (
 type Request struct {
 	Message
 	Check  Check
-	Status Status // with Reject: the status of the error reply
-	Reason Reason // with Drop or Reject: why, for counters
+	Status Status       // with Reject: the status of the error reply
+	Reason codec.Reason // with Drop or Reject: why, for counters
 }
 
 // ParseDatagram validates one UDP payload as a request, following the rules
-// of PROTOCOL.md in order: not a message or a response is Drop; a size that
+// of the protocol in order: not a message or a response is Drop; a size that
 // is not 12+len, unknown flags or a non-zero status is Reject with
 // BAD_REQUEST; an unknown op is Reject with UNKNOWN_OP. The op's payload is
 // checked by the handler (ParseGet, ParseSet, ParseDel). It allocates nothing.
@@ -159,17 +161,17 @@ func ParseDatagram(b []byte) Request {
 	h, ok := DecodeHeader(b)
 	if !ok {
 		if len(b) < HeaderLen {
-			return Request{Check: Drop, Reason: ReasonShortMessage}
+			return Request{Check: Drop, Reason: codec.ReasonShortMessage}
 		}
-		return Request{Check: Drop, Reason: ReasonNotRebound}
+		return Request{Check: Drop, Reason: codec.ReasonNotRebound}
 	}
 	r := Request{Message: Message{Header: h}}
 	if h.Flags&FlagResponse != 0 {
-		r.Check, r.Reason = Drop, ReasonResponse
+		r.Check, r.Reason = Drop, codec.ReasonResponse
 		return r
 	}
 	if len(b) != HeaderLen+int(h.Len) {
-		r.Check, r.Status, r.Reason = Reject, StatusBadRequest, ReasonBadLength
+		r.Check, r.Status, r.Reason = Reject, StatusBadRequest, codec.ReasonBadLength
 		return r
 	}
 	r.Payload = b[HeaderLen:len(b):len(b)]
@@ -183,11 +185,11 @@ func checkFields(r Request) Request {
 	case r.Flags != 0:
 		// Requests carry no flags: RESPONSE is handled by the caller and
 		// TRUNCATED only has a meaning in replies.
-		r.Check, r.Status, r.Reason = Reject, StatusBadRequest, ReasonBadFlags
+		r.Check, r.Status, r.Reason = Reject, StatusBadRequest, codec.ReasonBadFlags
 	case r.Header.Status != 0:
-		r.Check, r.Status, r.Reason = Reject, StatusBadRequest, ReasonBadStatus
+		r.Check, r.Status, r.Reason = Reject, StatusBadRequest, codec.ReasonBadStatus
 	case !r.Op.Known():
-		r.Check, r.Status, r.Reason = Reject, StatusUnknownOp, ReasonUnknownOp
+		r.Check, r.Status, r.Reason = Reject, StatusUnknownOp, codec.ReasonUnknownOp
 	default:
 		r.Check = Valid
 	}
@@ -203,7 +205,7 @@ func ParseStream(b []byte) (r Request, n int, need int, fatal bool) {
 	if len(b) < HeaderLen {
 		// A wrong first byte can be rejected without waiting for more.
 		if (len(b) >= 1 && b[0] != Magic) || (len(b) >= 2 && b[1] != Version) {
-			return Request{Check: Reject, Status: StatusBadRequest, Reason: ReasonNotRebound}, len(b), 0, true
+			return Request{Check: Reject, Status: StatusBadRequest, Reason: codec.ReasonNotRebound}, len(b), 0, true
 		}
 		return Request{}, 0, HeaderLen, false
 	}
@@ -212,7 +214,7 @@ func ParseStream(b []byte) (r Request, n int, need int, fatal bool) {
 		// The header's op and sequence are still echoed when readable.
 		r.Op = Op(b[2])
 		r.Seq = binary.BigEndian.Uint32(b[4:8])
-		r.Check, r.Status, r.Reason = Reject, StatusBadRequest, ReasonNotRebound
+		r.Check, r.Status, r.Reason = Reject, StatusBadRequest, codec.ReasonNotRebound
 		return r, len(b), 0, true
 	}
 	total := HeaderLen + int(h.Len)
@@ -221,7 +223,7 @@ func ParseStream(b []byte) (r Request, n int, need int, fatal bool) {
 	}
 	r = Request{Message: Message{Header: h, Payload: b[HeaderLen:total:total]}}
 	if h.Flags&FlagResponse != 0 {
-		r.Check, r.Reason = Drop, ReasonResponse
+		r.Check, r.Reason = Drop, codec.ReasonResponse
 		return r, total, 0, false
 	}
 	return checkFields(r), total, 0, false
@@ -231,5 +233,12 @@ func ParseStream(b []byte) (r Request, n int, need int, fatal bool) {
 // into b[:HeaderLen] and returns HeaderLen.
 func PutErrorReply(b []byte, req Header, st Status) int {
 	PutHeader(b, Header{Op: req.Op, Flags: FlagResponse, Seq: req.Seq, Status: st})
+	return HeaderLen
+}
+
+// PutTruncated writes the reply of rule 6 for a request whose answer does not
+// fit: status OK, flag TRUNCATED, empty payload. It returns HeaderLen.
+func PutTruncated(b []byte, req Header) int {
+	PutHeader(b, Header{Op: req.Op, Flags: FlagResponse | FlagTruncated, Seq: req.Seq})
 	return HeaderLen
 }

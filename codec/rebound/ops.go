@@ -1,4 +1,4 @@
-package codec
+package rebound
 
 import (
 	"encoding/binary"
@@ -47,9 +47,9 @@ func ParseSet(p []byte) (key []byte, ttl uint32, value []byte, ok bool) {
 // Errors of the encoders. They are returned by client-side code only; the
 // server's hot path never builds an error.
 var (
-	ErrShortBuffer = errors.New("codec: buffer too small for message")
-	ErrKeyLength   = errors.New("codec: key must be 1 to 250 bytes")
-	ErrTooLong     = errors.New("codec: payload longer than 65535 bytes")
+	ErrShortBuffer = errors.New("rebound: buffer too small for message")
+	ErrKeyLength   = errors.New("rebound: key must be 1 to 250 bytes")
+	ErrTooLong     = errors.New("rebound: payload longer than 65535 bytes")
 )
 
 func checkKey(key []byte) error {
@@ -145,7 +145,7 @@ func DecodeReply(b []byte) (Message, error) {
 }
 
 var (
-	errNotReply       = errors.New("codec: not a Rebound v1 message")
-	errNoResponseFlag = errors.New("codec: message lacks the RESPONSE flag")
-	errReplyLength    = errors.New("codec: reply size does not match its len field")
+	errNotReply       = errors.New("rebound: not a Rebound v1 message")
+	errNoResponseFlag = errors.New("rebound: message lacks the RESPONSE flag")
+	errReplyLength    = errors.New("rebound: reply size does not match its len field")
 )

@@ -1,10 +1,12 @@
-package codec
+package rebound
 
 import (
 	"bytes"
 	"encoding/hex"
 	"strings"
 	"testing"
+
+	"github.com/rebound-net/rebound/codec"
 )
 
 func unhex(t testing.TB, s string) []byte {
@@ -16,7 +18,7 @@ func unhex(t testing.TB, s string) []byte {
 	return b
 }
 
-// The two examples of PROTOCOL.md, byte for byte.
+// The two examples of the protocol, byte for byte.
 func TestProtocolExamples(t *testing.T) {
 	t.Run("ping", func(t *testing.T) {
 		wantReq := unhex(t, "b5 01 01 00 00 00 00 07 00 02 00 00 68 69")
@@ -78,32 +80,32 @@ func msg(magic, version byte, op Op, flags uint8, seq uint32, lenField int, stat
 	return b
 }
 
-// Every status rule of PROTOCOL.md, for UDP datagrams.
+// Every status rule of the protocol, for UDP datagrams.
 func TestParseDatagramRules(t *testing.T) {
 	cases := []struct {
 		name   string
 		in     []byte
 		check  Check
 		status Status
-		reason Reason
+		reason codec.Reason
 	}{
-		{"ping empty", msg(Magic, Version, OpPing, 0, 1, -1, 0, nil), Valid, StatusOK, ReasonNone},
-		{"ping data", msg(Magic, Version, OpPing, 0, 1, -1, 0, []byte("abc")), Valid, StatusOK, ReasonNone},
-		{"get", msg(Magic, Version, OpGet, 0, 1, -1, 0, []byte{1, 'k'}), Valid, StatusOK, ReasonNone},
-		{"empty datagram", nil, Drop, 0, ReasonShortMessage},
-		{"11 bytes", msg(Magic, Version, OpPing, 0, 1, -1, 0, nil)[:11], Drop, 0, ReasonShortMessage},
-		{"rule 2 bad magic", msg(0xB4, Version, OpPing, 0, 1, -1, 0, nil), Drop, 0, ReasonNotRebound},
-		{"rule 2 bad version", msg(Magic, 2, OpPing, 0, 1, -1, 0, nil), Drop, 0, ReasonNotRebound},
-		{"rule 3 response flag", msg(Magic, Version, OpPing, FlagResponse, 1, -1, 0, nil), Drop, 0, ReasonResponse},
-		{"rule 3 response with bad len", msg(Magic, Version, OpPing, FlagResponse, 1, 9, 0, nil), Drop, 0, ReasonResponse},
-		{"rule 4 len too big", msg(Magic, Version, OpPing, 0, 1, 5, 0, []byte("abc")), Reject, StatusBadRequest, ReasonBadLength},
-		{"rule 4 len too small", msg(Magic, Version, OpPing, 0, 1, 1, 0, []byte("abc")), Reject, StatusBadRequest, ReasonBadLength},
-		{"rule 5 unknown flag", msg(Magic, Version, OpPing, 0x04, 1, -1, 0, nil), Reject, StatusBadRequest, ReasonBadFlags},
-		{"rule 5 truncated flag in request", msg(Magic, Version, OpPing, FlagTruncated, 1, -1, 0, nil), Reject, StatusBadRequest, ReasonBadFlags},
-		{"rule 5 non-zero status", msg(Magic, Version, OpPing, 0, 1, -1, 3, nil), Reject, StatusBadRequest, ReasonBadStatus},
-		{"unknown op 0", msg(Magic, Version, 0, 0, 1, -1, 0, nil), Reject, StatusUnknownOp, ReasonUnknownOp},
-		{"unknown op 5", msg(Magic, Version, 5, 0, 1, -1, 0, nil), Reject, StatusUnknownOp, ReasonUnknownOp},
-		{"bad length wins over unknown op", msg(Magic, Version, 9, 0, 1, 3, 0, nil), Reject, StatusBadRequest, ReasonBadLength},
+		{"ping empty", msg(Magic, Version, OpPing, 0, 1, -1, 0, nil), Valid, StatusOK, codec.ReasonNone},
+		{"ping data", msg(Magic, Version, OpPing, 0, 1, -1, 0, []byte("abc")), Valid, StatusOK, codec.ReasonNone},
+		{"get", msg(Magic, Version, OpGet, 0, 1, -1, 0, []byte{1, 'k'}), Valid, StatusOK, codec.ReasonNone},
+		{"empty datagram", nil, Drop, 0, codec.ReasonShortMessage},
+		{"11 bytes", msg(Magic, Version, OpPing, 0, 1, -1, 0, nil)[:11], Drop, 0, codec.ReasonShortMessage},
+		{"rule 2 bad magic", msg(0xB4, Version, OpPing, 0, 1, -1, 0, nil), Drop, 0, codec.ReasonNotRebound},
+		{"rule 2 bad version", msg(Magic, 2, OpPing, 0, 1, -1, 0, nil), Drop, 0, codec.ReasonNotRebound},
+		{"rule 3 response flag", msg(Magic, Version, OpPing, FlagResponse, 1, -1, 0, nil), Drop, 0, codec.ReasonResponse},
+		{"rule 3 response with bad len", msg(Magic, Version, OpPing, FlagResponse, 1, 9, 0, nil), Drop, 0, codec.ReasonResponse},
+		{"rule 4 len too big", msg(Magic, Version, OpPing, 0, 1, 5, 0, []byte("abc")), Reject, StatusBadRequest, codec.ReasonBadLength},
+		{"rule 4 len too small", msg(Magic, Version, OpPing, 0, 1, 1, 0, []byte("abc")), Reject, StatusBadRequest, codec.ReasonBadLength},
+		{"rule 5 unknown flag", msg(Magic, Version, OpPing, 0x04, 1, -1, 0, nil), Reject, StatusBadRequest, codec.ReasonBadFlags},
+		{"rule 5 truncated flag in request", msg(Magic, Version, OpPing, FlagTruncated, 1, -1, 0, nil), Reject, StatusBadRequest, codec.ReasonBadFlags},
+		{"rule 5 non-zero status", msg(Magic, Version, OpPing, 0, 1, -1, 3, nil), Reject, StatusBadRequest, codec.ReasonBadStatus},
+		{"unknown op 0", msg(Magic, Version, 0, 0, 1, -1, 0, nil), Reject, StatusUnknownOp, codec.ReasonUnknownOp},
+		{"unknown op 5", msg(Magic, Version, 5, 0, 1, -1, 0, nil), Reject, StatusUnknownOp, codec.ReasonUnknownOp},
+		{"bad length wins over unknown op", msg(Magic, Version, 9, 0, 1, 3, 0, nil), Reject, StatusBadRequest, codec.ReasonBadLength},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -260,8 +262,8 @@ func TestReplyLimit(t *testing.T) {
 		{20, 1, 1472, 20},
 	}
 	for _, c := range cases {
-		if got := ReplyLimit(c.req, c.a, c.path); got != c.want {
-			t.Errorf("ReplyLimit(%d,%d,%d) = %d, want %d", c.req, c.a, c.path, got, c.want)
+		if got := codec.ReplyLimit(c.req, c.a, c.path); got != c.want {
+			t.Errorf("codec.ReplyLimit(%d,%d,%d) = %d, want %d", c.req, c.a, c.path, got, c.want)
 		}
 	}
 	b := make([]byte, HeaderLen)
@@ -270,17 +272,17 @@ func TestReplyLimit(t *testing.T) {
 	if h.Flags != FlagResponse|FlagTruncated || h.Status != StatusOK || h.Len != 0 || h.Seq != 5 {
 		t.Fatalf("truncated reply %+v", h)
 	}
-	if UDPPayloadMax(1500, false) != 1472 || UDPPayloadMax(1500, true) != 1452 {
-		t.Fatal("UDPPayloadMax does not match PROTOCOL.md's limits")
+	if codec.UDPPayloadMax(1500, false) != 1472 || codec.UDPPayloadMax(1500, true) != 1452 {
+		t.Fatal("codec.UDPPayloadMax does not match the protocol's limits")
 	}
 }
 
 func TestStrings(t *testing.T) {
 	if OpGet.String() != "GET" || Op(9).String() != "OP(9)" || StatusBusy.String() != "BUSY" ||
-		Status(77).String() != "STATUS(77)" || ReasonFragment.String() != "fragment" || Reason(200).String() != "unknown" {
+		Status(77).String() != "STATUS(77)" || codec.ReasonFragment.String() != "fragment" || codec.Reason(200).String() != "unknown" {
 		t.Fatal("names")
 	}
-	for r := Reason(0); r < NumReasons; r++ {
+	for r := codec.Reason(0); r < codec.NumReasons; r++ {
 		if r.String() == "" {
 			t.Fatalf("reason %d has no name", r)
 		}
