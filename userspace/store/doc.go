@@ -1,0 +1,55 @@
+// Package store is the one item store behind every protocol Rebound speaks:
+// memcached (text and meta) and Rebound's own binary protocol read and write
+// the same items, so a key set over one is read over the other.
+//
+// # Design
+//
+// Items live in a github.com/maypok86/otter/v2 cache keyed by string, bounded
+// by weight (key + value + ItemOverhead bytes) with W-TinyLFU eviction. An
+// item is immutable once stored: every write (set, append, incr, touch)
+// builds a new item inside the cache's per-key Compute, which runs under the
+// lock of the key's hash bucket. That makes CAS, add/replace, append/prepend
+// and incr/decr atomic per key without a global lock, and lets Get copy a
+// value straight into the caller's buffer without holding any lock. Only the
+// access fields (last access, fetched) change in place, with atomics that
+// write only when the value changes.
+//
+// # Lifecycle
+//
+// New builds a store; there is nothing to close. The default clock is shared
+// by every store of the process: a goroutine started by the first store reads
+// time.Now every 10 ms, for the life of the process. Tests pass Config.Now.
+//
+// # Expiry, flush and memory
+//
+// Exptimes are absolute unix seconds (0 = never); the caller applies
+// memcached's "up to 30 days is relative" rule, never the store. An item is
+// dead when its exptime is at or before now, or when a FlushAll covers it.
+// Dead items are never returned; a read or write that meets one removes it
+// (counted in Stats.Expired). Dead items nobody asks for are not looked for:
+// they are cold, so eviction takes them when space is needed, as memcached's
+// LRU does. A Set whose exptime is negative or past reports Stored and
+// deletes the key.
+//
+// FlushAll(0) hides every item stored before it, exactly (it compares CAS
+// values, not clock ticks). FlushAll(d) hides, from now+d on, every item
+// stored up to that moment, at the clock's resolution (10 ms by default).
+//
+// # Gotchas
+//
+//   - The bound is on weight, not on the Go heap: a value that was appended to
+//     builds a new slice, and a Get into a too-small dst allocates; the old
+//     slice is garbage until the GC runs. Size the heap (GOMEMLIMIT) with
+//     some room above Config.MemoryLimit.
+//   - Eviction is asynchronous and by frequency, not pure LRU: the cache may
+//     briefly exceed the limit between maintenance passes (Stats runs one
+//     first), and a value stored once and never read may be dropped before an
+//     older, hot one. A Stored result does not promise the item survives.
+//   - Meta.LastAccess and Meta.Fetched describe the item before the call
+//     that returns them, as memcached's meta flags l and h do.
+//   - Incr keeps memcached's text: a result shorter than the stored number is
+//     padded with spaces to the old length ("100" decr 1 reads back as "99 "),
+//     and parsing accepts leading spaces and stops at a space.
+//   - Values returned by Get are copies; nothing the caller holds aliases the
+//     store. Keys are copied on writes only.
+package store
