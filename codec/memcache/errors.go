@@ -18,12 +18,14 @@ const (
 	ErrDuplicateFlag        // CLIENT_ERROR duplicate flag
 	ErrKeyDecode            // CLIENT_ERROR error decoding key
 	ErrBadToken             // CLIENT_ERROR bad token in command line format
-	ErrInvalidMode          // CLIENT_ERROR invalid mode for ms STORE
+	ErrInvalidMode          // CLIENT_ERROR invalid mode for ms M token
 	ErrInvalidMaMode        // CLIENT_ERROR invalid mode for ma M token
+	ErrInvalidOrDup         // CLIENT_ERROR invalid or duplicate flag (md, ma: any bad flag)
+	ErrFlagsTooLongMg       // CLIENT_ERROR options flags are too long (mg)
+	ErrFlagsTooLong         // CLIENT_ERROR options flags too long (ms, md, ma)
 	ErrOpaqueTooLong        // CLIENT_ERROR opaque token too long
 	ErrLineTooLong          // no reply: the connection is closed
 	ErrNonNumeric           // CLIENT_ERROR cannot increment or decrement non-numeric value
-	ErrUsageFlushAll        // CLIENT_ERROR bad command line format (flush_all with a bad delay)
 	numErrors
 )
 
@@ -39,12 +41,14 @@ var errorReplies = [numErrors]string{
 	ErrDuplicateFlag:  "CLIENT_ERROR duplicate flag\r\n",
 	ErrKeyDecode:      "CLIENT_ERROR error decoding key\r\n",
 	ErrBadToken:       "CLIENT_ERROR bad token in command line format\r\n",
-	ErrInvalidMode:    "CLIENT_ERROR invalid mode for ms STORE\r\n",
+	ErrInvalidMode:    "CLIENT_ERROR invalid mode for ms M token\r\n",
+	ErrInvalidOrDup:   "CLIENT_ERROR invalid or duplicate flag\r\n",
+	ErrFlagsTooLongMg: "CLIENT_ERROR options flags are too long\r\n",
+	ErrFlagsTooLong:   "CLIENT_ERROR options flags too long\r\n",
 	ErrInvalidMaMode:  "CLIENT_ERROR invalid mode for ma M token\r\n",
 	ErrOpaqueTooLong:  "CLIENT_ERROR opaque token too long\r\n",
 	ErrLineTooLong:    "",
 	ErrNonNumeric:     "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
-	ErrUsageFlushAll:  "CLIENT_ERROR bad command line format\r\n",
 }
 
 // Reply is the exact reply line, with its \r\n; empty for ErrNone and for

@@ -59,6 +59,9 @@ func (r *ReturnFlags) Next() (flag byte, tok []byte, ok bool) {
 	return tok[0], tok, true
 }
 
+// MaxOpaqueLen is the longest O token memcached takes, its 'O' included.
+const MaxOpaqueLen = 32
+
 // The flags memcached 1.6 knows on any meta command; any other letter is
 // CLIENT_ERROR invalid flag.
 const knownMetaFlags = "bNTRlOPLkstcfvhuqFCMJDIE"
@@ -81,7 +84,7 @@ func (c *Command) parseMeta(k Kind, rest, in []byte, maxValue int) Status {
 	c.Kind = k
 	key, rest := nextToken(rest)
 	if key == nil {
-		return c.fail(ErrBadFormat)
+		return c.fail(ErrUnknown)
 	}
 	if len(key) > MaxKeyLen {
 		return c.fail(ErrBadFormat)
@@ -98,7 +101,16 @@ func (c *Command) parseMeta(k Kind, rest, in []byte, maxValue int) Status {
 		vlen = int(v)
 	}
 	c.Meta.flags = rest
+	if countTokens(rest)+countTokens(key)+1 >= maxMetaTokens-boolInt(k == KindMetaSet) {
+		if k == KindMetaGet {
+			return c.fail(ErrFlagsTooLongMg)
+		}
+		return c.fail(ErrFlagsTooLong)
+	}
 	if e := c.Meta.parse(rest); e != ErrNone {
+		if k == KindMetaDelete || k == KindMetaArithmetic {
+			e = ErrInvalidOrDup
+		}
 		c.Err = e
 		if vlen >= 0 {
 			c.Swallow = vlen + 2
@@ -124,6 +136,18 @@ func (c *Command) parseMeta(k Kind, rest, in []byte, maxValue int) Status {
 		return c.data(vlen, in, maxValue)
 	}
 	return Complete
+}
+
+// maxMetaTokens: a meta line of this many tokens or more (command, key,
+// flags; ms counts one less as its length is a token) has "options flags
+// too long".
+const maxMetaTokens = 20
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (m *Meta) token(f byte) []byte {
@@ -164,6 +188,9 @@ func (m *Meta) parse(flags []byte) Error {
 		case 'q':
 			m.Quiet = true
 		case 'O':
+			if len(tok) > MaxOpaqueLen {
+				return ErrOpaqueTooLong
+			}
 			m.Opaque = tok
 		case 'N':
 			m.Vivify, ok = ParseInt32(arg)
@@ -174,7 +201,9 @@ func (m *Meta) parse(flags []byte) Error {
 		case 'R':
 			_, ok = ParseInt32(arg)
 		case 'F':
-			_, ok = ParseFlags(arg)
+			if _, ok = ParseFlags(arg); !ok {
+				return ErrBadFormat
+			}
 		case 'C':
 			m.Compare, ok = ParseUint64(arg)
 			m.HasCmp = true

@@ -273,7 +273,7 @@ func (c *Command) parseRetrieval(k Kind, rest []byte) Status {
 func (c *Command) parseGat(k Kind, rest []byte) Status {
 	c.Kind = k
 	exp, after := nextToken(rest)
-	if exp == nil || countTokens(after) == 0 {
+	if exp == nil {
 		return c.fail(ErrUnknown)
 	}
 	v, ok := ParseInt32(exp)
@@ -281,6 +281,9 @@ func (c *Command) parseGat(k Kind, rest []byte) Status {
 		return c.fail(ErrInvalidExptime)
 	}
 	c.Exptime = v
+	if countTokens(after) == 0 {
+		return Complete // memcached answers a gat without keys with END
+	}
 	return c.parseRetrieval(k, after)
 }
 
@@ -433,7 +436,7 @@ func (c *Command) parseFlushAll(rest []byte) Status {
 	if args > 0 {
 		v, ok := ParseInt32(t[0])
 		if !ok {
-			return c.fail(ErrUsageFlushAll)
+			return c.fail(ErrInvalidExptime)
 		}
 		c.Exptime = v
 	}

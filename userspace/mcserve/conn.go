@@ -1,0 +1,324 @@
+package mcserve
+
+import (
+	"time"
+
+	mc "github.com/rebound-net/rebound/codec/memcache"
+	"github.com/rebound-net/rebound/userspace/store"
+)
+
+// Conn is the state of one client connection (or of one UDP worker, reset
+// for every datagram). It is not safe for concurrent use.
+type Conn struct {
+	h       *Handler
+	cmd     mc.Command
+	swallow int   // bytes of a refused data block still to discard
+	udp     bool  // inside ServeDatagram: record message boundaries
+	ends    []int // UDP: end offsets of the reply messages in out
+	base    int   // UDP: start of the reply in out
+	hdr     []byte
+}
+
+// NewConn returns the state of a new connection.
+func (h *Handler) NewConn() *Conn {
+	return &Conn{h: h, hdr: make([]byte, 0, 512)}
+}
+
+// Serve executes every complete command at the start of in (pipelining),
+// appending the replies to out, and returns the grown out and how many bytes
+// of in it consumed. need > 0 says the next command is incomplete: at least
+// need bytes of in[consumed:] must be buffered before the next call (the
+// transport grows its buffer up to a bound of its own). close says the
+// transport must write out and close the connection (quit, or a line too
+// long without a newline). A refused data block (value too large) is
+// swallowed as it streams in, across calls: Serve consumes it without
+// asking for it to be buffered.
+func (c *Conn) Serve(in, out []byte) (consumed int, out2 []byte, need int, close bool) {
+	h := c.h
+	start := len(out)
+	defer func() {
+		h.c.bytesRead.Add(uint64(consumed))
+		h.c.bytesWritten.Add(uint64(len(out2) - start))
+	}()
+	now := h.cfg.Now()
+	for {
+		if c.swallow > 0 {
+			k := min(c.swallow, len(in)-consumed)
+			consumed += k
+			c.swallow -= k
+			if c.swallow > 0 {
+				return consumed, out, 0, false
+			}
+		}
+		if consumed == len(in) {
+			return consumed, out, 0, false
+		}
+		cmd := &c.cmd
+		switch mc.Parse(in[consumed:], h.maxVal, cmd) {
+		case mc.NeedMore:
+			need = cmd.Need
+			if need == 0 {
+				need = len(in) - consumed + 1
+			}
+			return consumed, out, need, false
+		case mc.Invalid:
+			if cmd.Err.Closes() {
+				return len(in), out, 0, true
+			}
+			consumed += cmd.Consumed
+			c.swallow = cmd.Swallow
+			if cmd.Err == mc.ErrTooLarge {
+				h.c.storeTooLarge.Add(1)
+				if cmd.Kind == mc.KindSet || cmd.Kind == mc.KindMetaSet && (cmd.Meta.Mode == 0 || cmd.Meta.Mode == 'S') {
+					// memcached drops the old value rather than keep a stale one
+					h.cfg.Store.Delete(cmd.Key, 0)
+				}
+			}
+			if !cmd.NoReply || cmd.Kind >= mc.KindMetaGet {
+				out = append(out, cmd.Err.Reply()...)
+			}
+			c.endMessage(out)
+		case mc.Complete:
+			consumed += cmd.Consumed
+			out, close = c.exec(cmd, out, now)
+			if close {
+				return consumed, out, 0, true
+			}
+			c.endMessage(out)
+		}
+	}
+}
+
+// endMessage closes the reply message of one command (UDP).
+func (c *Conn) endMessage(out []byte) {
+	if !c.udp {
+		return
+	}
+	last := c.base
+	if n := len(c.ends); n > 0 {
+		last = c.ends[n-1]
+	}
+	if len(out) > last {
+		c.ends = append(c.ends, len(out))
+	}
+}
+
+func (c *Conn) exec(cmd *mc.Command, out []byte, now time.Time) ([]byte, bool) {
+	h := c.h
+	s := h.cfg.Store
+	switch cmd.Kind {
+	case mc.KindGet, mc.KindGets, mc.KindGat, mc.KindGats:
+		return c.get(cmd, out, now), false
+	case mc.KindSet, mc.KindAdd, mc.KindReplace, mc.KindAppend, mc.KindPrepend, mc.KindCas:
+		h.c.cmdSet.Add(1)
+		r := c.store(cmd, now)
+		if !cmd.NoReply {
+			out = appendResult(out, r)
+		}
+	case mc.KindDelete:
+		r := s.Delete(cmd.Key, 0)
+		if r == store.Deleted {
+			h.c.deleteHits.Add(1)
+		} else {
+			h.c.deleteMisses.Add(1)
+		}
+		if !cmd.NoReply {
+			out = appendResult(out, r)
+		}
+	case mc.KindIncr, mc.KindDecr:
+		decr := cmd.Kind == mc.KindDecr
+		v, _, r := s.Incr(cmd.Key, cmd.Delta, decr, nil)
+		h.countArith(decr, r)
+		if !cmd.NoReply {
+			switch r {
+			case store.Stored:
+				out = mc.AppendNumber(out, v)
+			case store.NonNumeric:
+				out = mc.AppendError(out, mc.ErrNonNumeric)
+			default:
+				out = append(out, mc.ReplyNotFound...)
+			}
+		}
+	case mc.KindTouch:
+		h.c.cmdTouch.Add(1)
+		_, ok := s.Touch(cmd.Key, mc.Deadline(cmd.Exptime, now.Unix()))
+		if ok {
+			h.c.touchHits.Add(1)
+		} else {
+			h.c.touchMisses.Add(1)
+		}
+		if !cmd.NoReply {
+			if ok {
+				out = append(out, mc.ReplyTouched...)
+			} else {
+				out = append(out, mc.ReplyNotFound...)
+			}
+		}
+	case mc.KindFlushAll:
+		h.c.cmdFlush.Add(1)
+		var delay time.Duration
+		if cmd.Exptime > 0 {
+			delay = time.Duration(mc.Deadline(cmd.Exptime, now.Unix())-now.Unix()) * time.Second
+		}
+		s.FlushAll(delay)
+		if !cmd.NoReply {
+			out = append(out, mc.ReplyOK...)
+		}
+	case mc.KindVersion:
+		out = mc.AppendVersion(out, h.cfg.Version)
+	case mc.KindVerbosity:
+		if !cmd.NoReply {
+			out = append(out, mc.ReplyOK...)
+		}
+	case mc.KindQuit:
+		return out, true
+	case mc.KindStats:
+		if len(cmd.Args()) != 0 {
+			return append(out, mc.ReplyError...), false
+		}
+		out = h.appendStats(out)
+	case mc.KindMetaNoop:
+		out = append(out, mc.MetaNoop...)
+	case mc.KindMetaGet:
+		h.c.cmdMeta.Add(1)
+		out = c.metaGet(cmd, out, now)
+	case mc.KindMetaSet:
+		h.c.cmdMeta.Add(1)
+		out = c.metaSet(cmd, out, now)
+	case mc.KindMetaDelete:
+		h.c.cmdMeta.Add(1)
+		out = c.metaDelete(cmd, out)
+	case mc.KindMetaArithmetic:
+		h.c.cmdMeta.Add(1)
+		out = c.metaArith(cmd, out, now)
+	}
+	return out, false
+}
+
+func (h *Handler) countArith(decr bool, r store.Result) {
+	switch {
+	case decr && r == store.NotFound:
+		h.c.decrMisses.Add(1)
+	case decr && r == store.Stored:
+		h.c.decrHits.Add(1)
+	case r == store.NotFound:
+		h.c.incrMisses.Add(1)
+	case r == store.Stored:
+		h.c.incrHits.Add(1)
+	}
+}
+
+func appendResult(out []byte, r store.Result) []byte {
+	switch r {
+	case store.Stored:
+		return append(out, mc.ReplyStored...)
+	case store.NotStored:
+		return append(out, mc.ReplyNotStored...)
+	case store.Exists:
+		return append(out, mc.ReplyExists...)
+	case store.NotFound:
+		return append(out, mc.ReplyNotFound...)
+	case store.Deleted:
+		return append(out, mc.ReplyDeleted...)
+	case store.TooLarge:
+		return mc.AppendError(out, mc.ErrTooLarge)
+	}
+	return append(out, mc.ReplyError...)
+}
+
+var modes = [...]store.Mode{
+	mc.KindSet: store.ModeSet, mc.KindAdd: store.ModeAdd, mc.KindReplace: store.ModeReplace,
+	mc.KindAppend: store.ModeAppend, mc.KindPrepend: store.ModePrepend, mc.KindCas: store.ModeSet,
+}
+
+// store runs a text storage command.
+func (c *Conn) store(cmd *mc.Command, now time.Time) store.Result {
+	h := c.h
+	s := h.cfg.Store
+	var cas uint64
+	if cmd.Kind == mc.KindCas {
+		cas = cmd.CAS
+		if cas == 0 { // the store reads 0 as "no compare"; memcached compares
+			_, _, ok := s.Peek(cmd.Key, nil)
+			if !ok {
+				h.c.casMisses.Add(1)
+				return store.NotFound
+			}
+			h.c.casBadval.Add(1)
+			return store.Exists
+		}
+	}
+	r, _ := s.Set(cmd.Key, cmd.Data, modes[cmd.Kind], cmd.Flags, mc.Deadline(cmd.Exptime, now.Unix()), cas)
+	if cmd.Kind == mc.KindCas {
+		switch r {
+		case store.Stored:
+			h.c.casHits.Add(1)
+		case store.Exists:
+			h.c.casBadval.Add(1)
+		case store.NotFound:
+			h.c.casMisses.Add(1)
+		}
+	}
+	return r
+}
+
+// get runs get, gets, gat and gats. Each value is appended straight into out
+// by the store; its VALUE line is then slid in front of it.
+func (c *Conn) get(cmd *mc.Command, out []byte, now time.Time) []byte {
+	h := c.h
+	s := h.cfg.Store
+	touch := cmd.Kind == mc.KindGat || cmd.Kind == mc.KindGats
+	withCAS := cmd.Kind == mc.KindGets || cmd.Kind == mc.KindGats
+	var deadline int64
+	if touch {
+		deadline = mc.Deadline(cmd.Exptime, now.Unix())
+	}
+	ks := cmd.Keys()
+	for {
+		key, ok := ks.Next()
+		if !ok {
+			break
+		}
+		c.endMessage(out) // UDP: one message per key; END joins the last one
+		h.c.cmdGet.Add(1)
+		if touch {
+			h.c.cmdTouch.Add(1)
+		}
+		p := len(out)
+		var m store.Meta
+		var hit bool
+		if touch {
+			out, m, hit = s.GetAndTouch(key, deadline, out)
+		} else {
+			out, m, hit = s.Get(key, out)
+		}
+		switch {
+		case hit && touch:
+			h.c.touchHits.Add(1)
+			h.c.getHits.Add(1)
+		case hit:
+			h.c.getHits.Add(1)
+		case touch:
+			h.c.touchMisses.Add(1)
+			h.c.getMisses.Add(1)
+		default:
+			h.c.getMisses.Add(1)
+		}
+		if !hit {
+			continue
+		}
+		c.hdr = mc.AppendValueHeader(c.hdr[:0], key, m.Flags, len(out)-p, m.CAS, withCAS)
+		out = c.insert(out, p, c.hdr)
+		out = append(out, '\r', '\n')
+	}
+	return append(out, mc.ReplyEnd...)
+}
+
+// insert slides out[p:] right by len(b) and copies b to out[p:].
+func (c *Conn) insert(out []byte, p int, b []byte) []byte {
+	n := len(out)
+	out = append(out, b...) // grow by len(b)
+	copy(out[p+len(b):], out[p:n])
+	copy(out[p:], b)
+	return out
+}

@@ -1,0 +1,46 @@
+// Package mcserve executes memcached commands (text and meta protocol, as
+// memcached 1.6 answers them) against a userspace/store.Store. It does no
+// I/O: transports hand it the bytes they read and write back the bytes it
+// appends.
+//
+// A Handler is shared by all connections and holds the counters "stats"
+// reports. Each TCP connection gets a Conn (NewConn) and calls Serve with
+// its buffered input after every read: Serve runs every complete command,
+// says how much input it consumed, how much more the next command needs
+// and whether to close. A UDP worker keeps one Conn and calls ServeDatagram
+// per datagram; the reply comes back as messages to frame with
+// codec/memcache's UDP helpers.
+//
+// Allocation: a get or mg appends the value straight from the store into
+// the output buffer and slides its header in front, so a GET allocates
+// nothing once the output buffer has grown to size.
+//
+// DIFFERENCES from memcached 1.6.18, deliberate (each has a test):
+//   - A get whose key is too long answers CLIENT_ERROR for that command
+//     only. memcached also throws away the replies still queued for earlier
+//     commands of the same read (a side effect of its response objects),
+//     which depends on network timing.
+//   - UDP: every datagram stands alone. memcached keeps a UDP "connection"
+//     state across datagrams: an incomplete storage command waits for its
+//     data in the next datagram (from any client), and a value too large
+//     makes it swallow the following datagrams. Here an incomplete command
+//     at the end of a datagram is dropped, and a value too large is
+//     answered "SERVER_ERROR object too large for cache" (memcached sends
+//     nothing).
+//   - UDP quit ends the datagram's processing without a reply (memcached
+//     sends an 8-byte header with a total of 0).
+//   - me (meta debug) is an unknown command (ERROR): its fields are slab
+//     internals.
+//   - "stats <args>" answers ERROR for every argument (memcached knows
+//     items, slabs, settings, conns, ...); the general "stats" block has a
+//     subset of memcached's fields, in its order, with get_expired and
+//     get_flushed always 0 (the store does not tell them from misses).
+//   - The size limit is on the value alone (Config.MaxItemSize, 1 MiB by
+//     default); memcached's is on the whole item (header, key, value), so
+//     values within ~100 bytes under 1 MiB are refused by memcached only.
+//   - Not supported meta flags, accepted and ignored: mg N (vivify on
+//     miss), R (recache), E (explicit CAS) everywhere, ms I and md I/T
+//     (invalidation: md I deletes), ma T. The meta protocol's W, X, Z
+//     return flags never appear.
+//   - The version string is Config.Version (DefaultVersion).
+package mcserve

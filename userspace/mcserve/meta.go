@@ -1,0 +1,268 @@
+package mcserve
+
+import (
+	"time"
+
+	mc "github.com/rebound-net/rebound/codec/memcache"
+	"github.com/rebound-net/rebound/userspace/store"
+)
+
+// appendReturnFlags writes the return flags a meta command asked for, in
+// the order given. m describes the item (hit), ttl its remaining lifetime,
+// la the seconds since its last access.
+func appendReturnFlags(out []byte, cmd *mc.Command, m *store.Meta, now int64, value bool) []byte {
+	rf := cmd.Meta.Returns()
+	for {
+		f, tok, ok := rf.Next()
+		if !ok {
+			return out
+		}
+		switch f {
+		case 'O':
+			out = mc.AppendMetaFlagBytes(out, 0, tok)
+		case 'k':
+			out = mc.AppendMetaFlagBytes(out, 'k', cmd.Key)
+		case 'b':
+			if cmd.Meta.Has('k') {
+				out = mc.AppendMetaFlagBytes(out, 'b', nil)
+			}
+		}
+		if m == nil {
+			continue
+		}
+		switch f {
+		case 'c':
+			out = mc.AppendMetaFlag(out, 'c', m.CAS)
+		case 'f':
+			if value || cmd.Kind == mc.KindMetaGet {
+				out = mc.AppendMetaFlag(out, 'f', uint64(m.Flags))
+			}
+		case 'h':
+			if cmd.Kind == mc.KindMetaGet {
+				h := uint64(0)
+				if m.Fetched {
+					h = 1
+				}
+				out = mc.AppendMetaFlag(out, 'h', h)
+			}
+		case 'l':
+			if cmd.Kind == mc.KindMetaGet {
+				out = mc.AppendMetaFlagInt(out, 'l', max(now-m.LastAccess, 0))
+			}
+		case 's':
+			if cmd.Kind == mc.KindMetaGet {
+				out = mc.AppendMetaFlag(out, 's', uint64(m.Size))
+			}
+		case 't':
+			if cmd.Kind == mc.KindMetaGet || cmd.Kind == mc.KindMetaArithmetic {
+				out = mc.AppendMetaFlagInt(out, 't', mc.TTL(m.Exptime, now))
+			}
+		}
+	}
+}
+
+func (c *Conn) metaGet(cmd *mc.Command, out []byte, now time.Time) []byte {
+	h := c.h
+	s := h.cfg.Store
+	h.c.cmdGet.Add(1)
+	p := len(out)
+	var m store.Meta
+	var hit bool
+	if cmd.Meta.HasTTL {
+		h.c.cmdTouch.Add(1)
+		out, m, hit = s.GetAndTouch(cmd.Key, mc.Deadline(cmd.Meta.TTL, now.Unix()), out)
+		if hit {
+			h.c.touchHits.Add(1)
+		} else {
+			h.c.touchMisses.Add(1)
+		}
+	} else {
+		out, m, hit = s.Get(cmd.Key, out)
+	}
+	if !hit {
+		h.c.getMisses.Add(1)
+		if cmd.Meta.Quiet {
+			return out
+		}
+		out = mc.AppendMetaCode(out, mc.MetaMiss)
+		out = appendReturnFlags(out, cmd, nil, now.Unix(), false)
+		return mc.AppendMetaEnd(out)
+	}
+	h.c.getHits.Add(1)
+	value := cmd.Meta.Has('v')
+	hdr := c.hdr[:0]
+	if value {
+		hdr = mc.AppendMetaValue(hdr, len(out)-p)
+	} else {
+		out = out[:p]
+		hdr = mc.AppendMetaCode(hdr, mc.MetaHit)
+	}
+	hdr = appendReturnFlags(hdr, cmd, &m, now.Unix(), value)
+	hdr = mc.AppendMetaEnd(hdr)
+	c.hdr = hdr
+	out = c.insert(out, p, hdr)
+	if value {
+		out = append(out, '\r', '\n')
+	}
+	return out
+}
+
+func (c *Conn) metaSet(cmd *mc.Command, out []byte, now time.Time) []byte {
+	h := c.h
+	s := h.cfg.Store
+	h.c.cmdSet.Add(1)
+	mode := store.ModeSet
+	switch cmd.Meta.Mode {
+	case 0, 'S':
+	case 'E':
+		mode = store.ModeAdd
+	case 'A':
+		mode = store.ModeAppend
+	case 'P':
+		mode = store.ModePrepend
+	case 'R':
+		mode = store.ModeReplace
+	default:
+		return mc.AppendError(out, mc.ErrInvalidMode)
+	}
+	var exp int64
+	if cmd.Meta.HasTTL {
+		exp = mc.Deadline(cmd.Meta.TTL, now.Unix())
+	}
+	cas := cmd.Meta.Compare
+	var r store.Result
+	var newCAS uint64
+	if cmd.Meta.HasCmp && cas == 0 {
+		if _, _, ok := s.Peek(cmd.Key, nil); ok {
+			r = store.Exists
+		} else {
+			r = store.NotFound
+		}
+	} else {
+		r, newCAS = s.Set(cmd.Key, cmd.Data, mode, cmd.Flags, exp, cas)
+	}
+	if cmd.Meta.HasCmp {
+		switch r {
+		case store.Stored:
+			h.c.casHits.Add(1)
+		case store.Exists:
+			h.c.casBadval.Add(1)
+		case store.NotFound:
+			h.c.casMisses.Add(1)
+		}
+	}
+	var code string
+	switch r {
+	case store.Stored:
+		if cmd.Meta.Quiet {
+			return out
+		}
+		code = mc.MetaHit
+	case store.NotStored:
+		code = mc.MetaNotStored
+	case store.Exists:
+		code = mc.MetaExists
+	case store.NotFound:
+		code = mc.MetaNotFound
+	default:
+		return mc.AppendError(out, mc.ErrTooLarge)
+	}
+	out = mc.AppendMetaCode(out, code)
+	m := store.Meta{CAS: newCAS}
+	out = appendReturnFlags(out, cmd, &m, now.Unix(), false)
+	return mc.AppendMetaEnd(out)
+}
+
+func (c *Conn) metaDelete(cmd *mc.Command, out []byte) []byte {
+	h := c.h
+	cas := cmd.Meta.Compare
+	var r store.Result
+	if cmd.Meta.HasCmp && cas == 0 {
+		if _, _, ok := h.cfg.Store.Peek(cmd.Key, nil); ok {
+			r = store.Exists
+		} else {
+			r = store.NotFound
+		}
+	} else {
+		r = h.cfg.Store.Delete(cmd.Key, cas)
+	}
+	var code string
+	switch r {
+	case store.Deleted:
+		h.c.deleteHits.Add(1)
+		if cmd.Meta.Quiet {
+			return out
+		}
+		code = mc.MetaHit
+	case store.Exists:
+		code = mc.MetaExists
+	default:
+		h.c.deleteMisses.Add(1)
+		code = mc.MetaNotFound
+	}
+	out = mc.AppendMetaCode(out, code)
+	out = appendReturnFlags(out, cmd, nil, 0, false)
+	return mc.AppendMetaEnd(out)
+}
+
+func (c *Conn) metaArith(cmd *mc.Command, out []byte, now time.Time) []byte {
+	h := c.h
+	s := h.cfg.Store
+	decr := false
+	switch cmd.Meta.Mode {
+	case 0, 'I', '+':
+	case 'D', '-':
+		decr = true
+	default:
+		return mc.AppendError(out, mc.ErrInvalidMaMode)
+	}
+	var viv *store.Vivify
+	var vv store.Vivify
+	if cmd.Meta.HasViv {
+		vv = store.Vivify{Initial: cmd.Meta.Initial, Exptime: mc.Deadline(cmd.Meta.Vivify, now.Unix())}
+		viv = &vv
+	}
+	v, cas, r := s.IncrCAS(cmd.Key, cmd.Meta.Delta, decr, viv, cmd.Meta.Compare)
+	h.countArith(decr, r)
+	var code string
+	switch r {
+	case store.Stored:
+		if cmd.Meta.Quiet {
+			return out
+		}
+		if cmd.Meta.Has('v') {
+			var num [20]byte
+			n := mc.AppendUint(num[:0], v)
+			out = mc.AppendMetaValue(out, len(n))
+			m := c.arithMeta(cmd, cas, now)
+			out = appendReturnFlags(out, cmd, &m, now.Unix(), true)
+			out = mc.AppendMetaEnd(out)
+			return mc.AppendData(out, n)
+		}
+		code = mc.MetaHit
+		m := c.arithMeta(cmd, cas, now)
+		out = mc.AppendMetaCode(out, code)
+		out = appendReturnFlags(out, cmd, &m, now.Unix(), false)
+		return mc.AppendMetaEnd(out)
+	case store.NonNumeric:
+		return mc.AppendError(out, mc.ErrNonNumeric)
+	case store.Exists:
+		code = mc.MetaExists
+	default:
+		code = mc.MetaNotFound
+	}
+	out = mc.AppendMetaCode(out, code)
+	out = appendReturnFlags(out, cmd, nil, now.Unix(), false)
+	return mc.AppendMetaEnd(out)
+}
+
+// arithMeta describes the item ma changed, for its t and c flags.
+func (c *Conn) arithMeta(cmd *mc.Command, cas uint64, now time.Time) store.Meta {
+	m := store.Meta{CAS: cas}
+	if cmd.Meta.Has('t') {
+		if _, pm, ok := c.h.cfg.Store.Peek(cmd.Key, nil); ok {
+			m.Exptime = pm.Exptime
+		}
+	}
+	return m
+}

@@ -1,0 +1,32 @@
+package mcserve
+
+import mc "github.com/rebound-net/rebound/codec/memcache"
+
+// ServeDatagram runs the request in one UDP datagram (payload starts with
+// the 8-byte frame header) and appends the reply, without frame headers, to
+// out. ok is false when the datagram must be dropped without a reply, as
+// memcached drops it: shorter than a header, or Total != 1 (requests in
+// several datagrams are not supported). Seq and Reserved are ignored, as
+// memcached ignores them; hdr is the request's header, whose RequestID the
+// reply datagrams carry.
+//
+// memcached sends the reply to each command of the datagram as a message of
+// its own (and each item of a multi-get too, END joining the last), each
+// numbered from 0 with its own total. ends gives the end offsets in out of
+// those messages (the first starts at len(out) on entry): the transport
+// frames out[prev:ends[i]] with memcache.UDPDatagrams/UDPChunk. ends is
+// owned by the Conn and valid until its next call.
+//
+// Every datagram stands alone: an incomplete command at its end is dropped,
+// and a refused value is not swallowed into the next datagram.
+func (c *Conn) ServeDatagram(payload, out []byte) (out2 []byte, ends []int, hdr mc.UDPHeader, ok bool) {
+	hdr, ok = mc.ParseUDPHeader(payload)
+	if !ok || hdr.Total != 1 {
+		return out, nil, hdr, false
+	}
+	c.udp, c.base, c.ends, c.swallow = true, len(out), c.ends[:0], 0
+	_, out, _, _ = c.Serve(payload[mc.UDPHeaderLen:], out)
+	c.endMessage(out)
+	c.udp, c.swallow = false, 0
+	return out, c.ends, hdr, true
+}
