@@ -1,6 +1,9 @@
 package codec
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"net/netip"
+)
 
 // Layer sizes and field values of the frames the fast path handles.
 const (
@@ -35,6 +38,14 @@ func (f Frame) DstPort(b []byte) uint16 { return binary.BigEndian.Uint16(b[f.L4+
 
 // SrcPort returns the UDP source port of the frame b that f describes.
 func (f Frame) SrcPort(b []byte) uint16 { return binary.BigEndian.Uint16(b[f.L4:]) }
+
+// SrcAddr returns the IP source address of the frame b that f describes.
+func (f Frame) SrcAddr(b []byte) netip.Addr {
+	if f.IPv6 {
+		return netip.AddrFrom16([16]byte(b[f.L3+8 : f.L3+24]))
+	}
+	return netip.AddrFrom4([4]byte(b[f.L3+12 : f.L3+16]))
+}
 
 // UDPPayload returns a view of the UDP payload of frame b.
 func (f Frame) UDPPayload(b []byte) []byte {

@@ -26,7 +26,11 @@ const (
 	ReasonBadPayload   // op payload breaks the page (keylen, lengths)
 	ReasonTooLarge     // value over the server's limit
 	ReasonBusy         // shed under overload
-	NumReasons         // number of reasons, for counter arrays
+	// memcached over UDP.
+	ReasonBadFrameHeader // memcached datagram without a usable 8-byte frame header (short, or total != 1)
+	ReasonAmplification  // reply over the amplification bound to an untrusted source: SERVER_ERROR sent instead
+	ReasonNoFrame        // AF_XDP: no free UMEM frame for a reply's extra datagram
+	NumReasons           // number of reasons, for counter arrays
 )
 
 var reasonNames = [NumReasons]string{
@@ -47,6 +51,10 @@ var reasonNames = [NumReasons]string{
 	ReasonBadPayload:   "bad_payload",
 	ReasonTooLarge:     "too_large",
 	ReasonBusy:         "busy",
+
+	ReasonBadFrameHeader: "bad_frame_header",
+	ReasonAmplification:  "amplification",
+	ReasonNoFrame:        "no_frame",
 }
 
 // String returns the reason's metric label.

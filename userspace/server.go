@@ -20,6 +20,7 @@ import (
 	"github.com/rebound-net/rebound/bpf"
 	"github.com/rebound-net/rebound/codec"
 	"github.com/rebound-net/rebound/codec/rebound"
+	"github.com/rebound-net/rebound/userspace/mcserve"
 	"github.com/rebound-net/rebound/xdp"
 )
 
@@ -30,6 +31,12 @@ const (
 	ModeAuto Mode = "auto" // xdp where it can be set up, else udp
 	ModeXDP  Mode = "xdp"  // AF_XDP fast path, UDP sockets for what XDP leaves
 	ModeUDP  Mode = "udp"  // UDP sockets only
+)
+
+// Memcached defaults.
+const (
+	DefaultMemcachePort = 11211
+	DefaultMaxItemSize  = 1 << 20
 )
 
 // Config configures a Server. Zero values take the defaults noted.
@@ -50,8 +57,15 @@ type Config struct {
 	MaxConns      int            // TCP connections (default 1024)
 	IdleTimeout   time.Duration  // TCP idle timeout (default 60s)
 	WriteTimeout  time.Duration  // TCP write timeout for clients that do not read (default 5s)
-	Handler       Handler        // required
-	Logger        *slog.Logger   // default: discard
+	Handler       Handler        // required: the Rebound protocol's service
+
+	// Memcache, when set, serves memcached's protocol (text and meta over
+	// TCP, the 8-byte frame header over UDP and AF_XDP) on MemcacheListen.
+	Memcache       *mcserve.Handler
+	MemcacheListen string       // UDP and TCP address (default ":11211")
+	MaxItemSize    int          // largest memcached value (default 1 MiB); sizes the TCP read buffer bound
+	TrustSrc       Prefixes     // sources whose UDP replies the amplification bound does not limit
+	Logger         *slog.Logger // default: discard
 }
 
 func (c *Config) defaults() error {
@@ -63,6 +77,12 @@ func (c *Config) defaults() error {
 	}
 	if c.Mode == "" {
 		c.Mode = ModeAuto
+	}
+	if c.Memcache != nil && c.MemcacheListen == "" {
+		c.MemcacheListen = ":" + strconv.Itoa(DefaultMemcachePort)
+	}
+	if c.MaxItemSize <= 0 {
+		c.MaxItemSize = DefaultMaxItemSize
 	}
 	switch c.Mode {
 	case ModeAuto, ModeXDP, ModeUDP:
@@ -108,6 +128,7 @@ type Server struct {
 	why  string // why this mode, for the log and stats
 
 	tcp     *tcpServer
+	mcTCP   *tcpServer
 	udp     []*net.UDPConn
 	prog    *bpf.Program
 	xdpW    []*xdpWorker
@@ -161,6 +182,12 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.tcp.serve() }()
 
+	if s.cfg.Memcache != nil {
+		if err := s.listenMemcacheTCP(); err != nil {
+			return err
+		}
+	}
+
 	mtu := s.cfg.MTU
 	switch s.cfg.Mode {
 	case ModeUDP:
@@ -202,9 +229,75 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); _ = w.run() }()
 	}
+	if s.cfg.Memcache != nil {
+		for i := 0; i < s.cfg.Workers; i++ {
+			conn, err := listenUDP(ctx, s.cfg.MemcacheListen)
+			if err != nil {
+				return udpListenError(s.cfg.MemcacheListen, err)
+			}
+			s.udp = append(s.udp, conn)
+			st := &WorkerStats{Transport: "memcache-udp", Queue: i}
+			s.stats = append(s.stats, st)
+			w := newMCUDPWorker(conn, s.cfg.Memcache, st, s.cfg.Batch, s.cfg.Amplification, s.cfg.TrustSrc)
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); _ = w.run() }()
+		}
+	}
 	s.log.Info("serving", "mode", string(s.mode), "why", s.why, "listen", s.cfg.Listen,
-		"udp_sockets", len(s.udp), "xdp_queues", len(s.xdpW), "iface", s.cfg.Iface)
+		"memcache", s.cfg.MemcacheListen, "udp_sockets", len(s.udp), "xdp_queues", len(s.xdpW), "iface", s.cfg.Iface)
 	return nil
+}
+
+// listenMemcacheTCP opens the memcached TCP listener and starts serving it.
+// With port 0 the kernel chooses one, and UDP and XDP use the same.
+func (s *Server) listenMemcacheTCP() error {
+	ln, err := net.Listen("tcp", s.cfg.MemcacheListen)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("memcache listen %s: port taken by another program (a memcached?): %w", s.cfg.MemcacheListen, err)
+		}
+		return fmt.Errorf("memcache listen tcp %s: %w", s.cfg.MemcacheListen, err)
+	}
+	if host, _, err := net.SplitHostPort(s.cfg.MemcacheListen); err == nil {
+		s.cfg.MemcacheListen = net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	}
+	st := &WorkerStats{Transport: "memcache-tcp"}
+	s.stats = append(s.stats, st)
+	s.mcTCP = newMemcacheTCP(ln, s.cfg.Memcache, s.cfg.MaxItemSize, st, &s.cfg)
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.mcTCP.serve() }()
+	return nil
+}
+
+// MemcacheConns returns the memcached TCP connections open now and since
+// the start, for memcached's "stats".
+func (s *Server) MemcacheConns() (curr, total uint64) {
+	if s.mcTCP == nil {
+		return 0, 0
+	}
+	return s.mcTCP.counts()
+}
+
+// MemcacheAddr returns the memcached TCP listener's address (UDP shares
+// its port), or nil when memcached is not served.
+func (s *Server) MemcacheAddr() net.Addr {
+	if s.mcTCP == nil {
+		return nil
+	}
+	return s.mcTCP.ln.Addr()
+}
+
+// listenPort returns the port of a listen address.
+func listenPort(addr string) (uint16, error) {
+	_, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port <= 0 || port > 65535 {
+		return 0, fmt.Errorf("listen address %q: port must be 1-65535", addr)
+	}
+	return uint16(port), nil
 }
 
 // xdpUnavailable says why auto mode should not even try XDP, or "".
@@ -249,13 +342,9 @@ func (s *Server) startXDP() error {
 	if s.cfg.MTU == 0 {
 		s.cfg.MTU = ifi.MTU
 	}
-	_, portStr, err := net.SplitHostPort(s.cfg.Listen)
+	port, err := listenPort(s.cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("listen address %q: %w", s.cfg.Listen, err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil || port <= 0 || port > 65535 {
-		return fmt.Errorf("listen address %q: port must be 1-65535", s.cfg.Listen)
+		return err
 	}
 	queues := s.cfg.Queues
 	autoQueues := queues <= 0
@@ -267,7 +356,17 @@ func (s *Server) startXDP() error {
 	if queues > bpf.MaxQueues {
 		return fmt.Errorf("%d queues: at most %d", queues, bpf.MaxQueues)
 	}
-	prog, err := bpf.Load(bpf.Options{Ports: []uint16{uint16(port)}, Allow: s.cfg.AllowSrc, Queues: queues})
+	opts := bpf.Options{Ports: []uint16{uint16(port)}, Allow: s.cfg.AllowSrc, Queues: queues}
+	var mcPort uint16
+	if s.cfg.Memcache != nil {
+		p, err := listenPort(s.cfg.MemcacheListen)
+		if err != nil {
+			return err
+		}
+		mcPort = p
+		opts.MemcachePorts = []uint16{mcPort}
+	}
+	prog, err := bpf.Load(opts)
 	if err != nil {
 		return err
 	}
@@ -309,7 +408,11 @@ func (s *Server) startXDP() error {
 		}
 		st := &WorkerStats{Transport: "xdp", Queue: q}
 		s.stats = append(s.stats, st)
-		s.xdpW = append(s.xdpW, newXDPWorker(sock, pool, s.cfg.Handler, st, s.cfg.Batch, s.cfg.Amplification, s.cfg.MTU))
+		w := newXDPWorker(sock, pool, s.cfg.Handler, st, s.cfg.Batch, s.cfg.Amplification, s.cfg.MTU)
+		if s.cfg.Memcache != nil {
+			w.mc, w.mcPort = newMCDatagram(s.cfg.Memcache, s.cfg.Amplification, s.cfg.TrustSrc, st), mcPort
+		}
+		s.xdpW = append(s.xdpW, w)
 	}
 	// Register every socket before any worker starts: after this point
 	// nothing can fail, so a failed setup never closes a socket under a
@@ -412,6 +515,9 @@ func (s *Server) Stop() {
 	}
 	if s.tcp != nil {
 		s.tcp.close()
+	}
+	if s.mcTCP != nil {
+		s.mcTCP.close()
 	}
 	s.wg.Wait()
 	for _, w := range s.xdpW {

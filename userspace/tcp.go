@@ -5,10 +5,12 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rebound-net/rebound/codec"
 	"github.com/rebound-net/rebound/codec/rebound"
+	"github.com/rebound-net/rebound/userspace/mcserve"
 )
 
 // TCP defaults.
@@ -36,7 +38,12 @@ type tcpServer struct {
 	maxConns     int
 	idleTimeout  time.Duration
 	writeTimeout time.Duration
+	// mc, when set, makes this a memcached server (serveMemcache) instead
+	// of a Rebound one.
+	mc        *mcserve.Handler
+	mcMaxItem int
 
+	total  atomic.Uint64 // connections accepted since the start
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
@@ -61,17 +68,30 @@ func (s *tcpServer) serve() {
 			continue
 		}
 		s.conns[c] = struct{}{}
+		s.total.Add(1)
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
-			s.handle(c)
+			if s.mc != nil {
+				s.serveMemcache(c)
+			} else {
+				s.handle(c)
+			}
 			s.mu.Lock()
 			delete(s.conns, c)
 			s.mu.Unlock()
 			c.Close()
 		}()
 	}
+}
+
+// counts returns the connections open now and accepted since the start.
+func (s *tcpServer) counts() (curr, total uint64) {
+	s.mu.Lock()
+	curr = uint64(len(s.conns))
+	s.mu.Unlock()
+	return curr, s.total.Load()
 }
 
 // close stops accepting, closes every connection and waits for them.

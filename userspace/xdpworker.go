@@ -40,6 +40,15 @@ type xdpWorker struct {
 	refs  []frameRef
 	err   error // why the loop stopped, if not asked to
 
+	// memcached datagrams (to mcPort), answered one at a time after the
+	// batch of Rebound ones; a reply of several datagrams takes frames
+	// from the pool for all but its first.
+	mc     *mcDatagram
+	mcPort uint16
+	mcRefs []frameRef
+	extra  []xdp.Desc
+	spare  [1]uint64
+
 	// Frame bookkeeping, by the worker alone: frames handed to the kernel
 	// (fill, tx) and taken back (rx, completion). Free + handed - taken
 	// must equal the pool's total at every point between two steps.
@@ -122,6 +131,10 @@ func (w *xdpWorker) step() int {
 			continue
 		}
 		full := pkt[:cap(pkt)]
+		if w.mc != nil && f.DstPort(pkt) == w.mcPort {
+			w.mcRefs = append(w.mcRefs, frameRef{desc: d, full: full, frame: f})
+			continue
+		}
 		pathMax := codec.UDPPayloadMax(w.mtu, f.IPv6)
 		if f.VLAN {
 			pathMax -= 4
@@ -148,13 +161,91 @@ func (w *xdpWorker) step() int {
 	}
 	w.b.reset()
 	clear(w.refs) // drop frame references
+	for i := range w.mcRefs {
+		if n := w.serveMemcache(&w.mcRefs[i]); n > 0 {
+			tx[j] = xdp.Desc{Addr: w.mcRefs[i].desc.Addr, Len: uint32(n)}
+			j++
+		}
+	}
+	clear(w.mcRefs)
+	w.mcRefs = w.mcRefs[:0]
 	w.sock.Tx.Submit(j)
 	w.sent += uint64(j)
 	w.stats.Tx.Add(uint64(j))
+	w.submitExtra()
 	if j > 0 {
 		w.kick()
 	}
 	return k
+}
+
+// serveMemcache answers one memcached datagram: the first reply datagram
+// is written over the request in its frame (returned: its frame length, or
+// 0 when the frame went back to the pool); the others go into frames of
+// their own, queued on w.extra, with the request's headers copied first.
+func (w *xdpWorker) serveMemcache(r *frameRef) int {
+	f := r.frame
+	m := w.mc
+	m.reset()
+	n := m.serve(r.full[f.Payload:f.Payload+f.PayloadLen], f.SrcAddr(r.full))
+	if n == 0 {
+		w.pool.Put(r.desc.Addr)
+		return 0
+	}
+	off := m.lens[0]
+	for i := 1; i < n; i++ {
+		l := m.lens[i]
+		d := m.out[off : off+l]
+		off += l
+		if w.pool.Get(w.spare[:]) == 0 {
+			w.stats.Drops[codec.ReasonNoFrame].Add(1)
+			continue
+		}
+		frame := w.umem.Packet(w.spare[0], 0)
+		frame = frame[:cap(frame)]
+		copy(frame, r.full[:f.Payload])
+		copy(frame[f.Payload:], d)
+		fl := f.Reply(frame, l)
+		if fl == 0 {
+			w.pool.Put(w.spare[0])
+			w.stats.TxErrors.Add(1)
+			continue
+		}
+		w.extra = append(w.extra, xdp.Desc{Addr: w.spare[0], Len: uint32(fl)})
+	}
+	copy(r.full[f.Payload:], m.out[:m.lens[0]])
+	fl := f.Reply(r.full, m.lens[0])
+	if fl == 0 {
+		w.pool.Put(r.desc.Addr)
+		w.stats.TxErrors.Add(1)
+	}
+	return fl
+}
+
+// submitExtra puts the extra reply datagrams on the tx ring; those the
+// ring has no room for go back to the pool, counted.
+func (w *xdpWorker) submitExtra() {
+	if len(w.extra) == 0 {
+		return
+	}
+	done := 0
+	for done < len(w.extra) {
+		// Twice at most: a reservation stops at the end of the ring.
+		tx := w.sock.Tx.Reserve(len(w.extra) - done)
+		copy(tx, w.extra[done:])
+		w.sock.Tx.Submit(len(tx))
+		if len(tx) == 0 {
+			break
+		}
+		done += len(tx)
+	}
+	for _, d := range w.extra[done:] {
+		w.pool.Put(d.Addr)
+		w.stats.Drops[codec.ReasonNoFrame].Add(1)
+	}
+	w.sent += uint64(done)
+	w.stats.Tx.Add(uint64(done))
+	w.extra = w.extra[:0]
 }
 
 func (w *xdpWorker) kick() {

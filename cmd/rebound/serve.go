@@ -9,16 +9,21 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/rebound-net/rebound/bpf"
 	"github.com/rebound-net/rebound/userspace"
+	"github.com/rebound-net/rebound/userspace/mcserve"
+	"github.com/rebound-net/rebound/userspace/store"
 	"github.com/rebound-net/rebound/xdp"
 )
 
-const serveExamples = `  rebound serve --mode udp                      # UDP sockets and TCP on :7000, no root
+const serveExamples = `  rebound serve --mode udp                      # Rebound on :7000 and memcached on :11211 (UDP and TCP), no root
+  rebound serve --mode udp --memcache-listen '' # the Rebound protocol only
+  rebound serve --mode udp --trust-src 10.0.0.0/8 --max-item-size 4MiB
   sudo rebound serve --iface eth0               # XDP on eth0 if possible (one log line says which mode)
   sudo rebound serve --iface eth0 --mode xdp --xdp-mode generic --queues 2 --metrics :9100
   sudo rebound serve --iface eth0 --allow-src 198.18.0.0/15,2001:2::/48
@@ -33,6 +38,9 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	xdpReplace := fs.Bool("xdp-replace", false, "replace an XDP program already attached to --iface (through netlink)")
 	queues := fs.Int("queues", 0, "rx queues to serve, one AF_XDP socket and worker each (0: all of --iface)")
 	batch := fs.Int("batch", 64, "requests per batch")
+	mcListen := fs.String("memcache-listen", ":11211", "`ADDR:PORT` for memcached's protocol over UDP and TCP, on the same store; in xdp mode XDP steers this port too (empty: off)")
+	maxItem := fs.String("max-item-size", "1MiB", "largest memcached value (`SIZE`); a larger one is answered SERVER_ERROR object too large for cache")
+	trust := fs.String("trust-src", "", "comma-separated `CIDR`s whose UDP replies are not bound by --amplification (a datacenter's own clients)")
 	allow := fs.String("allow-src", "", "comma-separated `CIDR`s: in xdp mode, requests from other sources are dropped in XDP")
 	kvMem := fs.String("kv-memory", "256MiB", "memory bound of the kv store (`SIZE`, e.g. 64MiB, 1GiB)")
 	maxValue := fs.Int("max-value", 0, "largest value SET stores, in bytes (0: what the store can hold, at most 65535)")
@@ -74,20 +82,20 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	default:
 		return fail(exitUsage, "--bind %q: want auto, copy or zerocopy", *bind)
 	}
-	var prefixes []netip.Prefix
-	for _, s := range strings.Split(*allow, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			if a, aerr := netip.ParseAddr(s); aerr == nil {
-				p = netip.PrefixFrom(a, a.BitLen())
-			} else {
-				return fail(exitUsage, "--allow-src %q: %v", s, err)
-			}
-		}
-		prefixes = append(prefixes, p)
+	prefixes, err := parsePrefixes(*allow)
+	if err != nil {
+		return fail(exitUsage, "--allow-src %v", err)
+	}
+	trusted, err := parsePrefixes(*trust)
+	if err != nil {
+		return fail(exitUsage, "--trust-src %v", err)
+	}
+	itemMax, err := parseSize(*maxItem)
+	if err != nil {
+		return fail(exitUsage, "--max-item-size: %v", err)
+	}
+	if itemMax < 1024 || itemMax > 1<<30 {
+		return fail(exitUsage, "--max-item-size %s: between 1KiB and 1GiB", *maxItem)
 	}
 	mem, err := parseSize(*kvMem)
 	if err != nil {
@@ -99,11 +107,28 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	if *amp == 0 {
 		return fail(exitUsage, "--amplification 0: use a factor of 1 or more, or -1 to turn the bound off")
 	}
-	svc := userspace.NewService(userspace.ServiceConfig{KVMemory: mem, MaxValue: *maxValue})
-	srv, err := userspace.NewServer(userspace.Config{
+	if int64(itemMax) > int64(mem)/2 {
+		return fail(exitUsage, "--max-item-size %s: at most half of --kv-memory (%s)", *maxItem, *kvMem)
+	}
+	// One store behind both protocols: a key set over memcached is read
+	// over the Rebound protocol and the other way round.
+	st := store.New(store.Config{MemoryLimit: int64(mem), MaxItemSize: itemMax})
+	svc := userspace.NewService(userspace.ServiceConfig{Store: st, MaxValue: *maxValue})
+	var srv *userspace.Server
+	var mch *mcserve.Handler
+	if *mcListen != "" {
+		threads := *workers
+		if threads <= 0 {
+			threads = runtime.NumCPU()
+		}
+		mch = mcserve.New(mcserve.Config{Store: st, MaxItemSize: itemMax, Threads: threads,
+			Conns: func() (uint64, uint64) { return srv.MemcacheConns() }})
+	}
+	srv, err = userspace.NewServer(userspace.Config{
 		Listen: *listen, Mode: userspace.Mode(*mode), Iface: *iface, XDPMode: xm, XDPReplace: *xdpReplace,
 		Queues: *queues, Batch: *batch, AllowSrc: prefixes, Amplification: *amp, Workers: *workers,
 		Frames: *frames, Bind: bm, Handler: svc, Logger: log,
+		Memcache: mch, MemcacheListen: *mcListen, MaxItemSize: itemMax, TrustSrc: trusted,
 	})
 	if err != nil {
 		return fail(exitUsage, "%v", err)
@@ -145,4 +170,25 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return exitOK
+}
+
+// parsePrefixes parses a comma-separated list of CIDRs (or bare addresses,
+// taken as single hosts).
+func parsePrefixes(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("%q: want a CIDR like 10.0.0.0/8 or an address", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }

@@ -1,0 +1,142 @@
+package userspace
+
+import (
+	"errors"
+	"io"
+	"net"
+	"time"
+
+	"github.com/rebound-net/rebound/userspace/mcserve"
+)
+
+// Per-connection memory of the memcached TCP transport: a connection
+// starts with small buffers, grows its read buffer to hold one command
+// (a storage command's line and data block: at most the largest item plus
+// its line), and goes back to small buffers once the large command is
+// served, so 10,000 idle connections cost 10,000 small buffers.
+const (
+	mcConnBuf = 4 << 10
+	// mcLineSlack is the room for a command line on top of its data block.
+	mcLineSlack = 64 << 10
+	// mcOutFlush bounds the replies gathered before they are written.
+	mcOutFlush = 256 << 10
+	// mcWindow is the most input handed to the executor at once, which
+	// bounds the replies of one call for ordinary commands.
+	mcWindow = 16 << 10
+)
+
+// mcOutOfMemory is memcached's reply to a request it cannot buffer.
+const mcOutOfMemory = "SERVER_ERROR out of memory reading request\r\n"
+
+// serveMemcache serves one memcached TCP connection: every complete
+// command in the read buffer is executed (pipelining) and the replies of
+// one read go out in one write.
+func (s *tcpServer) serveMemcache(c net.Conn) {
+	conn := s.mc.NewConn()
+	maxIn := s.mcMaxItem + mcLineSlack
+	in := make([]byte, mcConnBuf)
+	out := make([]byte, 0, mcConnBuf)
+	start, end := 0, 0
+	for {
+		if end == len(in) && start > 0 {
+			end = copy(in, in[start:end])
+			start = 0
+		}
+		if s.idleTimeout > 0 {
+			_ = c.SetReadDeadline(time.Now().Add(s.idleTimeout))
+		}
+		n, err := c.Read(in[end:])
+		end += n
+		if n > 0 {
+			s.stats.Rx.Add(1)
+			var need int
+			var closeIt bool
+			// Hand the executor a window of the input at a time, so that
+			// a long pipeline is answered (and written) in pieces.
+			win := mcWindow
+			for start < end && !closeIt {
+				w := min(end, start+win)
+				var k int
+				k, out, need, closeIt = conn.Serve(in[start:w], out)
+				start += k
+				if len(out) >= mcOutFlush || closeIt {
+					if s.writeMC(c, out) != nil {
+						return
+					}
+					out = out[:0]
+				}
+				if need > 0 {
+					if start+need <= end && need > w-start {
+						win = need // the command is all here: widen the window
+						continue
+					}
+					break
+				}
+				win = mcWindow
+				if k == 0 {
+					break
+				}
+			}
+			if len(out) > 0 {
+				if s.writeMC(c, out) != nil {
+					return
+				}
+			}
+			out = out[:0]
+			if cap(out) > mcOutFlush {
+				out = make([]byte, 0, mcConnBuf) // a large reply is done: give its memory back
+			}
+			if closeIt {
+				return
+			}
+			if start == end {
+				start, end = 0, 0
+				if len(in) > mcConnBuf {
+					in = make([]byte, mcConnBuf)
+				}
+			}
+			if need > 0 && need > len(in)-start {
+				if need > maxIn {
+					_ = s.writeMC(c, []byte(mcOutOfMemory))
+					return
+				}
+				// Grow to hold the command, doubling, within the bound.
+				size := len(in)
+				for size < need {
+					size *= 2
+				}
+				size = min(size, maxIn)
+				grown := make([]byte, size)
+				end = copy(grown, in[start:end])
+				start, in = 0, grown
+			}
+		}
+		if err != nil {
+			if err != io.EOF && !errors.Is(err, net.ErrClosed) {
+				s.stats.RxErrors.Add(1)
+			}
+			return
+		}
+	}
+}
+
+// writeMC writes replies, bounded in time: a client that does not read
+// is cut off.
+func (s *tcpServer) writeMC(c net.Conn, b []byte) error {
+	if s.writeTimeout > 0 {
+		_ = c.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+	}
+	_, err := c.Write(b)
+	if err != nil {
+		s.stats.TxErrors.Add(1)
+		return err
+	}
+	s.stats.Tx.Add(1)
+	return nil
+}
+
+// newMemcacheTCP returns a TCP server of memcached connections on ln.
+func newMemcacheTCP(ln net.Listener, h *mcserve.Handler, maxItem int, stats *WorkerStats, cfg *Config) *tcpServer {
+	return &tcpServer{ln: ln, mc: h, mcMaxItem: maxItem, stats: stats, maxConns: cfg.MaxConns,
+		idleTimeout: cfg.IdleTimeout, writeTimeout: cfg.WriteTimeout, conns: map[net.Conn]struct{}{}}
+}

@@ -1,0 +1,201 @@
+package userspace
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+
+	"golang.org/x/net/ipv4"
+
+	"github.com/rebound-net/rebound/codec"
+	mc "github.com/rebound-net/rebound/codec/memcache"
+	"github.com/rebound-net/rebound/userspace/mcserve"
+)
+
+// mcTooLarge is the one datagram an untrusted source gets instead of a
+// reply over the amplification bound: memcached's UDP has no TRUNCATED
+// flag, so the client is told to ask again over TCP.
+const mcTooLarge = "SERVER_ERROR reply too large for UDP; use TCP\r\n"
+
+// Prefixes is a small set of address prefixes (an allow-list, trusted
+// sources). A linear scan: the lists are short, and it allocates nothing.
+type Prefixes []netip.Prefix
+
+// Contains reports whether a is in one of the prefixes. IPv4-mapped IPv6
+// addresses match IPv4 prefixes.
+func (p Prefixes) Contains(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, q := range p {
+		if q.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// mcDatagram answers memcached requests, one datagram at a time, for one
+// worker (a UDP socket or an AF_XDP queue): it runs the request, frames the
+// reply into datagrams of at most memcache.UDPMaxDatagram bytes and applies
+// the amplification bound. Its buffers grow to the largest reply seen and
+// are reused: nothing is allocated in steady state.
+type mcDatagram struct {
+	conn  *mcserve.Conn
+	reply []byte // the reply messages, unframed
+	out   []byte // the reply datagrams, framed, back to back
+	lens  []int  // size of each datagram in out
+	amp   int
+	trust Prefixes
+	stats *WorkerStats
+}
+
+func newMCDatagram(h *mcserve.Handler, amp int, trust Prefixes, stats *WorkerStats) *mcDatagram {
+	return &mcDatagram{conn: h.NewConn(), reply: make([]byte, 0, 2048), out: make([]byte, 0, 2048),
+		lens: make([]int, 0, 8), amp: amp, trust: trust, stats: stats}
+}
+
+// reset empties out and lens.
+func (m *mcDatagram) reset() { m.out, m.lens = m.out[:0], m.lens[:0] }
+
+// serve answers the request datagram req (its UDP payload) from src: its
+// reply datagrams are appended to out, in order, with their sizes to lens,
+// and serve returns how many it appended (0: nothing to send).
+func (m *mcDatagram) serve(req []byte, src netip.Addr) int {
+	before := len(m.lens)
+	m.serveInto(req, src)
+	return len(m.lens) - before
+}
+
+func (m *mcDatagram) serveInto(req []byte, src netip.Addr) {
+	m.stats.Rx.Add(1)
+	reply, ends, hdr, ok := m.conn.ServeDatagram(req, m.reply[:0])
+	m.reply = reply[:0]
+	if !ok {
+		m.stats.Drops[codec.ReasonBadFrameHeader].Add(1)
+		return
+	}
+	size, prev := 0, 0
+	for _, end := range ends {
+		n := end - prev
+		size += n + mc.UDPDatagrams(n)*mc.UDPHeaderLen
+		prev = end
+	}
+	if size == 0 {
+		return // noreply, or a quiet meta command
+	}
+	if m.amp > 0 && size > m.amp*len(req) && !m.trust.Contains(src) {
+		m.stats.Rejects[codec.ReasonAmplification].Add(1)
+		if mc.UDPHeaderLen+len(mcTooLarge) > m.amp*len(req) {
+			return // even the error would amplify: say nothing
+		}
+		m.out = mc.AppendUDPHeader(m.out, mc.UDPHeader{RequestID: hdr.RequestID, Total: 1})
+		m.out = append(m.out, mcTooLarge...)
+		m.lens = append(m.lens, mc.UDPHeaderLen+len(mcTooLarge))
+		return
+	}
+	prev = 0
+	for _, end := range ends {
+		msg := reply[prev:end]
+		prev = end
+		total := mc.UDPDatagrams(len(msg))
+		if total > 0xFFFF {
+			// Past what a 16-bit total can number (about 90 MB).
+			m.stats.Rejects[codec.ReasonTooLarge].Add(1)
+			continue
+		}
+		for i := range total {
+			s, e := mc.UDPChunk(len(msg), i)
+			m.out = mc.AppendUDPHeader(m.out, mc.UDPHeader{RequestID: hdr.RequestID, Seq: uint16(i), Total: uint16(total)})
+			m.out = append(m.out, msg[s:e]...)
+			m.lens = append(m.lens, mc.UDPHeaderLen+e-s)
+		}
+	}
+}
+
+// mcUDPWorker serves memcached datagrams on one UDP socket with batched
+// recvmmsg/sendmmsg, like udpWorker does for the Rebound protocol. A reply
+// may take several datagrams, so replies go out from the mcDatagram's
+// buffer rather than in place.
+type mcUDPWorker struct {
+	pc    *ipv4.PacketConn
+	mc    *mcDatagram
+	stats *WorkerStats
+	in    []ipv4.Message
+	out   []ipv4.Message
+	bufs  [][]byte
+}
+
+func newMCUDPWorker(conn *net.UDPConn, h *mcserve.Handler, stats *WorkerStats, batch, amp int, trust Prefixes) *mcUDPWorker {
+	w := &mcUDPWorker{pc: ipv4.NewPacketConn(conn), mc: newMCDatagram(h, amp, trust, stats), stats: stats,
+		in: make([]ipv4.Message, batch), out: make([]ipv4.Message, 0, batch), bufs: make([][]byte, batch)}
+	for i := range w.in {
+		w.bufs[i] = make([]byte, udpBufSize)
+		w.in[i].Buffers = [][]byte{w.bufs[i]}
+	}
+	w.out = w.out[:batch]
+	for i := range w.out {
+		w.out[i].Buffers = make([][]byte, 1)
+	}
+	w.out = w.out[:0]
+	return w
+}
+
+// run serves until the socket is closed.
+func (w *mcUDPWorker) run() error {
+	for {
+		n, err := w.pc.ReadBatch(w.in, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			w.stats.RxErrors.Add(1)
+			continue
+		}
+		w.mc.reset()
+		w.out = w.out[:0]
+		for i := 0; i < n; i++ {
+			m := &w.in[i]
+			var src netip.Addr
+			if a, ok := m.Addr.(*net.UDPAddr); ok {
+				src = a.AddrPort().Addr()
+			}
+			k := w.mc.serve(w.bufs[i][:m.N], src)
+			for range k {
+				j := len(w.out)
+				if j < cap(w.out) {
+					w.out = w.out[:j+1] // reuses the element's Buffers
+				} else {
+					w.out = append(w.out, ipv4.Message{Buffers: make([][]byte, 1)})
+				}
+				w.out[j].Addr = m.Addr
+			}
+		}
+		w.stats.batch(n)
+		off := 0
+		for i, l := range w.mc.lens {
+			w.out[i].Buffers[0] = w.mc.out[off : off+l]
+			off += l
+		}
+		w.send()
+		for i := 0; i < n; i++ {
+			w.in[i].Addr = nil
+		}
+	}
+}
+
+// send writes every reply datagram, retrying the part a partial sendmmsg
+// left; a datagram that cannot be sent is lost like any UDP datagram.
+func (w *mcUDPWorker) send() {
+	for sent := 0; sent < len(w.out); {
+		k, err := w.pc.WriteBatch(w.out[sent:], 0)
+		if err != nil {
+			w.stats.TxErrors.Add(1)
+			k = max(k, 1)
+		} else {
+			w.stats.Tx.Add(uint64(k))
+		}
+		sent += k
+	}
+	for i := range w.out {
+		w.out[i].Addr, w.out[i].Buffers[0] = nil, nil
+	}
+}
