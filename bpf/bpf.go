@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -22,10 +23,10 @@ type Counter int
 // The program's outcomes.
 const (
 	Seen          Counter = iota // every packet the program ran on
-	Redirected                   // Rebound request sent to an AF_XDP socket
-	PassNotOurs                  // not a Rebound request: to the kernel
-	PassNoSocket                 // Rebound request on a queue without a socket: to the kernel
-	DropAllowList                // Rebound request from a source outside the allow-list: dropped
+	Redirected                   // request (Rebound or memcached) sent to an AF_XDP socket
+	PassNotOurs                  // not a request for its port: to the kernel
+	PassNoSocket                 // request on a queue without a socket: to the kernel
+	DropAllowList                // request from a source outside the allow-list: dropped
 	PassMalformed                // truncated or inconsistent Ethernet/IP/UDP headers: to the kernel
 	PassFragment                 // IPv4 fragment: to the kernel (served by the socket path)
 	NumCounters
@@ -82,10 +83,14 @@ func ParseMode(s string) (Mode, error) {
 // Options configure a loaded program.
 type Options struct {
 	// Ports are the UDP destination ports whose Rebound requests are
-	// steered. At least one.
+	// steered.
 	Ports []uint16
-	// Allow, when not empty, is the source allow-list: Rebound requests
-	// from other sources are dropped in XDP.
+	// MemcachePorts are the UDP destination ports whose memcached
+	// requests (single-datagram ones) are steered. Ports and MemcachePorts
+	// hold at least one port between them, and none in both.
+	MemcachePorts []uint16
+	// Allow, when not empty, is the source allow-list: requests from
+	// other sources, to either kind of port, are dropped in XDP.
 	Allow []netip.Prefix
 	// Queues sizes the socket map: rx queues 0 to Queues-1 can have a
 	// socket (default and at most MaxQueues).
@@ -96,19 +101,25 @@ type Options struct {
 // interface through a bpf_link owned by this process, so the kernel detaches
 // it when the process exits, however it exits.
 type Program struct {
-	objs   reboundObjects
-	ports  map[uint32]bool // ports steered now
-	queues int             // entries of the socket map
-	link   link.Link
-	iface  string
-	mode   Mode
-	closed bool
+	objs    reboundObjects
+	ports   map[uint32]bool // Rebound ports steered now
+	mcPorts map[uint32]bool // memcached ports steered now
+	queues  int             // entries of the socket map
+	link    link.Link
+	iface   string
+	mode    Mode
+	closed  bool
 }
 
 // Load loads the program and its maps into the kernel and configures them.
 func Load(opts Options) (*Program, error) {
-	if len(opts.Ports) == 0 {
+	if len(opts.Ports) == 0 && len(opts.MemcachePorts) == 0 {
 		return nil, errors.New("bpf: no port to steer")
+	}
+	for _, port := range opts.MemcachePorts {
+		if slices.Contains(opts.Ports, port) {
+			return nil, fmt.Errorf("bpf: port %d cannot be both a Rebound and a memcached port", port)
+		}
 	}
 	if opts.Queues < 0 || opts.Queues > MaxQueues {
 		return nil, fmt.Errorf("bpf: %d queues: at most %d", opts.Queues, MaxQueues)
@@ -136,6 +147,10 @@ func Load(opts Options) (*Program, error) {
 		p.Close()
 		return nil, err
 	}
+	if err := p.SetMemcachePorts(opts.MemcachePorts); err != nil {
+		p.Close()
+		return nil, err
+	}
 	if err := p.SetAllow(opts.Allow); err != nil {
 		p.Close()
 		return nil, err
@@ -143,15 +158,56 @@ func Load(opts Options) (*Program, error) {
 	return p, nil
 }
 
-// SetPorts replaces the set of steered UDP ports, while running.
+// Values of the ports map (enum port_kind in the C source): what a UDP
+// destination port speaks.
+const (
+	portNone     uint8 = 0
+	portRebound  uint8 = 1
+	portMemcache uint8 = 2
+)
+
+// SetPorts replaces the set of UDP ports whose Rebound requests are
+// steered, while running. A port that is a memcached port now is refused:
+// take it out with SetMemcachePorts first.
 func (p *Program) SetPorts(ports []uint16) error {
 	if p.closed {
 		return errClosed
 	}
+	want, err := p.setKind(ports, portRebound, p.ports, p.mcPorts, "memcached")
+	if err != nil {
+		return err
+	}
+	p.ports = want
+	return nil
+}
+
+// SetMemcachePorts replaces the set of UDP ports whose memcached requests
+// are steered, while running. A port that is a Rebound port now is
+// refused: take it out with SetPorts first.
+func (p *Program) SetMemcachePorts(ports []uint16) error {
+	if p.closed {
+		return errClosed
+	}
+	want, err := p.setKind(ports, portMemcache, p.mcPorts, p.ports, "Rebound")
+	if err != nil {
+		return err
+	}
+	p.mcPorts = want
+	return nil
+}
+
+// setKind marks ports as kind in the ports map and unmarks the ports of cur
+// not among them; other holds the ports of the other kind, which none of
+// ports may be (otherName names that kind in the error). It returns the new
+// set of kind.
+func (p *Program) setKind(ports []uint16, kind uint8, cur, other map[uint32]bool, otherName string) (map[uint32]bool, error) {
 	want := make(map[uint32]bool, len(ports))
 	for _, port := range ports {
 		if port == 0 {
-			return errors.New("bpf: port 0 cannot be steered")
+			return nil, errors.New("bpf: port 0 cannot be steered")
+		}
+		if other[uint32(port)] {
+			return nil, fmt.Errorf("bpf: port %d is already a %s port: a port speaks one protocol", port, otherName)
 		}
 		want[uint32(port)] = true
 	}
@@ -159,19 +215,18 @@ func (p *Program) SetPorts(ports []uint16) error {
 	// both sets is never unsteered for a moment. The set steered now is
 	// kept here: walking the 65536-entry map would take a syscall a key.
 	for port := range want {
-		if err := p.objs.Ports.Put(port, uint8(1)); err != nil {
-			return fmt.Errorf("bpf: set port %d: %w", port, err)
+		if err := p.objs.Ports.Put(port, kind); err != nil {
+			return nil, fmt.Errorf("bpf: set port %d: %w", port, err)
 		}
 	}
-	for port := range p.ports {
+	for port := range cur {
 		if !want[port] {
-			if err := p.objs.Ports.Put(port, uint8(0)); err != nil {
-				return fmt.Errorf("bpf: clear port %d: %w", port, err)
+			if err := p.objs.Ports.Put(port, portNone); err != nil {
+				return nil, fmt.Errorf("bpf: clear port %d: %w", port, err)
 			}
 		}
 	}
-	p.ports = want
-	return nil
+	return want, nil
 }
 
 // SetAllow replaces the source allow-list, while running. An empty list
@@ -238,7 +293,7 @@ func clearMap[K any](m *ebpf.Map, k *K) error {
 }
 
 // RegisterSocket puts the AF_XDP socket fd in the slot of queue: requests
-// arriving on that rx queue go to it.
+// (of either protocol) arriving on that rx queue go to it.
 func (p *Program) RegisterSocket(queue, fd int) error {
 	if p.closed {
 		return errClosed

@@ -1,13 +1,21 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-// Rebound's XDP steering program: redirect Rebound requests into AF_XDP
-// sockets, pass everything else to the kernel untouched.
+// Rebound's XDP steering program: redirect requests of the protocols
+// Rebound serves (its own and memcached's UDP framing) into AF_XDP sockets,
+// pass everything else to the kernel untouched.
 //
 // Per packet: Ethernet, at most one 802.1Q tag, IPv4 (any IHL, not a
-// fragment) or IPv6 (UDP as the next header), UDP to a port in `ports`, a
-// UDP payload of at least the 12-byte header starting with the Rebound magic
-// and version. A match from a source outside the allow-list (when one is
-// set) is dropped; otherwise it goes to the socket of its rx queue in
-// `xsks`, or to the kernel when that queue has none.
+// fragment) or IPv6 (UDP as the next header), UDP to a port in `ports`.
+// The port's value says which protocol it speaks, and so what the UDP
+// payload must look like:
+//   - PORT_REBOUND: at least the 12-byte header, starting with the Rebound
+//     magic and version;
+//   - PORT_MEMCACHE: memcached's 8-byte frame header (request id, sequence
+//     number, total datagrams, reserved; big endian) with total 1 and
+//     reserved 0, and at least one byte of command after it. Requests that
+//     span several datagrams are left to the kernel (socket path).
+// A match from a source outside the allow-list (when one is set) is
+// dropped; otherwise it goes to the socket of its rx queue in `xsks`, or to
+// the kernel when that queue has none.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -18,16 +26,17 @@
 #define REBOUND_MAGIC 0xB5
 #define REBOUND_VERSION 0x01
 #define REBOUND_HEADER_LEN 12
+#define MEMCACHE_HEADER_LEN 8
 #define ETH_P_8021Q_ 0x8100
 #define MAX_QUEUES 256
 
 // Outcomes, one per-CPU counter each. Keep in step with bpf.Counter in Go.
 enum counter {
 	CNT_SEEN = 0,        // every packet the program ran on
-	CNT_REDIRECTED,      // Rebound request sent to an AF_XDP socket
-	CNT_PASS_NOT_OURS,   // not a Rebound request (other protocol, port, magic...)
-	CNT_PASS_NO_SOCKET,  // Rebound request on a queue without a socket
-	CNT_DROP_ALLOWLIST,  // Rebound request from a source outside the allow-list
+	CNT_REDIRECTED,      // request (either protocol) sent to an AF_XDP socket
+	CNT_PASS_NOT_OURS,   // not a request for its port (other protocol, port, header...)
+	CNT_PASS_NO_SOCKET,  // request on a queue without a socket
+	CNT_DROP_ALLOWLIST,  // request from a source outside the allow-list
 	CNT_PASS_MALFORMED,  // truncated or inconsistent Ethernet/IP/UDP headers
 	CNT_PASS_FRAGMENT,   // IPv4 fragment: left to the kernel (socket path)
 	CNT_MAX,
@@ -94,7 +103,15 @@ struct {
 	__type(value, __u32);
 } xsks SEC(".maps");
 
-// ports[port] != 0: UDP destination port served by Rebound (host order index).
+// What a UDP destination port (host order index into `ports`) speaks.
+// Keep in step with bpf.go.
+enum port_kind {
+	PORT_NONE = 0,     // not steered
+	PORT_REBOUND = 1,  // Rebound protocol
+	PORT_MEMCACHE = 2, // memcached UDP protocol
+};
+
+// ports[port]: the port_kind of each UDP destination port.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 65536);
@@ -220,15 +237,28 @@ int rebound_steer(struct xdp_md *ctx)
 		return count(CNT_PASS_MALFORMED, XDP_PASS);
 
 	__u32 port = bpf_ntohs(udp->dest);
-	__u8 *served = bpf_map_lookup_elem(&ports, &port);
-	if (!served || !*served)
+	__u8 *kind = bpf_map_lookup_elem(&ports, &port);
+	if (!kind)
 		return count(CNT_PASS_NOT_OURS, XDP_PASS);
 
 	__u8 *msg = (void *)(udp + 1);
-	if (ulen < sizeof(*udp) + REBOUND_HEADER_LEN || (void *)(msg + REBOUND_HEADER_LEN) > data_end)
+	if (*kind == PORT_REBOUND) {
+		if (ulen < sizeof(*udp) + REBOUND_HEADER_LEN || (void *)(msg + REBOUND_HEADER_LEN) > data_end)
+			return count(CNT_PASS_NOT_OURS, XDP_PASS);
+		if (msg[0] != REBOUND_MAGIC || msg[1] != REBOUND_VERSION)
+			return count(CNT_PASS_NOT_OURS, XDP_PASS);
+	} else if (*kind == PORT_MEMCACHE) {
+		// The header and at least one byte of command.
+		if (ulen < sizeof(*udp) + MEMCACHE_HEADER_LEN + 1 ||
+		    (void *)(msg + MEMCACHE_HEADER_LEN + 1) > data_end)
+			return count(CNT_PASS_NOT_OURS, XDP_PASS);
+		// Bytes 4-5: total datagrams, must be 1; bytes 6-7: reserved, 0.
+		// Compared byte by byte: the header need not be aligned.
+		if (msg[4] != 0 || msg[5] != 1 || msg[6] != 0 || msg[7] != 0)
+			return count(CNT_PASS_NOT_OURS, XDP_PASS);
+	} else {
 		return count(CNT_PASS_NOT_OURS, XDP_PASS);
-	if (msg[0] != REBOUND_MAGIC || msg[1] != REBOUND_VERSION)
-		return count(CNT_PASS_NOT_OURS, XDP_PASS);
+	}
 
 	if (!allowed(v6 ? (void *)&k6 : (void *)&k4, v6))
 		return count(CNT_DROP_ALLOWLIST, XDP_DROP);
