@@ -23,6 +23,7 @@ import (
 	"github.com/rebound-net/rebound/codec"
 	"github.com/rebound-net/rebound/codec/rebound"
 	"github.com/rebound-net/rebound/internal/testutil"
+	"github.com/rebound-net/rebound/loadgen"
 )
 
 const (
@@ -307,14 +308,14 @@ func TestMultiQueue(t *testing.T) {
 
 // loadFor runs a bench from the client namespace in the background for d
 // and returns a channel that yields its result.
-func loadFor(t *testing.T, l *testutil.Lab, d time.Duration, window int) <-chan *client.BenchResult {
-	ch := make(chan *client.BenchResult, 1)
+func loadFor(t *testing.T, l *testutil.Lab, d time.Duration, window int) <-chan *loadgen.BenchResult {
+	ch := make(chan *loadgen.BenchResult, 1)
 	started := make(chan struct{})
 	go func() {
-		var res *client.BenchResult
+		var res *loadgen.BenchResult
 		l.Cli.Do(t, func() {
 			close(started)
-			res, _ = client.Bench(context.Background(), client.BenchConfig{Target: srv4, Window: window, Flows: 2,
+			res, _ = loadgen.Bench(context.Background(), loadgen.BenchConfig{Target: srv4, Window: window, Flows: 2,
 				Duration: d, Warmup: 0, Timeout: 500 * time.Millisecond})
 		})
 		ch <- res

@@ -13,9 +13,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/rebound-net/rebound/client"
 	"github.com/rebound-net/rebound/codec/rebound"
 	"github.com/rebound-net/rebound/internal/testutil"
+	"github.com/rebound-net/rebound/loadgen"
 )
 
 var soakFor = flag.Duration("soak", 3*time.Second, "length of TestSoak (make soak runs 60s)")
@@ -81,12 +81,12 @@ func TestSoak(t *testing.T) {
 			}
 		}
 	}()
-	var res *client.BenchResult
+	var res *loadgen.BenchResult
 	var err error
 	l.Cli.Do(t, func() {
-		res, err = client.Bench(context.Background(), client.BenchConfig{Target: srv4, Window: 128, Flows: 2,
+		res, err = loadgen.Bench(context.Background(), loadgen.BenchConfig{Target: srv4, Window: 128, Flows: 2,
 			Duration: *soakFor, Warmup: 0, Preload: true,
-			Mix: []client.OpShare{{Op: rebound.OpPing, Weight: 45}, {Op: rebound.OpGet, Weight: 45}, {Op: rebound.OpSet, Weight: 10}}})
+			Mix: []loadgen.OpShare{{Op: rebound.OpPing, Weight: 45}, {Op: rebound.OpGet, Weight: 45}, {Op: rebound.OpSet, Weight: 10}}})
 	})
 	close(done)
 	<-sampleDone

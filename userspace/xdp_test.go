@@ -11,6 +11,7 @@ import (
 	"github.com/rebound-net/rebound/client"
 	"github.com/rebound-net/rebound/codec/rebound"
 	"github.com/rebound-net/rebound/internal/testutil"
+	"github.com/rebound-net/rebound/loadgen"
 	"github.com/rebound-net/rebound/userspace"
 )
 
@@ -76,11 +77,11 @@ func TestXDPConformance(t *testing.T) {
 func TestXDPFrameAccountingUnderLoad(t *testing.T) {
 	l := testutil.NewLab(t, 1)
 	ts := startInLab(t, l, userspace.Config{Frames: 512})
-	var res *client.BenchResult
+	var res *loadgen.BenchResult
 	var err error
 	l.Cli.Do(t, func() {
-		res, err = client.Bench(context.Background(), client.BenchConfig{Target: "198.18.0.2:7000", Window: 256, Flows: 2,
-			Duration: 2 * time.Second, Warmup: 100 * time.Millisecond, Mix: []client.OpShare{{Op: rebound.OpPing, Weight: 80}, {Op: rebound.OpGet, Weight: 20}}, Preload: true})
+		res, err = loadgen.Bench(context.Background(), loadgen.BenchConfig{Target: "198.18.0.2:7000", Window: 256, Flows: 2,
+			Duration: 2 * time.Second, Warmup: 100 * time.Millisecond, Mix: []loadgen.OpShare{{Op: rebound.OpPing, Weight: 80}, {Op: rebound.OpGet, Weight: 20}}, Preload: true})
 	})
 	if err != nil {
 		t.Fatal(err)
