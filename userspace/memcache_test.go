@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -221,6 +222,19 @@ func TestMemcacheAndReboundShareTheStore(t *testing.T) {
 	mcTCP(t, plainDial, mc, "delete from-mc\r\n", "DELETED\r\n")
 	if _, err := c.Get(ctx, []byte("from-mc")); err == nil {
 		t.Fatal("a memcached delete is not seen over the Rebound protocol")
+	}
+
+	// The memcached counters reach the metrics.
+	rec := httptest.NewRecorder()
+	userspace.MetricsHandler(ts.srv, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{
+		`rebound_memcache_outcomes_total{cmd="get",outcome="hit"} 1`,
+		`rebound_memcache_outcomes_total{cmd="delete",outcome="hit"} 1`,
+		`rebound_memcache_commands_total{cmd="set"} 1`,
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
 

@@ -33,6 +33,10 @@ var (
 	descItems   = prometheus.NewDesc("rebound_kv_items", "Items in the kv store.", nil, nil)
 	descEvict   = prometheus.NewDesc("rebound_kv_evictions_total", "Items evicted from the kv store to make room.", nil, nil)
 	descExpired = prometheus.NewDesc("rebound_kv_expired_total", "Items that expired (TTL).", nil, nil)
+	descBytes   = prometheus.NewDesc("rebound_kv_bytes", "Bytes the kv store counts against its memory bound.", nil, nil)
+	descMCCmds  = prometheus.NewDesc("rebound_memcache_commands_total", "memcached commands executed, by command.", []string{"cmd"}, nil)
+	descMCOut   = prometheus.NewDesc("rebound_memcache_outcomes_total", "memcached command outcomes, by command and outcome.", []string{"cmd", "outcome"}, nil)
+	descMCConns = prometheus.NewDesc("rebound_memcache_connections", "memcached TCP connections open.", nil, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
@@ -94,6 +98,32 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descItems, prometheus.GaugeValue, float64(st.Items))
 		counter(descEvict, uint64(st.Evictions))
 		counter(descExpired, uint64(st.Expired))
+		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(st.Bytes))
+	}
+	if h := c.srv.cfg.Memcache; h != nil {
+		m := h.Stats()
+		for _, v := range []struct {
+			cmd string
+			n   uint64
+		}{{"get", m.CmdGet}, {"set", m.CmdSet}, {"flush", m.CmdFlush}, {"touch", m.CmdTouch}, {"meta", m.CmdMeta}} {
+			counter(descMCCmds, v.n, v.cmd)
+		}
+		for _, v := range []struct {
+			cmd, outcome string
+			n            uint64
+		}{
+			{"get", "hit", m.GetHits}, {"get", "miss", m.GetMisses},
+			{"delete", "hit", m.DeleteHits}, {"delete", "miss", m.DeleteMisses},
+			{"incr", "hit", m.IncrHits}, {"incr", "miss", m.IncrMisses},
+			{"decr", "hit", m.DecrHits}, {"decr", "miss", m.DecrMisses},
+			{"cas", "hit", m.CasHits}, {"cas", "miss", m.CasMisses}, {"cas", "badval", m.CasBadval},
+			{"touch", "hit", m.TouchHits}, {"touch", "miss", m.TouchMisses},
+			{"set", "too_large", m.StoreTooLarge},
+		} {
+			counter(descMCOut, v.n, v.cmd, v.outcome)
+		}
+		curr, _ := c.srv.MemcacheConns()
+		ch <- prometheus.MustNewConstMetric(descMCConns, prometheus.GaugeValue, float64(curr))
 	}
 }
 
