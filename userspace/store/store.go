@@ -198,10 +198,29 @@ func (s *Store) lookup(key []byte, now time.Time) (*item, bool) {
 		return nil, false
 	}
 	if !s.live(it, now) {
-		s.removeDead(string(key), it)
+		if k, present := s.keyOf(key); present {
+			s.removeDead(k, it)
+		}
 		return nil, false
 	}
 	return it, true
+}
+
+// keyOf returns the cache's own copy of key, if key is present: writes
+// then need no new copy.
+func (s *Store) keyOf(key []byte) (k string, present bool) {
+	if e, ok := s.c.GetEntryQuietly(unsafe.String(unsafe.SliceData(key), len(key))); ok {
+		return e.Key, true
+	}
+	return "", false
+}
+
+// writeKey is keyOf, or a new copy of key if it is missing.
+func (s *Store) writeKey(key []byte) string {
+	if k, ok := s.keyOf(key); ok {
+		return k
+	}
+	return string(key)
 }
 
 // removeDead removes it if key still maps to it.
@@ -251,6 +270,29 @@ func (s *Store) Get(key []byte, dst []byte) (value []byte, m Meta, ok bool) {
 	return append(dst, it.value...), m, true
 }
 
+// GetInto copies the value of key into dst[:cap(dst)] if it fits, and marks
+// the item fetched. It returns the value's length n; n > cap(dst) means the
+// value did not fit: nothing was copied nor marked. It never allocates.
+func (s *Store) GetInto(key []byte, dst []byte) (n int, m Meta, ok bool) {
+	now := s.now()
+	it, ok := s.lookup(key, now)
+	if !ok {
+		return 0, Meta{}, false
+	}
+	n = len(it.value)
+	if n > cap(dst) {
+		return n, metaOf(it), true
+	}
+	m = metaOf(it)
+	markFetched(it, now)
+	copy(dst[:n], it.value)
+	return n, m, true
+}
+
+// Now reads the store's clock (Config.Now), for callers that turn relative
+// times into the absolute exptimes the store takes.
+func (s *Store) Now() time.Time { return s.now() }
+
 // Peek is Get without marking the item fetched or accessed.
 func (s *Store) Peek(key []byte, dst []byte) (value []byte, m Meta, ok bool) {
 	it, ok := s.lookup(key, s.now())
@@ -276,7 +318,8 @@ func (s *Store) Set(key, value []byte, mode Mode, flags uint32, exptime int64, c
 	now := s.now()
 	res := NotStored
 	var newCAS uint64
-	s.c.Compute(string(key), func(old *item, found bool) (*item, otter.ComputeOp) {
+	k := s.writeKey(key)
+	s.c.Compute(k, func(old *item, found bool) (*item, otter.ComputeOp) {
 		if found && !s.live(old, now) {
 			found = false
 		}
@@ -342,7 +385,11 @@ func (s *Store) Set(key, value []byte, mode Mode, flags uint32, exptime int64, c
 func (s *Store) Delete(key []byte, cas uint64) Result {
 	now := s.now()
 	res := NotFound
-	s.c.ComputeIfPresent(string(key), func(old *item) (*item, otter.ComputeOp) {
+	k, present := s.keyOf(key)
+	if !present {
+		return NotFound
+	}
+	s.c.ComputeIfPresent(k, func(old *item) (*item, otter.ComputeOp) {
 		if !s.live(old, now) {
 			s.expired.Add(1)
 			return nil, otter.InvalidateOp
@@ -361,7 +408,11 @@ func (s *Store) Delete(key []byte, cas uint64) Result {
 // returns the item now stored (nil if none).
 func (s *Store) touch(key []byte, exptime int64, now time.Time) *item {
 	var cur *item
-	s.c.ComputeIfPresent(string(key), func(old *item) (*item, otter.ComputeOp) {
+	k, present := s.keyOf(key)
+	if !present {
+		return nil
+	}
+	s.c.ComputeIfPresent(k, func(old *item) (*item, otter.ComputeOp) {
 		if !s.live(old, now) {
 			s.expired.Add(1)
 			return nil, otter.InvalidateOp
@@ -419,7 +470,8 @@ func (s *Store) Incr(key []byte, delta uint64, decr bool, vivify *Vivify) (newVa
 func (s *Store) IncrCAS(key []byte, delta uint64, decr bool, vivify *Vivify, cas uint64) (newValue uint64, newCAS uint64, r Result) {
 	now := s.now()
 	r = NotFound
-	s.c.Compute(string(key), func(old *item, found bool) (*item, otter.ComputeOp) {
+	k := s.writeKey(key)
+	s.c.Compute(k, func(old *item, found bool) (*item, otter.ComputeOp) {
 		if found && !s.live(old, now) {
 			found = false
 		}

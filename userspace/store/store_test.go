@@ -475,6 +475,29 @@ func TestGetAllocatesNothing(t *testing.T) {
 	}
 }
 
+func TestGetInto(t *testing.T) {
+	s := newStore(t, Config{})
+	set(t, s, "k", "hello")
+	small := make([]byte, 3)
+	if n, m, ok := s.GetInto([]byte("k"), small); !ok || n != 5 || string(small) != "\x00\x00\x00" {
+		t.Fatalf("too small: %d %v %q", n, ok, small)
+	} else if _, m2, _ := get(s, "k"); m2.Fetched || m.Size != 5 {
+		t.Fatal("a GetInto that did not fit marked the item fetched")
+	}
+	buf := make([]byte, 0, 8)
+	n, _, ok := s.GetInto([]byte("k"), buf)
+	if !ok || n != 5 || string(buf[:n]) != "hello" {
+		t.Fatalf("fits: %d %v %q", n, ok, buf[:n])
+	}
+	if _, _, ok := s.GetInto([]byte("nope"), buf); ok {
+		t.Fatal("missing key found")
+	}
+	allocs := testing.AllocsPerRun(100, func() { s.GetInto([]byte("k"), buf) })
+	if allocs != 0 {
+		t.Fatalf("GetInto allocates %v times", allocs)
+	}
+}
+
 func TestResultString(t *testing.T) {
 	for r := Stored; r <= NonNumeric; r++ {
 		if strings.HasPrefix(r.String(), "Result(") {
@@ -483,5 +506,25 @@ func TestResultString(t *testing.T) {
 	}
 	if got := Result(200).String(); got != "Result(200)" {
 		t.Errorf("got %q", got)
+	}
+}
+
+func TestWriteAllocs(t *testing.T) {
+	s := newStore(t, Config{})
+	key, val := []byte("key:hot"), make([]byte, 32)
+	s.Set(key, val, ModeSet, 0, 0, 0)
+	tests := []struct {
+		name string
+		max  float64
+		fn   func()
+	}{
+		{"delete missing", 0, func() { s.Delete([]byte("key:cold"), 0) }},
+		{"touch missing", 0, func() { s.Touch([]byte("key:cold"), 0) }},
+		{"overwrite", 2, func() { s.Set(key, val, ModeSet, 0, 0, 0) }}, // item + value
+	}
+	for _, tt := range tests {
+		if a := testing.AllocsPerRun(100, tt.fn); a > tt.max {
+			t.Errorf("%s: %v allocations, want at most %v", tt.name, a, tt.max)
+		}
 	}
 }
