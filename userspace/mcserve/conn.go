@@ -274,12 +274,15 @@ func (c *Conn) get(cmd *mc.Command, out []byte, now time.Time) []byte {
 		deadline = mc.Deadline(cmd.Exptime, now.Unix())
 	}
 	ks := cmd.Keys()
-	for {
+	for first := true; ; first = false {
 		key, ok := ks.Next()
 		if !ok {
 			break
 		}
-		c.endMessage(out) // UDP: one message per key; END joins the last one
+		if !first && c.udp {
+			// UDP: one message per key, empty for a miss; END joins the last
+			c.ends = append(c.ends, len(out))
+		}
 		h.c.cmdGet.Add(1)
 		if touch {
 			h.c.cmdTouch.Add(1)

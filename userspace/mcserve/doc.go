@@ -27,8 +27,9 @@
 //     at the end of a datagram is dropped, and a value too large is
 //     answered "SERVER_ERROR object too large for cache" (memcached sends
 //     nothing).
-//   - UDP quit ends the datagram's processing without a reply (memcached
-//     sends an 8-byte header with a total of 0).
+//   - UDP: after a text get, memcached sometimes drops the rest of the
+//     datagram ("get v\r\nmn\r\n" answers only the get; after a set it
+//     goes on), an artefact of its read buffer; mcserve runs every command.
 //   - me (meta debug) is an unknown command (ERROR): its fields are slab
 //     internals.
 //   - "stats <args>" answers ERROR for every argument (memcached knows

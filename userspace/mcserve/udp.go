@@ -11,10 +11,13 @@ import mc "github.com/rebound-net/rebound/codec/memcache"
 // reply datagrams carry.
 //
 // memcached sends the reply to each command of the datagram as a message of
-// its own (and each item of a multi-get too, END joining the last), each
+// its own (and each key of a multi-get too, END joining the last), each
 // numbered from 0 with its own total. ends gives the end offsets in out of
 // those messages (the first starts at len(out) on entry): the transport
-// frames out[prev:ends[i]] with memcache.UDPDatagrams/UDPChunk. ends is
+// frames out[prev:ends[i]] with memcache.UDPDatagrams/UDPChunk. A message
+// may be empty, only the first (a multi-get starting with a missed key, or
+// quit first): memcached sends it as a lone 8-byte header with Seq 0 and
+// Total 0. ends is
 // owned by the Conn and valid until its next call.
 //
 // Every datagram stands alone: an incomplete command at its end is dropped,
@@ -25,8 +28,20 @@ func (c *Conn) ServeDatagram(payload, out []byte) (out2 []byte, ends []int, hdr 
 		return out, nil, hdr, false
 	}
 	c.udp, c.base, c.ends, c.swallow = true, len(out), c.ends[:0], 0
-	_, out, _, _ = c.Serve(payload[mc.UDPHeaderLen:], out)
+	_, out, _, closed := c.Serve(payload[mc.UDPHeaderLen:], out)
 	c.endMessage(out)
+	if closed { // quit: an empty message, and nothing after it
+		c.ends = append(c.ends, len(out))
+	}
+	// memcached sends an empty message only when it comes first.
+	ends, prev := c.ends[:0], c.base
+	for i, e := range c.ends {
+		if e > prev || i == 0 {
+			ends = append(ends, e)
+		}
+		prev = e
+	}
+	c.ends = ends
 	c.udp, c.swallow = false, 0
 	return out, c.ends, hdr, true
 }

@@ -1,0 +1,148 @@
+package mcserve_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	mc "github.com/rebound-net/rebound/codec/memcache"
+	"github.com/rebound-net/rebound/userspace/mcserve"
+	"github.com/rebound-net/rebound/userspace/store"
+)
+
+func newHandler() *mcserve.Handler {
+	return mcserve.New(mcserve.Config{Store: store.New(store.Config{MemoryLimit: 64 << 20})})
+}
+
+func TestGetAllocatesNothing(t *testing.T) {
+	h := newHandler()
+	c := h.NewConn()
+	_, _, _, _ = c.Serve([]byte("set k 1 0 100\r\n"+strings.Repeat("v", 100)+"\r\nset m 0 0 1\r\nm\r\n"), nil)
+	out := make([]byte, 0, 4096)
+	for _, req := range []string{"get k\r\n", "gets k m nope\r\n", "mg k v f t c k s\r\n", "mg nope v\r\n"} {
+		in := []byte(req)
+		n := testing.AllocsPerRun(200, func() {
+			_, o, _, _ := c.Serve(in, out[:0])
+			out = o
+		})
+		if n != 0 {
+			t.Errorf("%q: %v allocations per run", req, n)
+		}
+	}
+	if !bytes.HasPrefix(out, []byte("EN")) {
+		t.Fatalf("last reply %q", out)
+	}
+}
+
+func BenchmarkGet(b *testing.B) {
+	h := newHandler()
+	c := h.NewConn()
+	_, _, _, _ = c.Serve([]byte("set k 1 0 100\r\n"+strings.Repeat("v", 100)+"\r\n"), nil)
+	in := []byte("get k\r\n")
+	out := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		_, out, _, _ = c.Serve(in, out[:0])
+	}
+}
+
+// TestStreaming feeds a pipeline one byte at a time, as a slow network
+// would, and checks that the replies equal those of one read, that need is
+// honest, and that a refused 1 GiB value is swallowed without asking the
+// transport to buffer it.
+func TestStreaming(t *testing.T) {
+	stream := "set a 0 0 5\r\nhello\r\nget a\r\nmg a v k\r\nincr a 1\r\nset b 0 0 2000000\r\n" +
+		strings.Repeat("z", 2000000) + "\r\nget a b\r\nbogus\r\nmn\r\n"
+	whole := func() []byte {
+		c := newHandler().NewConn()
+		n, out, need, closed := c.Serve([]byte(stream), nil)
+		if n != len(stream) || need != 0 || closed {
+			t.Fatalf("whole: consumed %d of %d, need %d, close %v", n, len(stream), need, closed)
+		}
+		return out
+	}()
+	c := newHandler().NewConn()
+	var buf, out []byte
+	for i := 0; i < len(stream); {
+		step := 1
+		if i > 100 && i < len(stream)-100 {
+			step = 4096 // the swallowed value, in big chunks
+		}
+		buf = append(buf, stream[i:min(i+step, len(stream))]...)
+		i += step
+		n, o, need, closed := c.Serve(buf, out)
+		out = o
+		if closed {
+			t.Fatal("closed")
+		}
+		buf = buf[:copy(buf, buf[n:])]
+		if need > 0 && need <= len(buf) {
+			t.Fatalf("need %d with %d buffered", need, len(buf))
+		}
+		if len(buf) > 100 {
+			t.Fatalf("buffered %d bytes: the refused value is not swallowed as it streams", len(buf))
+		}
+	}
+	if !bytes.Equal(out, whole) {
+		t.Fatalf("byte at a time:\n%q\nwhole:\n%q", out, whole)
+	}
+	if !bytes.Contains(out, []byte(mc.ErrTooLarge.Reply())) {
+		t.Fatalf("no too-large reply in %q", out)
+	}
+
+	// A 1 GiB length: swallowed as it comes, never buffered.
+	c = newHandler().NewConn()
+	n, o, need, _ := c.Serve([]byte("set big 0 0 1073741824\r\n"), nil)
+	if need != 0 || n != 24 || string(o) != mc.ErrTooLarge.Reply() {
+		t.Fatalf("1 GiB: consumed %d need %d reply %q", n, need, o)
+	}
+	chunk := make([]byte, 1<<20)
+	for range 1024 {
+		if n, _, _, _ := c.Serve(chunk, nil); n != len(chunk) {
+			t.Fatalf("swallow consumed %d", n)
+		}
+	}
+	if n, o, _, _ := c.Serve([]byte("\r\nmn\r\n"), nil); n != 6 || string(o) != "MN\r\n" {
+		t.Fatalf("after swallow: %d %q", n, o)
+	}
+}
+
+// TestNeed checks the need hints: the full size of a storage command once
+// its line is in, and more than what is buffered for a partial line; and
+// that a long line without a newline closes the connection.
+func TestNeed(t *testing.T) {
+	c := newHandler().NewConn()
+	if n, _, need, _ := c.Serve([]byte("set a 0 0 10\r\nabc"), nil); n != 0 || need != 14+12 {
+		t.Fatalf("storage: consumed %d need %d", n, need)
+	}
+	if n, _, need, _ := c.Serve([]byte("get a"), nil); n != 0 || need != 6 {
+		t.Fatalf("line: consumed %d need %d", n, need)
+	}
+	if _, _, _, closed := c.Serve(bytes.Repeat([]byte("x"), 2049), nil); !closed {
+		t.Fatal("2049 bytes without a newline must close")
+	}
+	if _, _, need, closed := c.Serve([]byte("get "+strings.Repeat("k ", 2000)), nil); closed || need == 0 {
+		t.Fatal("a long get line must wait for more")
+	}
+	if _, out, _, closed := c.Serve([]byte("quit\r\nget a\r\n"), nil); !closed || len(out) != 0 {
+		t.Fatalf("quit: close %v out %q", closed, out)
+	}
+}
+
+// TestDifferenceGetBadKeyKeepsEarlierReplies is the first entry of
+// DIFFERENCES: earlier replies of the same read survive.
+func TestDifferenceGetBadKeyKeepsEarlierReplies(t *testing.T) {
+	c := newHandler().NewConn()
+	_, out, _, _ := c.Serve([]byte("set a 0 0 1\r\n1\r\nget a "+strings.Repeat("k", 251)+"\r\n"), nil)
+	if string(out) != "STORED\r\nCLIENT_ERROR bad command line format\r\n" {
+		t.Fatalf("%q", out)
+	}
+}
+
+func TestDifferenceMeAndStatsArgs(t *testing.T) {
+	c := newHandler().NewConn()
+	_, out, _, _ := c.Serve([]byte("me a\r\nstats items\r\n"), nil)
+	if string(out) != "ERROR\r\nERROR\r\n" {
+		t.Fatalf("%q", out)
+	}
+}
