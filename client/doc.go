@@ -1,5 +1,7 @@
-// Package client is the Go client of the Rebound protocol and the load
-// generator that 'rebound call' and 'rebound bench' are built on.
+// Package client is the Go client of the Rebound protocol that 'rebound
+// call' is built on. It needs only the standard library and the codec, and
+// builds on every platform Go does; the load generator behind 'rebound
+// bench' is package loadgen.
 //
 // A Client talks to one server over UDP (the default) or TCP. It is safe
 // for concurrent use: replies are matched to calls by sequence number over
@@ -11,16 +13,8 @@
 // are errors that match with errors.Is (ErrNotFound, ErrTooLarge, ...); Do
 // returns any reply as it is.
 //
-// Bench runs a load test: closed loop (a window of requests in flight per
-// flow) or open loop (a rate, with latency counted from each request's
-// intended send time, so a stalled server shows in the tail instead of
-// slowing the load), over UDP, TCP or its own AF_XDP socket (XDPLoad, root
-// only), into an HDR histogram.
-//
 // Gotchas:
 //   - Dial makes its sockets in the caller's network namespace; a UDP
 //     client that falls back to TCP dials lazily, from whatever thread
 //     runs the call.
-//   - The bench's AF_XDP load generator replaces the XDP program on its
-//     interface for the run (the lab's pass-through one included).
 package client

@@ -59,15 +59,3 @@ func ExampleClient_Ping() {
 	fmt.Printf("%s %v\n", echo, err)
 	// Output: are you there? <nil>
 }
-
-func ExampleBench() {
-	addr, stop := exampleServer()
-	defer stop()
-	res, err := client.Bench(context.Background(), client.BenchConfig{Target: addr, Duration: 200 * time.Millisecond, Window: 8})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	fmt.Println(res.Received > 0, res.Lost == 0)
-	// Output: true true
-}

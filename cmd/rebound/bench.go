@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/rebound-net/rebound/client"
+	"github.com/rebound-net/rebound/loadgen"
 )
 
 const benchExamples = `  rebound bench --target 127.0.0.1:7000 --duration 5s                  # PING, closed loop, 32 in flight
@@ -51,7 +51,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
 	}
-	mix, err := client.ParseMix(*op)
+	mix, err := loadgen.ParseMix(*op)
 	if err != nil {
 		fmt.Fprintf(stderr, "rebound bench: --op: %v\n", err)
 		return exitUsage
@@ -72,14 +72,14 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	if *transport == "tcp" && *conns > 0 {
 		flows = *conns
 	}
-	cfg := client.BenchConfig{Target: *target, TCP: *transport == "tcp", Mix: mix, Keys: *keys, ValueSize: *valueSize,
+	cfg := loadgen.BenchConfig{Target: *target, TCP: *transport == "tcp", Mix: mix, Keys: *keys, ValueSize: *valueSize,
 		Payload: *payload, Window: *window, Rate: *rate, Flows: flows, Duration: *duration, Warmup: *warmup,
 		Timeout: *timeout, Preload: true}
 	if *transport == "xdp" {
-		cfg.XDP = &client.XDPLoad{Iface: *iface}
+		cfg.XDP = &loadgen.XDPLoad{Iface: *iface}
 	}
 	if !*quiet {
-		cfg.Tick = func(t client.Tick) {
+		cfg.Tick = func(t loadgen.Tick) {
 			fmt.Fprintf(stderr, "%5.0fs  %10.0f req/s  p50 %-9s p99 %-9s errors %d  lost %d\n", t.Elapsed.Seconds(), t.Rate,
 				t.P50.Round(time.Microsecond), t.P99.Round(time.Microsecond), t.Errors, t.Lost)
 		}
@@ -96,7 +96,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	cpu0, _ := procCPU(*serverPid)
 	t0 := time.Now()
-	res, err := client.Bench(ctx, cfg)
+	res, err := loadgen.Bench(ctx, cfg)
 	if err != nil && res == nil {
 		fmt.Fprintf(stderr, "rebound bench: %v\n", err)
 		return exitFailure

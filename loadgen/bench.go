@@ -1,4 +1,4 @@
-package client
+package loadgen
 
 import (
 	"bufio"
@@ -19,6 +19,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
+	"github.com/rebound-net/rebound/client"
 	"github.com/rebound-net/rebound/codec/rebound"
 )
 
@@ -248,7 +249,7 @@ func preload(ctx context.Context, cfg BenchConfig) error {
 	if !need {
 		return nil
 	}
-	c, err := Dial(ctx, cfg.Target, Options{TCP: true, Timeout: 2 * time.Second})
+	c, err := client.Dial(ctx, cfg.Target, client.Options{TCP: true, Timeout: 2 * time.Second})
 	if err != nil {
 		return fmt.Errorf("bench: preload keys: %w", err)
 	}

@@ -1,0 +1,99 @@
+package loadgen_test
+
+import (
+	"context"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rebound-net/rebound/codec/rebound"
+	"github.com/rebound-net/rebound/loadgen"
+)
+
+// fakeServer answers PINGs over UDP, but lets answer decide per request
+// (by its arrival number, from 0) whether to answer and after how long.
+func fakeServer(t testing.TB, answer func(n int64) (bool, time.Duration)) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	var count atomic.Int64
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			ok, delay := answer(count.Add(1) - 1)
+			if !ok {
+				continue
+			}
+			if delay > 0 {
+				time.Sleep(delay)
+			}
+			rep := append([]byte(nil), buf[:n]...)
+			rep[3] |= rebound.FlagResponse
+			_, _ = pc.WriteTo(rep, from)
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+// A server that drops every other reply: the bench reports the losses.
+func TestBenchCountsLosses(t *testing.T) {
+	addr := fakeServer(t, func(n int64) (bool, time.Duration) { return n%2 == 0, 0 })
+	res, err := loadgen.Bench(context.Background(), loadgen.BenchConfig{Target: addr, Window: 8, Duration: 500 * time.Millisecond,
+		Timeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent == 0 || res.Lost == 0 {
+		t.Fatalf("no loss reported: %+v", res)
+	}
+	frac := float64(res.Lost) / float64(res.Sent)
+	if frac < 0.35 || frac > 0.65 {
+		t.Fatalf("lost %d of %d (%.0f%%), want about half", res.Lost, res.Sent, frac*100)
+	}
+}
+
+// Open loop: a server that stalls once for 200 ms shows up in the tail,
+// because latency runs from when each request was due, not sent.
+func TestBenchOpenLoopSeesStall(t *testing.T) {
+	addr := fakeServer(t, func(n int64) (bool, time.Duration) {
+		if n == 100 {
+			return true, 200 * time.Millisecond
+		}
+		return true, 0
+	})
+	res, err := loadgen.Bench(context.Background(), loadgen.BenchConfig{Target: addr, Rate: 1000, Duration: time.Second, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// About 200 requests were due during the stall: at a 1000/s rate the
+	// ones queued behind it wait up to 200 ms, so p90 and max show it.
+	if max := time.Duration(res.Hist.Max()); max < 150*time.Millisecond {
+		t.Fatalf("max latency %v: the 200 ms stall is missing", max)
+	}
+	if p := res.Percentile(90); p < 50*time.Millisecond {
+		t.Fatalf("p90 %v: a coordinated-omission-free tail should carry the stall", p)
+	}
+	if res.Received < 800 {
+		t.Fatalf("open loop at 1000/s for 1s: only %d replies", res.Received)
+	}
+}
+
+func TestParseMix(t *testing.T) {
+	m, err := loadgen.ParseMix("mix=get:90,set:10")
+	if err != nil || len(m) != 2 || m[0].Op != rebound.OpGet || m[0].Weight != 90 || m[1].Op != rebound.OpSet {
+		t.Fatalf("%+v %v", m, err)
+	}
+	for _, bad := range []string{"get:x", "fly", "get:-1"} {
+		if _, err := loadgen.ParseMix(bad); err == nil {
+			t.Errorf("ParseMix(%q) accepted", bad)
+		}
+	}
+}
