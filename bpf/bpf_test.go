@@ -2,7 +2,9 @@ package bpf_test
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -422,4 +424,182 @@ func TestHelperAttachChild(t *testing.T) {
 	}
 	os.Stdout.WriteString("ATTACHED\n")
 	time.Sleep(60 * time.Second) // killed long before
+}
+
+// Ports of the memcached tests: 7000 speaks Rebound, 11211 memcached.
+const mcPort = 11211
+
+// mcDatagram builds a memcached UDP request by hand (independently of
+// codec/memcache): the 8-byte frame header, big endian, then cmd.
+func mcDatagram(id, seq, total, reserved uint16, cmd string) []byte {
+	b := make([]byte, 8, 8+len(cmd))
+	binary.BigEndian.PutUint16(b[0:], id)
+	binary.BigEndian.PutUint16(b[2:], seq)
+	binary.BigEndian.PutUint16(b[4:], total)
+	binary.BigEndian.PutUint16(b[6:], reserved)
+	return append(b, cmd...)
+}
+
+func loadMemcache(t *testing.T) *bpf.Program {
+	t.Helper()
+	testutil.RequirePriv(t)
+	p, err := bpf.Load(bpf.Options{Ports: []uint16{7000}, MemcachePorts: []uint16{mcPort}})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func TestMemcacheVerdicts(t *testing.T) {
+	p := loadMemcache(t)
+	get := mcDatagram(0x1234, 0, 1, 0, "get foo\r\n")
+	f := func(pk testutil.Packet) []byte {
+		if pk.DstPort == 0 {
+			pk.DstPort = mcPort
+		}
+		return testutil.Frame(t, pk)
+	}
+
+	// Without a socket for queue 0, memcached requests go to the kernel.
+	ours := []struct {
+		name  string
+		frame []byte
+	}{
+		{"memcached get ipv4", f(testutil.Packet{Payload: get})},
+		{"memcached get ipv6", f(testutil.Packet{IPv6: true, Payload: get})},
+		{"memcached get vlan ipv4", f(testutil.Packet{VLAN: 10, Payload: get})},
+		{"memcached get vlan ipv6", f(testutil.Packet{VLAN: 10, IPv6: true, Payload: get})},
+		{"memcached get ipv4 options", f(testutil.Packet{IPOptions: true, Payload: get})},
+		{"memcached one command byte", f(testutil.Packet{Payload: get[:9]})},
+		{"memcached any request id and seq", f(testutil.Packet{Payload: mcDatagram(0xB501, 7, 1, 0, "version\r\n")})},
+	}
+	for _, c := range ours {
+		run(t, p, c.name+" no socket", c.frame, xdpPass, bpf.PassNoSocket)
+	}
+
+	notOurs := []struct {
+		name  string
+		frame []byte
+		want  bpf.Counter
+	}{
+		{"memcached total 2", f(testutil.Packet{Payload: mcDatagram(1, 0, 2, 0, "set k 0 0 1\r\n")}), bpf.PassNotOurs},
+		{"memcached total 0", f(testutil.Packet{Payload: mcDatagram(1, 0, 0, 0, "get foo\r\n")}), bpf.PassNotOurs},
+		{"memcached total 256", f(testutil.Packet{Payload: mcDatagram(1, 0, 0x100, 0, "get foo\r\n")}), bpf.PassNotOurs},
+		{"memcached total 257", f(testutil.Packet{Payload: mcDatagram(1, 0, 0x101, 0, "get foo\r\n")}), bpf.PassNotOurs},
+		{"memcached reserved 1", f(testutil.Packet{Payload: mcDatagram(1, 0, 1, 1, "get foo\r\n")}), bpf.PassNotOurs},
+		{"memcached reserved 0x100", f(testutil.Packet{Payload: mcDatagram(1, 0, 1, 0x100, "get foo\r\n")}), bpf.PassNotOurs},
+		{"memcached 7-byte payload", f(testutil.Packet{Payload: get[:7]}), bpf.PassNotOurs},
+		{"memcached header only", f(testutil.Packet{Payload: get[:8]}), bpf.PassNotOurs},
+		{"memcached empty payload", f(testutil.Packet{}), bpf.PassNotOurs},
+		{"rebound ping to the memcached port", f(testutil.Packet{Payload: ping()}), bpf.PassNotOurs},
+		{"memcached get to the rebound port", f(testutil.Packet{DstPort: 7000, Payload: get}), bpf.PassNotOurs},
+		{"memcached get to another port", f(testutil.Packet{DstPort: mcPort + 1, Payload: get}), bpf.PassNotOurs},
+		{"tcp to the memcached port", f(testutil.Packet{Proto: layers.IPProtocolTCP, Payload: get}), bpf.PassNotOurs},
+		{"memcached first fragment", f(testutil.Packet{MoreFragments: true, Payload: get}), bpf.PassFragment},
+		{"memcached later fragment", f(testutil.Packet{FragOffset: 8, Payload: get}), bpf.PassFragment},
+	}
+	for _, c := range notOurs {
+		run(t, p, c.name, c.frame, xdpPass, c.want)
+	}
+	// The Rebound port still serves Rebound.
+	run(t, p, "rebound ping to the rebound port", f(testutil.Packet{DstPort: 7000, Payload: ping()}), xdpPass, bpf.PassNoSocket)
+
+	// Truncated memcached frames: a cut anywhere leaves the IP length
+	// claiming more than the frame holds, so each is malformed.
+	for _, pk := range []testutil.Packet{{Payload: get}, {IPv6: true, VLAN: 3, Payload: get}} {
+		full := f(pk)
+		fr, _ := codec.ParseFrame(full)
+		for n := 14; n < fr.Payload+fr.PayloadLen; n++ {
+			run(t, p, fmt.Sprintf("memcached truncated to %d bytes", n), full[:n], xdpPass, bpf.PassMalformed)
+		}
+	}
+	// Ethernet padding after a bare one-byte command is fine.
+	run(t, p, "memcached padded", f(testutil.Packet{Payload: get[:9]}), xdpPass, bpf.PassNoSocket)
+
+	withSocket(t, p, func() {
+		for _, c := range ours {
+			run(t, p, c.name+" with socket", c.frame, xdpRedirect, bpf.Redirected)
+		}
+		for _, c := range notOurs {
+			run(t, p, c.name+" with socket", c.frame, xdpPass, c.want)
+		}
+		// The allow-list applies to memcached requests as to Rebound ones.
+		if err := p.SetAllow([]netip.Prefix{netip.MustParsePrefix("198.18.0.0/24"), netip.MustParsePrefix("2001:2::/64")}); err != nil {
+			t.Fatal(err)
+		}
+		run(t, p, "memcached allow-list hit v4", f(testutil.Packet{Payload: get}), xdpRedirect, bpf.Redirected)
+		run(t, p, "memcached allow-list hit v6", f(testutil.Packet{IPv6: true, Payload: get}), xdpRedirect, bpf.Redirected)
+		run(t, p, "memcached allow-list miss v4", f(testutil.Packet{Src: net.IPv4(198, 18, 1, 1), Payload: get}), xdpDrop, bpf.DropAllowList)
+		run(t, p, "memcached allow-list miss v6", f(testutil.Packet{IPv6: true, Src: net.ParseIP("2001:2:0:1::1"), Payload: get}), xdpDrop, bpf.DropAllowList)
+		run(t, p, "memcached allow-list miss, total 2", f(testutil.Packet{Src: net.IPv4(198, 18, 1, 1), Payload: mcDatagram(1, 0, 2, 0, "get foo\r\n")}), xdpPass, bpf.PassNotOurs)
+		if err := p.SetAllow(nil); err != nil {
+			t.Fatal(err)
+		}
+		run(t, p, "memcached allow-list cleared", f(testutil.Packet{Src: net.IPv4(198, 18, 1, 1), Payload: get}), xdpRedirect, bpf.Redirected)
+
+		// Memcached ports can change while running.
+		if err := p.SetMemcachePorts([]uint16{mcPort + 1}); err != nil {
+			t.Fatal(err)
+		}
+		run(t, p, "old port after SetMemcachePorts", f(testutil.Packet{Payload: get}), xdpPass, bpf.PassNotOurs)
+		run(t, p, "new port after SetMemcachePorts", f(testutil.Packet{DstPort: mcPort + 1, Payload: get}), xdpRedirect, bpf.Redirected)
+		run(t, p, "rebound port after SetMemcachePorts", f(testutil.Packet{DstPort: 7000, Payload: ping()}), xdpRedirect, bpf.Redirected)
+
+		// A port speaks one protocol: a conflicting update is refused and
+		// changes nothing.
+		err := p.SetMemcachePorts([]uint16{mcPort, 7000})
+		if err == nil || !strings.Contains(err.Error(), "port 7000") || !strings.Contains(err.Error(), "Rebound") {
+			t.Errorf("SetMemcachePorts with a Rebound port: %v", err)
+		}
+		err = p.SetPorts([]uint16{7000, mcPort + 1})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("port %d", mcPort+1)) || !strings.Contains(err.Error(), "memcached") {
+			t.Errorf("SetPorts with a memcached port: %v", err)
+		}
+		run(t, p, "memcached port after refused updates", f(testutil.Packet{DstPort: mcPort + 1, Payload: get}), xdpRedirect, bpf.Redirected)
+		run(t, p, "unset port after refused update", f(testutil.Packet{Payload: get}), xdpPass, bpf.PassNotOurs)
+		run(t, p, "rebound port after refused updates", f(testutil.Packet{DstPort: 7000, Payload: ping()}), xdpRedirect, bpf.Redirected)
+
+		// Moving a port from Rebound to memcached: out of one set, then
+		// into the other.
+		if err := p.SetPorts([]uint16{7001}); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.SetMemcachePorts([]uint16{7000}); err != nil {
+			t.Fatal(err)
+		}
+		run(t, p, "memcached get to a port moved to memcached", f(testutil.Packet{DstPort: 7000, Payload: get}), xdpRedirect, bpf.Redirected)
+		run(t, p, "rebound ping to a port moved to memcached", f(testutil.Packet{DstPort: 7000, Payload: ping()}), xdpPass, bpf.PassNotOurs)
+		run(t, p, "previous memcached port", f(testutil.Packet{DstPort: mcPort + 1, Payload: get}), xdpPass, bpf.PassNotOurs)
+		run(t, p, "new rebound port", f(testutil.Packet{DstPort: 7001, Payload: ping()}), xdpRedirect, bpf.Redirected)
+
+		// No memcached port at all.
+		if err := p.SetMemcachePorts(nil); err != nil {
+			t.Fatal(err)
+		}
+		run(t, p, "memcached after SetMemcachePorts(nil)", f(testutil.Packet{DstPort: 7000, Payload: get}), xdpPass, bpf.PassNotOurs)
+	})
+}
+
+func TestMemcacheLoadErrors(t *testing.T) {
+	testutil.RequirePriv(t)
+	_, err := bpf.Load(bpf.Options{Ports: []uint16{7000, mcPort}, MemcachePorts: []uint16{mcPort}})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("port %d", mcPort)) {
+		t.Errorf("Load with a port of both kinds: %v", err)
+	}
+	if _, err := bpf.Load(bpf.Options{MemcachePorts: []uint16{0}}); err == nil {
+		t.Error("Load with memcached port 0 succeeded")
+	}
+	// Memcached ports alone are enough.
+	p, err := bpf.Load(bpf.Options{MemcachePorts: []uint16{mcPort}})
+	if err != nil {
+		t.Fatalf("Load with memcached ports only: %v", err)
+	}
+	defer p.Close()
+	run(t, p, "memcached only", testutil.Frame(t, testutil.Packet{DstPort: mcPort, Payload: mcDatagram(1, 0, 1, 0, "get a\r\n")}), xdpPass, bpf.PassNoSocket)
+	run(t, p, "rebound port not configured", testutil.Frame(t, testutil.Packet{Payload: ping()}), xdpPass, bpf.PassNotOurs)
+	p.Close()
+	if err := p.SetMemcachePorts([]uint16{mcPort}); err == nil {
+		t.Error("SetMemcachePorts after Close succeeded")
+	}
 }
