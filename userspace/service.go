@@ -1,76 +1,61 @@
 package userspace
 
 import (
-	"errors"
-	"sync"
-
-	"github.com/coocood/freecache"
-
 	"github.com/rebound-net/rebound/codec/rebound"
+	"github.com/rebound-net/rebound/userspace/store"
 )
 
 // DefaultKVMemory is the default memory bound of the kv store.
-const DefaultKVMemory = 256 << 20
+const DefaultKVMemory = store.DefaultMemoryLimit
 
 // Service is the built-in handler: PING echoes its payload, GET, SET and
-// DEL work on an in-memory cache with a memory bound, LRU-like eviction and
-// TTLs (coocood/freecache: a GET copies the value once, from the cache
-// straight into the reply).
+// DEL work on a store.Store (memory bound, eviction, TTLs; a GET copies the
+// value once, from the store straight into the reply). The store may be
+// shared with the memcached protocol: a key set over one is read over the
+// other. A Rebound SET stores the item with memcached flags 0 (it replaces
+// the whole item, flags included); a Rebound GET returns the value only.
 type Service struct {
-	store    *freecache.Cache
+	store    *store.Store
 	maxValue int
-	getters  sync.Pool // *getter, one per concurrent batch
 }
 
 // ServiceConfig configures the built-in service.
 type ServiceConfig struct {
-	// KVMemory bounds the memory of stored keys and values (default 256 MiB).
+	// Store is the store to serve; nil makes one of KVMemory bytes.
+	Store *store.Store
+	// KVMemory bounds the memory of stored keys and values (default 256
+	// MiB). Ignored when Store is set.
 	KVMemory int
-	// MaxValue is the largest value a SET may store (default: the largest
-	// the store can hold, 1/1024 of KVMemory, at most 65535).
+	// MaxValue is the largest value a SET may store (default, and at most:
+	// the store's MaxItemSize, at most 65535, the largest payload).
 	MaxValue int
 }
 
 // NewService returns the built-in service.
 func NewService(cfg ServiceConfig) *Service {
-	if cfg.KVMemory <= 0 {
-		cfg.KVMemory = DefaultKVMemory
+	st := cfg.Store
+	if st == nil {
+		if cfg.KVMemory <= 0 {
+			cfg.KVMemory = DefaultKVMemory
+		}
+		st = store.New(store.Config{MemoryLimit: int64(cfg.KVMemory)})
 	}
-	storeMax := cfg.KVMemory/1024 - 64 // freecache: an entry takes at most 1/1024 of the cache
-	if cfg.MaxValue <= 0 || cfg.MaxValue > storeMax {
-		cfg.MaxValue = min(storeMax, rebound.MaxPayload)
+	limit := min(st.MaxItemSize(), rebound.MaxPayload)
+	if cfg.MaxValue <= 0 || cfg.MaxValue > limit {
+		cfg.MaxValue = limit
 	}
-	s := &Service{store: freecache.NewCache(cfg.KVMemory), maxValue: cfg.MaxValue}
-	s.getters.New = func() any {
-		g := &getter{}
-		g.fn = g.copyValue // bound once: GetFn then allocates nothing
-		return g
-	}
-	return s
+	return &Service{store: st, maxValue: cfg.MaxValue}
 }
 
 // MaxValue is the largest value SET accepts.
 func (s *Service) MaxValue() int { return s.maxValue }
 
-// getter copies a value found by GetFn into a reply.
-type getter struct {
-	m  *Message
-	fn func([]byte) error
-}
-
-func (g *getter) copyValue(v []byte) error {
-	if len(v) > cap(g.m.Out) {
-		g.m.Truncated = true
-		return nil
-	}
-	g.m.Out = g.m.Out[:len(v)]
-	copy(g.m.Out, v)
-	return nil
-}
+// Store is the store the service serves.
+func (s *Service) Store() *store.Store { return s.store }
 
 // Serve answers a batch.
 func (s *Service) Serve(batch []Message) {
-	g := s.getters.Get().(*getter)
+	var now int64 // read once per batch, only if a SET has a TTL
 	for i := range batch {
 		m := &batch[i]
 		switch m.Op {
@@ -87,9 +72,14 @@ func (s *Service) Serve(batch []Message) {
 				m.Status = rebound.StatusBadRequest
 				continue
 			}
-			g.m = m
-			if err := s.store.GetFn(key, g.fn); err != nil {
+			n, _, found := s.store.GetInto(key, m.Out[:cap(m.Out)])
+			switch {
+			case !found:
 				m.Status = rebound.StatusNotFound
+			case n > cap(m.Out):
+				m.Truncated = true
+			default:
+				m.Out = m.Out[:n]
 			}
 		case rebound.OpSet:
 			key, ttl, value, ok := rebound.ParseSet(m.Payload)
@@ -99,44 +89,40 @@ func (s *Service) Serve(batch []Message) {
 			case len(value) > s.maxValue:
 				m.Status = rebound.StatusTooLarge
 			default:
-				if err := s.store.Set(key, value, ttlSeconds(ttl)); err != nil {
-					if errors.Is(err, freecache.ErrLargeEntry) {
-						m.Status = rebound.StatusTooLarge
-					} else {
-						m.Status = rebound.StatusBadRequest
+				var exptime int64
+				if ttl != 0 {
+					if now == 0 {
+						now = s.store.Now().Unix()
 					}
+					exptime = now + int64(ttl)
+				}
+				if r, _ := s.store.Set(key, value, store.ModeSet, 0, exptime, 0); r == store.TooLarge {
+					m.Status = rebound.StatusTooLarge
 				}
 			}
 		case rebound.OpDel:
 			key, ok := rebound.ParseDel(m.Payload)
 			if !ok {
 				m.Status = rebound.StatusBadRequest
-			} else if !s.store.Del(key) {
+			} else if s.store.Delete(key, 0) != store.Deleted {
 				m.Status = rebound.StatusNotFound
 			}
 		default:
 			m.Status = rebound.StatusUnknownOp
 		}
 	}
-	g.m = nil
-	s.getters.Put(g)
-}
-
-// ttlSeconds maps the protocol's u32 TTL to freecache's int, where values
-// above ~68 years would overflow its u32 expiry clock: cap them.
-func ttlSeconds(ttl uint32) int {
-	const maxTTL = 1 << 30
-	return int(min(ttl, maxTTL))
 }
 
 // StoreStats are the kv store's gauges and counters.
 type StoreStats struct {
 	Items     int64
+	Bytes     int64
 	Evictions int64
 	Expired   int64
 }
 
 // StoreStats reads the store's counters.
 func (s *Service) StoreStats() StoreStats {
-	return StoreStats{Items: s.store.EntryCount(), Evictions: s.store.EvacuateCount(), Expired: s.store.ExpiredCount()}
+	st := s.store.Stats()
+	return StoreStats{Items: st.Items, Bytes: st.Bytes, Evictions: st.Evictions, Expired: st.Expired}
 }
