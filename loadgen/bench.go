@@ -26,10 +26,15 @@ import (
 // BenchConfig describes a load test. Every loop is bounded by Duration (and
 // Warmup) and stops by itself.
 type BenchConfig struct {
-	Target    string
-	TCP       bool
-	Mix       []OpShare     // operations and their shares; default PING 100%
+	Target string
+	TCP    bool
+	// Protocol is what the requests speak: Rebound (the default) or
+	// Memcache (memcached's text protocol; over UDP and AF_XDP behind its
+	// 8-byte frame header).
+	Protocol  Protocol
+	Mix       []OpShare     // operations and their shares; default PING 100% (GET 100% with Memcache)
 	Keys      int           // key space for GET/SET/DEL (default 1000)
+	KeySize   int           // key bytes: "key:" and the key number, zero-padded (default 12; 32 with Memcache)
 	ValueSize int           // SET value bytes (default 32)
 	Payload   int           // PING message size: header + payload bytes (default 64)
 	Window    int           // requests in flight per flow, closed loop (default 32)
@@ -51,6 +56,21 @@ type BenchConfig struct {
 type OpShare struct {
 	Op     rebound.Op
 	Weight int
+}
+
+// Protocol is the wire protocol of a bench.
+type Protocol int
+
+const (
+	Rebound  Protocol = iota // Rebound's binary protocol (codec/rebound)
+	Memcache                 // memcached's text protocol (get and set)
+)
+
+func (p Protocol) String() string {
+	if p == Memcache {
+		return "memcache"
+	}
+	return "rebound"
 }
 
 // ParseMix reads "ping", "get", "set", "del" or a mix like
@@ -83,7 +103,7 @@ type Tick struct {
 	Elapsed  time.Duration
 	Rate     float64 // replies per second
 	P50, P99 time.Duration
-	Errors   uint64 // replies with an error status, so far
+	Errors   uint64 // replies with an error status (memcache: bad replies), so far
 	Lost     uint64 // requests lost (timed out), so far
 }
 
@@ -93,9 +113,13 @@ type BenchResult struct {
 	Lost           uint64            // no reply within Timeout, or none at the end
 	Errors         map[string]uint64 // replies by non-OK status
 	Truncated      uint64
-	Elapsed        time.Duration
-	Throughput     float64 // replies per second
-	Hist           *hdrhistogram.Histogram
+	// GET replies that found their key, that did not, and replies that
+	// were not what the request asked for (a memcache reply with the
+	// wrong key, length or shape; counted in Received too).
+	Hits, Misses, Bad uint64
+	Elapsed           time.Duration
+	Throughput        float64 // replies per second
+	Hist              *hdrhistogram.Histogram
 }
 
 // Percentile returns a latency percentile (0-100).
@@ -109,6 +133,16 @@ func (c *BenchConfig) defaults() error {
 	}
 	if len(c.Mix) == 0 {
 		c.Mix = []OpShare{{rebound.OpPing, 100}}
+		if c.Protocol == Memcache {
+			c.Mix = []OpShare{{rebound.OpGet, 100}}
+		}
+	}
+	if c.Protocol == Memcache {
+		for _, m := range c.Mix {
+			if m.Op != rebound.OpGet && m.Op != rebound.OpSet {
+				return fmt.Errorf("bench: memcache: op %s: the memcache bench sends get and set only", strings.ToLower(m.Op.String()))
+			}
+		}
 	}
 	total := 0
 	for _, m := range c.Mix {
@@ -119,6 +153,15 @@ func (c *BenchConfig) defaults() error {
 	}
 	if c.Keys <= 0 {
 		c.Keys = 1000
+	}
+	if c.KeySize == 0 {
+		c.KeySize = 12
+		if c.Protocol == Memcache {
+			c.KeySize = 32
+		}
+	}
+	if need := 4 + len(strconv.Itoa(c.Keys-1)); c.KeySize < need || c.KeySize > rebound.MaxKeyLen {
+		return fmt.Errorf("bench: key size %d: %d keys need %d to %d bytes", c.KeySize, c.Keys, need, rebound.MaxKeyLen)
 	}
 	if c.ValueSize < 0 {
 		return errors.New("bench: negative value size")
@@ -147,6 +190,9 @@ func (c *BenchConfig) defaults() error {
 	if c.Timeout <= 0 {
 		c.Timeout = time.Second
 	}
+	if c.Protocol == Memcache && !c.TCP && c.Window > maxMCWindow {
+		return fmt.Errorf("bench: memcache over UDP: window %d: request ids are 16 bits, keep it under %d", c.Window, maxMCWindow)
+	}
 	return nil
 }
 
@@ -156,7 +202,11 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		return nil, err
 	}
 	if cfg.Preload {
-		if err := preload(ctx, cfg); err != nil {
+		load := preload
+		if cfg.Protocol == Memcache {
+			load = preloadMemcache
+		}
+		if err := load(ctx, cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -192,6 +242,9 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		res.Received += f.received.Load()
 		res.Lost += f.lost.Load()
 		res.Truncated += f.truncated
+		res.Hits += f.hits
+		res.Misses += f.misses
+		res.Bad += f.bad.Load()
 		for st, n := range f.errs {
 			if n > 0 {
 				res.Errors[rebound.Status(st).String()] += n
@@ -254,30 +307,38 @@ func preload(ctx context.Context, cfg BenchConfig) error {
 		return fmt.Errorf("bench: preload keys: %w", err)
 	}
 	defer c.Close()
-	value := make([]byte, cfg.ValueSize)
-	for i := range value {
-		value[i] = byte('a' + i%26)
-	}
+	value := benchValue(cfg.ValueSize)
 	for k := 0; k < cfg.Keys; k++ {
-		if err := c.Set(ctx, benchKey(k), value, 0); err != nil {
+		if err := c.Set(ctx, appendKey(nil, k, cfg.KeySize), value, 0); err != nil {
 			return fmt.Errorf("bench: preload key %d: %w", k, err)
 		}
 	}
 	return nil
 }
 
-func benchKey(k int) []byte { return appendKey(nil, k) }
+// benchValue is the value every SET stores: a-z repeated.
+func benchValue(n int) []byte {
+	value := make([]byte, n)
+	for i := range value {
+		value[i] = byte('a' + i%26)
+	}
+	return value
+}
 
-// appendKey appends "key:%08d" without fmt (no allocation into a buffer
-// with room).
-func appendKey(b []byte, k int) []byte {
+// appendKey appends key number k as "key:" and the number zero-padded to
+// size bytes in all (size 12: "key:%08d"), without fmt: no allocation
+// into a buffer with room. The caller checks that size holds the number.
+func appendKey(b []byte, k, size int) []byte {
 	b = append(b, "key:"...)
-	var d [8]byte
-	for i := 7; i >= 0; i-- {
+	for i := size - 4 - 1; i >= 0; i-- {
+		b = append(b, '0')
+	}
+	d := b[len(b)-(size-4):]
+	for i := len(d) - 1; i >= 0 && k > 0; i-- {
 		d[i] = byte('0' + k%10)
 		k /= 10
 	}
-	return append(b, d[:]...)
+	return b
 }
 
 // flow is one socket or connection with its own window of requests.
@@ -301,6 +362,10 @@ type flow struct {
 	sent, received, lost, errCount atomic.Uint64
 	truncated                      uint64
 	errs                           [8]uint64
+	hits, misses                   uint64
+	bad                            atomic.Uint64
+
+	mc *mcFlow // Memcache only
 
 	mu     sync.Mutex
 	hist   *hdrhistogram.Histogram // measured period
@@ -327,7 +392,7 @@ func newFlow(ctx context.Context, cfg BenchConfig, i int) (*flow, error) {
 		if cfg.Flows > 1 {
 			return nil, errors.New("bench: xdp drives one AF_XDP socket: use --workers 1 and a larger --window")
 		}
-		if max(cfg.Payload, 5+12+cfg.ValueSize) > 1400 {
+		if f.msgBytes() > 1400 {
 			return nil, errors.New("bench: xdp sends one frame per request: keep messages under 1400 bytes")
 		}
 		if f.xdp, err = openXDPPort(cfg, i); err != nil {
@@ -370,6 +435,9 @@ func newFlowState(cfg BenchConfig, i int) (*flow, error) {
 		// Open loop: room for every request that can be in flight within
 		// the timeout at this flow's rate.
 		window = max(1024, int(cfg.Rate/float64(cfg.Flows)*cfg.Timeout.Seconds())*2)
+		if cfg.Protocol == Memcache && !cfg.TCP {
+			window = min(window, maxMCWindow)
+		}
 	}
 	f := &flow{cfg: cfg, tcp: cfg.TCP, rng: rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano()))),
 		slots: make([]int64, window), seqs: make([]uint32, window), free: make([]int, 0, window),
@@ -390,14 +458,31 @@ func newFlowState(cfg BenchConfig, i int) (*flow, error) {
 		f.opTable = append(f.opTable, cfg.Mix[0].Op)
 	}
 	f.nextSeq = uint32(i) << 24
+	if cfg.Protocol == Memcache {
+		var err error
+		if f.mc, err = newMCFlow(cfg, window); err != nil {
+			return nil, err
+		}
+	}
 	return f, nil
+}
+
+// msgBytes is the size of the largest request.
+func (f *flow) msgBytes() int {
+	if f.mc != nil {
+		return f.mc.msgBytes(!f.tcp)
+	}
+	return rebound.HeaderLen + max(f.cfg.Payload, 5+f.cfg.KeySize+f.cfg.ValueSize)
 }
 
 // encode writes the next request into b and returns its size.
 func (f *flow) encode(b []byte, seq uint32) int {
 	op := f.opTable[f.rng.IntN(len(f.opTable))]
+	if f.mc != nil {
+		return f.encodeMC(b, seq, op, f.rng.IntN(f.cfg.Keys))
+	}
 	// The key is built where SET puts it; GET and DEL move it forward.
-	key := appendKey(b[rebound.HeaderLen+5:rebound.HeaderLen+5], f.rng.IntN(f.cfg.Keys))
+	key := appendKey(b[rebound.HeaderLen+5:rebound.HeaderLen+5], f.rng.IntN(f.cfg.Keys), f.cfg.KeySize)
 	var n int
 	switch op {
 	case rebound.OpGet:
@@ -423,8 +508,8 @@ func (f *flow) run(ctx context.Context) {
 		return
 	}
 	const batch = 64
-	out := make([]byte, 0, 256<<10)
-	msgBytes := rebound.HeaderLen + max(f.cfg.Payload, 5+12+f.cfg.ValueSize)
+	msgBytes := f.msgBytes()
+	out := make([]byte, 0, max(256<<10, 4*msgBytes))
 	var (
 		br     *bufio.Reader
 		pc     *ipv4.PacketConn
@@ -434,7 +519,7 @@ func (f *flow) run(ctx context.Context) {
 		msgBuf = make([]byte, msgBytes)
 	)
 	if f.tcp {
-		br = bufio.NewReaderSize(f.conn, 2*(rebound.HeaderLen+rebound.MaxPayload))
+		br = bufio.NewReaderSize(f.conn, max(2*(rebound.HeaderLen+rebound.MaxPayload), 4*f.cfg.ValueSize))
 	} else {
 		pc = ipv4.NewPacketConn(f.conn.(*net.UDPConn))
 		sendQ, recvQ, bufs = make([]ipv4.Message, batch), make([]ipv4.Message, batch), make([][]byte, batch)
@@ -491,12 +576,17 @@ func (f *flow) run(ctx context.Context) {
 		}
 		// Receive for a short while.
 		_ = f.conn.SetReadDeadline(time.Now().Add(2 * time.Millisecond))
-		if f.tcp {
+		switch {
+		case f.tcp && f.mc != nil:
+			f.readMCTCP(br)
+		case f.tcp:
 			f.readTCP(br)
-		} else {
+		default:
 			f.readUDP(pc, recvQ)
 		}
-		if now.Sub(lastScan) > 20*time.Millisecond {
+		// A memcache TCP stream answers in order: nothing is lost until
+		// the connection fails, and a reply must find its request.
+		if now.Sub(lastScan) > 20*time.Millisecond && !(f.tcp && f.mc != nil) {
 			f.expire(now)
 			lastScan = now
 		}
@@ -569,6 +659,10 @@ func (f *flow) readTCP(br *bufio.Reader) {
 // complete matches one reply to its slot and records its latency from the
 // intended send time.
 func (f *flow) complete(b []byte) {
+	if f.mc != nil {
+		f.completeMCDatagram(b)
+		return
+	}
 	m, err := rebound.DecodeReply(b)
 	if err != nil {
 		return
@@ -577,11 +671,6 @@ func (f *flow) complete(b []byte) {
 	if f.slots[s] == 0 || f.seqs[s] != m.Seq {
 		return // late reply of a request already counted lost
 	}
-	now := time.Now()
-	lat := now.UnixNano() - f.slots[s]
-	f.slots[s] = 0
-	f.free = append(f.free, s)
-	f.received.Add(1)
 	if m.Status != rebound.StatusOK {
 		f.errs[min(int(m.Status), len(f.errs)-1)]++
 		f.errCount.Add(1)
@@ -589,6 +678,25 @@ func (f *flow) complete(b []byte) {
 	if m.Flags&rebound.FlagTruncated != 0 {
 		f.truncated++
 	}
+	if m.Op == rebound.OpGet {
+		switch m.Status {
+		case rebound.StatusOK:
+			f.hits++
+		case rebound.StatusNotFound:
+			f.misses++
+		}
+	}
+	f.finish(s)
+}
+
+// finish frees slot s, whose reply has come, and records its latency from
+// the intended send time.
+func (f *flow) finish(s int) {
+	now := time.Now()
+	lat := now.UnixNano() - f.slots[s]
+	f.slots[s] = 0
+	f.free = append(f.free, s)
+	f.received.Add(1)
 	f.mu.Lock()
 	_ = f.window.RecordValue(lat) // the live line shows the warmup too
 	if now.After(f.measureFrom) && !now.After(f.end) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rebound-net/rebound/codec/rebound"
 	"github.com/rebound-net/rebound/loadgen"
 )
 
@@ -23,17 +25,31 @@ const benchExamples = `  rebound bench --target 127.0.0.1:7000 --duration 5s    
   rebound bench --target 127.0.0.1:7000 --transport tcp --connections 4 --window 64 --json
   sudo rebound bench --target 198.18.0.2:7000 --transport xdp --iface rbc0 --window 256   # AF_XDP load
 
+  # memcached's protocol (target port 11211 by default), against memcached or 'rebound serve':
+  rebound bench --protocol memcache --op mix=get:90,set:10 --key-size 32 --value-size 64 --window 256
+  rebound bench --protocol memcache --transport tcp --connections 4 --window 64 --target 127.0.0.1:11211
+  sudo rebound bench --protocol memcache --target 198.18.0.2:11211 --transport xdp --iface rbc0 --window 256
+
+With --protocol memcache every key is stored first (over TCP) so that GETs
+hit, and every reply is checked: a GET hit must be VALUE with the right key
+and length and the stored bytes, END is a miss, a SET must get STORED;
+anything else counts as bad. Over UDP requests carry memcached's 8-byte
+frame header (the request id matches replies; a reply may span datagrams).
+
 Output: a line a second (rate, p50, p99, errors, lost), then a summary with
-throughput and p50/p90/p99/p99.9/max latency from an HDR histogram.
+throughput, p50/p90/p99/p99.9/max latency from an HDR histogram, and GET
+hits, misses and bad replies.
 `
 
 func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("bench", "bench --target HOST:PORT [flags]", benchExamples, stderr)
-	target := fs.String("target", "127.0.0.1:7000", "server `HOST:PORT`")
+	target := fs.String("target", "127.0.0.1:7000", "server `HOST:PORT` (default 127.0.0.1:11211 with --protocol memcache)")
+	protocol := fs.String("protocol", "rebound", "`PROTOCOL` of the requests: rebound, or memcache (memcached's text protocol: get and set)")
 	transport := fs.String("transport", "udp", "`TRANSPORT`: udp, tcp, or xdp (UDP through the bench's own AF_XDP socket on --iface, root only)")
 	iface := fs.String("iface", "", "with --transport xdp: the load generator's `NAME`, on the target's link")
-	op := fs.String("op", "ping", "`OP`: ping, get, set, del, or a mix like mix=get:90,set:10")
+	op := fs.String("op", "ping", "`OP`: ping, get, set, del, or a mix like mix=get:90,set:10 (memcache: get, set or a mix of them; default get)")
 	keys := fs.Int("keys", 1000, "key space for get/set/del (GET keys are stored first)")
+	keySize := fs.Int("key-size", 0, "key `bytes`: \"key:\" and the key number zero-padded (default 12; 32 with --protocol memcache)")
 	valueSize := fs.Int("value-size", 32, "SET value `bytes`")
 	payload := fs.Int("payload", 64, "PING message size in `bytes`, header included (the UDP payload)")
 	window := fs.Int("window", 32, "requests in flight per worker (closed loop)")
@@ -56,6 +72,28 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rebound bench: --op: %v\n", err)
 		return exitUsage
 	}
+	proto := loadgen.Rebound
+	switch *protocol {
+	case "rebound":
+	case "memcache", "memcached":
+		proto = loadgen.Memcache
+		if !flagSet(fs, "op") {
+			*op = "get"
+			mix = []loadgen.OpShare{{Op: rebound.OpGet, Weight: 100}}
+		}
+		for _, m := range mix {
+			if m.Op != rebound.OpGet && m.Op != rebound.OpSet {
+				fmt.Fprintf(stderr, "rebound bench: --op %s: with --protocol memcache the bench sends get and set (e.g. --op mix=get:90,set:10); memcached has no ping\n", *op)
+				return exitUsage
+			}
+		}
+		if !flagSet(fs, "target") {
+			*target = "127.0.0.1:11211"
+		}
+	default:
+		fmt.Fprintf(stderr, "rebound bench: --protocol %q: want rebound or memcache\n", *protocol)
+		return exitUsage
+	}
 	if *transport != "udp" && *transport != "tcp" && *transport != "xdp" {
 		fmt.Fprintf(stderr, "rebound bench: --transport %q: want udp, tcp or xdp\n", *transport)
 		return exitUsage
@@ -72,7 +110,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	if *transport == "tcp" && *conns > 0 {
 		flows = *conns
 	}
-	cfg := loadgen.BenchConfig{Target: *target, TCP: *transport == "tcp", Mix: mix, Keys: *keys, ValueSize: *valueSize,
+	cfg := loadgen.BenchConfig{Target: *target, TCP: *transport == "tcp", Protocol: proto, Mix: mix, Keys: *keys, KeySize: *keySize, ValueSize: *valueSize,
 		Payload: *payload, Window: *window, Rate: *rate, Flows: flows, Duration: *duration, Warmup: *warmup,
 		Timeout: *timeout, Preload: true}
 	if *transport == "xdp" {
@@ -105,8 +143,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	wall := time.Since(t0)
 	pct := func(p float64) time.Duration { return res.Percentile(p) }
 	summary := map[string]any{
-		"target": *target, "transport": *transport, "op": *op, "window": *window, "rate": *rate, "flows": flows,
+		"target": *target, "protocol": proto.String(), "transport": *transport, "op": *op, "window": *window, "rate": *rate, "flows": flows,
 		"sent": res.Sent, "received": res.Received, "lost": res.Lost, "errors": res.Errors, "truncated": res.Truncated,
+		"hits": res.Hits, "misses": res.Misses, "bad": res.Bad,
 		"throughput": res.Throughput, "duration_s": res.Elapsed.Seconds(),
 		"p50_us": us(pct(50)), "p90_us": us(pct(90)), "p99_us": us(pct(99)), "p999_us": us(pct(99.9)),
 		"max_us": us(time.Duration(res.Hist.Max())),
@@ -127,7 +166,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	if *asJSON {
 		_ = json.NewEncoder(stdout).Encode(summary)
 	} else {
-		fmt.Fprintf(stdout, "target %s over %s, op %s, %d flows, ", *target, *transport, *op, flows)
+		fmt.Fprintf(stdout, "target %s (%s) over %s, op %s, %d flows, ", *target, proto, *transport, *op, flows)
 		if *rate > 0 {
 			fmt.Fprintf(stdout, "open loop at %.0f req/s\n", *rate)
 		} else {
@@ -138,6 +177,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 			pct(90).Round(time.Microsecond), pct(99).Round(time.Microsecond), pct(99.9).Round(time.Microsecond),
 			time.Duration(res.Hist.Max()).Round(time.Microsecond))
 		fmt.Fprintf(stdout, "requests    sent %d  answered %d  lost %d  truncated %d\n", res.Sent, res.Received, res.Lost, res.Truncated)
+		fmt.Fprintf(stdout, "replies     get hits %d  misses %d  bad %d\n", res.Hits, res.Misses, res.Bad)
 		if len(res.Errors) > 0 {
 			var parts []string
 			for k, v := range res.Errors {
@@ -158,7 +198,18 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "rebound bench: no reply at all: is the server running at", *target+"?")
 		return exitFailure
 	}
+	if res.Bad > 0 {
+		fmt.Fprintf(stderr, "rebound bench: %d replies were not what their request asked for\n", res.Bad)
+		return exitStatus
+	}
 	return exitOK
+}
+
+// flagSet reports whether the command line set the flag name.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }

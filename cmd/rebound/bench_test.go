@@ -1,0 +1,46 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/rebound-net/rebound/internal/testutil"
+)
+
+func TestBenchMemcacheCommand(t *testing.T) {
+	addr := testutil.StartMemcached(t)
+	for _, transport := range []string{"udp", "tcp"} {
+		var out, errb bytes.Buffer
+		code := run([]string{"bench", "--protocol", "memcache", "--target", addr, "--transport", transport, "--op", "mix=get:90,set:10",
+			"--keys", "200", "--value-size", "64", "--window", "16", "--duration", "300ms", "--warmup", "0s", "--json", "--quiet"}, &out, &errb)
+		if code != exitOK {
+			t.Fatalf("%s: exit %d: %s", transport, code, errb.String())
+		}
+		var m map[string]any
+		if err := json.Unmarshal(out.Bytes(), &m); err != nil {
+			t.Fatalf("%s: not JSON: %q", transport, out.String())
+		}
+		if m["protocol"] != "memcache" || m["bad"].(float64) != 0 || m["hits"].(float64) == 0 || m["throughput"].(float64) <= 0 {
+			t.Fatalf("%s: %v", transport, m)
+		}
+	}
+}
+
+func TestBenchMemcacheUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench", "--protocol", "memcache", "--op", "ping"},
+		{"bench", "--protocol", "memcache", "--op", "mix=get:50,del:50"},
+		{"bench", "--protocol", "redis"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != exitUsage || !strings.Contains(errb.String(), "--") {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errb.String())
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"bench", "-h"}, &out, &errb); code != exitOK || !strings.Contains(errb.String(), "--protocol memcache") {
+		t.Errorf("bench -h: exit %d %q", code, errb.String())
+	}
+}
