@@ -33,6 +33,8 @@ const mcOutOfMemory = "SERVER_ERROR out of memory reading request\r\n"
 // one read go out in one write.
 func (s *tcpServer) serveMemcache(c net.Conn) {
 	conn := s.mc.NewConn()
+	conn.Flush = func(b []byte) error { return s.writeMC(c, b) }
+	conn.FlushAt = mcOutFlush
 	maxIn := s.mcMaxItem + mcLineSlack
 	in := make([]byte, mcConnBuf)
 	out := make([]byte, 0, mcConnBuf)

@@ -73,10 +73,12 @@ func (m *mcDatagram) serveInto(req []byte, src netip.Addr) {
 		m.stats.Drops[codec.ReasonBadFrameHeader].Add(1)
 		return
 	}
+	// An empty message (a multi-get whose first key misses) goes out as a
+	// bare header numbered 0 of 0, as memcached sends it.
 	size, prev := 0, 0
 	for _, end := range ends {
 		n := end - prev
-		size += n + mc.UDPDatagrams(n)*mc.UDPHeaderLen
+		size += n + max(mc.UDPDatagrams(n), 1)*mc.UDPHeaderLen
 		prev = end
 	}
 	if size == 0 {
@@ -97,6 +99,11 @@ func (m *mcDatagram) serveInto(req []byte, src netip.Addr) {
 		msg := reply[prev:end]
 		prev = end
 		total := mc.UDPDatagrams(len(msg))
+		if total == 0 {
+			m.out = mc.AppendUDPHeader(m.out, mc.UDPHeader{RequestID: hdr.RequestID})
+			m.lens = append(m.lens, mc.UDPHeaderLen)
+			continue
+		}
 		if total > 0xFFFF {
 			// Past what a 16-bit total can number (about 90 MB).
 			m.stats.Rejects[codec.ReasonTooLarge].Add(1)

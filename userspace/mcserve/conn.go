@@ -17,6 +17,16 @@ type Conn struct {
 	ends    []int // UDP: end offsets of the reply messages in out
 	base    int   // UDP: start of the reply in out
 	hdr     []byte
+
+	// Flush, when set (by a stream transport), is called with the replies
+	// gathered so far whenever a multi-get has gathered FlushAt bytes or
+	// more, and they are dropped from out: a connection then holds about
+	// one value beyond FlushAt, however many keys a get names. After an
+	// error from Flush, Serve stops and says close.
+	Flush    func([]byte) error
+	FlushAt  int
+	flushed  int
+	flushErr error
 }
 
 // NewConn returns the state of a new connection.
@@ -36,9 +46,13 @@ func (h *Handler) NewConn() *Conn {
 func (c *Conn) Serve(in, out []byte) (consumed int, out2 []byte, need int, close bool) {
 	h := c.h
 	start := len(out)
+	c.flushed = 0
 	defer func() {
 		h.c.bytesRead.Add(uint64(consumed))
-		h.c.bytesWritten.Add(uint64(len(out2) - start))
+		h.c.bytesWritten.Add(uint64(len(out2) + c.flushed - start))
+		if c.flushErr != nil {
+			close = true
+		}
 	}()
 	now := h.cfg.Now()
 	for {
@@ -50,8 +64,8 @@ func (c *Conn) Serve(in, out []byte) (consumed int, out2 []byte, need int, close
 				return consumed, out, 0, false
 			}
 		}
-		if consumed == len(in) {
-			return consumed, out, 0, false
+		if consumed == len(in) || c.flushErr != nil {
+			return consumed, out, 0, c.flushErr != nil
 		}
 		cmd := &c.cmd
 		switch mc.Parse(in[consumed:], h.maxVal, cmd) {
@@ -87,6 +101,18 @@ func (c *Conn) Serve(in, out []byte) (consumed int, out2 []byte, need int, close
 			c.endMessage(out)
 		}
 	}
+}
+
+// flushLarge hands out to Flush once it holds FlushAt bytes or more, so
+// that a multi-get of large values streams out instead of gathering every
+// value first (stream transports only; UDP needs the whole reply).
+func (c *Conn) flushLarge(out []byte) []byte {
+	if c.Flush == nil || c.udp || len(out) < c.FlushAt || c.flushErr != nil {
+		return out
+	}
+	c.flushErr = c.Flush(out)
+	c.flushed += len(out)
+	return out[:0]
 }
 
 // endMessage closes the reply message of one command (UDP).
@@ -290,10 +316,12 @@ func (c *Conn) get(cmd *mc.Command, out []byte, now time.Time) []byte {
 		p := len(out)
 		var m store.Meta
 		var hit bool
+		var v []byte
 		if touch {
 			out, m, hit = s.GetAndTouch(key, deadline, out)
 		} else {
-			out, m, hit = s.Get(key, out)
+			// The stored value itself: header first, then one copy.
+			v, m, hit = s.View(key)
 		}
 		switch {
 		case hit && touch:
@@ -310,9 +338,15 @@ func (c *Conn) get(cmd *mc.Command, out []byte, now time.Time) []byte {
 		if !hit {
 			continue
 		}
-		c.hdr = mc.AppendValueHeader(c.hdr[:0], key, m.Flags, len(out)-p, m.CAS, withCAS)
-		out = c.insert(out, p, c.hdr)
+		if touch {
+			c.hdr = mc.AppendValueHeader(c.hdr[:0], key, m.Flags, len(out)-p, m.CAS, withCAS)
+			out = c.insert(out, p, c.hdr)
+		} else {
+			out = mc.AppendValueHeader(out, key, m.Flags, len(v), m.CAS, withCAS)
+			out = append(out, v...)
+		}
 		out = append(out, '\r', '\n')
+		out = c.flushLarge(out)
 	}
 	return append(out, mc.ReplyEnd...)
 }

@@ -2,6 +2,7 @@ package mcserve_test
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 
@@ -144,5 +145,49 @@ func TestDifferenceMeAndStatsArgs(t *testing.T) {
 	_, out, _, _ := c.Serve([]byte("me a\r\nstats items\r\n"), nil)
 	if string(out) != "ERROR\r\nERROR\r\n" {
 		t.Fatalf("%q", out)
+	}
+}
+
+// TestFlushBoundsMultiGet: a get naming many large values streams them
+// out through Flush, each piece at most FlushAt plus one value, and the
+// bytes that come out are those of the same get without Flush.
+func TestFlushBoundsMultiGet(t *testing.T) {
+	h := newHandler()
+	c := h.NewConn()
+	value := strings.Repeat("v", 100<<10)
+	var setup, get strings.Builder
+	get.WriteString("get")
+	for i := range 20 {
+		k := string(rune('a' + i))
+		setup.WriteString("set " + k + " 0 0 102400\r\n" + value + "\r\n")
+		get.WriteString(" " + k)
+	}
+	get.WriteString("\r\nmn\r\n")
+	if _, out, _, _ := c.Serve([]byte(setup.String()), nil); strings.Count(string(out), "STORED") != 20 {
+		t.Fatalf("setup: %q", out[:min(len(out), 100)])
+	}
+	_, want, _, _ := h.NewConn().Serve([]byte(get.String()), nil)
+
+	var got []byte
+	largest := 0
+	c.FlushAt = 64 << 10
+	c.Flush = func(b []byte) error {
+		largest = max(largest, len(b))
+		got = append(got, b...)
+		return nil
+	}
+	_, out, _, closed := c.Serve([]byte(get.String()), nil)
+	got = append(got, out...)
+	if closed || !bytes.Equal(got, want) {
+		t.Fatalf("streamed reply differs: %d bytes, want %d (closed %v)", len(got), len(want), closed)
+	}
+	if limit := c.FlushAt + len(value) + 64; largest > limit || largest == 0 {
+		t.Fatalf("largest piece %d bytes, want 1..%d", largest, limit)
+	}
+
+	// A failing Flush stops the connection.
+	c.Flush = func([]byte) error { return errors.New("peer gone") }
+	if _, _, _, closed := c.Serve([]byte(get.String()), nil); !closed {
+		t.Fatal("Serve did not say close after Flush failed")
 	}
 }

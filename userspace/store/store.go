@@ -270,6 +270,21 @@ func (s *Store) Get(key []byte, dst []byte) (value []byte, m Meta, ok bool) {
 	return append(dst, it.value...), m, true
 }
 
+// View returns the stored value of key itself, without a copy, and marks
+// the item fetched. Stored values are never modified (every write stores
+// a new item), so the slice stays valid and unchanging for as long as the
+// caller holds it, whatever happens to the key; the caller must not write
+// to it. It never allocates.
+func (s *Store) View(key []byte) (value []byte, m Meta, ok bool) {
+	now := s.now()
+	it, ok := s.lookup(key, now)
+	if !ok {
+		return nil, Meta{}, false
+	}
+	markFetched(it, now)
+	return it.value[:len(it.value):len(it.value)], metaOf(it), true
+}
+
 // GetInto copies the value of key into dst[:cap(dst)] if it fits, and marks
 // the item fetched. It returns the value's length n; n > cap(dst) means the
 // value did not fit: nothing was copied nor marked. It never allocates.
