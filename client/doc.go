@@ -13,6 +13,11 @@
 // are errors that match with errors.Is (ErrNotFound, ErrTooLarge, ...); Do
 // returns any reply as it is.
 //
+// Memcache is a small client of memcached's text protocol, for memcached
+// itself or 'rebound serve' on its memcache port: Get (over TCP, or UDP
+// with the 8-byte frame header, a reply put together from its datagrams),
+// Set, Delete, and Raw, which sends any lines and returns the reply bytes.
+//
 // Gotchas:
 //   - Dial makes its sockets in the caller's network namespace; a UDP
 //     client that falls back to TCP dials lazily, from whatever thread
