@@ -1,0 +1,359 @@
+package udpbatch
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// sockaddrLen is the size of the sockaddr storage of every slot: a
+// sockaddr_in6, which also holds a sockaddr_in.
+const (
+	sockaddrLen  = unix.SizeofSockaddrInet6
+	sockaddr4Len = unix.SizeofSockaddrInet4
+)
+
+// Stats counts what a Conn did since New. The counters are plain integers:
+// read them from the goroutine that drives the Conn.
+type Stats struct {
+	Received  uint64 // datagrams returned by Read
+	Truncated uint64 // of those, cut to the buffer size (MSG_TRUNC)
+	RxErrors  uint64 // socket errors (ICMP) Read absorbed and retried past
+	Sent      uint64 // datagrams the kernel accepted in Flush
+	Dropped   uint64 // queued datagrams the kernel refused, skipped by Flush
+}
+
+// Conn does batched UDP I/O on one socket with recvmmsg and sendmmsg. It is
+// driven by one goroutine; only closing the underlying *net.UDPConn may
+// happen from another one. See the package documentation.
+type Conn struct {
+	rc     syscall.RawConn
+	family int // AF_INET or AF_INET6: the socket's domain
+
+	// receive side: batch slots, wired once in New
+	slab  []byte
+	bufs  [][]byte
+	rh    []unix.Mmsghdr
+	riov  []unix.Iovec
+	rname []unix.RawSockaddrInet6
+	rn    int        // datagrams filled by the last recvmmsg
+	rerr  unix.Errno // error of the last recvmmsg, if it ended the read
+	recvF func(uintptr) bool
+
+	// send side
+	wh    []unix.Mmsghdr
+	wiov  []unix.Iovec
+	wname []unix.RawSockaddrInet6
+	nq    int        // datagrams queued
+	wpos  int        // next queued datagram to hand to the kernel
+	wok   int        // datagrams the kernel accepted in this Flush
+	wtry  bool       // the datagram at wpos already failed once
+	werr  unix.Errno // first refusal in this Flush
+	sendF func(uintptr) bool
+
+	stats Stats
+}
+
+// New wraps c for batched I/O: batch receive slots of bufSize bytes each,
+// and room for batch queued datagrams. The buffers belong to the Conn. c
+// stays the caller's: closing it ends the Conn (every call then returns
+// net.ErrClosed); deadlines set on it apply to Read and Flush.
+func New(c *net.UDPConn, batch, bufSize int) (*Conn, error) {
+	if batch < 1 || bufSize < 1 {
+		return nil, errors.New("udpbatch: batch and bufSize must be at least 1")
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var family int
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		family, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
+	}); err != nil {
+		return nil, err
+	}
+	if serr != nil {
+		return nil, serr
+	}
+	if family != unix.AF_INET && family != unix.AF_INET6 {
+		return nil, errors.New("udpbatch: not an IPv4 or IPv6 socket")
+	}
+	k := &Conn{
+		rc: rc, family: family,
+		slab: make([]byte, batch*bufSize), bufs: make([][]byte, batch),
+		rh: make([]unix.Mmsghdr, batch), riov: make([]unix.Iovec, batch), rname: make([]unix.RawSockaddrInet6, batch),
+		wh: make([]unix.Mmsghdr, batch), wiov: make([]unix.Iovec, batch), wname: make([]unix.RawSockaddrInet6, batch),
+	}
+	for i := range batch {
+		k.bufs[i] = k.slab[i*bufSize : (i+1)*bufSize : (i+1)*bufSize]
+		k.riov[i].Base = &k.bufs[i][0]
+		k.riov[i].SetLen(bufSize)
+		h := &k.rh[i].Hdr
+		// unsafe: the kernel writes at most Namelen bytes of sockaddr here.
+		h.Name = (*byte)(unsafe.Pointer(&k.rname[i]))
+		h.Namelen = sockaddrLen
+		h.Iov = &k.riov[i]
+		h.SetIovlen(1)
+		w := &k.wh[i].Hdr
+		// unsafe: the kernel reads Namelen bytes of sockaddr from here.
+		w.Name = (*byte)(unsafe.Pointer(&k.wname[i]))
+		w.Iov = &k.wiov[i]
+		w.SetIovlen(1)
+	}
+	k.rn = batch // Read resets every slot the first time
+	// Bound once: passing a stored method value allocates nothing.
+	k.recvF = k.recv
+	k.sendF = k.send
+	return k, nil
+}
+
+// Batch is the number of receive slots, and of datagrams Queue holds.
+func (c *Conn) Batch() int { return len(c.rh) }
+
+// Stats returns the counters since New.
+func (c *Conn) Stats() Stats { return c.stats }
+
+// Read blocks until at least one datagram arrives and fills up to Batch()
+// slots; it returns how many. Datagrams still queued are flushed first.
+// Slots 0..n-1 stay valid until the next Read. It returns net.ErrClosed
+// once the socket is closed, os.ErrDeadlineExceeded (wrapped) past a read
+// deadline, and any other error as a unix.Errno, which is transient: count
+// it and call Read again. ICMP errors reported on the socket (e.g.
+// ECONNREFUSED after a reply to a closed port) are absorbed and counted in
+// Stats.RxErrors, never returned.
+func (c *Conn) Read() (int, error) {
+	if c.nq > 0 {
+		if _, err := c.Flush(); errors.Is(err, net.ErrClosed) {
+			return 0, err
+		}
+	}
+	for i := range c.rn {
+		c.rh[i].Hdr.Namelen = sockaddrLen
+		c.rh[i].Hdr.Flags = 0
+		c.rh[i].Len = 0
+	}
+	c.rn, c.rerr = 0, 0
+	if err := c.rc.Read(c.recvF); err != nil {
+		c.rn = 0
+		return 0, ioError(err)
+	}
+	if c.rerr != 0 {
+		return 0, c.rerr
+	}
+	n := c.rn
+	c.stats.Received += uint64(n)
+	for i := range n {
+		if c.rh[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
+			c.stats.Truncated++
+		}
+	}
+	return n, nil
+}
+
+// recv is the RawConn.Read callback: one non-blocking recvmmsg. It returns
+// false on EAGAIN so that the netpoller waits for the socket.
+func (c *Conn) recv(fd uintptr) bool {
+	for {
+		// unsafe: rh and everything it points to is Go memory the Conn
+		// keeps alive; the kernel writes names, buffers and lengths.
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.rh[0])), uintptr(len(c.rh)),
+			unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			c.rn = int(r)
+			return true
+		case unix.EAGAIN:
+			return false
+		case unix.EINTR:
+		default:
+			if !pendingError(e) {
+				c.rerr = e
+				return true
+			}
+			// sk_err was read and cleared: the next call reads data.
+			c.stats.RxErrors++
+		}
+	}
+}
+
+// pendingError reports whether e is an error the kernel keeps on the socket
+// (sk_err, set by an ICMP error) and reports once to the next call.
+func pendingError(e unix.Errno) bool {
+	switch e {
+	case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EHOSTDOWN, unix.ENETDOWN,
+		unix.EPROTO, unix.ENOPROTOOPT, unix.EMSGSIZE, unix.ETIMEDOUT, unix.EACCES:
+		return true
+	}
+	return false
+}
+
+// Buf returns slot i's receive buffer at its full capacity. A reply may be
+// written into it in place and queued with Queue.
+func (c *Conn) Buf(i int) []byte { return c.bufs[i] }
+
+// Data returns the datagram in slot i: Buf(i)[:Len(i)].
+func (c *Conn) Data(i int) []byte { return c.bufs[i][:c.rh[i].Len] }
+
+// Len returns the size of the datagram in slot i (0 <= i < n of the last
+// Read), at most the buffer size.
+func (c *Conn) Len(i int) int { return int(c.rh[i].Len) }
+
+// Truncated reports whether the datagram in slot i was longer than the
+// buffer and was cut to it.
+func (c *Conn) Truncated(i int) bool { return c.rh[i].Hdr.Flags&unix.MSG_TRUNC != 0 }
+
+// From returns the source of the datagram in slot i. IPv4-mapped sources of
+// an IPv6 socket are unmapped. The zone (scope id) of a link-local IPv6
+// source is left out; Queue(b, i) keeps it.
+func (c *Conn) From(i int) netip.AddrPort {
+	sa := &c.rname[i]
+	switch sa.Family {
+	case unix.AF_INET:
+		// unsafe: a sockaddr_in lies at the start of the storage.
+		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(s4.Addr), ntohs(&s4.Port))
+	case unix.AF_INET6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), ntohs(&sa.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// Queue queues datagram b for the source of slot i of the last Read. It
+// returns false, queueing nothing, when Batch() datagrams are queued: Flush
+// and queue again. b is read at Flush: leave it alone until then.
+func (c *Conn) Queue(b []byte, i int) bool {
+	if c.nq == len(c.wh) {
+		return false
+	}
+	j := c.nq
+	c.wname[j] = c.rname[i]
+	c.wh[j].Hdr.Namelen = c.rh[i].Hdr.Namelen
+	c.queue(j, b)
+	return true
+}
+
+// QueueTo queues datagram b for to, like Queue. An IPv4 address is sent as
+// IPv4-mapped on an IPv6 socket; an address the socket cannot reach (IPv6
+// on an IPv4 socket, zero AddrPort) is refused by the kernel at Flush and
+// counted as dropped. A zone is ignored.
+func (c *Conn) QueueTo(b []byte, to netip.AddrPort) bool {
+	if c.nq == len(c.wh) {
+		return false
+	}
+	j := c.nq
+	sa := &c.wname[j]
+	a := to.Addr()
+	switch {
+	case !a.IsValid():
+		*sa = unix.RawSockaddrInet6{}
+		c.wh[j].Hdr.Namelen = 0
+	case c.family == unix.AF_INET && a.Unmap().Is4():
+		*sa = unix.RawSockaddrInet6{}
+		// unsafe: a sockaddr_in lies at the start of the storage.
+		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		s4.Family = unix.AF_INET
+		htons(&s4.Port, to.Port())
+		s4.Addr = a.Unmap().As4()
+		c.wh[j].Hdr.Namelen = sockaddr4Len
+	default:
+		*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
+		htons(&sa.Port, to.Port())
+		c.wh[j].Hdr.Namelen = sockaddrLen
+	}
+	c.queue(j, b)
+	return true
+}
+
+func (c *Conn) queue(j int, b []byte) {
+	c.wiov[j].Base = unsafe.SliceData(b)
+	c.wiov[j].SetLen(len(b))
+	c.nq++
+}
+
+// Queued returns the number of datagrams queued.
+func (c *Conn) Queued() int { return c.nq }
+
+// Flush sends every queued datagram with sendmmsg, retrying what a partial
+// send left and waiting in the netpoller while the socket buffer is full.
+// The queue is empty afterwards, whatever happened. sent counts the
+// datagrams the kernel accepted. A datagram the kernel refuses (EPERM,
+// EMSGSIZE, no route, ...) is tried once more (the refusal may be an
+// earlier ICMP error the socket was holding), then skipped and counted in
+// Stats.Dropped; err is then the first refusal, a unix.Errno. After the
+// socket is closed, err is net.ErrClosed; past a write deadline,
+// os.ErrDeadlineExceeded (wrapped).
+func (c *Conn) Flush() (sent int, err error) {
+	c.wpos, c.wok, c.wtry, c.werr = 0, 0, false, 0
+	if rerr := c.rc.Write(c.sendF); rerr != nil {
+		err = ioError(rerr)
+	} else if c.werr != 0 {
+		err = c.werr
+	}
+	sent = c.wok
+	c.stats.Sent += uint64(sent)
+	for j := range c.nq {
+		c.wiov[j].Base = nil // let go of the caller's buffers
+	}
+	c.nq = 0
+	return sent, err
+}
+
+// send is the RawConn.Write callback: sendmmsg until everything queued is
+// sent or skipped. It returns false on EAGAIN so that the netpoller waits.
+func (c *Conn) send(fd uintptr) bool {
+	for c.wpos < c.nq {
+		// unsafe: wh and everything it points to is Go memory that the
+		// Conn (the iovecs) keeps alive; the kernel only reads it.
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&c.wh[c.wpos])), uintptr(c.nq-c.wpos),
+			unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			c.wpos += int(r)
+			c.wok += int(r)
+			c.wtry = false
+		case unix.EAGAIN:
+			return false
+		case unix.EINTR:
+		default:
+			if !c.wtry {
+				c.wtry = true
+				continue
+			}
+			if c.werr == 0 {
+				c.werr = e
+			}
+			c.stats.Dropped++
+			c.wpos++
+			c.wtry = false
+		}
+	}
+	return true
+}
+
+// ioError maps an error of RawConn.Read/Write: a closed socket is
+// net.ErrClosed itself.
+func ioError(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return net.ErrClosed
+	}
+	return err
+}
+
+// ntohs reads a port stored in network byte order.
+func ntohs(p *uint16) uint16 {
+	// unsafe: a view of the two bytes of *p.
+	b := (*[2]byte)(unsafe.Pointer(p))
+	return uint16(b[0])<<8 | uint16(b[1])
+}
+
+// htons stores port in network byte order.
+func htons(p *uint16, port uint16) {
+	// unsafe: a view of the two bytes of *p.
+	b := (*[2]byte)(unsafe.Pointer(p))
+	b[0], b[1] = byte(port>>8), byte(port)
+}
