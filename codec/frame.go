@@ -208,3 +208,60 @@ func swap16(a, b []byte) {
 	copy(a, b)
 	copy(b, t[:])
 }
+
+// DstAddr returns the IP destination address of the frame b that f
+// describes.
+func (f Frame) DstAddr(b []byte) netip.Addr {
+	if f.IPv6 {
+		return netip.AddrFrom16([16]byte(b[f.L3+24 : f.L3+40]))
+	}
+	return netip.AddrFrom4([4]byte(b[f.L3+16 : f.L3+20]))
+}
+
+// Unicast reports whether the frame b that f describes is unicast at both
+// layers: a destination MAC without the group bit, and neither address
+// multicast, broadcast (IPv4 255.255.255.255) or unspecified. A server
+// never answers anything else: a reply would go to a group, or carry a
+// group address as its source.
+func (f Frame) Unicast(b []byte) bool {
+	if b[0]&1 != 0 || b[6]&1 != 0 { // group bit of the destination, or of the source
+		return false
+	}
+	for _, a := range [2]netip.Addr{f.SrcAddr(b), f.DstAddr(b)} {
+		if a.IsMulticast() || a.IsUnspecified() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+			return false
+		}
+	}
+	return true
+}
+
+// ChecksumsOK verifies what the kernel's stack would verify before a
+// socket sees the datagram: the IPv4 header checksum, and the UDP
+// checksum over the pseudo-header, header and payload (0 means none over
+// IPv4, and is invalid over IPv6). A frame that the sending host's own
+// stack left with a partial checksum (checksum offload between two
+// namespaces over veth, where the field holds only the pseudo-header sum
+// and the data is never on a wire) is accepted too: the kernel accepts it
+// for the same reason (CHECKSUM_PARTIAL). It allocates nothing.
+func (f Frame) ChecksumsOK(b []byte) bool {
+	var pseudo uint64
+	if f.IPv6 {
+		pseudo = sum(b[f.L3+8:f.L3+40], 0)
+	} else {
+		if fold(sum(b[f.L3:f.L4], 0)) != 0xFFFF {
+			return false
+		}
+		pseudo = sum(b[f.L3+12:f.L3+20], 0)
+	}
+	udp := b[f.L4 : f.Payload+f.PayloadLen]
+	field := binary.BigEndian.Uint16(udp[6:8])
+	if field == 0 {
+		return !f.IPv6
+	}
+	pseudo += protoUDP + uint64(len(udp))
+	if fold(sum(udp, pseudo)) == 0xFFFF {
+		return true
+	}
+	// Partial: the field is the folded pseudo-header sum, not complemented.
+	return field == fold(pseudo)
+}

@@ -30,7 +30,11 @@ const (
 	ReasonBadFrameHeader // memcached datagram without a usable 8-byte frame header (short, or total != 1)
 	ReasonAmplification  // reply over the amplification bound to an untrusted source: SERVER_ERROR sent instead
 	ReasonNoFrame        // AF_XDP: no free UMEM frame for a reply's extra datagram
-	NumReasons           // number of reasons, for counter arrays
+	// Every protocol.
+	ReasonNotAllowed  // source outside the allow-list (--allow-src)
+	ReasonNotUnicast  // broadcast or multicast source or destination: never answered
+	ReasonBadChecksum // AF_XDP: IPv4 header or UDP checksum wrong (the kernel would drop it)
+	NumReasons        // number of reasons, for counter arrays
 )
 
 var reasonNames = [NumReasons]string{
@@ -55,6 +59,10 @@ var reasonNames = [NumReasons]string{
 	ReasonBadFrameHeader: "bad_frame_header",
 	ReasonAmplification:  "amplification",
 	ReasonNoFrame:        "no_frame",
+
+	ReasonNotAllowed:  "not_allowed",
+	ReasonNotUnicast:  "not_unicast",
+	ReasonBadChecksum: "bad_checksum",
 }
 
 // String returns the reason's metric label.

@@ -15,6 +15,7 @@ type dgram struct {
 	msg      int // index in batcher.msgs, or -1
 	limit    int // room for the reply payload (amplification, path, buffer)
 	replyLen int // 0: no reply (dropped)
+	skip     bool
 }
 
 // batcher turns a batch of UDP payloads into replies, in place, with one
@@ -38,12 +39,21 @@ func (b *batcher) add(buf []byte, pathMax int) {
 	b.items = append(b.items, dgram{buf: buf, pathMax: pathMax, msg: -1})
 }
 
+// skip queues a place for a datagram that was already refused (and
+// counted), so that items stay aligned with the caller's datagrams.
+func (b *batcher) skip() {
+	b.items = append(b.items, dgram{msg: -1, skip: true})
+}
+
 // run validates every queued datagram, serves the valid ones with h in one
 // call, and leaves each reply (or nothing) in place; replyLen says its size.
 func (b *batcher) run(h Handler) {
 	b.msgs = b.msgs[:0]
 	for i := range b.items {
 		it := &b.items[i]
+		if it.skip {
+			continue
+		}
 		req := rebound.ParseDatagram(it.buf)
 		switch req.Check {
 		case rebound.Drop:

@@ -123,6 +123,7 @@ func (m *mcDatagram) serveInto(req []byte, src netip.Addr) {
 // may take several datagrams, so replies go out from the mcDatagram's
 // buffer rather than in place.
 type mcUDPWorker struct {
+	gate  *gate // sources served; nil: all
 	pc    *ipv4.PacketConn
 	mc    *mcDatagram
 	stats *WorkerStats
@@ -164,6 +165,12 @@ func (w *mcUDPWorker) run() error {
 			var src netip.Addr
 			if a, ok := m.Addr.(*net.UDPAddr); ok {
 				src = a.AddrPort().Addr()
+			}
+			if w.gate != nil {
+				if why := w.gate.admit(src); why != codec.ReasonNone {
+					w.stats.Drops[why].Add(1)
+					continue
+				}
 			}
 			k := w.mc.serve(w.bufs[i][:m.N], src)
 			for range k {

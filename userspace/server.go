@@ -48,7 +48,7 @@ type Config struct {
 	XDPReplace    bool           // replace an XDP program already attached (netlink-attached only)
 	Queues        int            // rx queues to serve (default: all of the interface)
 	Batch         int            // requests per batch (default 64)
-	AllowSrc      []netip.Prefix // XDP source allow-list (empty: all)
+	AllowSrc      []netip.Prefix // source allow-list, on every path (empty: every unicast source)
 	Amplification int            // rule 6 factor A (default 4; negative: off)
 	MTU           int            // path MTU for UDP replies (default: the interface's, or 1500)
 	Workers       int            // UDP sockets (default: number of CPUs)
@@ -129,6 +129,7 @@ type Server struct {
 
 	tcp     *tcpServer
 	mcTCP   *tcpServer
+	gate    gate
 	udp     []*net.UDPConn
 	prog    *bpf.Program
 	xdpW    []*xdpWorker
@@ -148,7 +149,35 @@ func NewServer(cfg Config) (*Server, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, log: cfg.Logger}, nil
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	if err := s.gate.set(cfg.AllowSrc); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// SetAllow replaces the source allow-list on every path while serving
+// (empty: every unicast source). The new list is checked first and put in
+// force whole: an invalid prefix leaves the old list in force, and no
+// request is ever served with no list at all.
+func (s *Server) SetAllow(list []netip.Prefix) error {
+	next, err := checkPrefixes(list)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return errNotRunning
+	}
+	if s.prog != nil {
+		if err := s.prog.SetAllow(next); err != nil {
+			return err
+		}
+	}
+	s.gate.allow.Store(&next)
+	s.cfg.AllowSrc = next
+	return nil
 }
 
 // Mode returns the UDP mode the server runs in (xdp or udp) and why.
@@ -177,7 +206,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	tst := &WorkerStats{Transport: "tcp"}
 	s.stats = append(s.stats, tst)
-	s.tcp = &tcpServer{ln: ln, h: s.cfg.Handler, stats: tst, maxConns: s.cfg.MaxConns,
+	s.tcp = &tcpServer{ln: ln, h: s.cfg.Handler, stats: tst, gate: &s.gate, maxConns: s.cfg.MaxConns,
 		idleTimeout: s.cfg.IdleTimeout, writeTimeout: s.cfg.WriteTimeout, conns: map[net.Conn]struct{}{}}
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.tcp.serve() }()
@@ -226,6 +255,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		st := &WorkerStats{Transport: "udp", Queue: i}
 		s.stats = append(s.stats, st)
 		w := newUDPWorker(conn, s.cfg.Handler, st, s.cfg.Batch, s.cfg.Amplification, mtu)
+		w.gate = &s.gate
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); _ = w.run() }()
 	}
@@ -239,6 +269,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			st := &WorkerStats{Transport: "memcache-udp", Queue: i}
 			s.stats = append(s.stats, st)
 			w := newMCUDPWorker(conn, s.cfg.Memcache, st, s.cfg.Batch, s.cfg.Amplification, s.cfg.TrustSrc)
+			w.gate = &s.gate
 			s.wg.Add(1)
 			go func() { defer s.wg.Done(); _ = w.run() }()
 		}
@@ -264,6 +295,7 @@ func (s *Server) listenMemcacheTCP() error {
 	st := &WorkerStats{Transport: "memcache-tcp"}
 	s.stats = append(s.stats, st)
 	s.mcTCP = newMemcacheTCP(ln, s.cfg.Memcache, s.cfg.MaxItemSize, st, &s.cfg)
+	s.mcTCP.gate = &s.gate
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.mcTCP.serve() }()
 	return nil
@@ -409,6 +441,7 @@ func (s *Server) startXDP() error {
 		st := &WorkerStats{Transport: "xdp", Queue: q}
 		s.stats = append(s.stats, st)
 		w := newXDPWorker(sock, pool, s.cfg.Handler, st, s.cfg.Batch, s.cfg.Amplification, s.cfg.MTU)
+		w.gate = &s.gate
 		if s.cfg.Memcache != nil {
 			w.mc, w.mcPort = newMCDatagram(s.cfg.Memcache, s.cfg.Amplification, s.cfg.TrustSrc, st), mcPort
 		}

@@ -42,6 +42,7 @@ type tcpServer struct {
 	// of a Rebound one.
 	mc        *mcserve.Handler
 	mcMaxItem int
+	gate      *gate // sources served; nil: all
 
 	total  atomic.Uint64 // connections accepted since the start
 	mu     sync.Mutex
@@ -59,6 +60,15 @@ func (s *tcpServer) serve() {
 			}
 			time.Sleep(5 * time.Millisecond) // e.g. EMFILE: do not spin
 			continue
+		}
+		if s.gate != nil {
+			if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+				if why := s.gate.admit(a.AddrPort().Addr()); why != codec.ReasonNone {
+					s.stats.Drops[why].Add(1)
+					c.Close()
+					continue
+				}
+			}
 		}
 		s.mu.Lock()
 		if s.closed || len(s.conns) >= s.maxConns {

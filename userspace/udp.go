@@ -58,6 +58,7 @@ type udpWorker struct {
 	conn  *net.UDPConn
 	pc    *ipv4.PacketConn // batch I/O; works for IPv6 sockets too
 	h     Handler
+	gate  *gate // sources served; nil: all
 	stats *WorkerStats
 	mtu   int
 	b     batcher
@@ -93,6 +94,13 @@ func (w *udpWorker) run() error {
 			m := &w.in[i]
 			a, ok := m.Addr.(*net.UDPAddr)
 			ipv6 := ok && a.IP.To4() == nil
+			if w.gate != nil && ok {
+				if why := w.gate.admit(a.AddrPort().Addr()); why != codec.ReasonNone {
+					w.stats.Drops[why].Add(1)
+					w.b.skip()
+					continue
+				}
+			}
 			w.b.add(w.bufs[i][:m.N], codec.UDPPayloadMax(w.mtu, ipv6))
 		}
 		w.b.run(w.h)

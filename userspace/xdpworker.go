@@ -33,6 +33,7 @@ type xdpWorker struct {
 	umem  *xdp.UMEM
 	pool  *xdp.Pool
 	h     Handler
+	gate  *gate // sources served; nil: all
 	stats *WorkerStats
 	size  int // batch size
 	mtu   int
@@ -125,6 +126,9 @@ func (w *xdpWorker) step() int {
 			continue
 		}
 		f, why := codec.ParseFrame(pkt)
+		if why == codec.ReasonNone {
+			why = w.admit(pkt, f)
+		}
 		if why != codec.ReasonNone {
 			w.stats.Drops[why].Add(1)
 			w.pool.Put(d.Addr)
@@ -177,6 +181,26 @@ func (w *xdpWorker) step() int {
 		w.kick()
 	}
 	return k
+}
+
+// admit checks what the kernel's stack and the socket paths would check
+// before a request is served: unicast at both layers, a source the gate
+// lets in, and checksums that hold (a corrupted SET must not be stored).
+// The XDP program steers only what looks right, but a frame may come from
+// a program that is not ours.
+func (w *xdpWorker) admit(pkt []byte, f codec.Frame) codec.Reason {
+	if !f.Unicast(pkt) {
+		return codec.ReasonNotUnicast
+	}
+	if w.gate != nil {
+		if why := w.gate.admit(f.SrcAddr(pkt)); why != codec.ReasonNone {
+			return why
+		}
+	}
+	if !f.ChecksumsOK(pkt) {
+		return codec.ReasonBadChecksum
+	}
+	return codec.ReasonNone
 }
 
 // serveMemcache answers one memcached datagram: the first reply datagram

@@ -41,7 +41,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	mcListen := fs.String("memcache-listen", ":11211", "`ADDR:PORT` for memcached's protocol over UDP and TCP, on the same store; in xdp mode XDP steers this port too (empty: off)")
 	maxItem := fs.String("max-item-size", "1MiB", "largest memcached value (`SIZE`); a larger one is answered SERVER_ERROR object too large for cache")
 	trust := fs.String("trust-src", "", "comma-separated `CIDR`s whose UDP replies are not bound by --amplification (a datacenter's own clients)")
-	allow := fs.String("allow-src", "", "comma-separated `CIDR`s: in xdp mode, requests from other sources are dropped in XDP")
+	allow := fs.String("allow-src", "", "comma-separated `CIDR`s: requests from other sources are not served, on any path and protocol (dropped in XDP in xdp mode)")
 	kvMem := fs.String("kv-memory", "256MiB", "memory bound of the kv store (`SIZE`, e.g. 64MiB, 1GiB)")
 	maxValue := fs.Int("max-value", 0, "largest value SET stores, in bytes (0: what the store can hold, at most 65535)")
 	amp := fs.Int("amplification", 4, "UDP reply payload at most this many times the request's (rule 6; -1: off)")
@@ -147,9 +147,6 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	m, why := srv.Mode()
 	log.Info("mode "+string(m), "why", why)
-	if len(prefixes) > 0 && m != userspace.ModeXDP {
-		log.Warn("--allow-src is enforced by the XDP program only; in udp mode every source is served")
-	}
 	if *metrics != "" {
 		msrv := &http.Server{Addr: *metrics, Handler: userspace.MetricsHandler(srv, svc), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
