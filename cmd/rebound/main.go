@@ -20,6 +20,7 @@ Usage:
   rebound call  [flags] OP [ARGS]    send one request and print the reply
   rebound bench [flags]              load-test a server and report throughput and latency
   rebound stats [flags]              print a server's counters from its metrics endpoint
+  rebound doctor [flags]             check that serve can run in xdp mode here, and what fixes it
 
 Run 'rebound COMMAND -h' for a command's flags. Examples:
   rebound serve --mode udp                                 # anywhere, no root needed
@@ -56,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return benchCmd(rest, stdout, stderr)
 	case "stats":
 		return statsCmd(rest, stdout, stderr)
+	case "doctor":
+		return doctorCmd(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
