@@ -155,6 +155,7 @@ const (
 	capNetRaw   = 13
 	capIPCLock  = 14
 	capSysAdmin = 21
+	capPerfmon  = 38
 	capBPF      = 39
 )
 
@@ -185,29 +186,36 @@ func checkCaps(c *Context) []Finding {
 	if !c.has(capNetRaw) {
 		missing = append(missing, "CAP_NET_RAW (AF_XDP sockets)")
 	}
-	// CAP_BPF exists from 5.8; before it, loading BPF takes CAP_SYS_ADMIN.
+	// CAP_BPF and CAP_PERFMON exist from 5.8; before, loading BPF takes
+	// CAP_SYS_ADMIN. Without CAP_PERFMON (or CAP_SYS_ADMIN) the verifier
+	// refuses the steering program's pointer arithmetic ("prohibited for
+	// !root"), seen on 6.18.
 	newKernel := c.Kernel == (Version{}) || !c.Kernel.Less(5, 8)
-	bpfOK := c.has(capSysAdmin) || c.has(capBPF) && newKernel
-	if !bpfOK {
-		if !newKernel {
-			missing = append(missing, "CAP_SYS_ADMIN (load BPF: no CAP_BPF before 5.8)")
-		} else {
+	switch {
+	case c.has(capSysAdmin):
+	case !newKernel:
+		missing = append(missing, "CAP_SYS_ADMIN (load BPF: no CAP_BPF before 5.8)")
+	default:
+		if !c.has(capBPF) {
 			missing = append(missing, "CAP_BPF or CAP_SYS_ADMIN (load BPF)")
+		}
+		if !c.has(capPerfmon) {
+			missing = append(missing, "CAP_PERFMON or CAP_SYS_ADMIN (the verifier refuses the program's pointer arithmetic without it)")
 		}
 	}
 	euid := c.Sys.Euid()
 	if len(missing) > 0 {
-		return []Finding{fail("run serve as root (sudo), or as the systemd unit in deploy/ (AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_BPF), or "+fixUDP,
+		return []Finding{fail("run serve as root (sudo), or as the systemd unit in deploy/ (CAP_NET_ADMIN CAP_NET_RAW CAP_BPF CAP_PERFMON), or "+fixUDP,
 			"uid %d, CapEff %016x: missing %s", euid, c.Caps, strings.Join(missing, ", "))}
 	}
 	out := []Finding{pass("uid %d, CapEff %016x: CAP_NET_ADMIN, CAP_NET_RAW, %s%s", euid, c.Caps,
-		map[bool]string{true: "CAP_BPF", false: "CAP_SYS_ADMIN"}[c.has(capBPF)],
+		map[bool]string{true: "CAP_BPF, CAP_PERFMON", false: "CAP_SYS_ADMIN"}[c.has(capBPF) && c.has(capPerfmon)],
 		map[bool]string{true: ", CAP_IPC_LOCK", false: ""}[c.has(capIPCLock)])}
 	if euid != 0 {
 		// userspace.Server tries XDP only when os.Geteuid() == 0.
 		out = append(out, Finding{Check: "root", Status: Fail,
 			Detail: fmt.Sprintf("uid %d: the capabilities are there, but serve tries XDP only as root (euid 0) today, and serves udp otherwise", euid),
-			Fix:    "run serve as root with the same capabilities (sudo, or User=root with CapabilityBoundingSet= in the unit)"})
+			Fix:    "run serve as root with the same capabilities: sudo, or the unit in deploy/ with its run-as-root.conf drop-in"})
 	}
 	return out
 }

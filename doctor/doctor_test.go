@@ -17,7 +17,7 @@ import (
 // Capability sets as /proc/self/status shows them.
 const (
 	capsRoot = 0x000001fffeffffff
-	capsXDP  = 1<<capNetAdmin | 1<<capNetRaw | 1<<capBPF // what the unit in deploy/ grants
+	capsXDP  = 1<<capNetAdmin | 1<<capNetRaw | 1<<capBPF | 1<<capPerfmon // what the unit in deploy/ grants
 	capsNone = 0
 )
 
@@ -240,9 +240,10 @@ func TestCapabilities(t *testing.T) {
 		want    Status
 		substr  []string
 	}{
-		{"root", capsRoot, 0, "6.18.0", Pass, []string{"CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_IPC_LOCK"}},
-		{"root with the unit's set", capsXDP, 0, "6.18.0", Pass, []string{"CAP_BPF"}},
-		{"nobody", capsNone, 65534, "6.18.0", Fail, []string{"uid 65534", "missing CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_BPF or CAP_SYS_ADMIN", "AmbientCapabilities"}},
+		{"root", capsRoot, 0, "6.18.0", Pass, []string{"CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_PERFMON, CAP_IPC_LOCK"}},
+		{"root with the unit's set", capsXDP, 0, "6.18.0", Pass, []string{"CAP_BPF, CAP_PERFMON"}},
+		{"no CAP_PERFMON", capsXDP &^ (1 << capPerfmon), 0, "6.18.0", Fail, []string{"CAP_PERFMON or CAP_SYS_ADMIN (the verifier"}},
+		{"nobody", capsNone, 65534, "6.18.0", Fail, []string{"uid 65534", "missing CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_BPF or CAP_SYS_ADMIN", "CAP_PERFMON"}},
 		{"no CAP_BPF before 5.8", capsXDP, 0, "5.4.0", Fail, []string{"CAP_SYS_ADMIN (load BPF: no CAP_BPF before 5.8)"}},
 		{"sys_admin instead of bpf", 1<<capNetAdmin | 1<<capNetRaw | 1<<capSysAdmin, 0, "6.1.0", Pass, []string{"CAP_SYS_ADMIN"}},
 	} {

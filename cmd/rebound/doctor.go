@@ -22,7 +22,7 @@ FAIL, the command that fixes it:
   kernel           release: AF_XDP (4.18), need_wakeup (5.4), bpf_link for XDP (5.9)
   kernel-config    CONFIG_BPF_SYSCALL, CONFIG_XDP_SOCKETS, CONFIG_BPF_JIT (/proc/config.gz or /boot)
   bpf-jit          net.core.bpf_jit_enable
-  capabilities     CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF (or CAP_SYS_ADMIN); CAP_IPC_LOCK
+  capabilities     CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)
   af-xdp           an AF_XDP socket opens
   interface        exists, is not loopback (FAIL: use --mode udp), is up
   driver           native XDP: a list of known drivers, or a real attach with --probe
