@@ -3,9 +3,11 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -15,6 +17,14 @@ import (
 
 // MaxQueues is the number of rx queues the socket map can hold.
 const MaxQueues = 256
+
+// MaxAllow is the number of prefixes an allow-list can hold (IPv4 and IPv6
+// together).
+const MaxAllow = 2048
+
+// MaxLocalAddrs is the number of local addresses of each family (IPv4,
+// IPv6) SetLocal can take.
+const MaxLocalAddrs = 1024
 
 // Counter names one outcome counted by the program (enum counter in the C
 // source).
@@ -29,10 +39,11 @@ const (
 	DropAllowList                // request from a source outside the allow-list: dropped
 	PassMalformed                // truncated or inconsistent Ethernet/IP/UDP headers: to the kernel
 	PassFragment                 // IPv4 fragment: to the kernel (served by the socket path)
+	PassNotLocal                 // request not addressed to this host, or from a group/unset source: to the kernel
 	NumCounters
 )
 
-var counterNames = [NumCounters]string{"seen", "redirected", "pass_not_ours", "pass_no_socket", "drop_allowlist", "pass_malformed", "pass_fragment"}
+var counterNames = [NumCounters]string{"seen", "redirected", "pass_not_ours", "pass_no_socket", "drop_allowlist", "pass_malformed", "pass_fragment", "pass_not_local"}
 
 func (c Counter) String() string {
 	if c >= 0 && c < NumCounters {
@@ -95,16 +106,29 @@ type Options struct {
 	// Queues sizes the socket map: rx queues 0 to Queues-1 can have a
 	// socket (default and at most MaxQueues).
 	Queues int
+	// LocalMAC is the MAC of the interface the program is attached to:
+	// requests to another destination MAC are passed to the kernel. Nil
+	// or empty turns the check off. The server always sets it.
+	LocalMAC net.HardwareAddr
+	// LocalAddrs are the host's own IPv4 and IPv6 addresses: requests to
+	// another destination IP (routed traffic passing through, broadcast,
+	// multicast) are passed to the kernel. Empty turns the check off. The
+	// server always sets them.
+	LocalAddrs []netip.Addr
 }
 
 // Program is the loaded steering program and its maps. Attach puts it on an
 // interface through a bpf_link owned by this process, so the kernel detaches
 // it when the process exits, however it exits.
 type Program struct {
+	mu      sync.Mutex // serializes the Set methods
 	objs    reboundObjects
-	ports   map[uint32]bool // Rebound ports steered now
-	mcPorts map[uint32]bool // memcached ports steered now
-	queues  int             // entries of the socket map
+	trie    *ebpf.MapSpec     // template of the allow-list trie (inner map of allow)
+	local4  map[[4]byte]bool  // IPv4 addresses in the local4 map now
+	local6  map[[16]byte]bool // IPv6 addresses in the local6 map now
+	ports   map[uint32]bool   // Rebound ports steered now
+	mcPorts map[uint32]bool   // memcached ports steered now
+	queues  int               // entries of the socket map
 	link    link.Link
 	iface   string
 	mode    Mode
@@ -133,6 +157,12 @@ func Load(opts Options) (*Program, error) {
 		return nil, fmt.Errorf("bpf: read the embedded program: %w", err)
 	}
 	spec.Maps["xsks"].MaxEntries = uint32(opts.Queues)
+	if in := spec.Maps["allow"].InnerMap; in == nil {
+		return nil, errors.New("bpf: the embedded program has no allow-list template")
+	} else {
+		p.trie = in.Copy()
+		p.trie.Name = "allow_list"
+	}
 	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -155,6 +185,10 @@ func Load(opts Options) (*Program, error) {
 		p.Close()
 		return nil, err
 	}
+	if err := p.SetLocal(opts.LocalMAC, opts.LocalAddrs); err != nil {
+		p.Close()
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -170,6 +204,8 @@ const (
 // steered, while running. A port that is a memcached port now is refused:
 // take it out with SetMemcachePorts first.
 func (p *Program) SetPorts(ports []uint16) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.closed {
 		return errClosed
 	}
@@ -185,6 +221,8 @@ func (p *Program) SetPorts(ports []uint16) error {
 // are steered, while running. A port that is a Rebound port now is
 // refused: take it out with SetPorts first.
 func (p *Program) SetMemcachePorts(ports []uint16) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.closed {
 		return errClosed
 	}
@@ -229,64 +267,158 @@ func (p *Program) setKind(ports []uint16, kind uint8, cur, other map[uint32]bool
 	return want, nil
 }
 
+// allowKey is the key of the allow-list trie (struct allow_key in the C
+// source; written by hand, as BTF does not describe it).
+type allowKey struct {
+	Prefixlen uint32 // 8 (Family) + the prefix's bits
+	Family    uint8  // 4 or 6
+	Addr      [16]byte
+	_         [3]byte
+}
+
 // SetAllow replaces the source allow-list, while running. An empty list
 // serves every source.
+//
+// The update is atomic and fails closed: every prefix is checked first (a
+// bad one is an error and leaves the list in force untouched); the new list
+// is built in a trie that is not live yet, then swapped in with one map
+// update, so a packet sees the old list or the new one, never none. The
+// kernel frees the old trie once no program run can still use it.
 func (p *Program) SetAllow(prefixes []netip.Prefix) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.closed {
 		return errClosed
 	}
-	// Disable filtering while the tries are rebuilt, so no allowed client
-	// is dropped mid-update; enable at the end if the list is not empty.
-	if err := p.objs.Config.Put(uint32(0), reboundConfig{AllowEnabled: 0}); err != nil {
-		return fmt.Errorf("bpf: config: %w", err)
-	}
-	if err := clearMap(p.objs.Allow4, new(reboundLpm4Key)); err != nil {
-		return err
-	}
-	if err := clearMap(p.objs.Allow6, new(reboundLpm6Key)); err != nil {
-		return err
-	}
+	keys := make(map[allowKey]netip.Prefix, len(prefixes))
 	for _, pf := range prefixes {
 		if !pf.IsValid() {
 			return fmt.Errorf("bpf: allow-list entry %v is not a valid prefix", pf)
 		}
 		pf = pf.Masked()
-		var err error
-		if pf.Addr().Is4() || pf.Addr().Is4In6() {
-			k := reboundLpm4Key{Prefixlen: uint32(pf.Bits()), Addr: pf.Addr().Unmap().As4()}
-			if pf.Addr().Is4In6() {
-				k.Prefixlen = uint32(max(pf.Bits()-96, 0))
+		var k allowKey
+		if a := pf.Addr(); a.Is4() || a.Is4In6() {
+			bits := pf.Bits()
+			if a.Is4In6() {
+				bits = max(bits-96, 0)
 			}
-			err = p.objs.Allow4.Put(k, uint8(1))
+			a4 := a.Unmap().As4()
+			k = allowKey{Prefixlen: 8 + uint32(bits), Family: 4}
+			copy(k.Addr[:], a4[:])
 		} else {
-			k := reboundLpm6Key{Prefixlen: uint32(pf.Bits()), Addr: pf.Addr().As16()}
-			err = p.objs.Allow6.Put(k, uint8(1))
+			k = allowKey{Prefixlen: 8 + uint32(pf.Bits()), Family: 6, Addr: a.WithZone("").As16()}
 		}
-		if err != nil {
+		keys[k] = pf
+	}
+	if len(keys) > MaxAllow {
+		return fmt.Errorf("bpf: allow-list of %d prefixes: at most %d", len(keys), MaxAllow)
+	}
+	if len(keys) == 0 {
+		if err := p.objs.Allow.Delete(uint32(0)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("bpf: clear the allow-list: %w", err)
+		}
+		return nil
+	}
+	trie, err := ebpf.NewMap(p.trie)
+	if err != nil {
+		return fmt.Errorf("bpf: create an allow-list trie: %w", err)
+	}
+	// The outer map holds its own reference once the trie is in: ours
+	// goes, and with it the old trie's last one when the slot is replaced.
+	defer trie.Close()
+	for k, pf := range keys {
+		if err := trie.Put(k, uint8(1)); err != nil {
 			return fmt.Errorf("bpf: allow %v: %w", pf, err)
 		}
 	}
-	if len(prefixes) > 0 {
-		if err := p.objs.Config.Put(uint32(0), reboundConfig{AllowEnabled: 1}); err != nil {
-			return fmt.Errorf("bpf: config: %w", err)
-		}
+	if err := p.objs.Allow.Put(uint32(0), trie); err != nil {
+		return fmt.Errorf("bpf: switch to the new allow-list: %w", err)
 	}
 	return nil
 }
 
-func clearMap[K any](m *ebpf.Map, k *K) error {
-	var keys []K
-	var v uint8
-	it := m.Iterate()
-	for it.Next(k, &v) {
-		keys = append(keys, *k)
+// SetLocal sets what is addressed to this host, while running: mac, the
+// interface's MAC (nil or empty: any unicast destination MAC), and addrs,
+// the host's own IPv4 and IPv6 addresses (empty: any destination IP).
+// Requests addressed elsewhere are passed to the kernel, counted as
+// PassNotLocal. Requests to a group (multicast, broadcast) MAC, from a
+// group source MAC, or from an unset, broadcast or multicast source IP are
+// passed whatever is set here.
+//
+// An address in both the old and the new set is never refused during the
+// update; invalid input is an error and changes nothing.
+func (p *Program) SetLocal(mac net.HardwareAddr, addrs []netip.Addr) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errClosed
 	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("bpf: list %s: %w", m, err)
+	var cfg reboundConfig
+	switch {
+	case len(mac) == 0:
+	case len(mac) != 6:
+		return fmt.Errorf("bpf: local MAC %v: want 6 bytes", mac)
+	case mac[0]&1 != 0:
+		return fmt.Errorf("bpf: local MAC %v is a group (multicast) address", mac)
+	default:
+		copy(cfg.Mac[:], mac)
+		cfg.CheckMac = 1
 	}
-	for _, key := range keys {
-		if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("bpf: clear %s: %w", m, err)
+	want4 := make(map[[4]byte]bool)
+	want6 := make(map[[16]byte]bool)
+	for _, a := range addrs {
+		if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+			return fmt.Errorf("bpf: local address %v: want a unicast address", a)
+		}
+		if a = a.Unmap(); a.Is4() {
+			want4[a.As4()] = true
+		} else {
+			want6[a.WithZone("").As16()] = true
+		}
+	}
+	if len(want4) > MaxLocalAddrs || len(want6) > MaxLocalAddrs {
+		return fmt.Errorf("bpf: %d IPv4 and %d IPv6 local addresses: at most %d of each", len(want4), len(want6), MaxLocalAddrs)
+	}
+	if len(want4)+len(want6) > 0 {
+		cfg.CheckDst = 1
+	}
+	// New addresses first, then the switch, then the old ones out: an
+	// address in both sets is never refused, and the check is never on
+	// with a set that is not whole.
+	// p.local4 and p.local6 track the maps' content at every step, so that
+	// a failed update leaves nothing behind untracked.
+	if p.local4 == nil {
+		p.local4, p.local6 = make(map[[4]byte]bool), make(map[[16]byte]bool)
+	}
+	for a := range want4 {
+		if err := p.objs.Local4.Put(a, uint8(1)); err != nil {
+			return fmt.Errorf("bpf: local address %v: %w", netip.AddrFrom4(a), err)
+		}
+		p.local4[a] = true
+	}
+	for a := range want6 {
+		if err := p.objs.Local6.Put(a, uint8(1)); err != nil {
+			return fmt.Errorf("bpf: local address %v: %w", netip.AddrFrom16(a), err)
+		}
+		p.local6[a] = true
+	}
+	if err := p.objs.Config.Put(uint32(0), cfg); err != nil {
+		return fmt.Errorf("bpf: config: %w", err)
+	}
+	for a := range p.local4 {
+		if !want4[a] {
+			if err := p.objs.Local4.Delete(a); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("bpf: clear local address %v: %w", netip.AddrFrom4(a), err)
+			}
+			delete(p.local4, a)
+		}
+	}
+	for a := range p.local6 {
+		if !want6[a] {
+			if err := p.objs.Local6.Delete(a); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("bpf: clear local address %v: %w", netip.AddrFrom16(a), err)
+			}
+			delete(p.local6, a)
 		}
 	}
 	return nil

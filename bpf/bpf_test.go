@@ -603,3 +603,317 @@ func TestMemcacheLoadErrors(t *testing.T) {
 		t.Error("SetMemcachePorts after Close succeeded")
 	}
 }
+
+// TestSetAllowAtomic switches the allow-list between two lists while
+// another goroutine runs the program: a source in both lists is never
+// dropped, and a source in neither is never served, at any moment.
+func TestSetAllowAtomic(t *testing.T) {
+	for _, proto := range protocols {
+		t.Run(proto.name, func(t *testing.T) {
+			p := loadMemcache(t)
+			frame := func(src net.IP, v6 bool) []byte {
+				return testutil.Frame(t, testutil.Packet{IPv6: v6, Src: src, DstPort: proto.port, Payload: proto.payload})
+			}
+			// The client (198.18.0.1, 2001:2::1) is in both lists; 198.18.9.9
+			// and 2001:2:9::9 are in neither.
+			listA := []netip.Prefix{netip.MustParsePrefix("198.18.0.0/24"), netip.MustParsePrefix("2001:2::/64"), netip.MustParsePrefix("10.0.0.0/8")}
+			listB := []netip.Prefix{netip.MustParsePrefix("198.18.0.1/32"), netip.MustParsePrefix("2001:2::1/128"), netip.MustParsePrefix("fd00::/8")}
+			in4, in6 := frame(nil, false), frame(nil, true)
+			out4, out6 := frame(net.IPv4(198, 18, 9, 9), false), frame(net.ParseIP("2001:2:9::9"), true)
+			withSocket(t, p, func() {
+				if err := p.SetAllow(listA); err != nil {
+					t.Fatal(err)
+				}
+				stop := make(chan struct{})
+				errc := make(chan error, 1)
+				go func() {
+					runs := 0
+					defer func() { t.Logf("%d runs during the switches", runs) }()
+					for {
+						select {
+						case <-stop:
+							errc <- nil
+							return
+						default:
+						}
+						for _, c := range []struct {
+							name  string
+							frame []byte
+							want  uint32
+						}{{"listed v4", in4, xdpRedirect}, {"listed v6", in6, xdpRedirect}, {"unlisted v4", out4, xdpDrop}, {"unlisted v6", out6, xdpDrop}} {
+							v, err := p.Run(c.frame)
+							runs++
+							if err == nil && v != c.want {
+								err = fmt.Errorf("%s source: verdict %d during SetAllow, want %d", c.name, v, c.want)
+							}
+							if err != nil {
+								errc <- err
+								return
+							}
+						}
+					}
+				}()
+				for i := 0; i < 100; i++ {
+					l := listA
+					if i%2 == 0 {
+						l = listB
+					}
+					if err := p.SetAllow(l); err != nil {
+						close(stop)
+						<-errc
+						t.Fatal(err)
+					}
+				}
+				close(stop)
+				if err := <-errc; err != nil {
+					t.Fatal(err)
+				}
+			})
+		})
+	}
+}
+
+// TestSetAllowBadPrefix checks that a list with a bad prefix is refused
+// whole and the list in force stays enforced.
+func TestSetAllowBadPrefix(t *testing.T) {
+	p := load(t)
+	msg := ping()
+	if err := p.SetAllow([]netip.Prefix{netip.MustParsePrefix("198.18.0.0/24")}); err != nil {
+		t.Fatal(err)
+	}
+	bad := []netip.Prefix{netip.MustParsePrefix("198.18.1.0/24"), {}, netip.MustParsePrefix("2001:2::/64")}
+	if err := p.SetAllow(bad); err == nil {
+		t.Fatal("SetAllow with an invalid prefix succeeded")
+	}
+	run(t, p, "old list still allows", testutil.Frame(t, testutil.Packet{Payload: msg}), xdpPass, bpf.PassNoSocket)
+	run(t, p, "old list still drops v4", testutil.Frame(t, testutil.Packet{Src: net.IPv4(198, 18, 1, 1), Payload: msg}), xdpDrop, bpf.DropAllowList)
+	run(t, p, "old list still drops v6", testutil.Frame(t, testutil.Packet{IPv6: true, Payload: msg}), xdpDrop, bpf.DropAllowList)
+	// Too many prefixes: refused whole as well.
+	many := make([]netip.Prefix, 0, bpf.MaxAllow+1)
+	for i := 0; i <= bpf.MaxAllow; i++ {
+		many = append(many, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24))
+	}
+	if err := p.SetAllow(many); err == nil {
+		t.Fatalf("SetAllow with %d prefixes succeeded", len(many))
+	}
+	run(t, p, "old list after too many", testutil.Frame(t, testutil.Packet{Src: net.IPv4(198, 18, 1, 1), Payload: msg}), xdpDrop, bpf.DropAllowList)
+}
+
+// withMACs returns a copy of frame with its destination and source MACs
+// replaced (nil keeps one). MACs are in no checksum.
+func withMACs(frame []byte, dst, src net.HardwareAddr) []byte {
+	b := append([]byte(nil), frame...)
+	if dst != nil {
+		copy(b[0:6], dst)
+	}
+	if src != nil {
+		copy(b[6:12], src)
+	}
+	return b
+}
+
+var (
+	broadcastMAC = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	mcastMAC4    = net.HardwareAddr{0x01, 0x00, 0x5e, 0x00, 0x00, 0x01}
+	mcastMAC6    = net.HardwareAddr{0x33, 0x33, 0x00, 0x00, 0x00, 0x01}
+	otherMAC     = net.HardwareAddr{0x02, 0x00, 0x00, 0x00, 0x00, 0x99}
+	groupSrcMAC  = net.HardwareAddr{0x03, 0x00, 0x00, 0x00, 0x00, 0x01}
+)
+
+// serverAddrs are the lab server's addresses, as SetLocal takes them.
+func serverAddrs() []netip.Addr {
+	a4, _ := netip.AddrFromSlice(testutil.ServerIP4)
+	a6, _ := netip.AddrFromSlice(testutil.ServerIP6)
+	return []netip.Addr{a4, a6}
+}
+
+// The requests of both protocols, with the port each is sent to.
+var protocols = []struct {
+	name    string
+	port    uint16
+	payload []byte
+}{
+	{"rebound", 7000, ping()},
+	{"memcached", mcPort, mcDatagram(1, 0, 1, 0, "get foo\r\n")},
+}
+
+// TestLocalVerdicts checks that only requests addressed to the interface's
+// MAC and a local address, from a source that can be answered, are
+// steered; the rest go to the kernel, counted as PassNotLocal.
+func TestLocalVerdicts(t *testing.T) {
+	testutil.RequirePriv(t)
+	p, err := bpf.Load(bpf.Options{Ports: []uint16{7000}, MemcachePorts: []uint16{mcPort},
+		LocalMAC: testutil.ServerMAC, LocalAddrs: serverAddrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	withSocket(t, p, func() {
+		for _, proto := range protocols {
+			f := func(pk testutil.Packet) []byte {
+				pk.DstPort, pk.Payload = proto.port, proto.payload
+				return testutil.Frame(t, pk)
+			}
+			v4, v6 := f(testutil.Packet{}), f(testutil.Packet{IPv6: true})
+			for _, c := range []struct {
+				name  string
+				frame []byte
+			}{
+				{"to us v4", v4},
+				{"to us v6", v6},
+				{"to us vlan v4", f(testutil.Packet{VLAN: 10})},
+				{"to us vlan v6", f(testutil.Packet{VLAN: 10, IPv6: true})},
+			} {
+				run(t, p, proto.name+" "+c.name, c.frame, xdpRedirect, bpf.Redirected)
+			}
+			for _, c := range []struct {
+				name  string
+				frame []byte
+			}{
+				{"to broadcast MAC v4", withMACs(v4, broadcastMAC, nil)},
+				{"to broadcast MAC v6", withMACs(v6, broadcastMAC, nil)},
+				{"to multicast MAC v4", withMACs(v4, mcastMAC4, nil)},
+				{"to multicast MAC v6", withMACs(v6, mcastMAC6, nil)},
+				{"to another unicast MAC v4", withMACs(v4, otherMAC, nil)},
+				{"to another unicast MAC v6", withMACs(v6, otherMAC, nil)},
+				{"to a non-local IP v4", f(testutil.Packet{Dst: net.IPv4(198, 18, 0, 3)})},
+				{"to a non-local IP v6", f(testutil.Packet{IPv6: true, Dst: net.ParseIP("2001:2::3")})},
+				{"to 255.255.255.255", f(testutil.Packet{Dst: net.IPv4bcast})},
+				{"to 198.18.0.255", f(testutil.Packet{Dst: net.IPv4(198, 18, 0, 255)})},
+				{"to multicast IP v4", f(testutil.Packet{Dst: net.IPv4(239, 1, 1, 1)})},
+				{"to multicast IP v6", f(testutil.Packet{IPv6: true, Dst: net.ParseIP("ff02::1")})},
+				{"vlan to a non-local IP", f(testutil.Packet{VLAN: 10, Dst: net.IPv4(198, 18, 0, 3)})},
+				{"from multicast v4", f(testutil.Packet{Src: net.IPv4(224, 0, 0, 5)})},
+				{"from multicast v4 top", f(testutil.Packet{Src: net.IPv4(239, 255, 255, 255)})},
+				{"from multicast v6", f(testutil.Packet{IPv6: true, Src: net.ParseIP("ff02::1")})},
+				{"from 255.255.255.255", f(testutil.Packet{Src: net.IPv4bcast})},
+				{"from 0.0.0.0", f(testutil.Packet{Src: net.IPv4zero})},
+				{"from ::", f(testutil.Packet{IPv6: true, Src: net.IPv6unspecified})},
+				{"from a group source MAC v4", withMACs(v4, nil, groupSrcMAC)},
+				{"from a group source MAC v6", withMACs(v6, nil, groupSrcMAC)},
+				{"from broadcast MAC", withMACs(v4, nil, broadcastMAC)},
+			} {
+				run(t, p, proto.name+" "+c.name, c.frame, xdpPass, bpf.PassNotLocal)
+			}
+			// Sources next to the refused ranges are served.
+			run(t, p, proto.name+" from 223.255.255.255", f(testutil.Packet{Src: net.IPv4(223, 255, 255, 255)}), xdpRedirect, bpf.Redirected)
+			run(t, p, proto.name+" from 240.0.0.1", f(testutil.Packet{Src: net.IPv4(240, 0, 0, 1)}), xdpRedirect, bpf.Redirected)
+			run(t, p, proto.name+" from fe80::1", f(testutil.Packet{IPv6: true, Src: net.ParseIP("fe80::1")}), xdpRedirect, bpf.Redirected)
+			run(t, p, proto.name+" from ::1", f(testutil.Packet{IPv6: true, Src: net.IPv6loopback}), xdpRedirect, bpf.Redirected)
+
+			// Traffic that is not a request stays "not ours" wherever it goes.
+			other := testutil.Frame(t, testutil.Packet{DstPort: 53, Payload: proto.payload})
+			run(t, p, proto.name+" other port to broadcast MAC", withMACs(other, broadcastMAC, nil), xdpPass, bpf.PassNotOurs)
+			// A request not addressed to us is passed, not dropped, by the
+			// allow-list; one addressed to us is dropped as before.
+			if err := p.SetAllow([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}); err != nil {
+				t.Fatal(err)
+			}
+			run(t, p, proto.name+" not local, outside the allow-list", f(testutil.Packet{Dst: net.IPv4(198, 18, 0, 3)}), xdpPass, bpf.PassNotLocal)
+			run(t, p, proto.name+" local, outside the allow-list v4", v4, xdpDrop, bpf.DropAllowList)
+			run(t, p, proto.name+" local, outside the allow-list v6", v6, xdpDrop, bpf.DropAllowList)
+			if err := p.SetAllow(nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	// ARP (broadcast, not a request) is still not ours.
+	run(t, p, "arp", testutil.ARPFrame(t), xdpPass, bpf.PassNotOurs)
+}
+
+// TestLocalUnset checks the behaviour without LocalMAC and LocalAddrs: any
+// unicast destination MAC and any destination IP are served; the group
+// MAC and source checks stay on.
+func TestLocalUnset(t *testing.T) {
+	p := loadMemcache(t)
+	withSocket(t, p, func() {
+		for _, proto := range protocols {
+			f := func(pk testutil.Packet) []byte {
+				pk.DstPort, pk.Payload = proto.port, proto.payload
+				return testutil.Frame(t, pk)
+			}
+			v4, v6 := f(testutil.Packet{}), f(testutil.Packet{IPv6: true})
+			run(t, p, proto.name+" to another unicast MAC", withMACs(v4, otherMAC, nil), xdpRedirect, bpf.Redirected)
+			run(t, p, proto.name+" to a non-local IP v4", f(testutil.Packet{Dst: net.IPv4(198, 18, 0, 3)}), xdpRedirect, bpf.Redirected)
+			run(t, p, proto.name+" to a non-local IP v6", f(testutil.Packet{IPv6: true, Dst: net.ParseIP("2001:2::3")}), xdpRedirect, bpf.Redirected)
+			run(t, p, proto.name+" to broadcast MAC", withMACs(v4, broadcastMAC, nil), xdpPass, bpf.PassNotLocal)
+			run(t, p, proto.name+" to multicast MAC", withMACs(v6, mcastMAC6, nil), xdpPass, bpf.PassNotLocal)
+			run(t, p, proto.name+" from a group source MAC", withMACs(v4, nil, groupSrcMAC), xdpPass, bpf.PassNotLocal)
+			run(t, p, proto.name+" from multicast v4", f(testutil.Packet{Src: net.IPv4(224, 0, 0, 5)}), xdpPass, bpf.PassNotLocal)
+			run(t, p, proto.name+" from multicast v6", f(testutil.Packet{IPv6: true, Src: net.ParseIP("ff05::2")}), xdpPass, bpf.PassNotLocal)
+			run(t, p, proto.name+" from 255.255.255.255", f(testutil.Packet{Src: net.IPv4bcast}), xdpPass, bpf.PassNotLocal)
+			run(t, p, proto.name+" from 0.0.0.0", f(testutil.Packet{Src: net.IPv4zero}), xdpPass, bpf.PassNotLocal)
+		}
+	})
+}
+
+// TestSetLocal changes the local MAC and addresses while running, and
+// checks that a refused update changes nothing.
+func TestSetLocal(t *testing.T) {
+	p := load(t)
+	msg := ping()
+	f := func(pk testutil.Packet) []byte { pk.Payload = msg; return testutil.Frame(t, pk) }
+	toUs := f(testutil.Packet{})
+	toOther4 := f(testutil.Packet{Dst: net.IPv4(198, 18, 0, 3)})
+	toOther6 := f(testutil.Packet{IPv6: true, Dst: net.ParseIP("2001:2::3")})
+	run(t, p, "unset: other MAC", withMACs(toUs, otherMAC, nil), xdpPass, bpf.PassNoSocket)
+	run(t, p, "unset: other IP", toOther4, xdpPass, bpf.PassNoSocket)
+
+	if err := p.SetLocal(testutil.ServerMAC, serverAddrs()); err != nil {
+		t.Fatal(err)
+	}
+	run(t, p, "set: to us", toUs, xdpPass, bpf.PassNoSocket)
+	run(t, p, "set: other MAC", withMACs(toUs, otherMAC, nil), xdpPass, bpf.PassNotLocal)
+	run(t, p, "set: other IP v4", toOther4, xdpPass, bpf.PassNotLocal)
+	run(t, p, "set: other IP v6", toOther6, xdpPass, bpf.PassNotLocal)
+
+	// Move to other addresses and MAC: the old ones stop being ours.
+	if err := p.SetLocal(otherMAC, []netip.Addr{netip.MustParseAddr("198.18.0.3"), netip.MustParseAddr("2001:2::3")}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, p, "moved: old MAC", toOther4, xdpPass, bpf.PassNotLocal)
+	run(t, p, "moved: new MAC and IP v4", withMACs(toOther4, otherMAC, nil), xdpPass, bpf.PassNoSocket)
+	run(t, p, "moved: new MAC and IP v6", withMACs(toOther6, otherMAC, nil), xdpPass, bpf.PassNoSocket)
+	run(t, p, "moved: new MAC, old IP", withMACs(toUs, otherMAC, nil), xdpPass, bpf.PassNotLocal)
+
+	// IPv4 only: every IPv6 destination is not local. A v4-mapped
+	// address counts as IPv4. The MAC check off.
+	if err := p.SetLocal(nil, []netip.Addr{netip.MustParseAddr("::ffff:198.18.0.2")}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, p, "v4 only: to us", toUs, xdpPass, bpf.PassNoSocket)
+	run(t, p, "v4 only: other MAC", withMACs(toUs, otherMAC, nil), xdpPass, bpf.PassNoSocket)
+	run(t, p, "v4 only: v6", f(testutil.Packet{IPv6: true}), xdpPass, bpf.PassNotLocal)
+
+	// Refused updates change nothing.
+	for _, c := range []struct {
+		name  string
+		mac   net.HardwareAddr
+		addrs []netip.Addr
+	}{
+		{"short MAC", net.HardwareAddr{2, 0, 0, 0, 0}, nil},
+		{"multicast MAC", mcastMAC4, nil},
+		{"invalid address", nil, []netip.Addr{netip.MustParseAddr("198.18.0.3"), {}}},
+		{"multicast address", nil, []netip.Addr{netip.MustParseAddr("198.18.0.3"), netip.MustParseAddr("ff02::1")}},
+		{"unspecified address", nil, []netip.Addr{netip.IPv6Unspecified()}},
+		{"broadcast address", nil, []netip.Addr{netip.MustParseAddr("255.255.255.255")}},
+	} {
+		if err := p.SetLocal(c.mac, c.addrs); err == nil {
+			t.Errorf("SetLocal with a %s succeeded", c.name)
+		}
+	}
+	run(t, p, "after refused: to us", toUs, xdpPass, bpf.PassNoSocket)
+	run(t, p, "after refused: other IP", toOther4, xdpPass, bpf.PassNotLocal)
+	run(t, p, "after refused: v6", f(testutil.Packet{IPv6: true}), xdpPass, bpf.PassNotLocal)
+
+	// Both unset: the old behaviour.
+	if err := p.SetLocal(nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	run(t, p, "cleared: other IP v4", toOther4, xdpPass, bpf.PassNoSocket)
+	run(t, p, "cleared: other IP v6", toOther6, xdpPass, bpf.PassNoSocket)
+	p.Close()
+	if err := p.SetLocal(nil, nil); err == nil {
+		t.Error("SetLocal after Close succeeded")
+	}
+}

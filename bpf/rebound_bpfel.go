@@ -13,31 +13,27 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type reboundAddr6 struct {
+	_ structs.HostLayout
+	B [16]uint8
+}
+
 type reboundConfig struct {
-	_            structs.HostLayout
-	AllowEnabled uint32
-}
-
-type reboundLpm4Key struct {
-	_         structs.HostLayout
-	Prefixlen uint32
-	Addr      [4]uint8
-}
-
-type reboundLpm6Key struct {
-	_         structs.HostLayout
-	Prefixlen uint32
-	Addr      [16]uint8
+	_        structs.HostLayout
+	Mac      [6]uint8
+	CheckMac uint8
+	CheckDst uint8
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	reboundMapAllow4        = "allow4"
-	reboundMapAllow6        = "allow6"
+	reboundMapAllow         = "allow"
 	reboundMapConfig        = "config"
 	reboundMapCounters      = "counters"
+	reboundMapLocal4        = "local4"
+	reboundMapLocal6        = "local6"
 	reboundMapPorts         = "ports"
 	reboundMapXsks          = "xsks"
 	reboundProgReboundSteer = "rebound_steer"
@@ -92,10 +88,11 @@ type reboundProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type reboundMapSpecs struct {
-	Allow4   *ebpf.MapSpec `ebpf:"allow4"`
-	Allow6   *ebpf.MapSpec `ebpf:"allow6"`
+	Allow    *ebpf.MapSpec `ebpf:"allow"`
 	Config   *ebpf.MapSpec `ebpf:"config"`
 	Counters *ebpf.MapSpec `ebpf:"counters"`
+	Local4   *ebpf.MapSpec `ebpf:"local4"`
+	Local6   *ebpf.MapSpec `ebpf:"local6"`
 	Ports    *ebpf.MapSpec `ebpf:"ports"`
 	Xsks     *ebpf.MapSpec `ebpf:"xsks"`
 }
@@ -126,20 +123,22 @@ func (o *reboundObjects) Close() error {
 //
 // It can be passed to loadReboundObjects or ebpf.CollectionSpec.LoadAndAssign.
 type reboundMaps struct {
-	Allow4   *ebpf.Map `ebpf:"allow4"`
-	Allow6   *ebpf.Map `ebpf:"allow6"`
+	Allow    *ebpf.Map `ebpf:"allow"`
 	Config   *ebpf.Map `ebpf:"config"`
 	Counters *ebpf.Map `ebpf:"counters"`
+	Local4   *ebpf.Map `ebpf:"local4"`
+	Local6   *ebpf.Map `ebpf:"local6"`
 	Ports    *ebpf.Map `ebpf:"ports"`
 	Xsks     *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *reboundMaps) Close() error {
 	return _ReboundClose(
-		m.Allow4,
-		m.Allow6,
+		m.Allow,
 		m.Config,
 		m.Counters,
+		m.Local4,
+		m.Local6,
 		m.Ports,
 		m.Xsks,
 	)

@@ -13,9 +13,29 @@
 //     number, total datagrams, reserved; big endian) with total 1 and
 //     reserved 0, and at least one byte of command after it. Requests that
 //     span several datagrams are left to the kernel (socket path).
-// A match from a source outside the allow-list (when one is set) is
+//
+// A match must then be addressed to this host and come from a source that
+// can be answered, or it is passed to the kernel (CNT_PASS_NOT_LOCAL):
+//   - always: the destination MAC is unicast, the source MAC is unicast,
+//     and the source IP is not 0.0.0.0, 255.255.255.255, 224.0.0.0/4, ::
+//     or ff00::/8 (a reply would go to a group or to nobody);
+//   - when config.check_mac: the destination MAC is config.mac, the
+//     interface's own;
+//   - when config.check_dst: the destination IP is in local4/local6, the
+//     host's own addresses. Routed traffic passing through is not ours.
+// Userspace fills local4/local6 before it sets check_dst and clears
+// check_dst before it empties them, so an address in both the old and the
+// new set is never refused during an update.
+//
+// A local match from a source outside the allow-list (when one is set) is
 // dropped; otherwise it goes to the socket of its rx queue in `xsks`, or to
 // the kernel when that queue has none.
+//
+// The allow-list is one LPM trie (IPv4 and IPv6 keyed apart by a family
+// byte) held in slot 0 of the array-of-maps `allow`; an empty slot means no
+// list. Userspace builds a new trie aside and swaps it in with one update
+// of the slot, so a packet sees the old list or the new one, whole; the
+// kernel frees the old trie once no program run can still hold it.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -39,6 +59,7 @@ enum counter {
 	CNT_DROP_ALLOWLIST,  // request from a source outside the allow-list
 	CNT_PASS_MALFORMED,  // truncated or inconsistent Ethernet/IP/UDP headers
 	CNT_PASS_FRAGMENT,   // IPv4 fragment: left to the kernel (socket path)
+	CNT_PASS_NOT_LOCAL,  // request not addressed to us, or from a group/unset source
 	CNT_MAX,
 };
 
@@ -82,18 +103,26 @@ struct udp_hdr {
 	__sum16 check;
 };
 
-struct lpm4_key {
+#define ALLOW_FAMILY_V4 4
+#define ALLOW_FAMILY_V6 6
+
+// Key of the allow-list trie. prefixlen counts the family byte: 8 + the
+// prefix's bits. IPv4 addresses take the first 4 bytes of addr.
+struct allow_key {
 	__u32 prefixlen;
-	__u8 addr[4];
+	__u8 family; // ALLOW_FAMILY_V4 or ALLOW_FAMILY_V6
+	__u8 addr[16];
+	__u8 pad[3]; // zero, never compared
 };
 
-struct lpm6_key {
-	__u32 prefixlen;
-	__u8 addr[16];
+struct addr6 {
+	__u8 b[16];
 };
 
 struct config {
-	__u32 allow_enabled; // 1: only sources in allow4/allow6 are served
+	__u8 mac[6];    // the interface's MAC, compared when check_mac
+	__u8 check_mac; // 1: the destination MAC must be mac
+	__u8 check_dst; // 1: the destination IP must be in local4/local6
 };
 
 struct {
@@ -119,21 +148,39 @@ struct {
 	__type(value, __u8);
 } ports SEC(".maps");
 
-struct {
+// The allow-list trie; userspace creates one per list from this template.
+// Sizes rather than types: clang leaves an inner map's key type a forward
+// declaration in BTF. Keep struct allowKey in bpf.go in step.
+struct allow_trie {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 1024);
+	__uint(max_entries, 2048);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct lpm4_key);
+	__uint(key_size, sizeof(struct allow_key));
+	__uint(value_size, sizeof(__u8));
+};
+
+// allow[0]: the allow-list in force, or empty for none.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct allow_trie);
+} allow SEC(".maps");
+
+// The host's own addresses (keys in network order), when config.check_dst.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
 	__type(value, __u8);
-} allow4 SEC(".maps");
+} local4 SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct lpm6_key);
+	__type(key, struct addr6);
 	__type(value, __u8);
-} allow6 SEC(".maps");
+} local6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -158,16 +205,60 @@ static __always_inline int count(__u32 c, int verdict)
 }
 
 // allowed reports whether the source may be served: always when no
-// allow-list is configured.
-static __always_inline int allowed(void *key, int v6)
+// allow-list is in force. The trie is looked up once, so the whole packet
+// sees one list.
+static __always_inline int allowed(struct allow_key *key)
+{
+	__u32 zero = 0;
+	void *trie = bpf_map_lookup_elem(&allow, &zero);
+	if (!trie)
+		return 1;
+	return bpf_map_lookup_elem(trie, key) != 0;
+}
+
+// mac_local reports whether the Ethernet addresses allow an answer: both
+// unicast and, when configured, the destination the interface's own.
+static __always_inline int mac_local(struct eth_hdr *eth, struct config *cfg)
+{
+	if ((eth->dst[0] | eth->src[0]) & 1) // group bit: multicast, broadcast
+		return 0;
+	if (!cfg || !cfg->check_mac)
+		return 1;
+	return ((eth->dst[0] ^ cfg->mac[0]) | (eth->dst[1] ^ cfg->mac[1]) |
+		(eth->dst[2] ^ cfg->mac[2]) | (eth->dst[3] ^ cfg->mac[3]) |
+		(eth->dst[4] ^ cfg->mac[4]) | (eth->dst[5] ^ cfg->mac[5])) == 0;
+}
+
+// src_answerable reports whether a reply to the source IP (in key) can
+// reach one host: not unset, broadcast or multicast.
+static __always_inline int src_answerable(struct allow_key *key, int v6)
+{
+	if (v6) {
+		__u8 any = 0;
+#pragma unroll
+		for (int i = 0; i < 16; i++)
+			any |= key->addr[i];
+		return any && key->addr[0] != 0xff; // not ::, not ff00::/8
+	}
+	__u32 a = ((__u32)key->addr[0] << 24) | ((__u32)key->addr[1] << 16) |
+		  ((__u32)key->addr[2] << 8) | key->addr[3];
+	return a != 0 && a != 0xffffffff && (a & 0xf0000000) != 0xe0000000;
+}
+
+// local reports whether a request is addressed to this host, from a source
+// that can be answered (see the header).
+static __always_inline int local(struct eth_hdr *eth, struct allow_key *src,
+				 __be32 dst4, struct addr6 *dst6, int v6)
 {
 	__u32 zero = 0;
 	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
-	if (!cfg || !cfg->allow_enabled)
+	if (!mac_local(eth, cfg) || !src_answerable(src, v6))
+		return 0;
+	if (!cfg || !cfg->check_dst)
 		return 1;
 	if (v6)
-		return bpf_map_lookup_elem(&allow6, key) != 0;
-	return bpf_map_lookup_elem(&allow4, key) != 0;
+		return bpf_map_lookup_elem(&local6, dst6) != 0;
+	return bpf_map_lookup_elem(&local4, &dst4) != 0;
 }
 
 SEC("xdp")
@@ -178,8 +269,9 @@ int rebound_steer(struct xdp_md *ctx)
 	struct eth_hdr *eth = data;
 	struct udp_hdr *udp;
 	__u32 ip_payload; // bytes after the IP header, from the IP length fields
-	struct lpm6_key k6;
-	struct lpm4_key k4;
+	struct allow_key key = {}; // the source, as the allow-list's key
+	struct addr6 dst6 = {};
+	__be32 dst4 = 0;
 	int v6 = 0;
 
 	count(CNT_SEEN, 0);
@@ -211,8 +303,10 @@ int rebound_steer(struct xdp_md *ctx)
 			return count(CNT_PASS_NOT_OURS, XDP_PASS);
 		udp = (void *)ip + ihl;
 		ip_payload = tot - ihl;
-		k4.prefixlen = 32;
-		__builtin_memcpy(k4.addr, &ip->saddr, 4);
+		key.prefixlen = 8 + 32;
+		key.family = ALLOW_FAMILY_V4;
+		__builtin_memcpy(key.addr, &ip->saddr, 4);
+		dst4 = ip->daddr;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6_hdr *ip6 = l3;
 		if ((void *)(ip6 + 1) > data_end)
@@ -224,8 +318,10 @@ int rebound_steer(struct xdp_md *ctx)
 			return count(CNT_PASS_NOT_OURS, XDP_PASS);
 		udp = (void *)(ip6 + 1);
 		v6 = 1;
-		k6.prefixlen = 128;
-		__builtin_memcpy(k6.addr, ip6->saddr, 16);
+		key.prefixlen = 8 + 128;
+		key.family = ALLOW_FAMILY_V6;
+		__builtin_memcpy(key.addr, ip6->saddr, 16);
+		__builtin_memcpy(dst6.b, ip6->daddr, 16);
 	} else {
 		return count(CNT_PASS_NOT_OURS, XDP_PASS);
 	}
@@ -260,7 +356,9 @@ int rebound_steer(struct xdp_md *ctx)
 		return count(CNT_PASS_NOT_OURS, XDP_PASS);
 	}
 
-	if (!allowed(v6 ? (void *)&k6 : (void *)&k4, v6))
+	if (!local(eth, &key, dst4, &dst6, v6))
+		return count(CNT_PASS_NOT_LOCAL, XDP_PASS);
+	if (!allowed(&key))
 		return count(CNT_DROP_ALLOWLIST, XDP_DROP);
 
 	int ret = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
