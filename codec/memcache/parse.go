@@ -213,11 +213,12 @@ func Parse(in []byte, maxValue int, c *Command) Status {
 	case "flush_all":
 		return c.parseFlushAll(rest)
 	case "version":
-		return c.simple(KindVersion, rest, 0, 0)
+		// memcached answers VERSION whatever follows, noreply included.
+		return c.simple(KindVersion, rest, 0, len(rest))
 	case "verbosity":
 		return c.parseVerbosity(rest)
 	case "quit":
-		return c.simple(KindQuit, rest, 0, 0)
+		return c.simple(KindQuit, rest, 0, len(rest)) // closes whatever follows
 	case "stats":
 		c.Kind = KindStats
 		c.keys = rest // arguments

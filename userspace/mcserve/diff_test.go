@@ -300,10 +300,10 @@ func TestDifferentialText(t *testing.T) {
 		"set big 0 0 2000000 noreply\r\n"+strings.Repeat("v", 2000000)+"\r\n",
 		"set mid 0 0 500000\r\n"+strings.Repeat("m", 500000)+"\r\n", "get mid\r\n",
 		// misc
-		"version\r\n", "verbosity 1\r\n", "verbosity 1 noreply\r\n", "verbosity\r\n",
+		"version\r\n", "version foo bar\r\n", "version noreply\r\n", "verbosity 5\r\n", "verbosity 1\r\n", "verbosity 1 noreply\r\n", "verbosity\r\n",
 		// pipelines
 		"set p1 0 0 1\r\n1\r\nset p2 0 0 1\r\n2\r\nget p1 p2\r\ndelete p1\r\nincr p2 5\r\nget p1 p2\r\nbogus\r\nmn\r\n",
-		"quit\r\n", "get p2\r\nquit\r\nget p2\r\n",
+		"quit\r\n", "quit now\r\nget p2\r\n", "get p2\r\nquit\r\nget p2\r\n",
 	)
 }
 
