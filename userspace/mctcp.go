@@ -39,14 +39,22 @@ func (s *tcpServer) serveMemcache(c net.Conn) {
 	in := make([]byte, mcConnBuf)
 	out := make([]byte, 0, mcConnBuf)
 	start, end := 0, 0
+	var partialSince time.Time // when the unfinished command at in[start:end] began
 	for {
 		if end == len(in) && start > 0 {
 			end = copy(in, in[start:end])
 			start = 0
 		}
+		deadline := time.Time{}
 		if s.idleTimeout > 0 {
-			_ = c.SetReadDeadline(time.Now().Add(s.idleTimeout))
+			deadline = time.Now().Add(s.idleTimeout)
 		}
+		if !partialSince.IsZero() && s.reqTimeout > 0 {
+			if d := partialSince.Add(s.reqTimeout); deadline.IsZero() || d.Before(deadline) {
+				deadline = d
+			}
+		}
+		_ = c.SetReadDeadline(deadline)
 		n, err := c.Read(in[end:])
 		end += n
 		if n > 0 {
@@ -93,9 +101,12 @@ func (s *tcpServer) serveMemcache(c net.Conn) {
 			}
 			if start == end {
 				start, end = 0, 0
-				if len(in) > mcConnBuf {
-					in = make([]byte, mcConnBuf)
+				partialSince = time.Time{}
+				if len(in) > mcConnBuf && n < mcConnBuf/2 {
+					in = make([]byte, mcConnBuf) // light traffic again: back to small
 				}
+			} else if partialSince.IsZero() {
+				partialSince = time.Now()
 			}
 			if need > 0 && need > len(in)-start {
 				if need > maxIn {
@@ -140,5 +151,5 @@ func (s *tcpServer) writeMC(c net.Conn, b []byte) error {
 // newMemcacheTCP returns a TCP server of memcached connections on ln.
 func newMemcacheTCP(ln net.Listener, h *mcserve.Handler, maxItem int, stats *WorkerStats, cfg *Config) *tcpServer {
 	return &tcpServer{ln: ln, mc: h, mcMaxItem: maxItem, stats: stats, maxConns: cfg.MaxConns,
-		idleTimeout: cfg.IdleTimeout, writeTimeout: cfg.WriteTimeout, conns: map[net.Conn]struct{}{}}
+		idleTimeout: cfg.IdleTimeout, writeTimeout: cfg.WriteTimeout, reqTimeout: cfg.RequestTimeout, conns: map[net.Conn]struct{}{}}
 }

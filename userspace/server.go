@@ -41,23 +41,24 @@ const (
 
 // Config configures a Server. Zero values take the defaults noted.
 type Config struct {
-	Listen        string         // UDP and TCP address (default ":7000")
-	Mode          Mode           // default auto
-	Iface         string         // interface to attach XDP to (xdp and auto modes)
-	XDPMode       bpf.Mode       // native, generic or auto (default)
-	XDPReplace    bool           // replace an XDP program already attached (netlink-attached only)
-	Queues        int            // rx queues to serve (default: all of the interface)
-	Batch         int            // requests per batch (default 64)
-	AllowSrc      []netip.Prefix // source allow-list, on every path (empty: every unicast source)
-	Amplification int            // rule 6 factor A (default 4; negative: off)
-	MTU           int            // path MTU for UDP replies (default: the interface's, or 1500)
-	Workers       int            // UDP sockets (default: number of CPUs)
-	Frames        int            // UMEM frames per queue (default 4096)
-	Bind          xdp.BindMode   // AF_XDP copy, zero-copy or auto
-	MaxConns      int            // TCP connections (default 1024)
-	IdleTimeout   time.Duration  // TCP idle timeout (default 60s)
-	WriteTimeout  time.Duration  // TCP write timeout for clients that do not read (default 5s)
-	Handler       Handler        // required: the Rebound protocol's service
+	Listen         string         // UDP and TCP address (default ":7000")
+	Mode           Mode           // default auto
+	Iface          string         // interface to attach XDP to (xdp and auto modes)
+	XDPMode        bpf.Mode       // native, generic or auto (default)
+	XDPReplace     bool           // replace an XDP program already attached (netlink-attached only)
+	Queues         int            // rx queues to serve (default: all of the interface)
+	Batch          int            // requests per batch (default 64)
+	AllowSrc       []netip.Prefix // source allow-list, on every path (empty: every unicast source)
+	Amplification  int            // rule 6 factor A (default 4; negative: off)
+	MTU            int            // path MTU for UDP replies (default: the interface's, or 1500)
+	Workers        int            // UDP sockets (default: number of CPUs)
+	Frames         int            // UMEM frames per queue (default 4096)
+	Bind           xdp.BindMode   // AF_XDP copy, zero-copy or auto
+	MaxConns       int            // TCP connections (default 1024)
+	IdleTimeout    time.Duration  // TCP idle timeout (default 60s)
+	WriteTimeout   time.Duration  // TCP write timeout for clients that do not read (default 5s)
+	RequestTimeout time.Duration  // TCP: longest a request may take to arrive once begun (default 10s)
+	Handler        Handler        // required: the Rebound protocol's service
 
 	// Memcache, when set, serves memcached's protocol (text and meta over
 	// TCP, the 8-byte frame header over UDP and AF_XDP) on MemcacheListen.
@@ -112,6 +113,9 @@ func (c *Config) defaults() error {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -207,7 +211,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	tst := &WorkerStats{Transport: "tcp"}
 	s.stats = append(s.stats, tst)
 	s.tcp = &tcpServer{ln: ln, h: s.cfg.Handler, stats: tst, gate: &s.gate, maxConns: s.cfg.MaxConns,
-		idleTimeout: s.cfg.IdleTimeout, writeTimeout: s.cfg.WriteTimeout, conns: map[net.Conn]struct{}{}}
+		idleTimeout: s.cfg.IdleTimeout, writeTimeout: s.cfg.WriteTimeout, reqTimeout: s.cfg.RequestTimeout, conns: map[net.Conn]struct{}{}}
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.tcp.serve() }()
 

@@ -21,11 +21,20 @@ const (
 	// does not read: past it the connection is closed, so a stuck client
 	// holds at most its socket buffers and this connection's out buffer.
 	DefaultWriteTimeout = 5 * time.Second
+	// DefaultRequestTimeout bounds how long one request may take to
+	// arrive once its first byte has: a client trickling a byte at a time
+	// cannot hold a connection (and its buffer) by staying just inside
+	// the idle timeout.
+	DefaultRequestTimeout = 10 * time.Second
 
-	tcpInBuf   = 256 << 10 // read buffer: several maximal messages
-	tcpOutBuf  = 256 << 10 // reply buffer of one batch
-	tcpBatch   = 64        // messages served per Handler call
-	tcpMaxWant = rebound.HeaderLen + rebound.MaxPayload
+	// A connection starts with small buffers and grows them, doubling, up
+	// to these bounds while its traffic needs them; an idle one costs its
+	// two small buffers and a goroutine.
+	tcpStartBuf = 4 << 10
+	tcpInBuf    = 256 << 10 // read buffer bound: several maximal messages
+	tcpOutBuf   = 256 << 10 // reply buffer bound of one batch
+	tcpBatch    = 64        // messages served per Handler call
+	tcpMaxWant  = rebound.HeaderLen + rebound.MaxPayload
 )
 
 // tcpServer accepts connections and serves each on its own goroutine with
@@ -38,6 +47,7 @@ type tcpServer struct {
 	maxConns     int
 	idleTimeout  time.Duration
 	writeTimeout time.Duration
+	reqTimeout   time.Duration
 	// mc, when set, makes this a memcached server (serveMemcache) instead
 	// of a Rebound one.
 	mc        *mcserve.Handler
@@ -128,18 +138,30 @@ type tcpConn struct {
 }
 
 func (s *tcpServer) handle(c net.Conn) {
-	tc := &tcpConn{in: make([]byte, tcpInBuf), out: make([]byte, tcpOutBuf),
+	tc := &tcpConn{in: make([]byte, tcpStartBuf), out: make([]byte, tcpStartBuf),
 		msgs: make([]Message, 0, tcpBatch), offs: make([]int, 0, tcpBatch), iov: make([][]byte, 0, tcpBatch)}
 	start, end := 0, 0
+	var partialSince time.Time // when the unfinished request at in[start:end] began
 	for {
 		if end == len(tc.in) {
-			// Compact: move the partial message to the front.
-			end = copy(tc.in, tc.in[start:end])
-			start = 0
+			if start > 0 {
+				// Compact: move the partial message to the front.
+				end = copy(tc.in, tc.in[start:end])
+				start = 0
+			} else {
+				tc.in = grow(tc.in, end, min(2*len(tc.in), tcpInBuf))
+			}
 		}
+		deadline := time.Time{}
 		if s.idleTimeout > 0 {
-			_ = c.SetReadDeadline(time.Now().Add(s.idleTimeout))
+			deadline = time.Now().Add(s.idleTimeout)
 		}
+		if !partialSince.IsZero() && s.reqTimeout > 0 {
+			if d := partialSince.Add(s.reqTimeout); deadline.IsZero() || d.Before(deadline) {
+				deadline = d
+			}
+		}
+		_ = c.SetReadDeadline(deadline)
 		n, err := c.Read(tc.in[end:])
 		end += n
 		if n > 0 {
@@ -150,6 +172,16 @@ func (s *tcpServer) handle(c net.Conn) {
 			}
 			if start == end {
 				start, end = 0, 0
+				partialSince = time.Time{}
+				if n < tcpStartBuf/2 && len(tc.in)+len(tc.out) > 2*tcpStartBuf {
+					// Light traffic again: back to small buffers.
+					tc.in, tc.out = make([]byte, tcpStartBuf), make([]byte, tcpStartBuf)
+				}
+			} else if partialSince.IsZero() {
+				partialSince = time.Now()
+			}
+			if _, _, need, _ := rebound.ParseStream(tc.in[start:end]); need > len(tc.in)-start {
+				tc.in = grow(tc.in[:end], end, min(start+need, start+tcpMaxWant))
 			}
 		}
 		if err != nil {
@@ -159,6 +191,16 @@ func (s *tcpServer) handle(c net.Conn) {
 			return
 		}
 	}
+}
+
+// grow returns a buffer of size n (never smaller than b) holding b[:used].
+func grow(b []byte, used, n int) []byte {
+	if n <= len(b) {
+		return b[:cap(b)]
+	}
+	g := make([]byte, n)
+	copy(g, b[:used])
+	return g
 }
 
 // serveBuffered serves every complete message in in[start:end], in batches,
@@ -240,6 +282,7 @@ func (s *tcpServer) serveBatch(c net.Conn, tc *tcpConn) error {
 		s.stats.batch(valid)
 	}
 	errOff := off
+	regrow := false // a reply did not fit its share: a larger out buffer next time
 	for i := range tc.msgs {
 		m := &tc.msgs[i]
 		if tc.offs[i] < 0 {
@@ -250,6 +293,7 @@ func (s *tcpServer) serveBatch(c net.Conn, tc *tcpConn) error {
 			continue
 		}
 		if m.Truncated && m.Status == rebound.StatusOK {
+			regrow = true
 			if err := s.flush(c, tc); err != nil {
 				return err
 			}
@@ -265,7 +309,11 @@ func (s *tcpServer) serveBatch(c net.Conn, tc *tcpConn) error {
 		b := tc.out[tc.offs[i]:]
 		tc.iov = append(tc.iov, b[:putReply(b, m)])
 	}
-	return s.flush(c, tc)
+	err := s.flush(c, tc)
+	if regrow && len(tc.out) < tcpOutBuf {
+		tc.out = make([]byte, min(2*len(tc.out), tcpOutBuf)) // written: safe to replace
+	}
+	return err
 }
 
 // flush writes the lined-up replies with one writev, bounded in time.
