@@ -4,9 +4,12 @@
 //
 // Lifecycle:
 //
-//	p, _ := bpf.Load(bpf.Options{Ports: []uint16{7000}, MemcachePorts: []uint16{11211}})
+//	p, _ := bpf.Load(bpf.Options{Ports: []uint16{7000}, MemcachePorts: []uint16{11211},
+//		LocalMAC: ifaceMAC, LocalAddrs: hostAddrs})
 //	p.RegisterSocket(queue, sock.FD())        // one AF_XDP socket per rx queue
 //	p.Attach("eth0", bpf.ModeAuto, false)     // bpf_link: gone when the process dies
+//	p.SetLocal(ifaceMAC, hostAddrs)           // when the host's addresses change
+//	p.SetAllow(prefixes)                      // atomic: old list or new, never none
 //	c, _ := p.Counters()                      // per-CPU counters, summed
 //	p.Close()                                 // detach and release
 //
@@ -22,11 +25,30 @@
 //
 // Verdicts: a request (UDP to a port of its protocol, over IPv4 without
 // fragmentation or IPv6 with UDP as next header, with at most one VLAN tag)
-// is redirected to the socket of its rx queue, or passed to the kernel when
-// the queue has none. With an allow-list, requests from other sources are
-// dropped, whatever their protocol. Everything else, including the other
-// protocol's datagrams sent to a port, is passed to the kernel untouched;
-// each outcome has a counter (Counter), shared by both protocols.
+// must be addressed to this host and answerable, or it is passed to the
+// kernel (PassNotLocal):
+//   - always: unicast destination and source MACs, and a source IP that is
+//     not 0.0.0.0, 255.255.255.255, 224.0.0.0/4, :: or ff00::/8;
+//   - when Options.LocalMAC is set: the destination MAC is that one;
+//   - when Options.LocalAddrs is set: the destination IP is one of them
+//     (so routed traffic passing through, or a request to a broadcast or
+//     multicast IP, is left to the kernel).
+//
+// The server always sets both (SetLocal updates them live); leaving them
+// empty, as tests do, keeps only the always-on checks. Then, with an
+// allow-list, requests from other sources are dropped, whatever their
+// protocol. The rest is redirected to the socket of its rx queue, or passed
+// to the kernel when the queue has none. Everything else, including the
+// other protocol's datagrams sent to a port, is passed to the kernel
+// untouched; each outcome has a counter (Counter), shared by both
+// protocols.
+//
+// SetAllow is atomic and fails closed: the prefixes are checked first (an
+// error leaves the list in force), the new list is built in a trie that is
+// not live, then swapped in with one map update (an inner map of an
+// ARRAY_OF_MAPS). The kernel returns from that update only once no running
+// program can still use the old trie, then frees it; so a swap takes an RCU
+// grace period (about 15 ms here): fine for configuration, not per request.
 //
 // Gotchas:
 //   - Attach never replaces a program that is already there unless asked,
@@ -35,6 +57,10 @@
 //   - To move a port from one protocol to the other, take it out of its set
 //     first (SetPorts or SetMemcachePorts without it), then add it to the
 //     other: an update giving a port both protocols is refused whole.
+//   - LocalAddrs must hold every address the server is reached at (all
+//     of the host's, secondary and VLAN ones included): a request to
+//     another goes to the kernel, and so to the socket path. With only
+//     IPv4 addresses, every IPv6 request goes there.
 //   - Regenerate with `make generate` (clang, llvm and libbpf-dev from
 //     Debian); CI regenerates and fails when the result differs.
 //   - The program re-checks nothing for userspace: userspace validates every
