@@ -71,7 +71,7 @@ func DialMemcache(ctx context.Context, addr string, opts MemcacheOptions) (*Memc
 	if opts.UDP {
 		m.udp, err = d.DialContext(ctx, "udp", addr)
 		if err != nil {
-			return nil, fmt.Errorf("memcache: dial udp %s: %w", addr, err)
+			return nil, fmt.Errorf("memcache: %w", err)
 		}
 		return m, nil
 	}
@@ -88,7 +88,7 @@ func (m *Memcache) dialTCP(ctx context.Context) error {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", m.addr)
 	if err != nil {
-		return fmt.Errorf("memcache: dial tcp %s: %w", m.addr, err)
+		return fmt.Errorf("memcache: %w", err)
 	}
 	m.tcp, m.br = c, bufio.NewReader(c)
 	return nil

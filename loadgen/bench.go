@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rebound-net/rebound/client"
+	"github.com/rebound-net/rebound/codec/memcache"
 	"github.com/rebound-net/rebound/codec/rebound"
 )
 
@@ -394,6 +395,10 @@ func newFlow(ctx context.Context, cfg BenchConfig, i int) (*flow, error) {
 		}
 		if f.msgBytes() > 1400 {
 			return nil, errors.New("bench: xdp sends one frame per request: keep messages under 1400 bytes")
+		}
+		if f.mc != nil && f.mc.maxReply() > memcache.UDPMaxPayload {
+			return nil, fmt.Errorf("bench: xdp takes memcache replies of one datagram: keep --value-size under %d",
+				len(f.mc.value)-(f.mc.maxReply()-memcache.UDPMaxPayload))
 		}
 		if f.xdp, err = openXDPPort(cfg, i); err != nil {
 			return nil, err

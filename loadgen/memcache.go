@@ -306,7 +306,7 @@ func preloadMemcache(ctx context.Context, cfg BenchConfig) error {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", cfg.Target)
 	if err != nil {
-		return fmt.Errorf("bench: preload keys: %w", err)
+		return fmt.Errorf("preload keys over TCP: %w", err)
 	}
 	defer conn.Close()
 	deadline := time.Now().Add(30*time.Second + time.Duration(cfg.Keys)*100*time.Microsecond)

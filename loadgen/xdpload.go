@@ -90,7 +90,14 @@ func openXDPPort(cfg BenchConfig, flowIndex int) (*xdpPort, error) {
 		p.srcPort = 40000 + uint16(flowIndex)
 	}
 	fail := func(err error) (*xdpPort, error) { p.Close(); return nil, err }
-	p.prog, err = bpf.Load(bpf.Options{Ports: []uint16{p.srcPort}})
+	// The steering program checks what it steers: replies to the source
+	// port are Rebound messages, or memcached datagrams (single-datagram
+	// ones: a reply in pieces would go to the kernel).
+	opts := bpf.Options{Ports: []uint16{p.srcPort}}
+	if cfg.Protocol == Memcache {
+		opts = bpf.Options{MemcachePorts: []uint16{p.srcPort}}
+	}
+	p.prog, err = bpf.Load(opts)
 	if err != nil {
 		return fail(err)
 	}
