@@ -4,6 +4,7 @@
 #
 #   scripts/bench.sh            full report (about 2 minutes)
 #   scripts/bench.sh --demo     xdp vs udp only, 5 seconds each (make demo)
+#   scripts/bench.sh --memcache only the comparison with memcached (about 2 minutes)
 #
 # Needs root (namespaces, XDP). Without root, --demo serves in udp mode on
 # loopback and says why. The server runs on CPU 1 and the load generator on
@@ -12,11 +13,23 @@
 # (default 32), PAYLOAD (bytes, default 64), BIN (default bin/rebound),
 # LOAD (xdp: the bench sends UDP through its own AF_XDP socket, the default;
 # udp: through kernel UDP sockets).
+#
+# The full report ends with memcached 1.6 against 'rebound serve' (xdp
+# native and udp mode) serving memcached's protocol on :11211, the same
+# 'rebound bench --protocol memcache' load against each: 90% get / 10% set,
+# 32-byte keys, 64-byte values, WINDOW in flight, UDP and TCP, the servers
+# alternated MC_ROUNDS times (default 2). memcached runs as
+# 'memcached -U 11211 -p 11211 -t 1' on the server CPU (MEMCACHED: its path).
+# rebound runs with --trust-src for the load generator's subnet: memcached's
+# UDP replies are larger than 4x the request, which rebound's amplification
+# bound would otherwise refuse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEMO=0
+MC_ONLY=0
 [ "${1:-}" = "--demo" ] && DEMO=1
+[ "${1:-}" = "--memcache" ] && MC_ONLY=1
 DURATION=${DURATION:-5}
 WINDOW=${WINDOW:-256}
 LAT_WINDOW=${LAT_WINDOW:-32}
@@ -28,6 +41,11 @@ export LAB_PREFIX=${LAB_PREFIX:-rbb}
 PORT=7000
 TARGET=198.18.0.2:$PORT
 RESULTS=${RESULTS:-results}
+MC_PORT=11211
+MC_TARGET=198.18.0.2:$MC_PORT
+MC_KEYS=${MC_KEYS:-10000}
+MC_ROUNDS=${MC_ROUNDS:-2}
+MEMCACHED=${MEMCACHED:-memcached}
 mkdir -p "$RESULTS"
 
 [ -x "$BIN" ] || { echo "bench: building $BIN"; CGO_ENABLED=0 go build -o "$BIN" ./cmd/rebound; }
@@ -119,6 +137,117 @@ measure() { # label transport server-args...
 	ROWS+=("$label|$(jget "$RESULTS/$label.tput.json" throughput)|$(jget "$RESULTS/$label.tput.json" p50_us)|$(jget "$RESULTS/$label.tput.json" p99_us)|$(jget "$RESULTS/$label.lat.json" p99_us)|$(jget "$RESULTS/$label.tput.json" server_cpu)|$core|$idle|$(jget "$RESULTS/$label.tput.json" lost)")
 }
 
+start_mc_server() { # memcached | rebound serve-args...
+	local what=$1
+	shift
+	if [ "$what" = memcached ]; then
+		# -u root: memcached refuses to run as root otherwise.
+		ip netns exec "$LAB_PREFIX-srv" taskset -c "$SRV_CPU" "$MEMCACHED" -U $MC_PORT -p $MC_PORT -t 1 -l 198.18.0.2 -u root \
+			2>"$RESULTS/server.log" &
+	else
+		ip netns exec "$LAB_PREFIX-srv" taskset -c "$SRV_CPU" "$BIN" serve --listen ":$PORT" --memcache-listen ":$MC_PORT" \
+			--trust-src 198.18.0.0/24 --log-level warn --workers 1 "$@" 2>"$RESULTS/server.log" &
+	fi
+	SRV_PID=$!
+	# Ready when it answers over TCP and over UDP (a miss, exit 1, is an answer).
+	local rc
+	for _ in $(seq 50); do
+		if ip netns exec "$LAB_PREFIX-cli" "$BIN" call --protocol memcache --target "$MC_TARGET" --timeout 100ms raw version >/dev/null 2>&1; then
+			rc=0
+			ip netns exec "$LAB_PREFIX-cli" "$BIN" call --protocol memcache --transport udp --target "$MC_TARGET" --timeout 100ms \
+				--retries -1 get bench-probe >/dev/null 2>&1 || rc=$?
+			[ "$rc" -le 1 ] && return 0
+		fi
+		sleep 0.1
+	done
+	echo "bench: $what ($*) did not answer memcached's protocol; its log:" >&2
+	cat "$RESULTS/server.log" >&2
+	return 1
+}
+
+mc_bench() { # out transport
+	local out=$1 transport=$2 args=() rc=0
+	if [ "$transport" = tcp ]; then
+		args=(--transport tcp --connections 4 --window $((WINDOW / 4)))
+	elif [ "${LOAD:-xdp}" = xdp ]; then
+		args=(--transport xdp --iface "${LAB_PREFIX}c0" --window "$WINDOW")
+	else
+		args=(--transport udp --window "$WINDOW")
+	fi
+	ip netns exec "$LAB_PREFIX-cli" taskset -c "$CLI_CPU" "$BIN" bench --protocol memcache --target "$MC_TARGET" "${args[@]}" \
+		--op mix=get:90,set:10 --keys "$MC_KEYS" --key-size 32 --value-size 64 --duration "${DURATION}s" --warmup 1s \
+		--quiet --json --server-pid "$SRV_PID" >"$out" || rc=$?
+	[ "$rc" = 0 ] || echo "bench: memcache bench $out: exit $rc (1: bad replies)" >&2
+}
+
+memcache_report() {
+	if ! command -v "$MEMCACHED" >/dev/null; then
+		echo "bench: no memcached ($MEMCACHED): the comparison is skipped (apt-get install memcached)" >&2
+		return 0
+	fi
+	local round s
+	rm -f "$RESULTS"/mc-*.json
+	for round in $(seq "$MC_ROUNDS"); do
+		for s in memcached rebound-xdp rebound-udp; do
+			case $s in
+			memcached) start_mc_server memcached || return 1 ;;
+			rebound-xdp) start_mc_server rebound --mode xdp --iface "${LAB_PREFIX}s0" --xdp-mode native || return 1 ;;
+			rebound-udp) start_mc_server rebound --mode udp || return 1 ;;
+			esac
+			mc_bench "$RESULTS/mc-$s-udp-$round.json" udp
+			mc_bench "$RESULTS/mc-$s-tcp-$round.json" tcp
+			stop_server
+		done
+	done
+	echo
+	echo "memcached's protocol on the veth lab: $("$MEMCACHED" -V) ('-t 1') against 'rebound serve --memcache-listen :$MC_PORT"
+	echo "--workers 1' (xdp native; udp mode), each on CPU $SRV_CPU; 'rebound bench --protocol memcache' on CPU $CLI_CPU:"
+	echo "90% get / 10% set, 32-byte keys ($MC_KEYS, stored first), 64-byte values, $WINDOW in flight, ${DURATION}s runs,"
+	echo "servers alternated $MC_ROUNDS times (figures: the mean of the rounds; hits and bad: their sum). UDP load through"
+	echo "'--transport ${LOAD:-xdp}'; TCP: 4 connections x $((WINDOW / 4)). Every reply checked: bad = wrong key, length or shape."
+	echo
+	python3 - "$RESULTS" "$MC_ROUNDS" <<'EOF'
+import json, os, sys
+results, rounds = sys.argv[1], int(sys.argv[2])
+names = {"memcached": "memcached 1.6", "rebound-xdp": "rebound xdp native", "rebound-udp": "rebound udp"}
+rows, base = [], {}
+for transport in ("udp", "tcp"):
+    for s in ("memcached", "rebound-xdp", "rebound-udp"):
+        runs = []
+        for r in range(1, rounds + 1):
+            try:
+                runs.append(json.load(open(os.path.join(results, f"mc-{s}-{transport}-{r}.json"))))
+            except (OSError, ValueError):
+                pass
+        if not runs:
+            rows.append((names[s], transport, None))
+            continue
+        mean = lambda k: sum(float(d.get(k) or 0) for d in runs) / len(runs)
+        total = lambda k: sum(int(d.get(k) or 0) for d in runs)
+        row = dict(tput=mean("throughput"), p50=mean("p50_us"), p99=mean("p99_us"), hits=total("hits"), bad=total("bad"),
+                   lost=total("lost"), cpu=mean("server_cpu"), each=" / ".join(f"{float(d['throughput'])/1000:.0f}k" for d in runs))
+        if s == "memcached":
+            base[transport] = row["tput"]
+        rows.append((names[s], transport, row))
+print("| server | transport | replies/s | p50 | p99 | hits | bad | lost | server CPU | rounds | vs memcached |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+for name, transport, r in rows:
+    if r is None:
+        print(f"| {name} | {transport} | no result | | | | | | | | |")
+        continue
+    ratio = f"{r['tput']/base[transport]:.2f}x" if base.get(transport) else "-"
+    print(f"| {name} | {transport} | {r['tput']:,.0f} | {r['p50']:.0f} us | {r['p99']:.0f} us | {r['hits']:,} | {r['bad']} | {r['lost']} "
+          f"| {r['cpu']*100:.0f}% | {r['each']} | {ratio} |")
+EOF
+}
+
+if [ $MC_ONLY = 1 ]; then
+	memcache_report
+	echo
+	echo "Raw JSON per run: $RESULTS/mc-*.json"
+	exit 0
+fi
+
 if [ $DEMO = 1 ]; then
 	measure "xdp native" udp --mode xdp --iface "${LAB_PREFIX}s0" --xdp-mode native
 	measure "udp" udp --mode udp
@@ -158,5 +287,6 @@ echo
 echo "Allocations on the hot paths (go test -bench, one run):"
 go test -run '^$' -bench 'BenchmarkPing|BenchmarkServe' -benchmem -benchtime 20000x ./codec ./userspace 2>/dev/null |
 	awk '/^Benchmark/ {printf "  %-40s %10s ns/op  %s allocs/op\n", $1, $3, $(NF-1)}'
+[ $DEMO = 1 ] || memcache_report
 echo
 echo "Raw JSON per run: $RESULTS/"
