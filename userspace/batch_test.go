@@ -1,9 +1,13 @@
 package userspace
 
 import (
+	"bytes"
+	"net/netip"
 	"testing"
 
 	"github.com/rebound-net/rebound/codec/rebound"
+	"github.com/rebound-net/rebound/userspace/mcserve"
+	"github.com/rebound-net/rebound/userspace/store"
 )
 
 // fillBatch queues n requests of a mix of ops into b, each in its own
@@ -93,4 +97,28 @@ func BenchmarkServeBatch64(b *testing.B) {
 		bt.reset()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*64), "ns/request")
+}
+
+// The memcached datagram path the AF_XDP worker runs (serve, frame the
+// reply into datagrams) allocates nothing per GET once its buffers are
+// warm.
+func TestMemcacheDatagramAllocatesNothing(t *testing.T) {
+	st := store.New(store.Config{MemoryLimit: 8 << 20})
+	h := mcserve.New(mcserve.Config{Store: st})
+	if r, _ := st.Set([]byte("k"), bytes.Repeat([]byte("v"), 64), store.ModeSet, 0, 0, 0); r != store.Stored {
+		t.Fatal(r)
+	}
+	m := newMCDatagram(h, 0, nil, &WorkerStats{})
+	req := append([]byte{0, 1, 0, 0, 0, 1, 0, 0}, "get k\r\n"...)
+	src := netip.MustParseAddr("198.18.0.1")
+	run := func() {
+		m.reset()
+		if m.serve(req, src) != 1 || len(m.out) != 8+len("VALUE k 0 64\r\n\r\nEND\r\n")+64 {
+			t.Fatalf("reply %q", m.out)
+		}
+	}
+	run()
+	if a := testing.AllocsPerRun(500, run); a != 0 {
+		t.Fatalf("%v allocations per memcached GET datagram", a)
+	}
 }

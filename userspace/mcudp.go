@@ -5,10 +5,9 @@ import (
 	"net"
 	"net/netip"
 
-	"golang.org/x/net/ipv4"
-
 	"github.com/rebound-net/rebound/codec"
 	mc "github.com/rebound-net/rebound/codec/memcache"
+	"github.com/rebound-net/rebound/internal/udpbatch"
 	"github.com/rebound-net/rebound/userspace/mcserve"
 )
 
@@ -124,33 +123,24 @@ func (m *mcDatagram) serveInto(req []byte, src netip.Addr) {
 // buffer rather than in place.
 type mcUDPWorker struct {
 	gate  *gate // sources served; nil: all
-	pc    *ipv4.PacketConn
+	io    *udpbatch.Conn
 	mc    *mcDatagram
 	stats *WorkerStats
-	in    []ipv4.Message
-	out   []ipv4.Message
-	bufs  [][]byte
+	to    []int // per reply datagram of the batch: the slot it answers
 }
 
-func newMCUDPWorker(conn *net.UDPConn, h *mcserve.Handler, stats *WorkerStats, batch, amp int, trust Prefixes) *mcUDPWorker {
-	w := &mcUDPWorker{pc: ipv4.NewPacketConn(conn), mc: newMCDatagram(h, amp, trust, stats), stats: stats,
-		in: make([]ipv4.Message, batch), out: make([]ipv4.Message, 0, batch), bufs: make([][]byte, batch)}
-	for i := range w.in {
-		w.bufs[i] = make([]byte, udpBufSize)
-		w.in[i].Buffers = [][]byte{w.bufs[i]}
+func newMCUDPWorker(conn *net.UDPConn, h *mcserve.Handler, stats *WorkerStats, batch, amp int, trust Prefixes) (*mcUDPWorker, error) {
+	bio, err := udpbatch.New(conn, batch, udpBufSize)
+	if err != nil {
+		return nil, err
 	}
-	w.out = w.out[:batch]
-	for i := range w.out {
-		w.out[i].Buffers = make([][]byte, 1)
-	}
-	w.out = w.out[:0]
-	return w
+	return &mcUDPWorker{io: bio, mc: newMCDatagram(h, amp, trust, stats), stats: stats}, nil
 }
 
 // run serves until the socket is closed.
 func (w *mcUDPWorker) run() error {
 	for {
-		n, err := w.pc.ReadBatch(w.in, 0)
+		n, err := w.io.Read()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
@@ -158,58 +148,42 @@ func (w *mcUDPWorker) run() error {
 			w.stats.RxErrors.Add(1)
 			continue
 		}
+		// Every reply of the batch goes into mc's buffers first (they may
+		// grow and move), then out in as few sendmmsg calls as fit.
 		w.mc.reset()
-		w.out = w.out[:0]
+		w.to = w.to[:0]
 		for i := 0; i < n; i++ {
-			m := &w.in[i]
-			var src netip.Addr
-			if a, ok := m.Addr.(*net.UDPAddr); ok {
-				src = a.AddrPort().Addr()
-			}
+			src := w.io.From(i).Addr()
 			if w.gate != nil {
 				if why := w.gate.admit(src); why != codec.ReasonNone {
 					w.stats.Drops[why].Add(1)
 					continue
 				}
 			}
-			k := w.mc.serve(w.bufs[i][:m.N], src)
-			for range k {
-				j := len(w.out)
-				if j < cap(w.out) {
-					w.out = w.out[:j+1] // reuses the element's Buffers
-				} else {
-					w.out = append(w.out, ipv4.Message{Buffers: make([][]byte, 1)})
-				}
-				w.out[j].Addr = m.Addr
+			for range w.mc.serve(w.io.Data(i), src) {
+				w.to = append(w.to, i)
 			}
 		}
-		w.stats.batch(n)
 		off := 0
-		for i, l := range w.mc.lens {
-			w.out[i].Buffers[0] = w.mc.out[off : off+l]
+		for k, l := range w.mc.lens {
+			d := w.mc.out[off : off+l]
 			off += l
+			if !w.io.Queue(d, w.to[k]) {
+				w.flush()
+				w.io.Queue(d, w.to[k])
+			}
 		}
-		w.send()
-		for i := 0; i < n; i++ {
-			w.in[i].Addr = nil
-		}
+		w.flush()
+		w.stats.batch(n)
 	}
 }
 
-// send writes every reply datagram, retrying the part a partial sendmmsg
-// left; a datagram that cannot be sent is lost like any UDP datagram.
-func (w *mcUDPWorker) send() {
-	for sent := 0; sent < len(w.out); {
-		k, err := w.pc.WriteBatch(w.out[sent:], 0)
-		if err != nil {
-			w.stats.TxErrors.Add(1)
-			k = max(k, 1)
-		} else {
-			w.stats.Tx.Add(uint64(k))
-		}
-		sent += k
-	}
-	for i := range w.out {
-		w.out[i].Addr, w.out[i].Buffers[0] = nil, nil
+// flush sends what is queued; a datagram that cannot be sent is lost like
+// any UDP datagram, counted.
+func (w *mcUDPWorker) flush() {
+	sent, err := w.io.Flush()
+	w.stats.Tx.Add(uint64(sent))
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		w.stats.TxErrors.Add(1)
 	}
 }

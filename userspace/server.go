@@ -258,7 +258,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		s.udp = append(s.udp, conn)
 		st := &WorkerStats{Transport: "udp", Queue: i}
 		s.stats = append(s.stats, st)
-		w := newUDPWorker(conn, s.cfg.Handler, st, s.cfg.Batch, s.cfg.Amplification, mtu)
+		w, err := newUDPWorker(conn, s.cfg.Handler, st, s.cfg.Batch, s.cfg.Amplification, mtu)
+		if err != nil {
+			return fmt.Errorf("udp %s: %w", s.cfg.Listen, err)
+		}
 		w.gate = &s.gate
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); _ = w.run() }()
@@ -272,7 +275,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			s.udp = append(s.udp, conn)
 			st := &WorkerStats{Transport: "memcache-udp", Queue: i}
 			s.stats = append(s.stats, st)
-			w := newMCUDPWorker(conn, s.cfg.Memcache, st, s.cfg.Batch, s.cfg.Amplification, s.cfg.TrustSrc)
+			w, err := newMCUDPWorker(conn, s.cfg.Memcache, st, s.cfg.Batch, s.cfg.Amplification, s.cfg.TrustSrc)
+			if err != nil {
+				return fmt.Errorf("memcache udp %s: %w", s.cfg.MemcacheListen, err)
+			}
 			w.gate = &s.gate
 			s.wg.Add(1)
 			go func() { defer s.wg.Done(); _ = w.run() }()

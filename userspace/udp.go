@@ -7,10 +7,10 @@ import (
 	"net"
 	"syscall"
 
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
 	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/internal/udpbatch"
 )
 
 const (
@@ -52,37 +52,30 @@ func listenUDP(ctx context.Context, addr string) (*net.UDPConn, error) {
 }
 
 // udpWorker serves one UDP socket with batched recvmmsg/sendmmsg
-// (golang.org/x/net ReadBatch/WriteBatch). Requests are answered in place
-// in the buffer they were read into, exactly as on the AF_XDP path.
+// (internal/udpbatch: nothing allocated per datagram). Requests are
+// answered in place in the buffer they were read into, exactly as on the
+// AF_XDP path.
 type udpWorker struct {
-	conn  *net.UDPConn
-	pc    *ipv4.PacketConn // batch I/O; works for IPv6 sockets too
+	io    *udpbatch.Conn
 	h     Handler
 	gate  *gate // sources served; nil: all
 	stats *WorkerStats
 	mtu   int
 	b     batcher
-	in    []ipv4.Message
-	out   []ipv4.Message
-	bufs  [][]byte
 }
 
-func newUDPWorker(conn *net.UDPConn, h Handler, stats *WorkerStats, batch, amp, mtu int) *udpWorker {
-	w := &udpWorker{conn: conn, pc: ipv4.NewPacketConn(conn), h: h, stats: stats, mtu: mtu,
-		b: newBatcher(batch, amp, stats), in: make([]ipv4.Message, batch), out: make([]ipv4.Message, batch),
-		bufs: make([][]byte, batch)}
-	for i := range w.in {
-		w.bufs[i] = make([]byte, udpBufSize)
-		w.in[i].Buffers = [][]byte{w.bufs[i]}
-		w.out[i].Buffers = make([][]byte, 1)
+func newUDPWorker(conn *net.UDPConn, h Handler, stats *WorkerStats, batch, amp, mtu int) (*udpWorker, error) {
+	bio, err := udpbatch.New(conn, batch, udpBufSize)
+	if err != nil {
+		return nil, err
 	}
-	return w
+	return &udpWorker{io: bio, h: h, stats: stats, mtu: mtu, b: newBatcher(batch, amp, stats)}, nil
 }
 
 // run serves until the socket is closed.
 func (w *udpWorker) run() error {
 	for {
-		n, err := w.pc.ReadBatch(w.in, 0)
+		n, err := w.io.Read()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
@@ -91,51 +84,30 @@ func (w *udpWorker) run() error {
 			continue
 		}
 		for i := 0; i < n; i++ {
-			m := &w.in[i]
-			a, ok := m.Addr.(*net.UDPAddr)
-			ipv6 := ok && a.IP.To4() == nil
-			if w.gate != nil && ok {
-				if why := w.gate.admit(a.AddrPort().Addr()); why != codec.ReasonNone {
+			src := w.io.From(i).Addr()
+			if w.gate != nil {
+				if why := w.gate.admit(src); why != codec.ReasonNone {
 					w.stats.Drops[why].Add(1)
 					w.b.skip()
 					continue
 				}
 			}
-			w.b.add(w.bufs[i][:m.N], codec.UDPPayloadMax(w.mtu, ipv6))
+			w.b.add(w.io.Data(i), codec.UDPPayloadMax(w.mtu, !src.Is4()))
 		}
 		w.b.run(w.h)
-		j := 0
 		for i := 0; i < n; i++ {
 			if rl := w.b.items[i].replyLen; rl > 0 {
-				w.out[j].Buffers[0] = w.bufs[i][:rl]
-				w.out[j].Addr = w.in[i].Addr
-				j++
+				w.io.Queue(w.io.Buf(i)[:rl], i) // at most one reply a slot: never full
 			}
 		}
 		w.b.reset()
-		w.send(j)
-		for i := 0; i < n; i++ {
-			w.in[i].Addr = nil
-		}
-	}
-}
-
-// send writes out[:n], retrying the part a partial sendmmsg left.
-func (w *udpWorker) send(n int) {
-	for sent := 0; sent < n; {
-		k, err := w.pc.WriteBatch(w.out[sent:n], 0)
-		if err != nil {
+		sent, err := w.io.Flush()
+		w.stats.Tx.Add(uint64(sent))
+		if err != nil && !errors.Is(err, net.ErrClosed) {
 			// A reply that cannot be sent (unreachable client, full
-			// buffer) is lost like any UDP datagram; skip it.
+			// buffer) is lost like any UDP datagram.
 			w.stats.TxErrors.Add(1)
-			k = max(k, 1)
-		} else {
-			w.stats.Tx.Add(uint64(k))
 		}
-		sent += k
-	}
-	for i := 0; i < n; i++ {
-		w.out[i].Addr, w.out[i].Buffers[0] = nil, nil
 	}
 }
 
