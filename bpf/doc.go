@@ -19,9 +19,10 @@
 //     at least 12 bytes starting with magic 0xB5 and version 1;
 //   - a memcached port (Options.MemcachePorts) takes single-datagram
 //     memcached requests: the 8-byte frame header (request id, sequence
-//     number, total datagrams, reserved; big endian) with total 1 and
-//     reserved 0, and at least one byte of command after it. Requests
-//     spanning several datagrams go to the kernel (socket path).
+//     number, total datagrams, reserved; big endian) with total 1 (reserved
+//     is ignored, as memcached ignores it), and at least one byte of command
+//     after it. Requests spanning several datagrams go to the kernel
+//     (socket path).
 //
 // Verdicts: a request (UDP to a port of its protocol, over IPv4 without
 // fragmentation or IPv6 with UDP as next header, with at most one VLAN tag)

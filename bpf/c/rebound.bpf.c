@@ -10,9 +10,10 @@
 //   - PORT_REBOUND: at least the 12-byte header, starting with the Rebound
 //     magic and version;
 //   - PORT_MEMCACHE: memcached's 8-byte frame header (request id, sequence
-//     number, total datagrams, reserved; big endian) with total 1 and
-//     reserved 0, and at least one byte of command after it. Requests that
-//     span several datagrams are left to the kernel (socket path).
+//     number, total datagrams, reserved; big endian) with total 1, and at
+//     least one byte of command after it. Reserved is not checked, as
+//     memcached does not check it (memcaslap sends 0x0100 there). Requests
+//     that span several datagrams are left to the kernel (socket path).
 //
 // A match must then be addressed to this host and come from a source that
 // can be answered, or it is passed to the kernel (CNT_PASS_NOT_LOCAL):
@@ -348,9 +349,10 @@ int rebound_steer(struct xdp_md *ctx)
 		if (ulen < sizeof(*udp) + MEMCACHE_HEADER_LEN + 1 ||
 		    (void *)(msg + MEMCACHE_HEADER_LEN + 1) > data_end)
 			return count(CNT_PASS_NOT_OURS, XDP_PASS);
-		// Bytes 4-5: total datagrams, must be 1; bytes 6-7: reserved, 0.
-		// Compared byte by byte: the header need not be aligned.
-		if (msg[4] != 0 || msg[5] != 1 || msg[6] != 0 || msg[7] != 0)
+		// Bytes 4-5: total datagrams, must be 1 (bytes 6-7, reserved,
+		// are ignored as memcached ignores them). Compared byte by byte:
+		// the header need not be aligned.
+		if (msg[4] != 0 || msg[5] != 1)
 			return count(CNT_PASS_NOT_OURS, XDP_PASS);
 	} else {
 		return count(CNT_PASS_NOT_OURS, XDP_PASS);
