@@ -329,6 +329,31 @@ func (s *Server) MemcacheAddr() net.Addr {
 	return s.mcTCP.ln.Addr()
 }
 
+// localAddrs returns the addresses XDP answers on: the --listen host when
+// one is given, else every address of the interface.
+func (s *Server) localAddrs(ifi *net.Interface) ([]netip.Addr, error) {
+	host, _, _ := net.SplitHostPort(s.cfg.Listen)
+	if a, err := netip.ParseAddr(host); err == nil && !a.IsUnspecified() {
+		return []netip.Addr{a.Unmap()}, nil
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return nil, fmt.Errorf("addresses of %s: %w", ifi.Name, err)
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok && !ip.IsMulticast() {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s has no address: XDP would steer nothing (add one, or give --listen HOST:PORT)", ifi.Name)
+	}
+	return out, nil
+}
+
 // listenPort returns the port of a listen address.
 func listenPort(addr string) (uint16, error) {
 	_, portStr, err := net.SplitHostPort(addr)
@@ -398,7 +423,14 @@ func (s *Server) startXDP() error {
 	if queues > bpf.MaxQueues {
 		return fmt.Errorf("%d queues: at most %d", queues, bpf.MaxQueues)
 	}
-	opts := bpf.Options{Ports: []uint16{uint16(port)}, Allow: s.cfg.AllowSrc, Queues: queues}
+	local, err := s.localAddrs(ifi)
+	if err != nil {
+		return err
+	}
+	// Steer only what is addressed to us: this interface's MAC and the
+	// addresses we listen on.
+	opts := bpf.Options{Ports: []uint16{uint16(port)}, Allow: s.cfg.AllowSrc, Queues: queues,
+		LocalMAC: ifi.HardwareAddr, LocalAddrs: local}
 	var mcPort uint16
 	if s.cfg.Memcache != nil {
 		p, err := listenPort(s.cfg.MemcacheListen)
