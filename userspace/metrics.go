@@ -25,12 +25,21 @@ type WorkerStats struct {
 	BatchSize [8]atomic.Uint64
 	// Service is the handler's time per batch.
 	Service Histogram
+	// Failed is set when the worker stopped on an error (its queue then
+	// falls back to the kernel); TxStalled while its tx ring has not
+	// drained for txStallAfter (link down, say).
+	Failed, TxStalled atomic.Bool
 }
 
 func (w *WorkerStats) batch(n int) {
 	w.Batches.Add(1)
-	w.BatchSize[min(bits.Len(uint(n))-1, len(w.BatchSize)-1)].Add(1)
+	w.BatchSize[batchBucket(n)].Add(1)
 }
+
+// batchBucket is the BatchSize bucket of a batch of n: bucket i holds
+// sizes in [2^i, 2^(i+1)), and the last one everything from 2^7 up to the
+// largest batch a server takes (1024).
+func batchBucket(n int) int { return min(bits.Len(uint(n))-1, len(WorkerStats{}.BatchSize)-1) }
 
 // Histogram is a fixed-bucket latency histogram with atomic counts: bucket
 // i counts durations below 1µs·2^i, the last one everything above.

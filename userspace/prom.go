@@ -28,6 +28,8 @@ var (
 	descRxErr   = prometheus.NewDesc("rebound_rx_errors_total", "Receive calls that failed.", []string{"transport", "queue"}, nil)
 	descBatch   = prometheus.NewDesc("rebound_batch_size", "Requests per handler batch.", []string{"transport", "queue"}, nil)
 	descService = prometheus.NewDesc("rebound_handler_seconds", "Handler time per batch.", []string{"transport", "queue"}, nil)
+	descUp      = prometheus.NewDesc("rebound_worker_up", "1 while the worker serves; 0 once it stopped on an error (an AF_XDP queue then falls back to the kernel).", []string{"transport", "queue"}, nil)
+	descStalled = prometheus.NewDesc("rebound_worker_tx_stalled", "1 while the worker's tx ring has not drained for a second (link down?).", []string{"transport", "queue"}, nil)
 	descXSK     = prometheus.NewDesc("rebound_xsk_events_total", "AF_XDP socket statistics from the kernel.", []string{"queue", "event"}, nil)
 	descXDP     = prometheus.NewDesc("rebound_xdp_packets_total", "Packets seen by the XDP program, by outcome.", []string{"outcome"}, nil)
 	descItems   = prometheus.NewDesc("rebound_kv_items", "Items in the kv store.", nil, nil)
@@ -47,6 +49,15 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, w := range c.srv.Stats() {
 		q := strconv.Itoa(w.Queue)
+		gauge := func(d *prometheus.Desc, on bool) {
+			v := 0.0
+			if on {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, w.Transport, q)
+		}
+		gauge(descUp, !w.Failed.Load())
+		gauge(descStalled, w.TxStalled.Load())
 		counter(descRx, w.Rx.Load(), w.Transport, q)
 		counter(descTx, w.Tx.Load(), w.Transport, q)
 		counter(descTxErr, w.TxErrors.Load(), w.Transport, q)

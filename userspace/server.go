@@ -146,6 +146,7 @@ type Server struct {
 	frames  []FrameAccount
 	stopped bool
 	mu      sync.Mutex
+	fatal   chan error // the server cannot go on (its interface is gone)
 }
 
 // NewServer validates cfg.
@@ -153,7 +154,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger, fatal: make(chan error, 1)}
 	if err := s.gate.set(cfg.AllowSrc); err != nil {
 		return nil, err
 	}
@@ -502,14 +503,64 @@ func (s *Server) startXDP() error {
 	}
 	for _, w := range s.xdpW {
 		s.wg.Add(1)
-		go func() { defer s.wg.Done(); w.run(&s.stop) }()
+		go func() {
+			defer s.wg.Done()
+			w.run(&s.stop)
+			if w.err != nil && !s.stop.Load() {
+				s.workerFailed(w)
+			}
+		}()
 	}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.watchInterface(ifi.Index) }()
 	_, m, _ := prog.Attached()
 	zc := len(s.socks) > 0 && s.socks[0].ZeroCopy()
 	s.log.Info("xdp attached", "iface", s.cfg.Iface, "xdp_mode", m.String(), "queues", queues, "zerocopy", zc,
 		"frames_per_queue", s.cfg.Frames, "ring", ring)
 	return nil
 }
+
+// workerFailed takes the socket of a worker that stopped on an error out
+// of the XDP program's map at once, so that its queue falls back to the
+// kernel and the socket path answers it instead of a black hole; logs it
+// and marks it in the metrics. If the interface itself is gone, the server
+// cannot go on: Fatal says so.
+func (s *Server) workerFailed(w *xdpWorker) {
+	w.stats.Failed.Store(true)
+	q := w.sock.Queue()
+	if err := s.prog.UnregisterSocket(q); err != nil {
+		s.log.Error("xdp worker failed and its socket could not be taken out of the steering map", "queue", q, "err", err)
+	}
+	s.log.Error("xdp worker stopped: its queue is served by the kernel and the UDP sockets from now on", "queue", q, "err", w.err)
+	if _, err := net.InterfaceByName(s.cfg.Iface); err != nil {
+		select {
+		case s.fatal <- fmt.Errorf("interface %s is gone (deleted while serving): %w", s.cfg.Iface, w.err):
+		default:
+		}
+	}
+}
+
+// watchInterface checks twice a second that the interface XDP is attached
+// to still exists: deleting it unbinds every AF_XDP socket without waking
+// them, so the workers alone would wait forever.
+func (s *Server) watchInterface(index int) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for !s.stop.Load() {
+		<-t.C
+		if _, err := net.InterfaceByIndex(index); err != nil {
+			select {
+			case s.fatal <- fmt.Errorf("interface %s is gone (deleted while serving)", s.cfg.Iface):
+			default:
+			}
+			return
+		}
+	}
+}
+
+// Fatal delivers an error when the server cannot go on serving as
+// configured (its interface was deleted); the caller should Stop it.
+func (s *Server) Fatal() <-chan error { return s.fatal }
 
 // keepVLANTags turns off rx-vlan-offload on the interface: with it, the
 // NIC moves 802.1Q tags into packet metadata that AF_XDP never sees, and a

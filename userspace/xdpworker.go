@@ -16,6 +16,11 @@ import (
 const (
 	spinFor     = 500 * time.Microsecond
 	pollTimeout = 100 * time.Millisecond
+	// txStallAfter: a tx ring that has not moved for this long is stalled
+	// (link down, say): the worker says so and kicks it only every
+	// txStallKick instead of spinning on it.
+	txStallAfter = time.Second
+	txStallKick  = 10 * time.Millisecond
 )
 
 // frameRef is one rx frame of the batch in flight.
@@ -69,7 +74,8 @@ func (w *xdpWorker) run(stop *atomic.Bool) {
 	defer runtime.UnlockOSThread()
 	w.refill() // the server filled it before registering the socket; top up
 	idle := 0
-	var idleSince time.Time
+	var idleSince, txSince time.Time
+	txSeen := w.completed
 	for !stop.Load() {
 		n := w.step()
 		w.complete()
@@ -79,8 +85,27 @@ func (w *xdpWorker) run(stop *atomic.Bool) {
 		}
 		if w.sock.Tx.Outstanding() > 0 {
 			// Copy mode sends a bounded number of descriptors per kick.
+			// A ring that does not drain (link down) is noticed within
+			// txStallAfter and then kicked gently, not in a busy loop.
+			now := time.Now()
+			switch {
+			case w.completed != txSeen || txSince.IsZero():
+				txSeen, txSince = w.completed, now
+				w.stats.TxStalled.Store(false)
+			case now.Sub(txSince) > txStallAfter:
+				w.stats.TxStalled.Store(true)
+				time.Sleep(txStallKick)
+			}
 			w.kick()
+			if err := w.sock.Err(); err != nil {
+				w.err = err
+				return
+			}
 			continue
+		}
+		if !txSince.IsZero() {
+			txSince = time.Time{}
+			w.stats.TxStalled.Store(false)
 		}
 		if err := w.sock.Err(); err != nil {
 			w.err = err

@@ -157,8 +157,14 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		defer msrv.Close()
 		log.Info("metrics", "url", "http://"+*metrics+"/metrics")
 	}
-	<-ctx.Done()
-	log.Info("stopping: draining and detaching")
+	code := exitOK
+	select {
+	case <-ctx.Done():
+		log.Info("stopping: draining and detaching")
+	case err := <-srv.Fatal():
+		log.Error("cannot go on serving: stopping", "err", err)
+		code = exitFailure
+	}
 	srv.Stop()
 	for _, fa := range srv.Frames() {
 		if !fa.Balanced() {
@@ -166,7 +172,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	log.Info("stopped")
-	return exitOK
+	return code
 }
 
 // parsePrefixes parses a comma-separated list of CIDRs (or bare addresses,
