@@ -251,8 +251,23 @@ func (f *flow) runXDP(ctx context.Context) {
 			f.expire(now)
 			lastScan = now
 		}
+		// Nothing came and nothing can go (the window is full, or the
+		// run is draining): block in poll(2) until a reply comes instead
+		// of spinning. The replies reach the socket through the NAPI
+		// thread of this side of the link, which often shares our CPU: a
+		// spinning loop would hold that CPU for its time slice while the
+		// replies it waits for cannot be delivered.
+		if len(rx) == 0 && (!sending || len(f.free) == 0) {
+			if p.sock.Tx.Outstanding() > 0 {
+				_ = p.sock.KickTx()
+			}
+			_, _ = p.sock.Wait(xdpWait)
+		}
 	}
 }
+
+// xdpWait bounds one wait of the AF_XDP load loop for replies.
+const xdpWait = 2 * time.Millisecond
 
 // ifaceIPv4 returns the first IPv4 address of an interface.
 func ifaceIPv4(ifi *net.Interface) (netip.Addr, error) {
