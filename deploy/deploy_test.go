@@ -100,7 +100,7 @@ func TestVerifyUnit(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		dropins []string
-	}{{"as shipped", nil}, {"with run-as-root.conf", []string{"run-as-root.conf"}}} {
+	}{{"as shipped", nil}} {
 		t.Run(tc.name, func(t *testing.T) {
 			unit := install(t, t.TempDir(), bin, "", tc.dropins...)
 			if lines := verify(t, analyze, unit); len(lines) > 0 {

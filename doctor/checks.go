@@ -211,12 +211,6 @@ func checkCaps(c *Context) []Finding {
 	out := []Finding{pass("uid %d, CapEff %016x: CAP_NET_ADMIN, CAP_NET_RAW, %s%s", euid, c.Caps,
 		map[bool]string{true: "CAP_BPF, CAP_PERFMON", false: "CAP_SYS_ADMIN"}[c.has(capBPF) && c.has(capPerfmon)],
 		map[bool]string{true: ", CAP_IPC_LOCK", false: ""}[c.has(capIPCLock)])}
-	if euid != 0 {
-		// userspace.Server tries XDP only when os.Geteuid() == 0.
-		out = append(out, Finding{Check: "root", Status: Fail,
-			Detail: fmt.Sprintf("uid %d: the capabilities are there, but serve tries XDP only as root (euid 0) today, and serves udp otherwise", euid),
-			Fix:    "run serve as root with the same capabilities: sudo, or the unit in deploy/ with its run-as-root.conf drop-in"})
-	}
 	return out
 }
 

@@ -363,7 +363,7 @@ func TestStopping(t *testing.T) {
 			t.Run("second server refused", func(t *testing.T) {
 				l := testutil.NewLab(t, 1)
 				startServer(t, l.Srv, m.args(l)...)
-				second := startProcess(t, l.Srv, append(m.args(l), "--listen", ":7100")...)
+				second := startProcess(t, l.Srv, append(m.args(l), "--listen", ":7100", "--memcache-listen", ":11300")...)
 				code, _ := second.stop(0) // wait for it to exit by itself
 				if code == 0 || !strings.Contains(second.Log(), "already has an XDP program") || !strings.Contains(second.Log(), "rebound_steer") {
 					t.Fatalf("second server: exit %d\n%s", code, second.Log())

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"strconv"
 	"sync"
@@ -380,8 +379,8 @@ func (s *Server) xdpUnavailable() string {
 	if ifi.Flags&net.FlagLoopback != 0 {
 		return errLoopback(s.cfg.Iface).Error()
 	}
-	if os.Geteuid() != 0 {
-		return "not root (AF_XDP and XDP need root or CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF)"
+	if missing := missingXDPCaps(); missing != "" {
+		return "missing " + missing + " (AF_XDP and XDP need CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_PERFMON, or root)"
 	}
 	return ""
 }
@@ -397,8 +396,8 @@ func (s *Server) startXDP() error {
 	if s.cfg.Iface == "" {
 		return errors.New("xdp mode needs --iface")
 	}
-	if os.Geteuid() != 0 {
-		return errors.New("xdp mode needs root (or CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF); without them use --mode udp")
+	if missing := missingXDPCaps(); missing != "" {
+		return fmt.Errorf("xdp mode needs CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_PERFMON (or root); missing %s: without them use --mode udp", missing)
 	}
 	ifi, err := net.InterfaceByName(s.cfg.Iface)
 	if err != nil {
