@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,12 +17,12 @@ import (
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
 	"github.com/rebound-net/rebound/client"
 	"github.com/rebound-net/rebound/codec/memcache"
 	"github.com/rebound-net/rebound/codec/rebound"
+	"github.com/rebound-net/rebound/internal/udpbatch"
 )
 
 // BenchConfig describes a load test. Every loop is bounded by Duration (and
@@ -517,21 +518,23 @@ func (f *flow) run(ctx context.Context) {
 	out := make([]byte, 0, max(256<<10, 4*msgBytes))
 	var (
 		br     *bufio.Reader
-		pc     *ipv4.PacketConn
-		sendQ  []ipv4.Message
-		recvQ  []ipv4.Message
+		uc     *udpbatch.Conn
 		bufs   [][]byte // per slot in the send batch
 		msgBuf = make([]byte, msgBytes)
 	)
 	if f.tcp {
 		br = bufio.NewReaderSize(f.conn, max(2*(rebound.HeaderLen+rebound.MaxPayload), 4*f.cfg.ValueSize))
 	} else {
-		pc = ipv4.NewPacketConn(f.conn.(*net.UDPConn))
-		sendQ, recvQ, bufs = make([]ipv4.Message, batch), make([]ipv4.Message, batch), make([][]byte, batch)
-		for i := range recvQ {
-			recvQ[i].Buffers = [][]byte{make([]byte, rebound.HeaderLen+rebound.MaxPayload)}
+		// udpbatch, not x/net/ipv4: its batches allocate nothing per
+		// datagram (ipv4.ReadBatch makes a net.UDPAddr for each).
+		var err error
+		if uc, err = udpbatch.New(f.conn.(*net.UDPConn), batch, rebound.HeaderLen+rebound.MaxPayload); err != nil {
+			f.lost.Add(uint64(len(f.slots) - len(f.free)))
+			return
+		}
+		bufs = make([][]byte, batch)
+		for i := range bufs {
 			bufs[i] = make([]byte, msgBytes)
-			sendQ[i].Buffers = [][]byte{nil}
 		}
 	}
 	start := time.Now()
@@ -560,7 +563,7 @@ func (f *flow) run(ctx context.Context) {
 					out = append(out, msgBuf[:n]...)
 				} else {
 					n := f.encode(bufs[nq], seq)
-					sendQ[nq].Buffers[0] = bufs[nq][:n]
+					uc.QueueTo(bufs[nq][:n], netip.AddrPort{}) // connected: to the target
 					nq++
 				}
 			}
@@ -572,12 +575,8 @@ func (f *flow) run(ctx context.Context) {
 				return
 			}
 		}
-		for sent := 0; sent < nq; {
-			k, err := pc.WriteBatch(sendQ[sent:nq], 0)
-			if err != nil {
-				k = max(k, 1) // a lost datagram shows up as a timeout
-			}
-			sent += k
+		if nq > 0 {
+			_, _ = uc.Flush() // a refused datagram shows up as a timeout
 		}
 		// Receive for a short while.
 		_ = f.conn.SetReadDeadline(time.Now().Add(2 * time.Millisecond))
@@ -587,7 +586,7 @@ func (f *flow) run(ctx context.Context) {
 		case f.tcp:
 			f.readTCP(br)
 		default:
-			f.readUDP(pc, recvQ)
+			f.readUDP(uc)
 		}
 		// A memcache TCP stream answers in order: nothing is lost until
 		// the connection fails, and a reply must find its request.
@@ -625,16 +624,16 @@ func (f *flow) take(now, start time.Time, perFlow float64) uint32 {
 	return seq
 }
 
-func (f *flow) readUDP(pc *ipv4.PacketConn, q []ipv4.Message) {
+func (f *flow) readUDP(uc *udpbatch.Conn) {
 	for {
-		n, err := pc.ReadBatch(q, 0)
+		n, err := uc.Read()
 		if err != nil {
 			return
 		}
 		for i := 0; i < n; i++ {
-			f.complete(q[i].Buffers[0][:q[i].N])
+			f.complete(uc.Data(i))
 		}
-		if n < len(q) {
+		if n < uc.Batch() {
 			return
 		}
 		// A full batch: take what else is queued, without waiting.

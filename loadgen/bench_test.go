@@ -3,6 +3,7 @@ package loadgen_test
 import (
 	"context"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -95,5 +96,41 @@ func TestParseMix(t *testing.T) {
 		if _, err := loadgen.ParseMix(bad); err == nil {
 			t.Errorf("ParseMix(%q) accepted", bad)
 		}
+	}
+}
+
+// The UDP load loop allocates nothing per request: a run of many
+// thousand requests against a server that allocates nothing either
+// costs the process a bounded number of allocations (setup, histograms).
+func TestBenchUDPNoAllocationPerRequest(t *testing.T) {
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := pc.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			buf[3] |= rebound.FlagResponse
+			_, _ = pc.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	res, err := loadgen.Bench(context.Background(), loadgen.BenchConfig{Target: pc.LocalAddr().String(), Window: 64,
+		Duration: 300 * time.Millisecond, Timeout: 100 * time.Millisecond})
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Received < 2000 {
+		t.Skipf("only %d replies: too few to tell", res.Received)
+	}
+	if per := float64(after.Mallocs-before.Mallocs) / float64(res.Received); per > 0.05 {
+		t.Fatalf("%d allocations for %d replies: %.2f per reply", after.Mallocs-before.Mallocs, res.Received, per)
 	}
 }
