@@ -138,6 +138,19 @@ func ParseFrame(b []byte) (Frame, Reason) {
 	return f, ReasonNone
 }
 
+// PathMax returns the largest UDP payload a reply to this frame may carry
+// on a link of the given MTU without fragmentation: the reply keeps the
+// request's IPv4 options, so they count, as a VLAN tag does (the tag sits
+// outside the MTU on most links, but not on every one: counting it is the
+// safe side).
+func (f Frame) PathMax(mtu int) int {
+	n := mtu - (f.L4 - f.L3) - udpHeaderLen
+	if f.VLAN {
+		n -= vlanTagLen
+	}
+	return n
+}
+
 // MaxReply returns the largest UDP payload a reply can have inside a buffer of
 // size capacity holding this frame.
 func (f Frame) MaxReply(capacity int) int { return capacity - f.Payload }

@@ -102,3 +102,23 @@ func TestUnicast(t *testing.T) {
 		}
 	}
 }
+
+// The path MTU counts what the reply keeps: IPv4 options, the IPv6 header,
+// a VLAN tag.
+func TestPathMax(t *testing.T) {
+	for _, c := range []struct {
+		p    testutil.Packet
+		want int
+	}{
+		{testutil.Packet{}, 1500 - 20 - 8},
+		{testutil.Packet{IPOptions: true}, 1500 - 28 - 8},
+		{testutil.Packet{IPv6: true}, 1500 - 40 - 8},
+		{testutil.Packet{VLAN: 3}, 1500 - 20 - 8 - 4},
+	} {
+		b := testutil.Frame(t, c.p)
+		f, _ := codec.ParseFrame(b)
+		if got := f.PathMax(1500); got != c.want {
+			t.Errorf("%+v: PathMax(1500) = %d, want %d", c.p, got, c.want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rebound-net/rebound/bpf"
 	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/xdp"
 )
 
 // collector exposes a server's counters to Prometheus. It reads the
@@ -84,26 +85,28 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		count += w.Service.Counts[histBuckets-1].Load()
 		ch <- prometheus.MustNewConstHistogram(descService, count, float64(w.Service.SumNs.Load())/1e9, buckets, w.Transport, q)
 	}
-	for _, s := range c.srv.Sockets() {
-		st, err := s.Statistics()
-		if err != nil {
-			continue
+	c.srv.inspect(func(prog *bpf.Program, socks []*xdp.Socket) {
+		for _, s := range socks {
+			st, err := s.Statistics()
+			if err != nil {
+				continue
+			}
+			q := strconv.Itoa(s.Queue())
+			counter(descXSK, st.RxDropped, q, "rx_dropped")
+			counter(descXSK, st.RxInvalidDescs, q, "rx_invalid_descs")
+			counter(descXSK, st.TxInvalidDescs, q, "tx_invalid_descs")
+			counter(descXSK, st.RxRingFull, q, "rx_ring_full")
+			counter(descXSK, st.RxFillRingEmptyDescs, q, "rx_fill_ring_empty_descs")
+			counter(descXSK, st.TxRingEmptyDescs, q, "tx_ring_empty_descs")
 		}
-		q := strconv.Itoa(s.Queue())
-		counter(descXSK, st.RxDropped, q, "rx_dropped")
-		counter(descXSK, st.RxInvalidDescs, q, "rx_invalid_descs")
-		counter(descXSK, st.TxInvalidDescs, q, "tx_invalid_descs")
-		counter(descXSK, st.RxRingFull, q, "rx_ring_full")
-		counter(descXSK, st.RxFillRingEmptyDescs, q, "rx_fill_ring_empty_descs")
-		counter(descXSK, st.TxRingEmptyDescs, q, "tx_ring_empty_descs")
-	}
-	if p := c.srv.Program(); p != nil {
-		if cs, err := p.Counters(); err == nil {
-			for i, v := range cs {
-				counter(descXDP, v, bpf.Counter(i).String())
+		if prog != nil {
+			if cs, err := prog.Counters(); err == nil {
+				for i, v := range cs {
+					counter(descXDP, v, bpf.Counter(i).String())
+				}
 			}
 		}
-	}
+	})
 	if c.svc != nil {
 		st := c.svc.StoreStats()
 		ch <- prometheus.MustNewConstMetric(descItems, prometheus.GaugeValue, float64(st.Items))

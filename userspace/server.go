@@ -146,6 +146,10 @@ type Server struct {
 	stopped bool
 	mu      sync.Mutex
 	fatal   chan error // the server cannot go on (its interface is gone)
+	// pub guards what readers outside the workers see (stats, prog,
+	// socks): a metrics scrape during Start or Stop reads them while they
+	// are built or torn down, and must never see a closed socket.
+	pub sync.RWMutex
 }
 
 // NewServer validates cfg.
@@ -209,7 +213,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		s.cfg.Listen = net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 	}
 	tst := &WorkerStats{Transport: "tcp"}
-	s.stats = append(s.stats, tst)
+	s.addStats(tst)
 	s.tcp = &tcpServer{ln: ln, h: s.cfg.Handler, stats: tst, gate: &s.gate, maxConns: s.cfg.MaxConns,
 		idleTimeout: s.cfg.IdleTimeout, writeTimeout: s.cfg.WriteTimeout, reqTimeout: s.cfg.RequestTimeout, conns: map[net.Conn]struct{}{}}
 	s.wg.Add(1)
@@ -257,7 +261,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		}
 		s.udp = append(s.udp, conn)
 		st := &WorkerStats{Transport: "udp", Queue: i}
-		s.stats = append(s.stats, st)
+		s.addStats(st)
 		w, err := newUDPWorker(conn, s.cfg.Handler, st, s.cfg.Batch, s.cfg.Amplification, mtu)
 		if err != nil {
 			return fmt.Errorf("udp %s: %w", s.cfg.Listen, err)
@@ -274,7 +278,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			}
 			s.udp = append(s.udp, conn)
 			st := &WorkerStats{Transport: "memcache-udp", Queue: i}
-			s.stats = append(s.stats, st)
+			s.addStats(st)
 			w, err := newMCUDPWorker(conn, s.cfg.Memcache, st, s.cfg.Batch, s.cfg.Amplification, s.cfg.TrustSrc)
 			if err != nil {
 				return fmt.Errorf("memcache udp %s: %w", s.cfg.MemcacheListen, err)
@@ -303,7 +307,7 @@ func (s *Server) listenMemcacheTCP() error {
 		s.cfg.MemcacheListen = net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 	}
 	st := &WorkerStats{Transport: "memcache-tcp"}
-	s.stats = append(s.stats, st)
+	s.addStats(st)
 	s.mcTCP = newMemcacheTCP(ln, s.cfg.Memcache, s.cfg.MaxItemSize, st, &s.cfg)
 	s.mcTCP.gate = &s.gate
 	s.wg.Add(1)
@@ -444,7 +448,9 @@ func (s *Server) startXDP() error {
 	if err != nil {
 		return err
 	}
+	s.pub.Lock()
 	s.prog = prog
+	s.pub.Unlock()
 	// Attach first: a second server on the interface fails here with an
 	// error that names the program already there.
 	if err := prog.Attach(s.cfg.Iface, s.cfg.XDPMode, s.cfg.XDPReplace); err != nil {
@@ -475,13 +481,15 @@ func (s *Server) startXDP() error {
 		if err != nil {
 			return err
 		}
+		s.pub.Lock()
 		s.socks = append(s.socks, sock)
+		s.pub.Unlock()
 		pool, err := u.NewPool(u.Frames())
 		if err != nil {
 			return err
 		}
 		st := &WorkerStats{Transport: "xdp", Queue: q}
-		s.stats = append(s.stats, st)
+		s.addStats(st)
 		w := newXDPWorker(sock, pool, s.cfg.Handler, st, s.cfg.Batch, s.cfg.Amplification, s.cfg.MTU)
 		w.gate = &s.gate
 		if s.cfg.Memcache != nil {
@@ -596,6 +604,8 @@ func pow2Floor(n int) int {
 // closeXDP undoes a failed or finished XDP setup: detach first, so the
 // interface goes back to the kernel, then close sockets and UMEMs.
 func (s *Server) closeXDP() {
+	s.pub.Lock()
+	defer s.pub.Unlock()
 	if s.prog != nil {
 		_ = s.prog.Close()
 		s.prog = nil
@@ -662,13 +672,39 @@ func (s *Server) Frames() []FrameAccount {
 }
 
 // Stats returns the live counters of every worker.
-func (s *Server) Stats() []*WorkerStats { return s.stats }
+func (s *Server) Stats() []*WorkerStats {
+	s.pub.RLock()
+	defer s.pub.RUnlock()
+	return s.stats[:len(s.stats):len(s.stats)]
+}
+
+func (s *Server) addStats(w *WorkerStats) {
+	s.pub.Lock()
+	s.stats = append(s.stats, w)
+	s.pub.Unlock()
+}
+
+// inspect calls f with the XDP program (nil without XDP) and sockets while
+// they cannot be closed, for readers such as a metrics scrape.
+func (s *Server) inspect(f func(prog *bpf.Program, socks []*xdp.Socket)) {
+	s.pub.RLock()
+	defer s.pub.RUnlock()
+	f(s.prog, s.socks)
+}
 
 // Program returns the XDP program in xdp mode, or nil.
-func (s *Server) Program() *bpf.Program { return s.prog }
+func (s *Server) Program() *bpf.Program {
+	s.pub.RLock()
+	defer s.pub.RUnlock()
+	return s.prog
+}
 
 // Sockets returns the AF_XDP sockets in xdp mode.
-func (s *Server) Sockets() []*xdp.Socket { return s.socks }
+func (s *Server) Sockets() []*xdp.Socket {
+	s.pub.RLock()
+	defer s.pub.RUnlock()
+	return s.socks[:len(s.socks):len(s.socks)]
+}
 
 // Addr returns the TCP listener's address (the UDP sockets share its port).
 func (s *Server) Addr() net.Addr {

@@ -164,10 +164,7 @@ func (w *xdpWorker) step() int {
 			w.mcRefs = append(w.mcRefs, frameRef{desc: d, full: full, frame: f})
 			continue
 		}
-		pathMax := codec.UDPPayloadMax(w.mtu, f.IPv6)
-		if f.VLAN {
-			pathMax -= 4
-		}
+		pathMax := f.PathMax(w.mtu)
 		w.refs = append(w.refs, frameRef{desc: d, full: full, frame: f})
 		w.b.add(full[f.Payload:f.Payload+f.PayloadLen], pathMax)
 	}
