@@ -122,3 +122,14 @@ func TestMemcacheDatagramAllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocations per memcached GET datagram", a)
 	}
 }
+
+// Every batch size a server takes (1 to 1024) lands in a bucket whose
+// exported upper bound, 2^(i+1)-1, is at least the size.
+func TestBatchBucketsCoverTheLargestBatch(t *testing.T) {
+	for n := 1; n <= 1024; n++ {
+		i := batchBucket(n)
+		if bound := (2 << i) - 1; bound < n || (i > 0 && 1<<i > n) {
+			t.Fatalf("batch of %d: bucket %d, bounds [%d, %d]", n, i, 1<<i, bound)
+		}
+	}
+}

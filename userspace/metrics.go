@@ -21,8 +21,9 @@ type WorkerStats struct {
 	Rejects  [codec.NumReasons]atomic.Uint64 // answered with an error status, by reason
 	TxErrors atomic.Uint64                   // replies the transport failed to send
 	RxErrors atomic.Uint64                   // receive calls that failed
-	// BatchSize counts batches by size: bucket i holds sizes in [2^i, 2^(i+1)).
-	BatchSize [8]atomic.Uint64
+	// BatchSize counts batches by size: bucket i holds sizes in
+	// [2^i, 2^(i+1)), up to the largest batch a server takes (1024).
+	BatchSize [11]atomic.Uint64
 	// Service is the handler's time per batch.
 	Service Histogram
 	// Failed is set when the worker stopped on an error (its queue then
@@ -37,8 +38,8 @@ func (w *WorkerStats) batch(n int) {
 }
 
 // batchBucket is the BatchSize bucket of a batch of n: bucket i holds
-// sizes in [2^i, 2^(i+1)), and the last one everything from 2^7 up to the
-// largest batch a server takes (1024).
+// sizes in [2^i, 2^(i+1)); the last one, [1024, 2048), holds the largest
+// batch a server takes.
 func batchBucket(n int) int { return min(bits.Len(uint(n))-1, len(WorkerStats{}.BatchSize)-1) }
 
 // Histogram is a fixed-bucket latency histogram with atomic counts: bucket
