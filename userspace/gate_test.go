@@ -10,6 +10,7 @@ import (
 	"github.com/rebound-net/rebound/codec"
 	"github.com/rebound-net/rebound/codec/rebound"
 	"github.com/rebound-net/rebound/userspace"
+	"golang.org/x/sys/unix"
 )
 
 // answered reports whether each path answers a loopback client: the
@@ -82,5 +83,42 @@ func TestAllowListOnEveryPath(t *testing.T) {
 		if !ok {
 			t.Errorf("%s: with no list every source is served, but this one was not", path)
 		}
+	}
+}
+
+// A request sent to the broadcast address reaches a server bound to the
+// wildcard address, and is never answered (the same request to a unicast
+// address is).
+func TestBroadcastNotAnswered(t *testing.T) {
+	ts := startMC(t, userspace.Config{Mode: userspace.ModeUDP, Workers: 1, Listen: ":0", MemcacheListen: ":0"})
+	port := ts.srv.Addr().(*net.TCPAddr).Port
+	c, err := net.ListenPacket("udp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rc, _ := c.(*net.UDPConn).SyscallConn()
+	_ = rc.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1) })
+	ping := raw(rebound.OpPing, 0, 3, -1, 0, []byte("anyone?"))
+	ask := func(dst string) bool {
+		if _, err := c.WriteTo(ping, &net.UDPAddr{IP: net.ParseIP(dst), Port: port}); err != nil {
+			t.Skipf("send to %s: %v", dst, err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		_, _, err := c.ReadFrom(make([]byte, 64))
+		return err == nil
+	}
+	if ask("255.255.255.255") {
+		t.Fatal("a request to the broadcast address was answered")
+	}
+	var dropped uint64
+	for _, w := range ts.srv.Stats() {
+		dropped += w.Drops[codec.ReasonNotUnicast].Load()
+	}
+	if dropped == 0 {
+		t.Skip("the broadcast did not reach the server here")
+	}
+	if !ask("127.0.0.1") {
+		t.Fatal("the same request to a unicast address was not answered")
 	}
 }

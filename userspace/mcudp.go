@@ -154,6 +154,11 @@ func (w *mcUDPWorker) run() error {
 		w.to = w.to[:0]
 		for i := 0; i < n; i++ {
 			src := w.io.From(i).Addr()
+			if _, unicast := w.io.Dst(i); !unicast {
+				// To a broadcast or multicast address: never answered.
+				w.stats.Drops[codec.ReasonNotUnicast].Add(1)
+				continue
+			}
 			if w.gate != nil {
 				if why := w.gate.admit(src); why != codec.ReasonNone {
 					w.stats.Drops[why].Add(1)

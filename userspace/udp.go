@@ -85,6 +85,12 @@ func (w *udpWorker) run() error {
 		}
 		for i := 0; i < n; i++ {
 			src := w.io.From(i).Addr()
+			if _, unicast := w.io.Dst(i); !unicast {
+				// To a broadcast or multicast address: never answered.
+				w.stats.Drops[codec.ReasonNotUnicast].Add(1)
+				w.b.skip()
+				continue
+			}
 			if w.gate != nil {
 				if why := w.gate.admit(src); why != codec.ReasonNone {
 					w.stats.Drops[why].Add(1)

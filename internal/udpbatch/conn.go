@@ -2,6 +2,7 @@ package udpbatch
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"syscall"
@@ -40,8 +41,9 @@ type Conn struct {
 	rh    []unix.Mmsghdr
 	riov  []unix.Iovec
 	rname []unix.RawSockaddrInet6
-	rn    int        // datagrams filled by the last recvmmsg
-	rerr  unix.Errno // error of the last recvmmsg, if it ended the read
+	rctl  [][ctlLen]byte // per slot: IP_PKTINFO / IPV6_PKTINFO control messages
+	rn    int            // datagrams filled by the last recvmmsg
+	rerr  unix.Errno     // error of the last recvmmsg, if it ended the read
 	recvF func(uintptr) bool
 
 	// send side
@@ -83,11 +85,29 @@ func New(c *net.UDPConn, batch, bufSize int) (*Conn, error) {
 	if family != unix.AF_INET && family != unix.AF_INET6 {
 		return nil, errors.New("udpbatch: not an IPv4 or IPv6 socket")
 	}
+	// Ask for each datagram's destination (Dst): IP_PKTINFO for IPv4 (on
+	// an IPv6 socket too, for IPv4-mapped traffic), IPV6_RECVPKTINFO.
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+		if family == unix.AF_INET6 {
+			if e := unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1); e != nil {
+				serr = e
+			} else if serr != nil {
+				serr = nil // an IPv6-only socket has no IPv4 side
+			}
+		}
+	}); err != nil {
+		return nil, err
+	}
+	if serr != nil {
+		return nil, fmt.Errorf("udpbatch: ask for packet info: %w", serr)
+	}
 	k := &Conn{
 		rc: rc, family: family,
 		slab: make([]byte, batch*bufSize), bufs: make([][]byte, batch),
 		rh: make([]unix.Mmsghdr, batch), riov: make([]unix.Iovec, batch), rname: make([]unix.RawSockaddrInet6, batch),
-		wh: make([]unix.Mmsghdr, batch), wiov: make([]unix.Iovec, batch), wname: make([]unix.RawSockaddrInet6, batch),
+		rctl: make([][ctlLen]byte, batch),
+		wh:   make([]unix.Mmsghdr, batch), wiov: make([]unix.Iovec, batch), wname: make([]unix.RawSockaddrInet6, batch),
 	}
 	for i := range batch {
 		k.bufs[i] = k.slab[i*bufSize : (i+1)*bufSize : (i+1)*bufSize]
@@ -99,6 +119,8 @@ func New(c *net.UDPConn, batch, bufSize int) (*Conn, error) {
 		h.Namelen = sockaddrLen
 		h.Iov = &k.riov[i]
 		h.SetIovlen(1)
+		h.Control = &k.rctl[i][0]
+		h.SetControllen(ctlLen)
 		w := &k.wh[i].Hdr
 		// unsafe: the kernel reads Namelen bytes of sockaddr from here.
 		w.Name = (*byte)(unsafe.Pointer(&k.wname[i]))
@@ -134,6 +156,7 @@ func (c *Conn) Read() (int, error) {
 	}
 	for i := range c.rn {
 		c.rh[i].Hdr.Namelen = sockaddrLen
+		c.rh[i].Hdr.SetControllen(ctlLen)
 		c.rh[i].Hdr.Flags = 0
 		c.rh[i].Len = 0
 	}
@@ -222,6 +245,48 @@ func (c *Conn) From(i int) netip.AddrPort {
 	}
 	return netip.AddrPort{}
 }
+
+// ctlLen holds one IPv6 packet-info control message (the larger kind)
+// with room to spare.
+const ctlLen = 64
+
+// Dst returns the destination address of datagram i, and whether it was
+// addressed to one of this host's unicast addresses: false for a
+// broadcast (limited or subnet-directed) or multicast destination, which a
+// server bound to the wildcard address also receives. Without packet info
+// (not delivered by the kernel) it reports an invalid address and true.
+// It allocates nothing.
+func (c *Conn) Dst(i int) (netip.Addr, bool) {
+	h := &c.rh[i].Hdr
+	ctl := c.rctl[i][:min(int(h.Controllen), ctlLen)]
+	v6, unicast6 := netip.Addr{}, true
+	for len(ctl) >= unix.SizeofCmsghdr {
+		// unsafe: a cmsghdr the kernel wrote at an aligned offset of ctl.
+		m := (*unix.Cmsghdr)(unsafe.Pointer(&ctl[0]))
+		if m.Len < unix.SizeofCmsghdr || int(m.Len) > len(ctl) {
+			break
+		}
+		data := ctl[unix.SizeofCmsghdr:m.Len]
+		switch {
+		case m.Level == unix.IPPROTO_IP && m.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+			// struct in_pktinfo: ifindex, spec_dst (the local address the
+			// route chose), addr (the header's destination). They differ
+			// exactly when the destination is not a local unicast
+			// address. Preferred: an IPv4 datagram on an IPv6 socket
+			// comes with both kinds, and only this one tells a
+			// subnet-directed broadcast.
+			specDst, addr := [4]byte(data[4:8]), [4]byte(data[8:12])
+			return netip.AddrFrom4(addr), specDst == addr
+		case m.Level == unix.IPPROTO_IPV6 && m.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+			v6 = netip.AddrFrom16([16]byte(data[0:16])).Unmap()
+			unicast6 = !v6.IsMulticast() && v6 != netip.AddrFrom4([4]byte{255, 255, 255, 255})
+		}
+		ctl = ctl[cmsgAlign(int(m.Len)):]
+	}
+	return v6, unicast6
+}
+
+func cmsgAlign(n int) int { return (n + unix.SizeofPtr - 1) &^ (unix.SizeofPtr - 1) }
 
 // Queue queues datagram b for the source of slot i of the last Read. It
 // returns false, queueing nothing, when Batch() datagrams are queued: Flush

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -522,6 +523,62 @@ func TestManySources(t *testing.T) {
 						t.Fatalf("client %d got %v, %v", k, buf[:n], err)
 					}
 				}
+			}
+		})
+	}
+}
+
+// Dst reports the destination of each datagram and whether it was
+// addressed to a local unicast address: true for 127.0.0.1 and ::1, false
+// for the limited broadcast address, on IPv4, IPv6 and dual-stack sockets.
+func TestDst(t *testing.T) {
+	for _, c := range []struct {
+		network, listen, dst string
+		unicast              bool
+	}{
+		{"udp4", "127.0.0.1:0", "127.0.0.1", true},
+		{"udp6", "[::1]:0", "::1", true},
+		{"udp", ":0", "127.0.0.1", true},
+		{"udp4", "0.0.0.0:0", "255.255.255.255", false},
+		{"udp", ":0", "255.255.255.255", false},
+	} {
+		t.Run(c.network+" "+c.dst, func(t *testing.T) {
+			srv, err := net.ListenPacket(c.network, c.listen)
+			if err != nil {
+				t.Skipf("listen %s %s: %v", c.network, c.listen, err)
+			}
+			defer srv.Close()
+			b, err := New(srv.(*net.UDPConn), 4, 2048)
+			if err != nil {
+				t.Fatal(err)
+			}
+			port := srv.LocalAddr().(*net.UDPAddr).Port
+			cl, err := net.ListenPacket("udp4", "0.0.0.0:0")
+			if strings.Contains(c.dst, ":") {
+				cl, err = net.ListenPacket("udp6", "[::1]:0")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			if c.dst == "255.255.255.255" {
+				rc, _ := cl.(*net.UDPConn).SyscallConn()
+				_ = rc.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1) })
+			}
+			to := &net.UDPAddr{IP: net.ParseIP(c.dst), Port: port}
+			if _, err := cl.WriteTo([]byte("x"), to); err != nil {
+				t.Skipf("send to %s: %v (no route for it here)", to, err)
+			}
+			_ = srv.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if _, err := b.Read(); err != nil {
+				if c.dst == "255.255.255.255" {
+					t.Skipf("broadcast not delivered here: %v", err)
+				}
+				t.Fatal(err)
+			}
+			got, unicast := b.Dst(0)
+			if got != netip.MustParseAddr(c.dst) || unicast != c.unicast {
+				t.Fatalf("Dst = %v, unicast %v; want %s, %v", got, unicast, c.dst, c.unicast)
 			}
 		})
 	}
