@@ -116,7 +116,7 @@ func TestStatsCommand(t *testing.T) {
 	// The tcp row counts the SET: 1 request, 1 reply. The server counts a
 	// reply once its write returns, which may be just after the client
 	// has read it: poll.
-	tcpRow := regexp.MustCompile(`tcp\s+0\s+1\s+1\s`)
+	tcpRow := regexp.MustCompile(`tcp\s+0\s+ok\s+1\s+1\s`)
 	var summary string
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		out.Reset()

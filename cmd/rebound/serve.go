@@ -31,7 +31,7 @@ const serveExamples = `  rebound serve --mode udp                      # Rebound
 
 func serveCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("serve", "serve [flags]", serveExamples, stderr)
-	listen := fs.String("listen", ":7000", "`ADDR:PORT` for UDP and TCP; the port is also what XDP steers")
+	listen := fs.String("listen", ":7000", "`ADDR:PORT` for the Rebound protocol over UDP and TCP; XDP steers this port (with a host: only requests to that address)")
 	iface := fs.String("iface", "", "`NAME` of the interface to attach XDP to (xdp and auto modes)")
 	mode := fs.String("mode", "auto", "transport `MODE`: xdp, udp, or auto (xdp when it can be set up on --iface, else udp, with a log line saying why)")
 	xdpMode := fs.String("xdp-mode", "auto", "where XDP runs (`MODE`): native (in the driver), generic (any interface, slower) or auto (native, else generic)")
@@ -44,7 +44,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	allow := fs.String("allow-src", "", "comma-separated `CIDR`s: requests from other sources are not served, on any path and protocol (dropped in XDP in xdp mode)")
 	kvMem := fs.String("kv-memory", "256MiB", "memory bound of the kv store (`SIZE`, e.g. 64MiB, 1GiB)")
 	maxValue := fs.Int("max-value", 0, "largest value SET stores, in bytes (0: what the store can hold, at most 65535)")
-	amp := fs.Int("amplification", 4, "UDP reply payload at most this many times the request's (rule 6; -1: off)")
+	amp := fs.Int("amplification", 4, "a UDP reply is at most this many times its request, both protocols (Rebound: TRUNCATED; memcached: a SERVER_ERROR datagram); -1: off")
 	metrics := fs.String("metrics", "", "serve Prometheus /metrics on `ADDR` (off unless given)")
 	workers := fs.Int("workers", 0, "UDP sockets (SO_REUSEPORT), one goroutine each (0: one per CPU)")
 	frames := fs.Int("frames", 4096, "UMEM frames (4 KiB each) per queue")

@@ -91,12 +91,16 @@ func statsCmd(args []string, stdout, stderr io.Writer) int {
 // the XDP program's outcomes, the AF_XDP sockets' kernel events, the store.
 func printSummary(w io.Writer, samples []sample) {
 	type key struct{ transport, queue string }
-	type row struct{ rx, tx, drops, rejects, txErr float64 }
+	type row struct {
+		rx, tx, drops, rejects, txErr float64
+		state                         string
+	}
 	rows := map[key]*row{}
 	reasons := map[string]float64{}
 	xdpOut := map[string]float64{}
 	xsk := map[string]float64{}
 	kv := map[string]float64{}
+	mc := map[string]float64{}
 	get := func(k key) *row {
 		if rows[k] == nil {
 			rows[k] = &row{}
@@ -122,8 +126,26 @@ func printSummary(w io.Writer, samples []sample) {
 			xdpOut[s.labels["outcome"]] += s.value
 		case "rebound_xsk_events_total":
 			xsk[s.labels["event"]] += s.value
-		case "rebound_kv_items", "rebound_kv_evictions_total", "rebound_kv_expired_total":
+		case "rebound_kv_items", "rebound_kv_evictions_total", "rebound_kv_expired_total", "rebound_kv_bytes":
 			kv[strings.TrimPrefix(s.name, "rebound_kv_")] = s.value
+		case "rebound_worker_up":
+			if s.value == 0 {
+				get(k).state = "FAILED"
+			} else if get(k).state == "" {
+				get(k).state = "ok"
+			}
+		case "rebound_worker_tx_stalled":
+			if s.value != 0 && get(k).state != "FAILED" {
+				get(k).state = "tx stalled"
+			}
+		case "rebound_memcache_commands_total":
+			mc[s.labels["cmd"]+" commands"] += s.value
+		case "rebound_memcache_outcomes_total":
+			if s.value != 0 {
+				mc[s.labels["cmd"]+" "+s.labels["outcome"]] += s.value
+			}
+		case "rebound_memcache_connections":
+			mc["connections open"] = s.value
 		}
 	}
 	keys := make([]key, 0, len(rows))
@@ -137,10 +159,10 @@ func printSummary(w io.Writer, samples []sample) {
 		return keys[i].queue < keys[j].queue
 	})
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "transport\tqueue\trequests\treplies\tdropped\terror replies\tsend errors\t")
+	fmt.Fprintln(tw, "transport\tqueue\tstate\trequests\treplies\tdropped\terror replies\tsend errors\t")
 	for _, k := range keys {
 		r := rows[k]
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t\n", k.transport, k.queue, r.rx, r.tx, r.drops, r.rejects, r.txErr)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t\n", k.transport, k.queue, r.state, r.rx, r.tx, r.drops, r.rejects, r.txErr)
 	}
 	tw.Flush()
 	printMap := func(title string, m map[string]float64) {
@@ -161,4 +183,5 @@ func printSummary(w io.Writer, samples []sample) {
 	printMap("XDP program (packets by outcome):", xdpOut)
 	printMap("AF_XDP sockets (kernel events, all queues):", xsk)
 	printMap("kv store:", kv)
+	printMap("memcached:", mc)
 }
