@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/rebound-net/rebound/codec"
 	mc "github.com/rebound-net/rebound/codec/memcache"
@@ -43,13 +44,21 @@ type mcDatagram struct {
 	out   []byte // the reply datagrams, framed, back to back
 	lens  []int  // size of each datagram in out
 	amp   int
-	trust Prefixes
+	trust *atomic.Pointer[Prefixes] // sources the amplification bound spares; nil: none
 	stats *WorkerStats
 }
 
-func newMCDatagram(h *mcserve.Handler, amp int, trust Prefixes, stats *WorkerStats) *mcDatagram {
+func newMCDatagram(h *mcserve.Handler, amp int, trust *atomic.Pointer[Prefixes], stats *WorkerStats) *mcDatagram {
 	return &mcDatagram{conn: h.NewConn(), reply: make([]byte, 0, 2048), out: make([]byte, 0, 2048),
 		lens: make([]int, 0, 8), amp: amp, trust: trust, stats: stats}
+}
+
+func (m *mcDatagram) trusted(src netip.Addr) bool {
+	if m.trust == nil {
+		return false
+	}
+	p := m.trust.Load()
+	return p != nil && p.Contains(src)
 }
 
 // reset empties out and lens.
@@ -83,7 +92,7 @@ func (m *mcDatagram) serveInto(req []byte, src netip.Addr) {
 	if size == 0 {
 		return // noreply, or a quiet meta command
 	}
-	if m.amp > 0 && size > m.amp*len(req) && !m.trust.Contains(src) {
+	if m.amp > 0 && size > m.amp*len(req) && !m.trusted(src) {
 		m.stats.Rejects[codec.ReasonAmplification].Add(1)
 		if mc.UDPHeaderLen+len(mcTooLarge) > m.amp*len(req) {
 			return // even the error would amplify: say nothing
@@ -129,7 +138,7 @@ type mcUDPWorker struct {
 	to    []int // per reply datagram of the batch: the slot it answers
 }
 
-func newMCUDPWorker(conn *net.UDPConn, h *mcserve.Handler, stats *WorkerStats, batch, amp int, trust Prefixes) (*mcUDPWorker, error) {
+func newMCUDPWorker(conn *net.UDPConn, h *mcserve.Handler, stats *WorkerStats, batch, amp int, trust *atomic.Pointer[Prefixes]) (*mcUDPWorker, error) {
 	bio, err := udpbatch.New(conn, batch, udpBufSize)
 	if err != nil {
 		return nil, err

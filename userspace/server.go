@@ -133,6 +133,7 @@ type Server struct {
 	tcp     *tcpServer
 	mcTCP   *tcpServer
 	gate    gate
+	trust   atomic.Pointer[Prefixes] // TrustSrc, swapped whole by SetTrust
 	udp     []*net.UDPConn
 	prog    *bpf.Program
 	xdpW    []*xdpWorker
@@ -161,7 +162,24 @@ func NewServer(cfg Config) (*Server, error) {
 	if err := s.gate.set(cfg.AllowSrc); err != nil {
 		return nil, err
 	}
+	trust, err := checkPrefixes(cfg.TrustSrc)
+	if err != nil {
+		return nil, fmt.Errorf("trust-src: %w", err)
+	}
+	s.trust.Store(&trust)
 	return s, nil
+}
+
+// SetTrust replaces the sources whose memcached UDP replies the
+// amplification bound spares, while serving; checked first and put in
+// force whole, like SetAllow.
+func (s *Server) SetTrust(list []netip.Prefix) error {
+	next, err := checkPrefixes(list)
+	if err != nil {
+		return fmt.Errorf("trust-src: %w", err)
+	}
+	s.trust.Store(&next)
+	return nil
 }
 
 // SetAllow replaces the source allow-list on every path while serving
@@ -279,7 +297,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			s.udp = append(s.udp, conn)
 			st := &WorkerStats{Transport: "memcache-udp", Queue: i}
 			s.addStats(st)
-			w, err := newMCUDPWorker(conn, s.cfg.Memcache, st, s.cfg.Batch, s.cfg.Amplification, s.cfg.TrustSrc)
+			w, err := newMCUDPWorker(conn, s.cfg.Memcache, st, s.cfg.Batch, s.cfg.Amplification, &s.trust)
 			if err != nil {
 				return fmt.Errorf("memcache udp %s: %w", s.cfg.MemcacheListen, err)
 			}
@@ -493,7 +511,7 @@ func (s *Server) startXDP() error {
 		w := newXDPWorker(sock, pool, s.cfg.Handler, st, s.cfg.Batch, s.cfg.Amplification, s.cfg.MTU)
 		w.gate = &s.gate
 		if s.cfg.Memcache != nil {
-			w.mc, w.mcPort = newMCDatagram(s.cfg.Memcache, s.cfg.Amplification, s.cfg.TrustSrc, st), mcPort
+			w.mc, w.mcPort = newMCDatagram(s.cfg.Memcache, s.cfg.Amplification, &s.trust, st), mcPort
 		}
 		s.xdpW = append(s.xdpW, w)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -51,8 +52,22 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	bind := fs.String("bind", "auto", "AF_XDP bind `MODE`: zerocopy (driver support needed), copy, or auto (zero-copy where the driver has it)")
 	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to `FILE` until it stops (go tool pprof)")
+	configPath := fs.String("config", "", "read settings from a TOML `FILE` (keys are these flags' names with _ for -; flags given here win); SIGHUP reloads its allow_src and trust_src")
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
+	}
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+	if *configPath != "" {
+		values, err := readConfig(*configPath, fs)
+		if err != nil {
+			fmt.Fprintf(stderr, "rebound serve: %v\n", err)
+			return exitUsage
+		}
+		if _, err := applyConfig(fs, values, onCommandLine); err != nil {
+			fmt.Fprintf(stderr, "rebound serve: %v\n", err)
+			return exitUsage
+		}
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "rebound serve: unexpected argument %q\n", fs.Arg(0))
@@ -157,13 +172,23 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		defer msrv.Close()
 		log.Info("metrics", "url", "http://"+*metrics+"/metrics")
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	code := exitOK
-	select {
-	case <-ctx.Done():
-		log.Info("stopping: draining and detaching")
-	case err := <-srv.Fatal():
-		log.Error("cannot go on serving: stopping", "err", err)
-		code = exitFailure
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping: draining and detaching")
+			break wait
+		case err := <-srv.Fatal():
+			log.Error("cannot go on serving: stopping", "err", err)
+			code = exitFailure
+			break wait
+		case <-hup:
+			reload(log, srv, fs, *configPath, onCommandLine)
+		}
 	}
 	srv.Stop()
 	for _, fa := range srv.Frames() {
@@ -194,4 +219,45 @@ func parsePrefixes(list string) ([]netip.Prefix, error) {
 		out = append(out, p.Masked())
 	}
 	return out, nil
+}
+
+// reload applies the config file's reloadable settings (the allow-list
+// and the trusted sources) to a running server, each put in force whole
+// or not at all; a file that does not read, or a bad value, leaves what is
+// in force as it was. Other changed settings are logged: they need a
+// restart.
+func reload(log *slog.Logger, srv *userspace.Server, fs *flag.FlagSet, path string, onCommandLine map[string]bool) {
+	if path == "" {
+		log.Warn("SIGHUP: nothing to reload without --config")
+		return
+	}
+	values, err := readConfig(path, fs)
+	if err != nil {
+		log.Error("SIGHUP: config not reloaded: the settings in force stay", "err", err)
+		return
+	}
+	for name := range reloadable {
+		if onCommandLine[name] {
+			continue // the command line wins, as at start
+		}
+		list, err := parsePrefixes(values[name])
+		if err == nil {
+			if name == "allow-src" {
+				err = srv.SetAllow(list)
+			} else {
+				err = srv.SetTrust(list)
+			}
+		}
+		if err != nil {
+			log.Error("SIGHUP: "+name+" not reloaded: the list in force stays", "err", err)
+			continue
+		}
+		_ = fs.Set(name, values[name])
+		log.Info("SIGHUP: reloaded "+name, "list", values[name])
+	}
+	for name, v := range values {
+		if !reloadable[name] && !onCommandLine[name] && fs.Lookup(name).Value.String() != v {
+			log.Warn("SIGHUP: "+name+" changed in the config: it takes effect at the next start", "now", fs.Lookup(name).Value.String(), "file", v)
+		}
+	}
 }
