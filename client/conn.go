@@ -32,7 +32,7 @@ func dialUDP(ctx context.Context, addr string) (*udpConn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "udp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("rebound: dial udp %s: %w", addr, err)
+		return nil, fmt.Errorf("rebound: %w", err)
 	}
 	u := &udpConn{c: c.(*net.UDPConn), pending: map[uint32]*call{}, done: make(chan struct{})}
 	go u.read()
@@ -70,7 +70,10 @@ func (u *udpConn) read() {
 
 func (u *udpConn) close() { u.c.Close(); <-u.done }
 
-func (u *udpConn) do(ctx context.Context, op rebound.Op, seq uint32, payload []byte, o Options) (Reply, error) {
+// do sends the request and waits for its reply, sending it again up to
+// retries times (with the same sequence, so a late reply to any copy
+// counts) after each Options.Timeout without one.
+func (u *udpConn) do(ctx context.Context, op rebound.Op, seq uint32, payload []byte, o Options, retries int) (Reply, error) {
 	msg := make([]byte, rebound.HeaderLen+len(payload))
 	rebound.PutHeader(msg, rebound.Header{Op: op, Seq: seq, Len: uint16(len(payload))})
 	copy(msg[rebound.HeaderLen:], payload)
@@ -93,7 +96,7 @@ func (u *udpConn) do(ctx context.Context, op rebound.Op, seq uint32, payload []b
 		}
 		select {
 		case r := <-cl.ch:
-			r.RTT = time.Since(start)
+			r.RTT, r.Attempts = time.Since(start), attempt+1
 			return r, nil
 		case <-timer.C:
 		case <-ctx.Done():
@@ -101,13 +104,13 @@ func (u *udpConn) do(ctx context.Context, op rebound.Op, seq uint32, payload []b
 		case <-u.done:
 			return Reply{}, ErrClosed
 		}
-		if attempt >= o.Retries {
+		if attempt >= retries {
 			return Reply{}, ErrTimeout
 		}
 		// Back off before the resend; a late reply still counts.
 		select {
 		case r := <-cl.ch:
-			r.RTT = time.Since(start)
+			r.RTT, r.Attempts = time.Since(start), attempt+1
 			return r, nil
 		case <-time.After(backoff):
 		case <-ctx.Done():
@@ -138,7 +141,7 @@ func dialTCP(ctx context.Context, addr string) (*tcpConn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("rebound: dial tcp %s: %w", addr, err)
+		return nil, fmt.Errorf("rebound: %w", err)
 	}
 	t := &tcpConn{c: c, done: make(chan struct{})}
 	go t.read()
@@ -176,6 +179,13 @@ func (t *tcpConn) read() {
 		t.mu.Unlock()
 		cl.ch <- Reply{Header: h, Payload: p, Via: "tcp"}
 	}
+}
+
+// dead reports whether the connection has failed or was closed.
+func (t *tcpConn) dead() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err != nil
 }
 
 // close fails every pending call with err and closes the connection.

@@ -1,5 +1,7 @@
+//go:build !plan9
+
 package client
 
 import "syscall"
 
-var errConnRefused = syscall.ECONNREFUSED
+var errConnRefused error = syscall.ECONNREFUSED

@@ -33,11 +33,15 @@ type MemcacheError struct{ Reply string }
 func (e *MemcacheError) Error() string { return "memcache: server replied " + strconv.Quote(e.Reply) }
 
 // MemcacheOptions configure a Memcache client. The zero value: TCP, 500 ms
-// per attempt, 2 UDP resends.
+// per attempt, 2 UDP resends, values up to 1 MiB.
 type MemcacheOptions struct {
 	UDP     bool          // get over memcached's UDP transport (set, delete and Raw still use TCP)
 	Timeout time.Duration // per attempt (default 500ms)
 	Retries int           // UDP resends after a timeout (default 2; -1 for none)
+	// MaxValue is the largest value Set sends (default 1 MiB, memcached's
+	// default item size; -1 for no bound): a larger one is an *ArgError
+	// matching ErrValueTooLarge, and nothing is sent.
+	MaxValue int
 }
 
 // Memcache is a small client of memcached's text protocol (memcached
@@ -48,8 +52,9 @@ type Memcache struct {
 	opts MemcacheOptions
 
 	mu  sync.Mutex
-	tcp net.Conn // dialled on first use
+	tcp net.Conn // dialled on first use, and again after it broke
 	br  *bufio.Reader
+	rx  int64 // bytes read from tcp since the last request went out
 	udp net.Conn
 	id  uint16
 }
@@ -65,6 +70,9 @@ func DialMemcache(ctx context.Context, addr string, opts MemcacheOptions) (*Memc
 		opts.Retries = 2
 	}
 	opts.Retries = max(opts.Retries, 0)
+	if opts.MaxValue == 0 {
+		opts.MaxValue = 1 << 20
+	}
 	m := &Memcache{addr: addr, opts: opts, id: uint16(time.Now().UnixNano())}
 	var d net.Dialer
 	var err error
@@ -75,23 +83,37 @@ func DialMemcache(ctx context.Context, addr string, opts MemcacheOptions) (*Memc
 		}
 		return m, nil
 	}
-	if err := m.dialTCP(ctx); err != nil {
+	if _, err := m.dialTCP(ctx); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-func (m *Memcache) dialTCP(ctx context.Context) error {
+// dialTCP dials the TCP connection unless it is open; fresh says it was
+// dialled now.
+func (m *Memcache) dialTCP(ctx context.Context) (fresh bool, err error) {
 	if m.tcp != nil {
-		return nil
+		return false, nil
 	}
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", m.addr)
 	if err != nil {
-		return fmt.Errorf("memcache: %w", err)
+		return false, fmt.Errorf("memcache: %w", err)
 	}
-	m.tcp, m.br = c, bufio.NewReader(c)
-	return nil
+	m.tcp, m.br = c, bufio.NewReader(countReader{c, &m.rx})
+	return true, nil
+}
+
+// countReader counts the bytes read through it.
+type countReader struct {
+	r io.Reader
+	n *int64
+}
+
+func (c countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	*c.n += int64(n)
+	return n, err
 }
 
 // Close closes the client's sockets.
@@ -110,16 +132,18 @@ func (m *Memcache) Close() error {
 	return errors.Join(errs...)
 }
 
-func validKey(key []byte) bool {
+// checkMemcacheKey returns an *ArgError matching ErrMemcacheKey for a key
+// memcached's text protocol cannot carry.
+func checkMemcacheKey(op string, key []byte) error {
 	if len(key) == 0 || len(key) > memcache.MaxKeyLen {
-		return false
+		return &ArgError{Op: op, Detail: fmt.Sprintf("key of %d bytes", len(key)), Err: ErrMemcacheKey}
 	}
-	for _, c := range key {
+	for i, c := range key {
 		if c <= ' ' || c == 0x7f {
-			return false
+			return &ArgError{Op: op, Detail: fmt.Sprintf("key byte %d is %q", i, c), Err: ErrMemcacheKey}
 		}
 	}
-	return true
+	return nil
 }
 
 // Item is a value as a get returns it.
@@ -128,28 +152,28 @@ type Item struct {
 	Flags uint32
 }
 
-// Get returns the item stored under key, or ErrCacheMiss.
+// Get returns the item stored under key, or ErrCacheMiss. A key memcached
+// cannot take is an *ArgError matching ErrMemcacheKey.
 func (m *Memcache) Get(ctx context.Context, key []byte) (Item, error) {
-	if !validKey(key) {
-		return Item{}, ErrMemcacheKey
+	if err := checkMemcacheKey("get", key); err != nil {
+		return Item{}, err
 	}
 	req := append(append([]byte("get "), key...), "\r\n"...)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var r *bufio.Reader
 	if m.udp != nil {
 		reply, err := m.roundTripUDP(ctx, req)
 		if err != nil {
 			return Item{}, err
 		}
-		r = bufio.NewReader(bytes.NewReader(reply))
-	} else {
-		if err := m.send(ctx, req); err != nil {
-			return Item{}, err
-		}
-		r = m.br
+		return m.readGet(bufio.NewReader(bytes.NewReader(reply)), key)
 	}
-	return m.readGet(r, key)
+	var it Item
+	_, err := m.exchange(ctx, req, true, func(r *bufio.Reader) (err error) {
+		it, err = m.readGet(r, key)
+		return err
+	})
+	return it, err
 }
 
 // readGet reads "VALUE <key> <flags> <n>\r\n<data>\r\nEND\r\n" or "END\r\n".
@@ -181,9 +205,18 @@ func (m *Memcache) readGet(r *bufio.Reader, key []byte) (Item, error) {
 }
 
 // Set stores value under key with flags; ttl 0 keeps it until evicted.
+// It returns an *ArgError, sending nothing, for a key memcached cannot
+// take (ErrMemcacheKey), a negative ttl (ErrNegativeTTL) or a value over
+// MemcacheOptions.MaxValue (ErrValueTooLarge).
 func (m *Memcache) Set(ctx context.Context, key, value []byte, flags uint32, ttl time.Duration) error {
-	if !validKey(key) {
-		return ErrMemcacheKey
+	if err := checkMemcacheKey("set", key); err != nil {
+		return err
+	}
+	if err := checkTTL("set", ttl); err != nil {
+		return err
+	}
+	if m.opts.MaxValue >= 0 && len(value) > m.opts.MaxValue {
+		return &ArgError{Op: "set", Detail: fmt.Sprintf("value of %d bytes over %d", len(value), m.opts.MaxValue), Err: ErrValueTooLarge}
 	}
 	exptime := int64(ttl / time.Second)
 	if ttl > 0 && exptime == 0 {
@@ -194,7 +227,7 @@ func (m *Memcache) Set(ctx context.Context, key, value []byte, flags uint32, ttl
 	}
 	req := fmt.Appendf(nil, "set %s %d %d %d\r\n", key, flags, exptime, len(value))
 	req = append(append(req, value...), "\r\n"...)
-	line, err := m.tcpLine(ctx, req)
+	line, _, err := m.tcpLine(ctx, req)
 	switch {
 	case err != nil:
 		return err
@@ -207,15 +240,23 @@ func (m *Memcache) Set(ctx context.Context, key, value []byte, flags uint32, ttl
 }
 
 // Delete removes key, or returns ErrCacheMiss.
+//
+// A delete sent again on a fresh connection, because the one it went out
+// on broke before the reply (see the package documentation), may find
+// NOT_FOUND where its first copy deleted the key: Delete then reports
+// success. nil means the key is not stored now; ErrCacheMiss that the only
+// copy found nothing to delete.
 func (m *Memcache) Delete(ctx context.Context, key []byte) error {
-	if !validKey(key) {
-		return ErrMemcacheKey
+	if err := checkMemcacheKey("delete", key); err != nil {
+		return err
 	}
-	line, err := m.tcpLine(ctx, append(append([]byte("delete "), key...), "\r\n"...))
+	line, attempts, err := m.tcpLine(ctx, append(append([]byte("delete "), key...), "\r\n"...))
 	switch {
 	case err != nil:
 		return err
 	case line == "DELETED":
+		return nil
+	case line == "NOT_FOUND" && attempts > 1:
 		return nil
 	case line == "NOT_FOUND":
 		return ErrCacheMiss
@@ -228,6 +269,12 @@ func (m *Memcache) Delete(ctx context.Context, key []byte) error {
 // with a meta no-op (mn) sent after them, whose MN is not returned. A
 // command waiting for a data block that does not come never ends: Raw
 // returns what came with ErrTimeout.
+//
+// Like every call, Raw sends its lines again on a fresh connection when
+// the open one broke before the first reply byte came (the server closed
+// it as idle). A server that dies after executing a command but before
+// answering would then see it twice: do not use Raw for commands that
+// must not run twice (incr, append) where that matters.
 func (m *Memcache) Raw(ctx context.Context, lines ...string) ([]byte, error) {
 	var req []byte
 	for _, l := range lines {
@@ -236,15 +283,23 @@ func (m *Memcache) Raw(ctx context.Context, lines ...string) ([]byte, error) {
 	req = append(req, "mn\r\n"...)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.send(ctx, req); err != nil {
-		return nil, err
-	}
+	var out []byte
+	_, err := m.exchange(ctx, req, true, func(br *bufio.Reader) (err error) {
+		out, err = m.readRaw(br)
+		return err
+	})
+	return out, err
+}
+
+// readRaw reads replies up to the MN of the meta no-op.
+func (m *Memcache) readRaw(br *bufio.Reader) ([]byte, error) {
 	var out []byte
 	for {
-		line, err := m.br.ReadSlice('\n')
+		line, err := br.ReadSlice('\n')
 		out = append(out, line...)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
+				m.netErr(err)
 				return out, fmt.Errorf("memcache: the server closed the connection: %w", err)
 			}
 			return out, m.netErr(err)
@@ -261,7 +316,7 @@ func (m *Memcache) Raw(ctx context.Context, lines ...string) ([]byte, error) {
 		}
 		if n >= 0 {
 			data := make([]byte, n+2)
-			k, err := io.ReadFull(m.br, data)
+			k, err := io.ReadFull(br, data)
 			out = append(out, data[:k]...)
 			if err != nil {
 				return out, m.netErr(err)
@@ -270,31 +325,63 @@ func (m *Memcache) Raw(ctx context.Context, lines ...string) ([]byte, error) {
 	}
 }
 
-// tcpLine sends req over TCP and reads a one-line reply.
-func (m *Memcache) tcpLine(ctx context.Context, req []byte) (string, error) {
+// tcpLine sends req over TCP and reads a one-line reply; attempts is how
+// many times req was sent.
+func (m *Memcache) tcpLine(ctx context.Context, req []byte) (line string, attempts int, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.send(ctx, req); err != nil {
-		return "", err
-	}
-	return m.readLine(m.br)
+	attempts, err = m.exchange(ctx, req, true, func(r *bufio.Reader) (err error) {
+		line, err = m.readLine(r)
+		return err
+	})
+	return line, attempts, err
 }
 
-// send writes req on the TCP connection (dialled now if need be) and sets
-// the deadline of its reply.
-func (m *Memcache) send(ctx context.Context, req []byte) error {
-	if err := m.dialTCP(ctx); err != nil {
-		return err
+// exchange sends req over TCP, dialling first if the connection is not
+// open, and reads its reply with read. When a connection that was open
+// before the call breaks before any byte of the reply came (the server
+// closed it as idle while the request went out), req is sent once more on
+// a connection dialled afresh, if resend: at most one dial per call, and a
+// dial error is returned. attempts is how many times req was sent.
+func (m *Memcache) exchange(ctx context.Context, req []byte, resend bool, read func(*bufio.Reader) error) (attempts int, err error) {
+	for attempts = 1; ; attempts++ {
+		fresh, err := m.send(ctx, req)
+		if err == nil {
+			err = read(m.br)
+		}
+		if err == nil || fresh || attempts > 1 || !resend || m.rx > 0 || !broken(err) || ctx.Err() != nil {
+			return attempts, err
+		}
 	}
+}
+
+// broken reports whether err says the connection failed (closed by the
+// peer, reset), rather than a timeout or a reply that made no sense.
+func broken(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, ErrTimeout) {
+		return false
+	}
+	var oe *net.OpError
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &oe)
+}
+
+// send writes req on the TCP connection (dialled now if need be; fresh
+// says so) and sets the deadline of its reply.
+func (m *Memcache) send(ctx context.Context, req []byte) (fresh bool, err error) {
+	if fresh, err = m.dialTCP(ctx); err != nil {
+		return false, err
+	}
+	m.rx = 0
 	deadline := time.Now().Add(m.opts.Timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	_ = m.tcp.SetDeadline(deadline)
 	if _, err := m.tcp.Write(req); err != nil {
-		return m.netErr(err)
+		return fresh, m.netErr(err)
 	}
-	return nil
+	return fresh, nil
 }
 
 func (m *Memcache) readLine(r *bufio.Reader) (string, error) {
