@@ -6,14 +6,16 @@ import (
 	"net"
 	"time"
 
+	"github.com/rebound-net/rebound/handler"
 	"github.com/rebound-net/rebound/userspace/mcserve"
 )
 
-// Per-connection memory of the memcached TCP transport: a connection
-// starts with small buffers, grows its read buffer to hold one command
-// (a storage command's line and data block: at most the largest item plus
-// its line), and goes back to small buffers once the large command is
-// served, so 10,000 idle connections cost 10,000 small buffers.
+// Per-connection memory of a stream protocol's TCP transport (memcached,
+// or one of your own): a connection starts with small buffers, grows its
+// read buffer to hold one request (for memcached, a storage command's line
+// and data block: at most the largest item plus its line), and goes back
+// to small buffers once the large request is served, so 10,000 idle
+// connections cost 10,000 small buffers.
 const (
 	mcConnBuf = 4 << 10
 	// mcLineSlack is the room for a command line on top of its data block.
@@ -28,14 +30,28 @@ const (
 // mcOutOfMemory is memcached's reply to a request it cannot buffer.
 const mcOutOfMemory = "SERVER_ERROR out of memory reading request\r\n"
 
-// serveMemcache serves one memcached TCP connection: every complete
-// command in the read buffer is executed (pipelining) and the replies of
-// one read go out in one write.
-func (s *tcpServer) serveMemcache(c net.Conn) {
-	conn := s.mc.NewConn()
-	conn.Flush = func(b []byte) error { return s.writeMC(c, b) }
-	conn.FlushAt = mcOutFlush
-	maxIn := s.mcMaxItem + mcLineSlack
+// flusher is a Stream that can hand large replies to the transport as it
+// gathers them (memcached's multi-get of large values).
+type flusher interface {
+	setFlush(write func([]byte) error, at int)
+}
+
+// mcStream is memcached's executor as a handler.Stream.
+type mcStream struct{ *mcserve.Conn }
+
+func (m mcStream) ServeStream(in, out []byte) (int, []byte, int, bool) { return m.Serve(in, out) }
+
+func (m mcStream) setFlush(write func([]byte) error, at int) { m.Flush, m.FlushAt = write, at }
+
+// serveStream serves one TCP connection of a stream protocol: every
+// complete request in the read buffer is served (pipelining) and the
+// replies of one read go out in one write.
+func (s *tcpServer) serveStream(c net.Conn) {
+	conn := s.newStream()
+	if f, ok := conn.(flusher); ok {
+		f.setFlush(func(b []byte) error { return s.writeMC(c, b) }, mcOutFlush)
+	}
+	maxIn := s.maxRequest + mcLineSlack
 	in := make([]byte, mcConnBuf)
 	out := make([]byte, 0, mcConnBuf)
 	start, end := 0, 0
@@ -67,7 +83,7 @@ func (s *tcpServer) serveMemcache(c net.Conn) {
 			for start < end && !closeIt {
 				w := min(end, start+win)
 				var k int
-				k, out, need, closeIt = conn.Serve(in[start:w], out)
+				k, out, need, closeIt = conn.ServeStream(in[start:w], out)
 				start += k
 				if len(out) >= mcOutFlush || closeIt {
 					if s.writeMC(c, out) != nil {
@@ -148,8 +164,9 @@ func (s *tcpServer) writeMC(c net.Conn, b []byte) error {
 	return nil
 }
 
-// newMemcacheTCP returns a TCP server of memcached connections on ln.
-func newMemcacheTCP(ln net.Listener, h *mcserve.Handler, maxItem int, stats *WorkerStats, cfg *Config) *tcpServer {
-	return &tcpServer{ln: ln, mc: h, mcMaxItem: maxItem, stats: stats, maxConns: cfg.MaxConns,
+// newStreamTCP returns a TCP server of a stream protocol's connections on
+// ln, each request at most maxRequest bytes.
+func newStreamTCP(ln net.Listener, newStream func() handler.Stream, maxRequest int, stats *WorkerStats, cfg *Config) *tcpServer {
+	return &tcpServer{ln: ln, newStream: newStream, maxRequest: maxRequest, stats: stats, maxConns: cfg.MaxConns,
 		idleTimeout: cfg.IdleTimeout, writeTimeout: cfg.WriteTimeout, reqTimeout: cfg.RequestTimeout, conns: map[net.Conn]struct{}{}}
 }

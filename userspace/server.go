@@ -19,6 +19,7 @@ import (
 	"github.com/rebound-net/rebound/bpf"
 	"github.com/rebound-net/rebound/codec"
 	"github.com/rebound-net/rebound/codec/rebound"
+	"github.com/rebound-net/rebound/handler"
 	"github.com/rebound-net/rebound/userspace/mcserve"
 	"github.com/rebound-net/rebound/xdp"
 )
@@ -62,10 +63,15 @@ type Config struct {
 	// Memcache, when set, serves memcached's protocol (text and meta over
 	// TCP, the 8-byte frame header over UDP and AF_XDP) on MemcacheListen.
 	Memcache       *mcserve.Handler
-	MemcacheListen string       // UDP and TCP address (default ":11211")
-	MaxItemSize    int          // largest memcached value (default 1 MiB); sizes the TCP read buffer bound
-	TrustSrc       Prefixes     // sources whose UDP replies the amplification bound does not limit
-	Logger         *slog.Logger // default: discard
+	MemcacheListen string   // UDP and TCP address (default ":11211")
+	MaxItemSize    int      // largest memcached value (default 1 MiB); sizes the TCP read buffer bound
+	TrustSrc       Prefixes // sources whose UDP replies the amplification bound does not limit
+
+	// Protocols are protocols of your own, each on an address of its own
+	// (UDP and TCP) next to the built-in ones; in xdp mode their UDP ports
+	// are steered into the AF_XDP sockets too. See package handler.
+	Protocols []ProtocolListener
+	Logger    *slog.Logger // default: discard
 }
 
 func (c *Config) defaults() error {
@@ -130,23 +136,24 @@ type Server struct {
 	mode Mode
 	why  string // why this mode, for the log and stats
 
-	tcp     *tcpServer
-	mcTCP   *tcpServer
-	gate    gate
-	trust   atomic.Pointer[Prefixes] // TrustSrc, swapped whole by SetTrust
-	udp     []*net.UDPConn
-	prog    *bpf.Program
-	xdpW    []*xdpWorker
-	socks   []*xdp.Socket
-	umems   []*xdp.UMEM
-	ethtool *xdp.Ethtool // set when we turned rx-vlan-offload off
-	stop    atomic.Bool
-	wg      sync.WaitGroup
-	stats   []*WorkerStats
-	frames  []FrameAccount
-	stopped bool
-	mu      sync.Mutex
-	fatal   chan error // the server cannot go on (its interface is gone)
+	tcp      *tcpServer
+	mcTCP    *tcpServer
+	extraTCP []*tcpServer // protocols of your own
+	gate     gate
+	trust    atomic.Pointer[Prefixes] // TrustSrc, swapped whole by SetTrust
+	udp      []*net.UDPConn
+	prog     *bpf.Program
+	xdpW     []*xdpWorker
+	socks    []*xdp.Socket
+	umems    []*xdp.UMEM
+	ethtool  *xdp.Ethtool // set when we turned rx-vlan-offload off
+	stop     atomic.Bool
+	wg       sync.WaitGroup
+	stats    []*WorkerStats
+	frames   []FrameAccount
+	stopped  bool
+	mu       sync.Mutex
+	fatal    chan error // the server cannot go on (its interface is gone)
 	// pub guards what readers outside the workers see (stats, prog,
 	// socks): a metrics scrape during Start or Stop reads them while they
 	// are built or torn down, and must never see a closed socket.
@@ -242,6 +249,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if err := s.startProtocols(ctx); err != nil {
+		return err
+	}
 
 	mtu := s.cfg.MTU
 	switch s.cfg.Mode {
@@ -326,7 +336,8 @@ func (s *Server) listenMemcacheTCP() error {
 	}
 	st := &WorkerStats{Transport: "memcache-tcp"}
 	s.addStats(st)
-	s.mcTCP = newMemcacheTCP(ln, s.cfg.Memcache, s.cfg.MaxItemSize, st, &s.cfg)
+	h := s.cfg.Memcache
+	s.mcTCP = newStreamTCP(ln, func() handler.Stream { return mcStream{h.NewConn()} }, s.cfg.MaxItemSize, st, &s.cfg)
 	s.mcTCP.gate = &s.gate
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.mcTCP.serve() }()
@@ -671,6 +682,9 @@ func (s *Server) Stop() {
 	}
 	if s.mcTCP != nil {
 		s.mcTCP.close()
+	}
+	for _, ts := range s.extraTCP {
+		ts.close()
 	}
 	s.wg.Wait()
 	for _, w := range s.xdpW {

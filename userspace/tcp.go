@@ -10,7 +10,7 @@ import (
 
 	"github.com/rebound-net/rebound/codec"
 	"github.com/rebound-net/rebound/codec/rebound"
-	"github.com/rebound-net/rebound/userspace/mcserve"
+	"github.com/rebound-net/rebound/handler"
 )
 
 // TCP defaults.
@@ -48,11 +48,11 @@ type tcpServer struct {
 	idleTimeout  time.Duration
 	writeTimeout time.Duration
 	reqTimeout   time.Duration
-	// mc, when set, makes this a memcached server (serveMemcache) instead
-	// of a Rebound one.
-	mc        *mcserve.Handler
-	mcMaxItem int
-	gate      *gate // sources served; nil: all
+	// newStream, when set, makes this a server of a stream protocol
+	// (memcached, or one of your own: serveStream) instead of a Rebound one.
+	newStream  func() handler.Stream
+	maxRequest int
+	gate       *gate // sources served; nil: all
 
 	total  atomic.Uint64 // connections accepted since the start
 	mu     sync.Mutex
@@ -93,8 +93,8 @@ func (s *tcpServer) serve() {
 		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
-			if s.mc != nil {
-				s.serveMemcache(c)
+			if s.newStream != nil {
+				s.serveStream(c)
 			} else {
 				s.handle(c)
 			}
