@@ -33,7 +33,7 @@ type Counter int
 // The program's outcomes.
 const (
 	Seen          Counter = iota // every packet the program ran on
-	Redirected                   // request (Rebound or memcached) sent to an AF_XDP socket
+	Redirected                   // request (of any port kind) sent to an AF_XDP socket
 	PassNotOurs                  // not a request for its port: to the kernel
 	PassNoSocket                 // request on a queue without a socket: to the kernel
 	DropAllowList                // request from a source outside the allow-list: dropped
@@ -97,11 +97,16 @@ type Options struct {
 	// steered.
 	Ports []uint16
 	// MemcachePorts are the UDP destination ports whose memcached
-	// requests (single-datagram ones) are steered. Ports and MemcachePorts
-	// hold at least one port between them, and none in both.
+	// requests (single-datagram ones) are steered.
 	MemcachePorts []uint16
+	// RawPorts are the UDP destination ports of protocols of the user's
+	// own, which the program cannot parse: every datagram to one of them
+	// with a payload of at least one byte is steered. Ports,
+	// MemcachePorts and RawPorts hold at least one port between them, and
+	// none in two of them.
+	RawPorts []uint16
 	// Allow, when not empty, is the source allow-list: requests from
-	// other sources, to either kind of port, are dropped in XDP.
+	// other sources, to any kind of port, are dropped in XDP.
 	Allow []netip.Prefix
 	// Queues sizes the socket map: rx queues 0 to Queues-1 can have a
 	// socket (default and at most MaxQueues).
@@ -121,28 +126,35 @@ type Options struct {
 // interface through a bpf_link owned by this process, so the kernel detaches
 // it when the process exits, however it exits.
 type Program struct {
-	mu      sync.Mutex // serializes the Set methods
-	objs    reboundObjects
-	trie    *ebpf.MapSpec     // template of the allow-list trie (inner map of allow)
-	local4  map[[4]byte]bool  // IPv4 addresses in the local4 map now
-	local6  map[[16]byte]bool // IPv6 addresses in the local6 map now
-	ports   map[uint32]bool   // Rebound ports steered now
-	mcPorts map[uint32]bool   // memcached ports steered now
-	queues  int               // entries of the socket map
-	link    link.Link
-	iface   string
-	mode    Mode
-	closed  bool
+	mu     sync.Mutex // serializes the Set methods
+	objs   reboundObjects
+	trie   *ebpf.MapSpec                 // template of the allow-list trie (inner map of allow)
+	local4 map[[4]byte]bool              // IPv4 addresses in the local4 map now
+	local6 map[[16]byte]bool             // IPv6 addresses in the local6 map now
+	kinds  [numPortKinds]map[uint32]bool // ports of each kind steered now (index: portRebound...)
+	queues int                           // entries of the socket map
+	link   link.Link
+	iface  string
+	mode   Mode
+	closed bool
 }
 
 // Load loads the program and its maps into the kernel and configures them.
 func Load(opts Options) (*Program, error) {
-	if len(opts.Ports) == 0 && len(opts.MemcachePorts) == 0 {
+	if len(opts.Ports) == 0 && len(opts.MemcachePorts) == 0 && len(opts.RawPorts) == 0 {
 		return nil, errors.New("bpf: no port to steer")
 	}
-	for _, port := range opts.MemcachePorts {
-		if slices.Contains(opts.Ports, port) {
-			return nil, fmt.Errorf("bpf: port %d cannot be both a Rebound and a memcached port", port)
+	sets := []struct {
+		kind  uint8
+		ports []uint16
+	}{{portRebound, opts.Ports}, {portMemcache, opts.MemcachePorts}, {portRaw, opts.RawPorts}}
+	for i, a := range sets {
+		for _, b := range sets[i+1:] {
+			for _, port := range b.ports {
+				if slices.Contains(a.ports, port) {
+					return nil, fmt.Errorf("bpf: port %d cannot be both a %s and a %s port", port, portKindNames[a.kind], portKindNames[b.kind])
+				}
+			}
 		}
 	}
 	if opts.Queues < 0 || opts.Queues > MaxQueues {
@@ -181,6 +193,10 @@ func Load(opts Options) (*Program, error) {
 		p.Close()
 		return nil, err
 	}
+	if err := p.SetRawPorts(opts.RawPorts); err != nil {
+		p.Close()
+		return nil, err
+	}
 	if err := p.SetAllow(opts.Allow); err != nil {
 		p.Close()
 		return nil, err
@@ -198,73 +214,83 @@ const (
 	portNone     uint8 = 0
 	portRebound  uint8 = 1
 	portMemcache uint8 = 2
+	portRaw      uint8 = 3
+	numPortKinds       = 4
 )
 
+// portKindNames name the port kinds in errors.
+var portKindNames = [numPortKinds]string{"unsteered", "Rebound", "memcached", "raw"}
+
 // SetPorts replaces the set of UDP ports whose Rebound requests are
-// steered, while running. A port that is a memcached port now is refused:
-// take it out with SetMemcachePorts first.
+// steered, while running. A port that is a memcached or raw port now is
+// refused: take it out with SetMemcachePorts or SetRawPorts first.
 func (p *Program) SetPorts(ports []uint16) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return errClosed
-	}
-	want, err := p.setKind(ports, portRebound, p.ports, p.mcPorts, "memcached")
-	if err != nil {
-		return err
-	}
-	p.ports = want
-	return nil
+	return p.setKind(ports, portRebound)
 }
 
 // SetMemcachePorts replaces the set of UDP ports whose memcached requests
-// are steered, while running. A port that is a Rebound port now is
-// refused: take it out with SetPorts first.
+// are steered, while running. A port that is a Rebound or raw port now is
+// refused: take it out with SetPorts or SetRawPorts first.
 func (p *Program) SetMemcachePorts(ports []uint16) error {
+	return p.setKind(ports, portMemcache)
+}
+
+// SetRawPorts replaces the set of UDP ports of the user's own protocols,
+// while running: every datagram to one of them with a payload of at least
+// one byte is steered, unparsed. A port that is a Rebound or memcached
+// port now is refused: take it out with SetPorts or SetMemcachePorts
+// first.
+func (p *Program) SetRawPorts(ports []uint16) error {
+	return p.setKind(ports, portRaw)
+}
+
+// setKind makes ports the set of kind: it marks them as kind in the ports
+// map and unmarks the ports of kind not among them. A port of another kind
+// now is refused, and the update with it (nothing changes).
+func (p *Program) setKind(ports []uint16, kind uint8) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return errClosed
 	}
-	want, err := p.setKind(ports, portMemcache, p.mcPorts, p.ports, "Rebound")
-	if err != nil {
-		return err
-	}
-	p.mcPorts = want
-	return nil
-}
-
-// setKind marks ports as kind in the ports map and unmarks the ports of cur
-// not among them; other holds the ports of the other kind, which none of
-// ports may be (otherName names that kind in the error). It returns the new
-// set of kind.
-func (p *Program) setKind(ports []uint16, kind uint8, cur, other map[uint32]bool, otherName string) (map[uint32]bool, error) {
 	want := make(map[uint32]bool, len(ports))
 	for _, port := range ports {
 		if port == 0 {
-			return nil, errors.New("bpf: port 0 cannot be steered")
+			return errors.New("bpf: port 0 cannot be steered")
 		}
-		if other[uint32(port)] {
-			return nil, fmt.Errorf("bpf: port %d is already a %s port: a port speaks one protocol", port, otherName)
+		for other, set := range p.kinds {
+			if uint8(other) != kind && set[uint32(port)] {
+				return fmt.Errorf("bpf: port %d is already a %s port: a port speaks one protocol", port, portKindNames[other])
+			}
 		}
 		want[uint32(port)] = true
 	}
 	// Set the new ones first, then clear the old ones, so that a port in
 	// both sets is never unsteered for a moment. The set steered now is
 	// kept here: walking the 65536-entry map would take a syscall a key.
+	// It tracks the map at every step, so a failed update leaves no port
+	// steered untracked (and so unclearable, or unseen by the conflict
+	// check).
+	cur := p.kinds[kind]
+	if cur == nil {
+		cur = make(map[uint32]bool, len(want))
+		p.kinds[kind] = cur
+	}
 	for port := range want {
 		if err := p.objs.Ports.Put(port, kind); err != nil {
-			return nil, fmt.Errorf("bpf: set port %d: %w", port, err)
+			return fmt.Errorf("bpf: set port %d: %w", port, err)
 		}
+		cur[port] = true
 	}
 	for port := range cur {
 		if !want[port] {
 			if err := p.objs.Ports.Put(port, portNone); err != nil {
-				return nil, fmt.Errorf("bpf: clear port %d: %w", port, err)
+				return fmt.Errorf("bpf: clear port %d: %w", port, err)
 			}
+			delete(cur, port)
 		}
 	}
-	return want, nil
+	return nil
 }
 
 // allowKey is the key of the allow-list trie (struct allow_key in the C
@@ -425,7 +451,7 @@ func (p *Program) SetLocal(mac net.HardwareAddr, addrs []netip.Addr) error {
 }
 
 // RegisterSocket puts the AF_XDP socket fd in the slot of queue: requests
-// (of either protocol) arriving on that rx queue go to it.
+// (of any port kind) arriving on that rx queue go to it.
 func (p *Program) RegisterSocket(queue, fd int) error {
 	if p.closed {
 		return errClosed

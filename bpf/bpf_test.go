@@ -426,8 +426,15 @@ func TestHelperAttachChild(t *testing.T) {
 	time.Sleep(60 * time.Second) // killed long before
 }
 
-// Ports of the memcached tests: 7000 speaks Rebound, 11211 memcached.
-const mcPort = 11211
+// Ports of the memcached and raw tests: 7000 speaks Rebound, 11211
+// memcached, 9000 a protocol of the user's own (raw).
+const (
+	mcPort  = 11211
+	rawPort = 9000
+)
+
+// rawPayload is a request of a protocol the program cannot parse.
+var rawPayload = []byte("HELLO raw protocol")
 
 // mcDatagram builds a memcached UDP request by hand (independently of
 // codec/memcache): the 8-byte frame header, big endian, then cmd.
@@ -440,10 +447,11 @@ func mcDatagram(id, seq, total, reserved uint16, cmd string) []byte {
 	return append(b, cmd...)
 }
 
+// loadMemcache loads the program with a port of each kind.
 func loadMemcache(t *testing.T) *bpf.Program {
 	t.Helper()
 	testutil.RequirePriv(t)
-	p, err := bpf.Load(bpf.Options{Ports: []uint16{7000}, MemcachePorts: []uint16{mcPort}})
+	p, err := bpf.Load(bpf.Options{Ports: []uint16{7000}, MemcachePorts: []uint16{mcPort}, RawPorts: []uint16{rawPort}})
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
@@ -728,7 +736,7 @@ func serverAddrs() []netip.Addr {
 	return []netip.Addr{a4, a6}
 }
 
-// The requests of both protocols, with the port each is sent to.
+// The requests of every port kind, with the port each is sent to.
 var protocols = []struct {
 	name    string
 	port    uint16
@@ -736,6 +744,7 @@ var protocols = []struct {
 }{
 	{"rebound", 7000, ping()},
 	{"memcached", mcPort, mcDatagram(1, 0, 1, 0, "get foo\r\n")},
+	{"raw", rawPort, rawPayload},
 }
 
 // TestLocalVerdicts checks that only requests addressed to the interface's
@@ -743,7 +752,7 @@ var protocols = []struct {
 // steered; the rest go to the kernel, counted as PassNotLocal.
 func TestLocalVerdicts(t *testing.T) {
 	testutil.RequirePriv(t)
-	p, err := bpf.Load(bpf.Options{Ports: []uint16{7000}, MemcachePorts: []uint16{mcPort},
+	p, err := bpf.Load(bpf.Options{Ports: []uint16{7000}, MemcachePorts: []uint16{mcPort}, RawPorts: []uint16{rawPort},
 		LocalMAC: testutil.ServerMAC, LocalAddrs: serverAddrs()})
 	if err != nil {
 		t.Fatal(err)
@@ -916,5 +925,189 @@ func TestSetLocal(t *testing.T) {
 	p.Close()
 	if err := p.SetLocal(nil, nil); err == nil {
 		t.Error("SetLocal after Close succeeded")
+	}
+}
+
+// TestRawVerdicts checks raw ports: any datagram with at least one byte of
+// payload is a request, whatever it holds, steered like the others.
+func TestRawVerdicts(t *testing.T) {
+	p := loadMemcache(t)
+	f := func(pk testutil.Packet) []byte {
+		if pk.DstPort == 0 {
+			pk.DstPort = rawPort
+		}
+		return testutil.Frame(t, pk)
+	}
+	get := mcDatagram(1, 0, 1, 0, "get foo\r\n")
+
+	// Without a socket for queue 0, raw requests go to the kernel.
+	ours := []struct {
+		name  string
+		frame []byte
+	}{
+		{"raw ipv4", f(testutil.Packet{Payload: rawPayload})},
+		{"raw ipv6", f(testutil.Packet{IPv6: true, Payload: rawPayload})},
+		{"raw vlan ipv4", f(testutil.Packet{VLAN: 10, Payload: rawPayload})},
+		{"raw vlan ipv6", f(testutil.Packet{VLAN: 10, IPv6: true, Payload: rawPayload})},
+		{"raw ipv4 options", f(testutil.Packet{IPOptions: true, Payload: rawPayload})},
+		{"raw one byte", f(testutil.Packet{Payload: rawPayload[:1]})},
+		{"raw one zero byte v6", f(testutil.Packet{IPv6: true, Payload: []byte{0}})},
+		// A raw port is not parsed: other protocols' requests, or what
+		// would not be one, are raw requests there.
+		{"rebound ping to the raw port", f(testutil.Packet{Payload: ping()})},
+		{"rebound wrong magic to the raw port", f(testutil.Packet{Payload: append([]byte{0xB4}, ping()[1:]...)})},
+		{"memcached get to the raw port", f(testutil.Packet{Payload: get})},
+		{"memcached total 2 to the raw port", f(testutil.Packet{Payload: mcDatagram(1, 0, 2, 0, "get foo\r\n")})},
+	}
+	for _, c := range ours {
+		run(t, p, c.name+" no socket", c.frame, xdpPass, bpf.PassNoSocket)
+	}
+
+	notOurs := []struct {
+		name  string
+		frame []byte
+		want  bpf.Counter
+	}{
+		{"raw empty payload v4", f(testutil.Packet{}), bpf.PassNotOurs},
+		{"raw empty payload v6", f(testutil.Packet{IPv6: true}), bpf.PassNotOurs},
+		{"raw empty payload vlan", f(testutil.Packet{VLAN: 10}), bpf.PassNotOurs},
+		{"raw payload to the rebound port", f(testutil.Packet{DstPort: 7000, Payload: rawPayload}), bpf.PassNotOurs},
+		{"raw payload to the memcached port", f(testutil.Packet{DstPort: mcPort, Payload: rawPayload}), bpf.PassNotOurs},
+		{"raw payload to another port", f(testutil.Packet{DstPort: rawPort + 1, Payload: rawPayload}), bpf.PassNotOurs},
+		{"tcp to the raw port", f(testutil.Packet{Proto: layers.IPProtocolTCP, Payload: rawPayload}), bpf.PassNotOurs},
+		{"tcp ipv6 to the raw port", f(testutil.Packet{IPv6: true, Proto: layers.IPProtocolTCP, Payload: rawPayload}), bpf.PassNotOurs},
+		{"raw first fragment", f(testutil.Packet{MoreFragments: true, Payload: rawPayload}), bpf.PassFragment},
+		{"raw later fragment", f(testutil.Packet{FragOffset: 8, Payload: rawPayload}), bpf.PassFragment},
+	}
+	for _, c := range notOurs {
+		run(t, p, c.name, c.frame, xdpPass, c.want)
+	}
+
+	// Truncated raw frames: a cut anywhere leaves the IP length claiming
+	// more than the frame holds, so each is malformed, never steered.
+	for _, pk := range []testutil.Packet{{Payload: rawPayload}, {IPv6: true, VLAN: 3, Payload: rawPayload}} {
+		full := f(pk)
+		fr, _ := codec.ParseFrame(full)
+		for n := 14; n < fr.Payload+fr.PayloadLen; n++ {
+			run(t, p, fmt.Sprintf("raw truncated to %d bytes", n), full[:n], xdpPass, bpf.PassMalformed)
+		}
+	}
+	// A UDP length of 8 (no payload) in a padded frame is empty, whatever
+	// the padding holds.
+	padded := f(testutil.Packet{Payload: rawPayload[:1]})
+	fr, _ := codec.ParseFrame(padded)
+	binary.BigEndian.PutUint16(padded[fr.L4+4:], 8)
+	binary.BigEndian.PutUint16(padded[fr.L4+6:], 0) // no checksum: not checked here anyway
+	run(t, p, "raw udp length 8 with a byte after", padded, xdpPass, bpf.PassNotOurs)
+
+	withSocket(t, p, func() {
+		for _, c := range ours {
+			run(t, p, c.name+" with socket", c.frame, xdpRedirect, bpf.Redirected)
+		}
+		for _, c := range notOurs {
+			run(t, p, c.name+" with socket", c.frame, xdpPass, c.want)
+		}
+		// The allow-list applies to raw requests as to the others.
+		if err := p.SetAllow([]netip.Prefix{netip.MustParsePrefix("198.18.0.0/24"), netip.MustParsePrefix("2001:2::/64")}); err != nil {
+			t.Fatal(err)
+		}
+		run(t, p, "raw allow-list hit v4", f(testutil.Packet{Payload: rawPayload}), xdpRedirect, bpf.Redirected)
+		run(t, p, "raw allow-list hit v6", f(testutil.Packet{IPv6: true, Payload: rawPayload}), xdpRedirect, bpf.Redirected)
+		run(t, p, "raw allow-list miss v4", f(testutil.Packet{Src: net.IPv4(198, 18, 1, 1), Payload: rawPayload}), xdpDrop, bpf.DropAllowList)
+		run(t, p, "raw allow-list miss v6", f(testutil.Packet{IPv6: true, Src: net.ParseIP("2001:2:0:1::1"), Payload: rawPayload}), xdpDrop, bpf.DropAllowList)
+		run(t, p, "raw allow-list miss vlan", f(testutil.Packet{VLAN: 10, Src: net.IPv4(198, 18, 1, 1), Payload: rawPayload}), xdpDrop, bpf.DropAllowList)
+		run(t, p, "raw allow-list miss, empty", f(testutil.Packet{Src: net.IPv4(198, 18, 1, 1)}), xdpPass, bpf.PassNotOurs)
+		if err := p.SetAllow(nil); err != nil {
+			t.Fatal(err)
+		}
+		run(t, p, "raw allow-list cleared", f(testutil.Packet{Src: net.IPv4(198, 18, 1, 1), Payload: rawPayload}), xdpRedirect, bpf.Redirected)
+
+		// Raw ports can change while running.
+		if err := p.SetRawPorts([]uint16{rawPort + 1, rawPort + 2}); err != nil {
+			t.Fatal(err)
+		}
+		run(t, p, "old port after SetRawPorts", f(testutil.Packet{Payload: rawPayload}), xdpPass, bpf.PassNotOurs)
+		run(t, p, "new port after SetRawPorts", f(testutil.Packet{DstPort: rawPort + 1, Payload: rawPayload}), xdpRedirect, bpf.Redirected)
+		run(t, p, "second new port after SetRawPorts", f(testutil.Packet{DstPort: rawPort + 2, IPv6: true, Payload: rawPayload}), xdpRedirect, bpf.Redirected)
+		run(t, p, "rebound port after SetRawPorts", f(testutil.Packet{DstPort: 7000, Payload: ping()}), xdpRedirect, bpf.Redirected)
+		run(t, p, "memcached port after SetRawPorts", f(testutil.Packet{DstPort: mcPort, Payload: get}), xdpRedirect, bpf.Redirected)
+
+		// A port speaks one protocol: a conflicting update is refused
+		// whole and changes nothing.
+		for _, c := range []struct {
+			name  string
+			set   func([]uint16) error
+			ports []uint16
+			port  uint16
+			kind  string
+		}{
+			{"SetRawPorts with a Rebound port", p.SetRawPorts, []uint16{rawPort + 3, 7000}, 7000, "Rebound"},
+			{"SetRawPorts with a memcached port", p.SetRawPorts, []uint16{rawPort + 3, mcPort}, mcPort, "memcached"},
+			{"SetPorts with a raw port", p.SetPorts, []uint16{7000, rawPort + 3, rawPort + 1}, rawPort + 1, "raw"},
+			{"SetMemcachePorts with a raw port", p.SetMemcachePorts, []uint16{mcPort, rawPort + 3, rawPort + 2}, rawPort + 2, "raw"},
+		} {
+			err := c.set(c.ports)
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("port %d is already a %s port", c.port, c.kind)) {
+				t.Errorf("%s: %v", c.name, err)
+			}
+		}
+		if err := p.SetRawPorts([]uint16{0}); err == nil {
+			t.Error("SetRawPorts with port 0 succeeded")
+		}
+		run(t, p, "raw port after refused updates", f(testutil.Packet{DstPort: rawPort + 1, Payload: rawPayload}), xdpRedirect, bpf.Redirected)
+		run(t, p, "raw ping on a raw port after refused updates", f(testutil.Packet{DstPort: rawPort + 2, Payload: ping()}), xdpRedirect, bpf.Redirected)
+		run(t, p, "port of the refused updates", f(testutil.Packet{DstPort: rawPort + 3, Payload: ping()}), xdpPass, bpf.PassNotOurs)
+		run(t, p, "rebound port after refused updates", f(testutil.Packet{DstPort: 7000, Payload: rawPayload}), xdpPass, bpf.PassNotOurs)
+		run(t, p, "memcached port after refused updates", f(testutil.Packet{DstPort: mcPort, Payload: rawPayload}), xdpPass, bpf.PassNotOurs)
+
+		// Moving a port from Rebound to raw: out of one set, then into
+		// the other.
+		if err := p.SetPorts([]uint16{7001}); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.SetRawPorts([]uint16{7000}); err != nil {
+			t.Fatal(err)
+		}
+		run(t, p, "raw payload to a port moved to raw", f(testutil.Packet{DstPort: 7000, Payload: rawPayload}), xdpRedirect, bpf.Redirected)
+		run(t, p, "previous raw port", f(testutil.Packet{DstPort: rawPort + 1, Payload: rawPayload}), xdpPass, bpf.PassNotOurs)
+		if err := p.SetRawPorts(nil); err != nil {
+			t.Fatal(err)
+		}
+		run(t, p, "raw after SetRawPorts(nil)", f(testutil.Packet{DstPort: 7000, Payload: rawPayload}), xdpPass, bpf.PassNotOurs)
+		// And a former raw port can now speak Rebound.
+		if err := p.SetPorts([]uint16{7001, rawPort + 1}); err != nil {
+			t.Fatal(err)
+		}
+		run(t, p, "raw payload to a port moved to Rebound", f(testutil.Packet{DstPort: rawPort + 1, Payload: rawPayload}), xdpPass, bpf.PassNotOurs)
+		run(t, p, "rebound ping to a port moved to Rebound", f(testutil.Packet{DstPort: rawPort + 1, Payload: ping()}), xdpRedirect, bpf.Redirected)
+	})
+}
+
+func TestRawLoadErrors(t *testing.T) {
+	testutil.RequirePriv(t)
+	for _, c := range []struct {
+		name string
+		opts bpf.Options
+		want string
+	}{
+		{"rebound and raw", bpf.Options{Ports: []uint16{7000, rawPort}, RawPorts: []uint16{rawPort}}, fmt.Sprintf("port %d cannot be both a Rebound and a raw port", rawPort)},
+		{"memcached and raw", bpf.Options{MemcachePorts: []uint16{mcPort}, RawPorts: []uint16{rawPort, mcPort}}, fmt.Sprintf("port %d cannot be both a memcached and a raw port", mcPort)},
+		{"raw port 0", bpf.Options{RawPorts: []uint16{0}}, "port 0"},
+	} {
+		if _, err := bpf.Load(c.opts); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Load with %s: %v, want %q", c.name, err, c.want)
+		}
+	}
+	// Raw ports alone are enough.
+	p, err := bpf.Load(bpf.Options{RawPorts: []uint16{rawPort}})
+	if err != nil {
+		t.Fatalf("Load with raw ports only: %v", err)
+	}
+	defer p.Close()
+	run(t, p, "raw only", testutil.Frame(t, testutil.Packet{DstPort: rawPort, Payload: rawPayload}), xdpPass, bpf.PassNoSocket)
+	run(t, p, "rebound port not configured", testutil.Frame(t, testutil.Packet{Payload: ping()}), xdpPass, bpf.PassNotOurs)
+	p.Close()
+	if err := p.SetRawPorts([]uint16{rawPort}); err == nil {
+		t.Error("SetRawPorts after Close succeeded")
 	}
 }

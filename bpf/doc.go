@@ -5,7 +5,7 @@
 // Lifecycle:
 //
 //	p, _ := bpf.Load(bpf.Options{Ports: []uint16{7000}, MemcachePorts: []uint16{11211},
-//		LocalMAC: ifaceMAC, LocalAddrs: hostAddrs})
+//		RawPorts: []uint16{9000}, LocalMAC: ifaceMAC, LocalAddrs: hostAddrs})
 //	p.RegisterSocket(queue, sock.FD())        // one AF_XDP socket per rx queue
 //	p.Attach("eth0", bpf.ModeAuto, false)     // bpf_link: gone when the process dies
 //	p.SetLocal(ifaceMAC, hostAddrs)           // when the host's addresses change
@@ -13,8 +13,9 @@
 //	c, _ := p.Counters()                      // per-CPU counters, summed
 //	p.Close()                                 // detach and release
 //
-// Two kinds of steered UDP port, each speaking one protocol (a port cannot
-// be both; SetPorts and SetMemcachePorts change them while running):
+// Three kinds of steered UDP port, each speaking one protocol (a port is of
+// one kind at most; SetPorts, SetMemcachePorts and SetRawPorts change them
+// while running):
 //   - a Rebound port (Options.Ports) takes Rebound requests: a payload of
 //     at least 12 bytes starting with magic 0xB5 and version 1;
 //   - a memcached port (Options.MemcachePorts) takes single-datagram
@@ -22,9 +23,14 @@
 //     number, total datagrams, reserved; big endian) with total 1 (reserved
 //     is ignored, as memcached ignores it), and at least one byte of command
 //     after it. Requests spanning several datagrams go to the kernel
-//     (socket path).
+//     (socket path);
+//   - a raw port (Options.RawPorts) speaks a protocol of the user's own,
+//     which the program cannot parse: every datagram with a payload of at
+//     least one byte is a request, whatever it holds (a Rebound or
+//     memcached request sent there is a raw one). An empty one is not.
+//     The program checks nothing in it: that is left to userspace.
 //
-// Verdicts: a request (UDP to a port of its protocol, over IPv4 without
+// Verdicts: a request (UDP to a port of its kind, over IPv4 without
 // fragmentation or IPv6 with UDP as next header, with at most one VLAN tag)
 // must be addressed to this host and answerable, or it is passed to the
 // kernel (PassNotLocal):
@@ -40,9 +46,9 @@
 // allow-list, requests from other sources are dropped, whatever their
 // protocol. The rest is redirected to the socket of its rx queue, or passed
 // to the kernel when the queue has none. Everything else, including the
-// other protocol's datagrams sent to a port, is passed to the kernel
-// untouched; each outcome has a counter (Counter), shared by both
-// protocols.
+// other protocols' datagrams sent to a Rebound or memcached port, is passed
+// to the kernel untouched; each outcome has a counter (Counter), shared by
+// every kind of port.
 //
 // SetAllow is atomic and fails closed: the prefixes are checked first (an
 // error leaves the list in force), the new list is built in a trie that is
@@ -55,9 +61,10 @@
 //   - Attach never replaces a program that is already there unless asked,
 //     and even then only one attached through netlink: a bpf_link held by
 //     another process is released only by that process.
-//   - To move a port from one protocol to the other, take it out of its set
-//     first (SetPorts or SetMemcachePorts without it), then add it to the
-//     other: an update giving a port both protocols is refused whole.
+//   - To move a port from one kind to another, take it out of its set
+//     first (SetPorts, SetMemcachePorts or SetRawPorts without it), then
+//     add it to the other: an update giving a port two kinds is refused
+//     whole, changing nothing.
 //   - LocalAddrs must hold every address the server is reached at (all
 //     of the host's, secondary and VLAN ones included): a request to
 //     another goes to the kernel, and so to the socket path. With only

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 // Rebound's XDP steering program: redirect requests of the protocols
-// Rebound serves (its own and memcached's UDP framing) into AF_XDP sockets,
-// pass everything else to the kernel untouched.
+// Rebound serves (its own, memcached's UDP framing, and raw datagrams of the
+// user's own protocols) into AF_XDP sockets, pass everything else to the
+// kernel untouched.
 //
 // Per packet: Ethernet, at most one 802.1Q tag, IPv4 (any IHL, not a
 // fragment) or IPv6 (UDP as the next header), UDP to a port in `ports`.
@@ -14,6 +15,10 @@
 //     least one byte of command after it. Reserved is not checked, as
 //     memcached does not check it (memcaslap sends 0x0100 there). Requests
 //     that span several datagrams are left to the kernel (socket path).
+//   - PORT_RAW: a protocol of the user's own, which the program cannot
+//     parse: every datagram with a payload of at least one byte is a
+//     request; its content is left to userspace. An empty datagram is
+//     not ours.
 //
 // A match must then be addressed to this host and come from a source that
 // can be answered, or it is passed to the kernel (CNT_PASS_NOT_LOCAL):
@@ -54,7 +59,7 @@
 // Outcomes, one per-CPU counter each. Keep in step with bpf.Counter in Go.
 enum counter {
 	CNT_SEEN = 0,        // every packet the program ran on
-	CNT_REDIRECTED,      // request (either protocol) sent to an AF_XDP socket
+	CNT_REDIRECTED,      // request (any protocol) sent to an AF_XDP socket
 	CNT_PASS_NOT_OURS,   // not a request for its port (other protocol, port, header...)
 	CNT_PASS_NO_SOCKET,  // request on a queue without a socket
 	CNT_DROP_ALLOWLIST,  // request from a source outside the allow-list
@@ -139,6 +144,7 @@ enum port_kind {
 	PORT_NONE = 0,     // not steered
 	PORT_REBOUND = 1,  // Rebound protocol
 	PORT_MEMCACHE = 2, // memcached UDP protocol
+	PORT_RAW = 3,      // the user's own protocol: any non-empty payload
 };
 
 // ports[port]: the port_kind of each UDP destination port.
@@ -353,6 +359,11 @@ int rebound_steer(struct xdp_md *ctx)
 		// are ignored as memcached ignores them). Compared byte by byte:
 		// the header need not be aligned.
 		if (msg[4] != 0 || msg[5] != 1)
+			return count(CNT_PASS_NOT_OURS, XDP_PASS);
+	} else if (*kind == PORT_RAW) {
+		// Nothing to parse: at least one byte of payload. ulen is within
+		// the IP length, itself within the frame, so no read is needed.
+		if (ulen < sizeof(*udp) + 1)
 			return count(CNT_PASS_NOT_OURS, XDP_PASS);
 	} else {
 		return count(CNT_PASS_NOT_OURS, XDP_PASS);
