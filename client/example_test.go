@@ -59,3 +59,41 @@ func ExampleClient_Ping() {
 	fmt.Printf("%s %v\n", echo, err)
 	// Output: are you there? <nil>
 }
+
+func ExampleNewRing() {
+	ring, err := client.NewRing([]string{"10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// The server twemproxy (hash: md5, distribution: ketama) would pick.
+	fmt.Println(ring.Pick([]byte("user:42")))
+	// Output: 10.0.0.1:11211
+}
+
+func ExampleDialCluster() {
+	addr1, stop1 := exampleServer()
+	defer stop1()
+	addr2, stop2 := exampleServer()
+	defer stop2()
+	ctx := context.Background()
+
+	cl, err := client.DialCluster(ctx, []string{addr1, addr2}, client.Options{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer cl.Close()
+	if err := cl.Set(ctx, []byte("greeting"), []byte("hello"), time.Minute); err != nil {
+		fmt.Println(err)
+		return
+	}
+	v, err := cl.Get(ctx, []byte("greeting")) // from the server that owns the key
+	fmt.Printf("%s %v\n", v, err)
+
+	err = cl.Set(ctx, []byte("k"), nil, -time.Second)
+	fmt.Println(errors.Is(err, client.ErrNegativeTTL))
+	// Output:
+	// hello <nil>
+	// true
+}
