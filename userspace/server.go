@@ -473,6 +473,18 @@ func (s *Server) startXDP() error {
 		mcPort = p
 		opts.MemcachePorts = []uint16{mcPort}
 	}
+	var raw []rawProto
+	for _, pl := range s.cfg.Protocols {
+		if pl.Datagram == nil {
+			continue
+		}
+		p, err := listenPort(pl.Listen)
+		if err != nil {
+			return err
+		}
+		opts.RawPorts = append(opts.RawPorts, p)
+		raw = append(raw, rawProto{port: p, ds: datagramServer{d: pl.Datagram, amp: s.cfg.Amplification, trust: &s.trust}})
+	}
 	prog, err := bpf.Load(opts)
 	if err != nil {
 		return err
@@ -523,6 +535,10 @@ func (s *Server) startXDP() error {
 		w.gate = &s.gate
 		if s.cfg.Memcache != nil {
 			w.mc, w.mcPort = newMCDatagram(s.cfg.Memcache, s.cfg.Amplification, &s.trust, st), mcPort
+		}
+		for _, r := range raw {
+			r.ds.stats = st // counted with the queue's other requests
+			w.raw = append(w.raw, r)
 		}
 		s.xdpW = append(s.xdpW, w)
 	}

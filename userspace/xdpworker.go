@@ -23,6 +23,18 @@ const (
 	txStallKick  = 10 * time.Millisecond
 )
 
+// rawProto is a protocol of your own that this worker answers.
+type rawProto struct {
+	port uint16
+	ds   datagramServer
+}
+
+// rawRef is a frame of the batch in flight for a protocol of your own.
+type rawRef struct {
+	frameRef
+	p *datagramServer
+}
+
 // frameRef is one rx frame of the batch in flight.
 type frameRef struct {
 	desc  xdp.Desc
@@ -52,6 +64,10 @@ type xdpWorker struct {
 	mc     *mcDatagram
 	mcPort uint16
 	mcRefs []frameRef
+
+	// protocols of your own, by UDP port, answered after the others.
+	raw     []rawProto
+	rawRefs []rawRef
 	extra  []xdp.Desc
 	spare  [1]uint64
 
@@ -164,6 +180,10 @@ func (w *xdpWorker) step() int {
 			w.mcRefs = append(w.mcRefs, frameRef{desc: d, full: full, frame: f})
 			continue
 		}
+		if p := w.rawFor(f.DstPort(pkt)); p != nil {
+			w.rawRefs = append(w.rawRefs, rawRef{frameRef{desc: d, full: full, frame: f}, p})
+			continue
+		}
 		pathMax := f.PathMax(w.mtu)
 		w.refs = append(w.refs, frameRef{desc: d, full: full, frame: f})
 		w.b.add(full[f.Payload:f.Payload+f.PayloadLen], pathMax)
@@ -195,6 +215,24 @@ func (w *xdpWorker) step() int {
 	}
 	clear(w.mcRefs)
 	w.mcRefs = w.mcRefs[:0]
+	w.stats.Rx.Add(uint64(len(w.rawRefs)))
+	for i := range w.rawRefs {
+		r := &w.rawRefs[i]
+		f := r.frame
+		n := r.p.serve(r.full[f.Payload:], f.PayloadLen, f.SrcAddr(r.full), f.PathMax(w.mtu))
+		fl := 0
+		if n > 0 {
+			fl = f.Reply(r.full, n)
+		}
+		if fl == 0 {
+			w.pool.Put(r.desc.Addr)
+			continue
+		}
+		tx[j] = xdp.Desc{Addr: r.desc.Addr, Len: uint32(fl)}
+		j++
+	}
+	clear(w.rawRefs)
+	w.rawRefs = w.rawRefs[:0]
 	w.sock.Tx.Submit(j)
 	w.sent += uint64(j)
 	w.stats.Tx.Add(uint64(j))
@@ -203,6 +241,16 @@ func (w *xdpWorker) step() int {
 		w.kick()
 	}
 	return k
+}
+
+// rawFor returns the protocol of your own served on port, or nil.
+func (w *xdpWorker) rawFor(port uint16) *datagramServer {
+	for i := range w.raw {
+		if w.raw[i].port == port {
+			return &w.raw[i].ds
+		}
+	}
+	return nil
 }
 
 // admit checks what the kernel's stack and the socket paths would check
