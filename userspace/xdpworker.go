@@ -68,8 +68,8 @@ type xdpWorker struct {
 	// protocols of your own, by UDP port, answered after the others.
 	raw     []rawProto
 	rawRefs []rawRef
-	extra  []xdp.Desc
-	spare  [1]uint64
+	extra   []xdp.Desc
+	spare   [1]uint64
 
 	// Frame bookkeeping, by the worker alone: frames handed to the kernel
 	// (fill, tx) and taken back (rx, completion). Free + handed - taken
