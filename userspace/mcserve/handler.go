@@ -28,7 +28,8 @@ type Config struct {
 	Conns func() (curr, total uint64)
 	// Threads is reported as "threads" by stats.
 	Threads int
-	// Now is the clock (default time.Now). It must agree with the store's.
+	// Now is the clock (default: the store's). It must agree with the
+	// store's.
 	Now func() time.Time
 }
 
@@ -61,7 +62,9 @@ func New(cfg Config) *Handler {
 		cfg.Version = DefaultVersion
 	}
 	if cfg.Now == nil {
-		cfg.Now = time.Now
+		// The store's clock: shared, ticking every 10 ms, far cheaper
+		// per request than time.Now, and the one expiry is judged by.
+		cfg.Now = cfg.Store.Now
 	}
 	h := &Handler{cfg: cfg, maxVal: cfg.MaxItemSize, pid: os.Getpid()}
 	if h.maxVal <= 0 {
