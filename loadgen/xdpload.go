@@ -1,21 +1,19 @@
 package loadgen
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/rebound-net/rebound/bpf"
 	"github.com/rebound-net/rebound/codec"
 	"github.com/rebound-net/rebound/xdp"
+	"github.com/vishvananda/netlink"
 )
 
 // XDPLoad makes the bench drive its load through an AF_XDP socket of its
@@ -284,26 +282,29 @@ func ifaceIPv4(ifi *net.Interface) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("bench: %s has no IPv4 address", ifi.Name)
 }
 
-// neighbourMAC finds the target's MAC address in the neighbour table,
-// sending one datagram through the kernel first so that it resolves it.
+// neighbourMAC finds the target's MAC address in the neighbour table
+// (netlink, as 'ip neigh' reads it), sending one datagram through the
+// kernel first so that it resolves it.
 func neighbourMAC(ip netip.Addr, iface, target string) (net.HardwareAddr, error) {
+	link, err := netlink.LinkByName(iface)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %s: %w", iface, err)
+	}
+	family := netlink.FAMILY_V4
+	if !ip.Is4() {
+		family = netlink.FAMILY_V6
+	}
 	for attempt := 0; attempt < 20; attempt++ {
-		f, err := os.Open("/proc/thread-self/net/arp")
+		neighs, err := netlink.NeighList(link.Attrs().Index, family)
 		if err != nil {
-			f, err = os.Open("/proc/net/arp")
+			return nil, fmt.Errorf("bench: neighbours of %s: %w", iface, err)
 		}
-		if err != nil {
-			return nil, err
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fs := strings.Fields(sc.Text())
-			if len(fs) >= 6 && fs[0] == ip.String() && fs[5] == iface && fs[3] != "00:00:00:00:00:00" {
-				f.Close()
-				return net.ParseMAC(fs[3])
+		for _, n := range neighs {
+			if a, ok := netip.AddrFromSlice(n.IP); ok && a.Unmap() == ip && len(n.HardwareAddr) == 6 &&
+				n.State&(netlink.NUD_INCOMPLETE|netlink.NUD_FAILED) == 0 && n.HardwareAddr.String() != "00:00:00:00:00:00" {
+				return n.HardwareAddr, nil
 			}
 		}
-		f.Close()
 		if attempt == 0 {
 			if c, err := net.Dial("udp", target); err == nil {
 				_, _ = c.Write([]byte{0})

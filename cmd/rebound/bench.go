@@ -10,11 +10,11 @@ import (
 	"os"
 	"os/signal"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/procfs"
 	"github.com/rebound-net/rebound/codec/rebound"
 	"github.com/rebound-net/rebound/loadgen"
 )
@@ -219,18 +219,13 @@ func procCPU(pid int) (time.Duration, error) {
 	if pid <= 0 {
 		return 0, fmt.Errorf("no pid")
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0, err
 	}
-	// Fields after the command name (which may hold spaces) start after ')'.
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(fields) < 13 {
-		return 0, fmt.Errorf("short /proc stat")
+	st, err := p.Stat()
+	if err != nil {
+		return 0, err
 	}
-	ut, _ := strconv.ParseInt(fields[11], 10, 64)
-	st, _ := strconv.ParseInt(fields[12], 10, 64)
-	const hz = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / hz, nil
+	return time.Duration(st.CPUTime() * float64(time.Second)), nil
 }

@@ -145,15 +145,30 @@ func TestStatsCommand(t *testing.T) {
 	}
 }
 
-func TestParseSample(t *testing.T) {
-	s, ok := parseSample(`rebound_drops_total{queue="3",reason="bad_ip",transport="xdp"} 42`)
-	if !ok || s.name != "rebound_drops_total" || s.labels["reason"] != "bad_ip" || s.labels["queue"] != "3" || s.value != 42 {
-		t.Fatalf("%+v %v", s, ok)
+func TestParseSamples(t *testing.T) {
+	in := "# TYPE rebound_drops_total counter\n" +
+		`rebound_drops_total{queue="3",reason="bad_ip",transport="xdp"} 42` + "\n" +
+		"# TYPE rebound_kv_items gauge\nrebound_kv_items 7\n" +
+		"# TYPE go_goroutines gauge\ngo_goroutines 9\n"
+	got, err := parseSamples(strings.NewReader(in))
+	if err != nil || len(got) != 2 {
+		t.Fatalf("%+v %v", got, err)
 	}
-	if s, ok := parseSample("rebound_kv_items 7"); !ok || s.name != "rebound_kv_items" || s.value != 7 {
-		t.Fatalf("%+v %v", s, ok)
+	for _, s := range got {
+		switch s.name {
+		case "rebound_drops_total":
+			if s.labels["reason"] != "bad_ip" || s.labels["queue"] != "3" || s.value != 42 {
+				t.Fatalf("%+v", s)
+			}
+		case "rebound_kv_items":
+			if s.value != 7 {
+				t.Fatalf("%+v", s)
+			}
+		default:
+			t.Fatalf("unexpected %+v", s)
+		}
 	}
-	if _, ok := parseSample("garbage"); ok {
+	if _, err := parseSamples(strings.NewReader("garbage{\n")); err == nil {
 		t.Fatal("garbage parsed")
 	}
 }

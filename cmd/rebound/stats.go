@@ -1,15 +1,17 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
 	"sort"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 const statsExamples = `  rebound stats --metrics 127.0.0.1:9100          # a summary of a server started with --metrics 127.0.0.1:9100
@@ -23,26 +25,39 @@ type sample struct {
 	value  float64
 }
 
-func parseSample(line string) (sample, bool) {
-	sp := strings.LastIndexByte(line, ' ')
-	if sp < 0 {
-		return sample{}, false
-	}
-	v, err := strconv.ParseFloat(line[sp+1:], 64)
+// parseSamples reads the Prometheus text format (with prometheus/common's
+// parser, the reference one) and returns the rebound_* counters and gauges.
+func parseSamples(r io.Reader) ([]sample, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(r)
 	if err != nil {
-		return sample{}, false
+		return nil, err
 	}
-	head := line[:sp]
-	s := sample{name: head, labels: map[string]string{}, value: v}
-	if i := strings.IndexByte(head, '{'); i >= 0 && strings.HasSuffix(head, "}") {
-		s.name = head[:i]
-		for _, kv := range strings.Split(head[i+1:len(head)-1], ",") {
-			if k, val, ok := strings.Cut(kv, "="); ok {
-				s.labels[k] = strings.Trim(val, `"`)
+	var out []sample
+	for name, f := range families {
+		if !strings.HasPrefix(name, "rebound_") {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			var v float64
+			switch {
+			case m.Counter != nil:
+				v = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				v = m.GetGauge().GetValue()
+			case m.Untyped != nil:
+				v = m.GetUntyped().GetValue()
+			default:
+				continue // histograms: not in the summary
 			}
+			s := sample{name: name, labels: map[string]string{}, value: v}
+			for _, l := range m.GetLabel() {
+				s.labels[l.GetName()] = l.GetValue()
+			}
+			out = append(out, s)
 		}
 	}
-	return s, true
+	return out, nil
 }
 
 func statsCmd(args []string, stdout, stderr io.Writer) int {
@@ -64,24 +79,26 @@ func statsCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rebound stats: %s answered %s\n", *addr, resp.Status)
 		return exitFailure
 	}
-	var samples []sample
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") || line == "" {
-			continue
-		}
-		if *all || (*raw && strings.HasPrefix(line, "rebound_")) {
-			fmt.Fprintln(stdout, line)
-			continue
-		}
-		if s, ok := parseSample(line); ok && strings.HasPrefix(s.name, "rebound_") {
-			samples = append(samples, s)
-		}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		fmt.Fprintf(stderr, "rebound stats: read %s: %v\n", *addr, err)
+		return exitFailure
 	}
 	if *raw || *all {
+		for _, line := range strings.Split(string(body), "\n") {
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			if *all || strings.HasPrefix(line, "rebound_") {
+				fmt.Fprintln(stdout, line)
+			}
+		}
 		return exitOK
+	}
+	samples, err := parseSamples(bytes.NewReader(body))
+	if err != nil {
+		fmt.Fprintf(stderr, "rebound stats: %s: not the Prometheus text format: %v\n", *addr, err)
+		return exitFailure
 	}
 	printSummary(stdout, samples)
 	return exitOK
