@@ -1,7 +1,10 @@
 package userspace
 
 import (
+	"fmt"
 	"strings"
+	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,4 +34,41 @@ func missingXDPCaps() string {
 		}
 	}
 	return strings.Join(missing, ", ")
+}
+
+// DropCapabilities keeps only what a running server still needs and
+// drops every other capability from the effective, permitted and
+// inheritable sets of every thread of the process, for good: after Start,
+// AF_XDP sockets are bound, the program is loaded and attached, and the
+// ports are open. What stays in xdp mode: CAP_BPF (SetAllow builds the new
+// allow-list in a new map) and CAP_NET_ADMIN (rx-vlan-offload is restored
+// at Stop); in udp mode, nothing. It returns the names of what it kept.
+func (s *Server) DropCapabilities() ([]string, error) {
+	var keep []struct {
+		bit  uint
+		name string
+	}
+	if s.mode == ModeXDP {
+		keep = append(keep, xdpCaps[0], xdpCaps[2]) // CAP_NET_ADMIN, CAP_BPF
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return nil, fmt.Errorf("capget: %w", err)
+	}
+	var next [2]unix.CapUserData
+	var kept []string
+	for _, c := range keep {
+		if data[c.bit/32].Permitted&(1<<(c.bit%32)) != 0 {
+			next[c.bit/32].Permitted |= 1 << (c.bit % 32)
+			next[c.bit/32].Effective |= 1 << (c.bit % 32)
+			kept = append(kept, c.name)
+		}
+	}
+	// capset acts on the calling thread only; the runtime's other threads
+	// (the workers', locked to theirs) must drop too.
+	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&next[0])), 0); e != 0 {
+		return nil, fmt.Errorf("capset on every thread: %w", e)
+	}
+	return kept, nil
 }

@@ -162,6 +162,12 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	m, why := srv.Mode()
 	log.Info("mode "+string(m), "why", why)
+	// Setup is done: keep only the capabilities serving still needs.
+	if kept, err := srv.DropCapabilities(); err != nil {
+		log.Warn("could not drop capabilities after setup", "err", err)
+	} else {
+		log.Info("dropped the capabilities setup needed", "kept", strings.Join(kept, ","))
+	}
 	if *metrics != "" {
 		msrv := &http.Server{Addr: *metrics, Handler: userspace.MetricsHandler(srv, svc), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
