@@ -61,16 +61,7 @@ func (s *tcpServer) serveStream(c net.Conn) {
 			end = copy(in, in[start:end])
 			start = 0
 		}
-		deadline := time.Time{}
-		if s.idleTimeout > 0 {
-			deadline = time.Now().Add(s.idleTimeout)
-		}
-		if !partialSince.IsZero() && s.reqTimeout > 0 {
-			if d := partialSince.Add(s.reqTimeout); deadline.IsZero() || d.Before(deadline) {
-				deadline = d
-			}
-		}
-		_ = c.SetReadDeadline(deadline)
+		_ = c.SetReadDeadline(s.readDeadline(partialSince))
 		n, err := c.Read(in[end:])
 		end += n
 		if n > 0 {

@@ -149,12 +149,11 @@ func newMCUDPWorker(conn *net.UDPConn, h *mcserve.Handler, stats *WorkerStats, b
 // run serves until the socket is closed.
 func (w *mcUDPWorker) run() error {
 	for {
-		n, err := w.io.Read()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			w.stats.RxErrors.Add(1)
+		n, closed := readBatch(w.io, w.stats)
+		if closed {
+			return nil
+		}
+		if n == 0 {
 			continue
 		}
 		// Every reply of the batch goes into mc's buffers first (they may

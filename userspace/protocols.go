@@ -77,12 +77,11 @@ func newProtoUDPWorker(conn *net.UDPConn, p datagramServer, g *gate, batch, mtu 
 
 func (w *protoUDPWorker) run() error {
 	for {
-		n, err := w.io.Read()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			w.stats.RxErrors.Add(1)
+		n, closed := readBatch(w.io, w.stats)
+		if closed {
+			return nil
+		}
+		if n == 0 {
 			continue
 		}
 		w.stats.Rx.Add(uint64(n))

@@ -152,16 +152,7 @@ func (s *tcpServer) handle(c net.Conn) {
 				tc.in = grow(tc.in, end, min(2*len(tc.in), tcpInBuf))
 			}
 		}
-		deadline := time.Time{}
-		if s.idleTimeout > 0 {
-			deadline = time.Now().Add(s.idleTimeout)
-		}
-		if !partialSince.IsZero() && s.reqTimeout > 0 {
-			if d := partialSince.Add(s.reqTimeout); deadline.IsZero() || d.Before(deadline) {
-				deadline = d
-			}
-		}
-		_ = c.SetReadDeadline(deadline)
+		_ = c.SetReadDeadline(s.readDeadline(partialSince))
 		n, err := c.Read(tc.in[end:])
 		end += n
 		if n > 0 {
@@ -191,6 +182,22 @@ func (s *tcpServer) handle(c net.Conn) {
 			return
 		}
 	}
+}
+
+// readDeadline is when the next read must have data: the idle timeout
+// from now, or sooner, the request timeout from when the unfinished
+// request began (partialSince; zero when none is).
+func (s *tcpServer) readDeadline(partialSince time.Time) time.Time {
+	var d time.Time
+	if s.idleTimeout > 0 {
+		d = time.Now().Add(s.idleTimeout)
+	}
+	if !partialSince.IsZero() && s.reqTimeout > 0 {
+		if r := partialSince.Add(s.reqTimeout); d.IsZero() || r.Before(d) {
+			d = r
+		}
+	}
+	return d
 }
 
 // grow returns a buffer of size n (never smaller than b) holding b[:used].

@@ -75,12 +75,11 @@ func newUDPWorker(conn *net.UDPConn, h Handler, stats *WorkerStats, batch, amp, 
 // run serves until the socket is closed.
 func (w *udpWorker) run() error {
 	for {
-		n, err := w.io.Read()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			w.stats.RxErrors.Add(1)
+		n, closed := readBatch(w.io, w.stats)
+		if closed {
+			return nil
+		}
+		if n == 0 {
 			continue
 		}
 		for i := 0; i < n; i++ {
@@ -115,6 +114,20 @@ func (w *udpWorker) run() error {
 			w.stats.TxErrors.Add(1)
 		}
 	}
+}
+
+// readBatch reads the next batch of datagrams: n of them (0 after an
+// error, counted), or closed once the socket is.
+func readBatch(io *udpbatch.Conn, stats *WorkerStats) (n int, closed bool) {
+	n, err := io.Read()
+	if err != nil {
+		if errors.Is(err, net.ErrClosed) {
+			return 0, true
+		}
+		stats.RxErrors.Add(1)
+		return 0, false
+	}
+	return n, false
 }
 
 func udpListenError(addr string, err error) error {
