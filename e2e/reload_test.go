@@ -17,10 +17,10 @@ import (
 	"github.com/rebound-net/rebound/loadgen"
 )
 
-// SIGHUP reloads the allow-list and the trusted sources from --config
-// under load without losing a reply; a bad file, or a bad prefix in it,
-// leaves the lists in force as they were; a changed listen address is
-// reported as needing a restart.
+// SIGHUP reloads the allow-list, the trusted sources and the listen
+// addresses from --config under load without losing a reply; a bad file, or a bad prefix in it,
+// leaves the lists in force as they were; the listen ports move without a
+// lost reply; a setting that cannot change live is reported.
 func TestConfigReloadUnderLoad(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "rebound.conf")
@@ -74,7 +74,39 @@ func TestConfigReloadUnderLoad(t *testing.T) {
 	}
 	t.Logf("across two reloads: %d requests, %d answered, %d lost", r.Sent, r.Received, r.Lost)
 
-	ping := func() bool {
+	// Move memcached's port under load on the Rebound port: no reply lost,
+	// memcached answers on the new port, no longer on the old one.
+	mcPort2 := mcFreePort(t)
+	conf := func(listenPort, mcp int, allow string) string {
+		return "listen = \"127.0.0.1:" + strconv.Itoa(listenPort) + "\"\nmemcache_listen = \"127.0.0.1:" + strconv.Itoa(mcp) +
+			"\"\nallow_src = [" + allow + "]\n"
+	}
+	go func() {
+		r, err := loadgen.Bench(context.Background(), loadgen.BenchConfig{Target: target, Window: 32, Flows: 2,
+			Duration: 1500 * time.Millisecond, Warmup: 100 * time.Millisecond, Timeout: time.Second,
+			Mix: []loadgen.OpShare{{Op: rebound.OpPing, Weight: 1}}})
+		if err != nil {
+			t.Errorf("bench: %v", err)
+		}
+		res <- r
+	}()
+	time.Sleep(500 * time.Millisecond) // the load runs meanwhile
+	write(conf(port, mcPort2, `"127.0.0.0/8"`))
+	hup("moved the listen addresses")
+	if r := <-res; r == nil || r.Received == 0 || r.Lost != 0 {
+		t.Fatalf("load across a port move: %+v", r)
+	}
+	if c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(mcPort2)); err != nil {
+		t.Fatalf("memcached not on its new port: %v", err)
+	} else {
+		c.Close()
+	}
+	if c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(mcPort)); err == nil {
+		c.Close()
+		t.Fatal("memcached still accepts on its old port")
+	}
+
+	ping := func(target string) bool {
 		c, err := client.Dial(context.Background(), target, client.Options{Timeout: 200 * time.Millisecond, Retries: 1})
 		if err != nil {
 			t.Fatal(err)
@@ -83,31 +115,37 @@ func TestConfigReloadUnderLoad(t *testing.T) {
 		_, err = c.Ping(context.Background(), []byte("x"))
 		return err == nil
 	}
+	// Move the Rebound port: answered on the new one, not on the old.
+	port2 := mcFreePort(t)
+	target2 := "127.0.0.1:" + strconv.Itoa(port2)
+	write(conf(port2, mcPort2, `"127.0.0.0/8"`))
+	hup("moved the listen addresses")
+	if !ping(target2) || ping(target) {
+		t.Fatalf("after moving to %s: new answers %v, old answers %v", target2, ping(target2), ping(target))
+	}
 	// A list without us: no longer served.
-	write("allow_src = [\"10.0.0.0/8\"]\nlisten = \"127.0.0.1:" + strconv.Itoa(port+1) + "\"\n") // listen: restart only
+	write(conf(port2, mcPort2, `"10.0.0.0/8"`))
 	hup("reloaded allow-src")
-	if ping() {
+	if ping(target2) {
 		t.Fatal("served after a reload that left this source out")
 	}
 	// A bad prefix, then a file that does not parse: the list in force
 	// stays (still not served), and the server runs on.
-	write("allow_src = [\"127.0.0.0/8\", \"not-a-prefix\"]\n")
+	write(conf(port2, mcPort2, `"127.0.0.0/8", "not-a-prefix"`))
 	hup("allow-src not reloaded")
 	write("allow_src = [\"127.0.0.0/8\"\n")
 	hup("config not reloaded")
-	if ping() {
+	if ping(target2) {
 		t.Fatal("a refused reload changed the list in force")
 	}
-	write("allow_src = [\"127.0.0.0/8\"]\n")
+	// A setting that cannot change live is reported, and the rest applies.
+	write(conf(port2, mcPort2, `"127.0.0.0/8"`) + "kv_memory = \"64MiB\"\n")
 	hup("reloaded allow-src")
-	if !ping() {
+	if !ping(target2) {
 		t.Fatal("not served after a reload that let this source in again")
 	}
-	if !strings.Contains(s.Log(), "listen changed in the config") {
-		t.Errorf("a changed listen address was not reported as needing a restart:\n%s", s.Log())
-	}
-	if _, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(mcPort)); err != nil {
-		t.Errorf("memcached port from the config not served: %v", err)
+	if !strings.Contains(s.Log(), "kv-memory changed in the config") {
+		t.Errorf("a changed kv_memory was not reported as needing a restart:\n%s", s.Log())
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"github.com/rebound-net/rebound/handler"
 	"github.com/rebound-net/rebound/internal/testutil"
 	"github.com/rebound-net/rebound/userspace"
+	"github.com/rebound-net/rebound/userspace/mcserve"
+	"github.com/rebound-net/rebound/userspace/store"
 )
 
 // upper is a made-up protocol: the reply is the request in upper case; a
@@ -75,5 +77,35 @@ func TestOwnProtocolOverXDP(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// SetListen moves both built-in protocols while serving in xdp mode: the
+// new ports are steered into AF_XDP and answered there, the old ones no
+// longer answered.
+func TestSetListenOverXDP(t *testing.T) {
+	l := testutil.NewLab(t, 1)
+	st := store.New(store.Config{MemoryLimit: 16 << 20})
+	ts := startInLab(t, l, userspace.Config{Handler: userspace.NewService(userspace.ServiceConfig{Store: st}),
+		Memcache: mcserve.New(mcserve.Config{Store: st}), MemcacheListen: ":11211"})
+	var err error
+	l.Srv.Do(t, func() { err = ts.srv.SetListen(":7100", ":11300") }) // the interface lives in the lab's namespace
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := dialIn(t, l.Cli)
+	before := xdpRx(ts)
+	runUDP(t, dial, "198.18.0.2:7100", udpCases("moved")[:1])
+	if got := reassemble(t, 4, mcUDP(t, dial, "198.18.0.2:11300", 4, 1, 0, "mn\r\n")); string(got) != "MN\r\n" {
+		t.Fatalf("memcached on its new port: %q", got)
+	}
+	if got := xdpRx(ts) - before; got < 2 {
+		t.Fatalf("the AF_XDP path received %d requests on the new ports, want 2", got)
+	}
+	if got := mcUDP(t, dial, "198.18.0.2:11211", 5, 1, 0, "mn\r\n"); len(got) != 0 {
+		t.Fatalf("the old memcached port still answers: %q", got)
+	}
+	if err := ts.srv.SetListen(":0", ""); err == nil {
+		t.Fatal("a move to port 0 was accepted")
 	}
 }

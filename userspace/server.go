@@ -8,10 +8,10 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -19,7 +19,6 @@ import (
 	"github.com/rebound-net/rebound/bpf"
 	"github.com/rebound-net/rebound/codec"
 	"github.com/rebound-net/rebound/codec/rebound"
-	"github.com/rebound-net/rebound/handler"
 	"github.com/rebound-net/rebound/userspace/mcserve"
 	"github.com/rebound-net/rebound/xdp"
 )
@@ -139,21 +138,26 @@ type Server struct {
 	tcp      *tcpServer
 	mcTCP    *tcpServer
 	extraTCP []*tcpServer // protocols of your own
-	gate     gate
-	trust    atomic.Pointer[Prefixes] // TrustSrc, swapped whole by SetTrust
-	udp      []*net.UDPConn
-	prog     *bpf.Program
-	xdpW     []*xdpWorker
-	socks    []*xdp.Socket
-	umems    []*xdp.UMEM
-	ethtool  *xdp.Ethtool // set when we turned rx-vlan-offload off
-	stop     atomic.Bool
-	wg       sync.WaitGroup
-	stats    []*WorkerStats
-	frames   []FrameAccount
-	stopped  bool
-	mu       sync.Mutex
-	fatal    chan error // the server cannot go on (its interface is gone)
+	retired  []*tcpServer // listeners replaced by SetListen: their connections run on
+
+	rebUDP, mcUDP     []*net.UDPConn // the built-in protocols' UDP sockets
+	rebStats, mcStats []*WorkerStats // their counters, kept across SetListen
+	mtu               int
+	gate              gate
+	trust             atomic.Pointer[Prefixes] // TrustSrc, swapped whole by SetTrust
+	udp               []*net.UDPConn
+	prog              *bpf.Program
+	xdpW              []*xdpWorker
+	socks             []*xdp.Socket
+	umems             []*xdp.UMEM
+	ethtool           *xdp.Ethtool // set when we turned rx-vlan-offload off
+	stop              atomic.Bool
+	wg                sync.WaitGroup
+	stats             []*WorkerStats
+	frames            []FrameAccount
+	stopped           bool
+	mu                sync.Mutex
+	fatal             chan error // the server cannot go on (its interface is gone)
 	// pub guards what readers outside the workers see (stats, prog,
 	// socks): a metrics scrape during Start or Stop reads them while they
 	// are built or torn down, and must never see a closed socket.
@@ -226,34 +230,34 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}()
 	// TCP first, without SO_REUSEPORT: it doubles as the check that no
 	// other server holds the port (UDP sockets share it by design).
-	ln, err := net.Listen("tcp", s.cfg.Listen)
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("listen %s: port taken by another program (is another rebound running?): %w", s.cfg.Listen, err)
-		}
-		return fmt.Errorf("listen tcp %s: %w", s.cfg.Listen, err)
-	}
-	// With port 0 the kernel chose one: UDP and XDP use the same.
-	if host, _, err := net.SplitHostPort(s.cfg.Listen); err == nil {
-		s.cfg.Listen = net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
-	}
+	s.mtu = s.pathMTU()
 	tst := &WorkerStats{Transport: "tcp"}
 	s.addStats(tst)
-	s.tcp = &tcpServer{ln: ln, h: s.cfg.Handler, stats: tst, gate: &s.gate, maxConns: s.cfg.MaxConns,
-		idleTimeout: s.cfg.IdleTimeout, writeTimeout: s.cfg.WriteTimeout, reqTimeout: s.cfg.RequestTimeout, conns: map[net.Conn]struct{}{}}
-	s.wg.Add(1)
-	go func() { defer s.wg.Done(); s.tcp.serve() }()
+	if s.tcp, err = s.listenReboundTCP(s.cfg.Listen, tst); err != nil {
+		return err
+	}
+	s.cfg.Listen = resolved(s.cfg.Listen, s.tcp.ln)
+	for i := 0; i < s.cfg.Workers; i++ {
+		st := &WorkerStats{Transport: "udp", Queue: i}
+		s.addStats(st)
+		s.rebStats = append(s.rebStats, st)
+	}
+	if s.rebUDP, err = s.openReboundUDP(ctx, s.cfg.Listen); err != nil {
+		return err
+	}
 
 	if s.cfg.Memcache != nil {
-		if err := s.listenMemcacheTCP(); err != nil {
+		st := &WorkerStats{Transport: "memcache-tcp"}
+		s.addStats(st)
+		if s.mcTCP, err = s.listenMemcacheTCP(s.cfg.MemcacheListen, st); err != nil {
 			return err
 		}
+		s.cfg.MemcacheListen = resolved(s.cfg.MemcacheListen, s.mcTCP.ln)
 	}
 	if err := s.startProtocols(ctx); err != nil {
 		return err
 	}
 
-	mtu := s.cfg.MTU
 	switch s.cfg.Mode {
 	case ModeUDP:
 		s.mode, s.why = ModeUDP, "asked for with --mode udp"
@@ -273,74 +277,21 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			s.mode, s.why = ModeXDP, "XDP attached to "+s.cfg.Iface
 		}
 	}
-	if mtu == 0 {
-		mtu = 1500
-		if ifi, err := net.InterfaceByName(s.cfg.Iface); err == nil && s.cfg.Iface != "" {
-			mtu = ifi.MTU
-		}
-	}
-	// UDP sockets serve in every mode: in xdp mode they answer what the
-	// XDP program leaves to the kernel (fragments, IPv6 extension headers,
-	// queues without a socket).
-	for i := 0; i < s.cfg.Workers; i++ {
-		conn, err := listenUDP(ctx, s.cfg.Listen)
-		if err != nil {
-			return udpListenError(s.cfg.Listen, err)
-		}
-		s.udp = append(s.udp, conn)
-		st := &WorkerStats{Transport: "udp", Queue: i}
-		s.addStats(st)
-		w, err := newUDPWorker(conn, s.cfg.Handler, st, s.cfg.Batch, s.cfg.Amplification, mtu)
-		if err != nil {
-			return fmt.Errorf("udp %s: %w", s.cfg.Listen, err)
-		}
-		w.gate = &s.gate
-		s.wg.Add(1)
-		go func() { defer s.wg.Done(); _ = w.run() }()
-	}
+	// The UDP sockets (opened above) serve in every mode: in xdp mode they
+	// answer what the XDP program leaves to the kernel (fragments, IPv6
+	// extension headers, queues without a socket).
 	if s.cfg.Memcache != nil {
 		for i := 0; i < s.cfg.Workers; i++ {
-			conn, err := listenUDP(ctx, s.cfg.MemcacheListen)
-			if err != nil {
-				return udpListenError(s.cfg.MemcacheListen, err)
-			}
-			s.udp = append(s.udp, conn)
 			st := &WorkerStats{Transport: "memcache-udp", Queue: i}
 			s.addStats(st)
-			w, err := newMCUDPWorker(conn, s.cfg.Memcache, st, s.cfg.Batch, s.cfg.Amplification, &s.trust)
-			if err != nil {
-				return fmt.Errorf("memcache udp %s: %w", s.cfg.MemcacheListen, err)
-			}
-			w.gate = &s.gate
-			s.wg.Add(1)
-			go func() { defer s.wg.Done(); _ = w.run() }()
+			s.mcStats = append(s.mcStats, st)
+		}
+		if s.mcUDP, err = s.openMemcacheUDP(ctx, s.cfg.MemcacheListen); err != nil {
+			return err
 		}
 	}
 	s.log.Info("serving", "mode", string(s.mode), "why", s.why, "listen", s.cfg.Listen,
-		"memcache", s.cfg.MemcacheListen, "udp_sockets", len(s.udp), "xdp_queues", len(s.xdpW), "iface", s.cfg.Iface)
-	return nil
-}
-
-// listenMemcacheTCP opens the memcached TCP listener and starts serving it.
-// With port 0 the kernel chooses one, and UDP and XDP use the same.
-func (s *Server) listenMemcacheTCP() error {
-	ln, err := net.Listen("tcp", s.cfg.MemcacheListen)
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("memcache listen %s: port taken by another program (a memcached?): %w", s.cfg.MemcacheListen, err)
-		}
-		return fmt.Errorf("memcache listen tcp %s: %w", s.cfg.MemcacheListen, err)
-	}
-	if host, _, err := net.SplitHostPort(s.cfg.MemcacheListen); err == nil {
-		s.cfg.MemcacheListen = net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
-	}
-	st := &WorkerStats{Transport: "memcache-tcp"}
-	s.addStats(st)
-	h := s.cfg.Memcache
-	s.mcTCP = newStreamTCP(ln, func() handler.Stream { return mcStream{h.NewConn()} }, s.cfg.MaxItemSize, st, &s.cfg)
-	s.mcTCP.gate = &s.gate
-	s.wg.Add(1)
-	go func() { defer s.wg.Done(); s.mcTCP.serve() }()
+		"memcache", s.cfg.MemcacheListen, "udp_sockets", len(s.rebUDP)+len(s.mcUDP)+len(s.udp), "xdp_queues", len(s.xdpW), "iface", s.cfg.Iface)
 	return nil
 }
 
@@ -534,7 +485,8 @@ func (s *Server) startXDP() error {
 		w := newXDPWorker(sock, pool, s.cfg.Handler, st, s.cfg.Batch, s.cfg.Amplification, s.cfg.MTU)
 		w.gate = &s.gate
 		if s.cfg.Memcache != nil {
-			w.mc, w.mcPort = newMCDatagram(s.cfg.Memcache, s.cfg.Amplification, &s.trust, st), mcPort
+			w.mc = newMCDatagram(s.cfg.Memcache, s.cfg.Amplification, &s.trust, st)
+			w.mcPort.Store(uint32(mcPort))
 		}
 		for _, r := range raw {
 			r.ds.stats = st // counted with the queue's other requests
@@ -690,8 +642,11 @@ func (s *Server) Stop() {
 		}
 	}
 	s.stop.Store(true)
-	for _, c := range s.udp {
+	for _, c := range slices.Concat(s.udp, s.rebUDP, s.mcUDP) {
 		c.Close()
+	}
+	for _, ts := range s.retired {
+		ts.close()
 	}
 	if s.tcp != nil {
 		s.tcp.close()

@@ -62,7 +62,7 @@ type xdpWorker struct {
 	// batch of Rebound ones; a reply of several datagrams takes frames
 	// from the pool for all but its first.
 	mc     *mcDatagram
-	mcPort uint16
+	mcPort atomic.Uint32 // moved by Server.SetListen
 	mcRefs []frameRef
 
 	// protocols of your own, by UDP port, answered after the others.
@@ -176,7 +176,7 @@ func (w *xdpWorker) step() int {
 			continue
 		}
 		full := pkt[:cap(pkt)]
-		if w.mc != nil && f.DstPort(pkt) == w.mcPort {
+		if w.mc != nil && uint32(f.DstPort(pkt)) == w.mcPort.Load() {
 			w.mcRefs = append(w.mcRefs, frameRef{desc: d, full: full, frame: f})
 			continue
 		}

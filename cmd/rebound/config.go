@@ -20,8 +20,9 @@ import (
 //	trust_src = ["10.1.0.0/16"]
 //
 // SIGHUP reads the file again and applies what can change while serving
-// (reloadable); any other change is logged as needing a restart.
-var reloadable = map[string]bool{"allow-src": true, "trust-src": true}
+// (reloadable: the allow-list, the trusted sources and the two listen
+// addresses); any other change is logged as needing a restart.
+var reloadable = map[string]bool{"allow-src": true, "trust-src": true, "listen": true, "memcache-listen": true}
 
 // readConfig reads the TOML file at path into flag values (flag name ->
 // value as the flag parses it), refusing keys that are not flags.

@@ -52,7 +52,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	bind := fs.String("bind", "auto", "AF_XDP bind `MODE`: zerocopy (driver support needed), copy, or auto (zero-copy where the driver has it)")
 	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to `FILE` until it stops (go tool pprof)")
-	configPath := fs.String("config", "", "read settings from a TOML `FILE` (keys are these flags' names with _ for -; flags given here win); SIGHUP reloads its allow_src and trust_src")
+	configPath := fs.String("config", "", "read settings from a TOML `FILE` (keys are these flags' names with _ for -; flags given here win); SIGHUP reloads its allow_src, trust_src, listen and memcache_listen")
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
 	}
@@ -242,7 +242,7 @@ func reload(log *slog.Logger, srv *userspace.Server, fs *flag.FlagSet, path stri
 		log.Error("SIGHUP: config not reloaded: the settings in force stay", "err", err)
 		return
 	}
-	for name := range reloadable {
+	for _, name := range []string{"allow-src", "trust-src"} {
 		if onCommandLine[name] {
 			continue // the command line wins, as at start
 		}
@@ -260,6 +260,31 @@ func reload(log *slog.Logger, srv *userspace.Server, fs *flag.FlagSet, path stri
 		}
 		_ = fs.Set(name, values[name])
 		log.Info("SIGHUP: reloaded "+name, "list", values[name])
+	}
+	// The listen addresses: moved whole (new sockets first) or not at all.
+	var listen, mcListen string
+	if v, ok := values["listen"]; ok && !onCommandLine["listen"] && v != fs.Lookup("listen").Value.String() {
+		listen = v
+	}
+	if v, ok := values["memcache-listen"]; ok && !onCommandLine["memcache-listen"] && v != fs.Lookup("memcache-listen").Value.String() {
+		if v == "" || fs.Lookup("memcache-listen").Value.String() == "" {
+			log.Warn("SIGHUP: turning memcached on or off takes effect at the next start")
+		} else {
+			mcListen = v
+		}
+	}
+	if listen != "" || mcListen != "" {
+		if err := srv.SetListen(listen, mcListen); err != nil {
+			log.Error("SIGHUP: listen addresses not moved: the ones in force stay", "err", err)
+		} else {
+			if listen != "" {
+				_ = fs.Set("listen", listen)
+			}
+			if mcListen != "" {
+				_ = fs.Set("memcache-listen", mcListen)
+			}
+			log.Info("SIGHUP: moved the listen addresses", "listen", fs.Lookup("listen").Value.String(), "memcache", fs.Lookup("memcache-listen").Value.String())
+		}
 	}
 	for name, v := range values {
 		if !reloadable[name] && !onCommandLine[name] && fs.Lookup(name).Value.String() != v {
