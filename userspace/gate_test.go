@@ -7,10 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/rebound-net/rebound/codec"
 	"github.com/rebound-net/rebound/codec/rebound"
 	"github.com/rebound-net/rebound/userspace"
-	"golang.org/x/sys/unix"
 )
 
 // answered reports whether each path answers a loopback client: the
