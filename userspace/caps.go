@@ -68,6 +68,9 @@ func (s *Server) DropCapabilities() ([]string, error) {
 	// capset acts on the calling thread only; the runtime's other threads
 	// (the workers', locked to theirs) must drop too.
 	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&next[0])), 0); e != 0 {
+		if e == unix.ENOTSUP {
+			return nil, fmt.Errorf("capset on every thread: %w (a cgo build cannot change every thread's capabilities: build with CGO_ENABLED=0, as 'make build' does)", e)
+		}
 		return nil, fmt.Errorf("capset on every thread: %w", e)
 	}
 	return kept, nil
