@@ -242,6 +242,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		s.addStats(st)
 		s.rebStats = append(s.rebStats, st)
 	}
+	// UDP sockets serve in every mode: in xdp mode they answer what the
+	// XDP program leaves to the kernel (fragments, IPv6 extension headers,
+	// queues without a socket, a failed worker's queue).
 	if s.rebUDP, err = s.openReboundUDP(ctx, s.cfg.Listen); err != nil {
 		return err
 	}
@@ -253,6 +256,14 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			return err
 		}
 		s.cfg.MemcacheListen = resolved(s.cfg.MemcacheListen, s.mcTCP.ln)
+		for i := 0; i < s.cfg.Workers; i++ {
+			st := &WorkerStats{Transport: "memcache-udp", Queue: i}
+			s.addStats(st)
+			s.mcStats = append(s.mcStats, st)
+		}
+		if s.mcUDP, err = s.openMemcacheUDP(ctx, s.cfg.MemcacheListen); err != nil {
+			return err
+		}
 	}
 	if err := s.startProtocols(ctx); err != nil {
 		return err
@@ -275,19 +286,6 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			s.mode, s.why = ModeUDP, "XDP setup failed: "+err.Error()
 		} else {
 			s.mode, s.why = ModeXDP, "XDP attached to "+s.cfg.Iface
-		}
-	}
-	// The UDP sockets (opened above) serve in every mode: in xdp mode they
-	// answer what the XDP program leaves to the kernel (fragments, IPv6
-	// extension headers, queues without a socket).
-	if s.cfg.Memcache != nil {
-		for i := 0; i < s.cfg.Workers; i++ {
-			st := &WorkerStats{Transport: "memcache-udp", Queue: i}
-			s.addStats(st)
-			s.mcStats = append(s.mcStats, st)
-		}
-		if s.mcUDP, err = s.openMemcacheUDP(ctx, s.cfg.MemcacheListen); err != nil {
-			return err
 		}
 	}
 	s.log.Info("serving", "mode", string(s.mode), "why", s.why, "listen", s.cfg.Listen,
