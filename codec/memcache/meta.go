@@ -89,7 +89,7 @@ func (c *Command) parseMeta(k Kind, rest, in []byte, maxValue int) Status {
 	if len(key) > MaxKeyLen {
 		return c.fail(ErrBadFormat)
 	}
-	c.Key = key
+	c.Key, c.RawKey = key, key
 	vlen := -1
 	if k == KindMetaSet {
 		var lt []byte
@@ -130,7 +130,7 @@ func (c *Command) parseMeta(k Kind, rest, in []byte, maxValue int) Status {
 			}
 			return Invalid
 		}
-		c.Key = c.keyBuf[:n]
+		c.RawKey, c.Key = key, c.keyBuf[:n]
 	}
 	if vlen >= 0 {
 		return c.data(vlen, in, maxValue)

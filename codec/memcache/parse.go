@@ -84,8 +84,12 @@ const DefaultMaxValue = 1 << 20
 // given to Parse, valid until the caller reuses it. A Command is meant to be
 // reused: Parse resets it.
 type Command struct {
-	Kind     Kind
-	Key      []byte // the key; for retrievals the first key
+	Kind Kind
+	Key  []byte // the key; for retrievals the first key
+	// RawKey is a meta command's key as sent: with the b flag its base64
+	// form (Key is then the decoded key), else the same as Key. Replies
+	// echo this one (the k flag), never the decoded bytes.
+	RawKey   []byte
 	Flags    uint32 // client flags of a storage command
 	Exptime  int32  // exptime as sent (touch, gat, storage; flush_all delay)
 	CAS      uint64 // cas unique of cas

@@ -83,8 +83,9 @@ func (c *Conn) Serve(in, out []byte) (consumed int, out2 []byte, need int, close
 			c.swallow = cmd.Swallow
 			if cmd.Err == mc.ErrTooLarge {
 				h.c.storeTooLarge.Add(1)
-				if cmd.Kind == mc.KindSet || cmd.Kind == mc.KindMetaSet && (cmd.Meta.Mode == 0 || cmd.Meta.Mode == 'S') {
-					// memcached drops the old value rather than keep a stale one
+				if cmd.Kind == mc.KindSet || cmd.Kind == mc.KindMetaSet {
+					// memcached drops the old value rather than keep a stale
+					// one (for ms in every mode)
 					h.cfg.Store.Delete(cmd.Key, 0)
 				}
 			}
@@ -132,6 +133,9 @@ func (c *Conn) endMessage(out []byte) {
 func (c *Conn) exec(cmd *mc.Command, out []byte, now time.Time) ([]byte, bool) {
 	h := c.h
 	s := h.cfg.Store
+	if unsupportedMeta(cmd) {
+		return append(out, mc.ErrInvalidFlag.Reply()...), false
+	}
 	switch cmd.Kind {
 	case mc.KindGet, mc.KindGets, mc.KindGat, mc.KindGats:
 		return c.get(cmd, out, now), false

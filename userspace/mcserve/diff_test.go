@@ -325,7 +325,15 @@ func TestDifferentialFlush(t *testing.T) {
 
 func TestDifferentialMeta(t *testing.T) {
 	p := newPair(t)
+	big := strings.Repeat("z", 2000000)
 	p.run(t,
+		// Found by review: a base64 key echoed as sent, l of an item never
+		// read, an oversized ms in append mode dropping the old value, a
+		// '+' before a number, E refused.
+		"ms IA0K 2 b\r\nhi\r\n", "mg IA0K b k s v\r\n", "mg IA0K k b\r\n", "mg YQ== b k v\r\n",
+		"set la 0 0 1\r\nx\r\n", "mg la s v l h\r\n",
+		"set om 0 0 1\r\nx\r\n", "ms om 2000000 MA\r\n"+big+"\r\n", "get om\r\n",
+		"set pl 0 0 3\r\n+12\r\n", "incr pl 1\r\n", "mg pl E5 v\r\n", "ms pl 1 E9\r\nx\r\n",
 		"mn\r\n", "mg a v\r\n", "mg a v q\r\nmn\r\n", "mg a\r\n", "mg a k O123 q\r\n",
 		"set a 5 0 3\r\nabc\r\n", "mg a\r\n", "mg a v\r\n", "mg a s v f c k O99 t\r\n", "mg a k t v c s f\r\n",
 		"mg a h l t\r\n", "mg a q v k\r\n", "mg a T30 t v\r\n", "mg a t\r\n", "mg a T-1 v\r\n", "mg a v\r\n",

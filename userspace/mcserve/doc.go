@@ -39,9 +39,10 @@
 //   - The size limit is on the value alone (Config.MaxItemSize, 1 MiB by
 //     default); memcached's is on the whole item (header, key, value), so
 //     values within ~100 bytes under 1 MiB are refused by memcached only.
-//   - Not supported meta flags, accepted and ignored: mg N (vivify on
-//     miss), R (recache), E (explicit CAS) everywhere, ms I and md I/T
-//     (invalidation: md I deletes), ma T. The meta protocol's W, X, Z
-//     return flags never appear.
+//   - Meta flags not implemented are refused with "CLIENT_ERROR invalid
+//     flag" rather than ignored: mg N (vivify on miss) and R (recache), md
+//     I (invalidate), ma T; E everywhere (memcached 1.6.18 refuses it too).
+//     ms I and md T are accepted: without stale items they change nothing.
+//     The meta protocol's W, X, Z return flags never appear.
 //   - The version string is Config.Version (DefaultVersion).
 package mcserve

@@ -21,9 +21,10 @@ func appendReturnFlags(out []byte, cmd *mc.Command, m *store.Meta, now int64, va
 		case 'O':
 			out = mc.AppendMetaFlagBytes(out, 0, tok)
 		case 'k':
-			out = mc.AppendMetaFlagBytes(out, 'k', cmd.Key)
-		case 'b':
-			if cmd.Meta.Has('k') {
+			// The key as sent (base64 with b), then b, as memcached
+			// writes them: a decoded binary key could hold "\r\n".
+			out = mc.AppendMetaFlagBytes(out, 'k', cmd.RawKey)
+			if cmd.Meta.Has('b') {
 				out = mc.AppendMetaFlagBytes(out, 'b', nil)
 			}
 		}
@@ -265,4 +266,26 @@ func (c *Conn) arithMeta(cmd *mc.Command, cas uint64, now time.Time) store.Meta 
 		}
 	}
 	return m
+}
+
+// unsupportedMeta reports a meta flag this executor does not implement:
+// refused with "CLIENT_ERROR invalid flag" rather than ignored, so that a
+// client relying on it learns at once. E (an explicit CAS) is refused by
+// memcached 1.6.18 too; the others memcached implements: mg N (create on
+// miss, with the W/Z win flags) and R (recache), md I (mark stale instead
+// of deleting), ma T (a new TTL). ms I and md T stay accepted: without
+// stale items (md I) they change nothing, in memcached as here.
+func unsupportedMeta(cmd *mc.Command) bool {
+	m := &cmd.Meta
+	switch cmd.Kind {
+	case mc.KindMetaGet:
+		return m.Has('N') || m.Has('R') || m.Has('E')
+	case mc.KindMetaSet:
+		return m.Has('E')
+	case mc.KindMetaDelete:
+		return m.Has('I') || m.Has('E')
+	case mc.KindMetaArithmetic:
+		return m.Has('T') || m.Has('E')
+	}
+	return false
 }

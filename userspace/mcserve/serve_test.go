@@ -191,3 +191,18 @@ func TestFlushBoundsMultiGet(t *testing.T) {
 		t.Fatal("Serve did not say close after Flush failed")
 	}
 }
+
+// DIFFERENCE: the meta flags this executor does not implement are refused,
+// not ignored (memcached implements them, except E, which it refuses too).
+func TestDifferenceUnsupportedMetaFlagsRefused(t *testing.T) {
+	c := newHandler().NewConn()
+	_, _, _, _ = c.Serve([]byte("set a 0 0 1\r\n1\r\n"), nil)
+	for _, req := range []string{"mg a N30 v\r\n", "mg a R30 v\r\n", "mg a E5 v\r\n", "md a I\r\n", "ma a T60\r\n", "ms a 1 E7\r\nx\r\n"} {
+		if _, out, _, _ := c.Serve([]byte(req), nil); string(out) != "CLIENT_ERROR invalid flag\r\n" {
+			t.Errorf("%q: %q", req, out)
+		}
+	}
+	if _, out, _, _ := c.Serve([]byte("mg a v\r\n"), nil); string(out) != "VA 1\r\n1\r\n" {
+		t.Fatalf("a refused command changed the item: %q", out)
+	}
+}

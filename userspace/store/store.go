@@ -387,6 +387,7 @@ func (s *Store) Set(key, value []byte, mode Mode, flags uint32, exptime int64, c
 		}
 		it.cas = s.cas.Add(1)
 		it.storedNs = now.UnixNano()
+		it.access.Store(now.Unix()) // storing is an access, as memcached counts it
 		newCAS = it.cas
 		return it, otter.WriteOp
 	})
@@ -437,6 +438,7 @@ func (s *Store) touch(key []byte, exptime int64, now time.Time) *item {
 			return nil, otter.InvalidateOp
 		}
 		it := &item{value: old.value, flags: old.flags, cas: old.cas, exptime: exptime, storedNs: old.storedNs}
+		it.access.Store(now.Unix())
 		it.access.Store(old.access.Load())
 		it.fetched.Store(old.fetched.Load())
 		cur = it
@@ -530,7 +532,9 @@ func (s *Store) IncrCAS(key []byte, delta uint64, decr bool, vivify *Vivify, cas
 		}
 		r = Stored
 		it.cas = s.cas.Add(1)
+		it.access.Store(now.Unix())
 		it.storedNs = now.UnixNano()
+		it.access.Store(now.Unix()) // storing is an access, as memcached counts it
 		newCAS = it.cas
 		return it, otter.WriteOp
 	})
@@ -546,6 +550,9 @@ func parseUint(b []byte) (uint64, bool) {
 	i := 0
 	for i < len(b) && isSpace(b[i]) {
 		i++
+	}
+	if i < len(b) && b[i] == '+' {
+		i++ // strtoull takes a sign; '-' is refused below
 	}
 	start := i
 	var n uint64
