@@ -1,9 +1,11 @@
 package userspace_test
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -121,5 +123,36 @@ func TestBroadcastNotAnswered(t *testing.T) {
 	}
 	if !ask("127.0.0.1") {
 		t.Fatal("the same request to a unicast address was not answered")
+	}
+}
+
+// A connection opened while its source was allowed is closed when a new
+// allow-list leaves the source out.
+func TestAllowListClosesOpenConnections(t *testing.T) {
+	ts := startMC(t, userspace.Config{Mode: userspace.ModeUDP, Workers: 1})
+	for _, addr := range []string{ts.srv.Addr().String(), ts.srv.MemcacheAddr().String()} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// Served once, so that the connection is surely accepted.
+		if addr == ts.srv.MemcacheAddr().String() {
+			_, _ = c.Write([]byte("mn\r\n"))
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := ts.srv.SetAllow([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 8)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("%s: the open connection was not closed: %v", addr, err)
+		}
+		if err := ts.srv.SetAllow(nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"syscall"
 
@@ -124,70 +125,125 @@ func (s *Server) openUDP(ctx context.Context, addr string, worker func(*net.UDPC
 
 // SetListen moves the built-in protocols to new addresses while serving
 // (an empty string leaves that protocol where it is; a port must be given,
-// not 0). The new sockets are opened, and in xdp mode steered, before the
-// old ones stop: requests to the new address are answered from the moment
-// SetListen returns, the old UDP sockets close, and the old TCP listeners
-// stop accepting while their open connections run to their end. On error
-// nothing changes.
-func (s *Server) SetListen(listen, memcacheListen string) error {
+// not 0). Every new socket is opened first, for both protocols; then XDP
+// steers the new ports (the AF_XDP workers answer the old and the new
+// memcached port during the move); then the old UDP sockets close and the
+// old TCP listeners stop accepting while their open connections run on.
+// On any error nothing changes: sockets opened are closed, and steering is
+// put back as it was.
+func (s *Server) SetListen(listen, memcacheListen string) (err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopped {
+	if s.stopped || s.tcp == nil {
 		return errNotRunning
 	}
-	ctx := context.Background()
-	if listen != "" && listen != s.cfg.Listen {
-		port, err := listenPort(listen)
-		if err != nil {
-			return err
-		}
-		tcp, err := s.listenReboundTCP(listen, s.tcp.stats)
-		if err != nil {
-			return err
-		}
-		conns, err := s.openReboundUDP(ctx, listen)
-		if err == nil && s.prog != nil {
-			if err = s.prog.SetPorts([]uint16{port}); err == nil {
-				err = s.steerLocal(listen)
-			}
-		}
-		if err != nil {
-			tcp.close()
-			for _, c := range conns {
-				c.Close()
-			}
-			return err
-		}
-		s.retire(s.tcp, s.rebUDP)
-		s.tcp, s.rebUDP, s.cfg.Listen = tcp, conns, listen
+	moveReb := listen != "" && listen != s.cfg.Listen
+	moveMC := memcacheListen != "" && memcacheListen != s.cfg.MemcacheListen && s.cfg.Memcache != nil
+	if !moveReb && !moveMC {
+		return nil
 	}
-	if memcacheListen != "" && memcacheListen != s.cfg.MemcacheListen && s.cfg.Memcache != nil {
-		port, err := listenPort(memcacheListen)
-		if err != nil {
+	oldReb, _ := listenPort(s.cfg.Listen)
+	oldMC, _ := listenPort(s.cfg.MemcacheListen)
+	newReb, newMC := oldReb, oldMC
+	if moveReb {
+		if newReb, err = listenPort(listen); err != nil {
 			return err
 		}
-		tcp, err := s.listenMemcacheTCP(memcacheListen, s.mcTCP.stats)
-		if err != nil {
+	}
+	if moveMC {
+		if newMC, err = listenPort(memcacheListen); err != nil {
 			return err
 		}
-		conns, err := s.openMemcacheUDP(ctx, memcacheListen)
-		if err == nil && s.prog != nil {
-			err = s.prog.SetMemcachePorts([]uint16{port})
+	}
+
+	// Open everything new; on error, close it all.
+	ctx := context.Background()
+	var rebTCP, mcTCP *tcpServer
+	var rebUDP, mcUDP []*net.UDPConn
+	steered := false
+	defer func() {
+		if err == nil {
+			return
 		}
-		if err != nil {
-			tcp.close()
-			for _, c := range conns {
-				c.Close()
+		for _, ts := range []*tcpServer{rebTCP, mcTCP} {
+			if ts != nil {
+				ts.close()
 			}
+		}
+		for _, c := range slices.Concat(rebUDP, mcUDP) {
+			c.Close()
+		}
+		if steered {
+			// Put steering back; what cannot be put back is logged.
+			if e := s.steer(oldReb, oldMC, s.cfg.Listen); e != nil {
+				s.log.Error("SetListen failed and steering could not be put back as it was", "err", e)
+			}
+		}
+	}()
+	if moveReb {
+		if rebTCP, err = s.listenReboundTCP(listen, s.tcp.stats); err != nil {
+			return err
+		}
+		if rebUDP, err = s.openReboundUDP(ctx, listen); err != nil {
+			return err
+		}
+	}
+	if moveMC {
+		if mcTCP, err = s.listenMemcacheTCP(memcacheListen, s.mcTCP.stats); err != nil {
+			return err
+		}
+		if mcUDP, err = s.openMemcacheUDP(ctx, memcacheListen); err != nil {
+			return err
+		}
+	}
+	if s.prog != nil {
+		for _, w := range s.xdpW {
+			w.mcNext.Store(uint32(newMC)) // answered from the moment it is steered
+		}
+		steered = true
+		host := s.cfg.Listen
+		if moveReb {
+			host = listen
+		}
+		if err = s.steer(newReb, newMC, host); err != nil {
 			return err
 		}
 		for _, w := range s.xdpW {
-			w.mcPort.Store(uint32(port))
+			// The old port stays answered for what is already in the
+			// rings; nothing new is steered to it.
+			w.mcPort.Store(uint32(newMC))
+			w.mcNext.Store(uint32(oldMC))
 		}
-		s.retire(s.mcTCP, s.mcUDP)
-		s.mcTCP, s.mcUDP, s.cfg.MemcacheListen = tcp, conns, memcacheListen
 	}
+
+	// Commit: the new sockets serve; the old ones stop. Connections still
+	// open on a retired listener count against MaxConns no more: each
+	// listener has its own bound.
+	s.pub.Lock()
+	if moveReb {
+		s.retire(s.tcp, s.rebUDP)
+		s.tcp, s.rebUDP, s.cfg.Listen = rebTCP, rebUDP, listen
+	}
+	if moveMC {
+		s.retire(s.mcTCP, s.mcUDP)
+		s.mcTCP, s.mcUDP, s.cfg.MemcacheListen = mcTCP, mcUDP, memcacheListen
+	}
+	s.pub.Unlock()
 	return nil
+}
+
+// steer points the XDP program at the given ports and at the host of
+// listen for the local-address check.
+func (s *Server) steer(reb, mc uint16, listen string) error {
+	if err := s.prog.SetPorts([]uint16{reb}); err != nil {
+		return err
+	}
+	if s.cfg.Memcache != nil {
+		if err := s.prog.SetMemcachePorts([]uint16{mc}); err != nil {
+			return err
+		}
+	}
+	return s.steerLocal(listen)
 }
 
 // steerLocal points the XDP program's local-address check at the host of
@@ -209,10 +265,14 @@ func (s *Server) steerLocal(listen string) error {
 
 // retire stops a replaced listener accepting (its connections run on
 // until they end, or until Stop) and closes replaced UDP sockets (their
-// workers end).
+// workers end). Retired listeners with no connection left are dropped.
+// Called with s.pub held.
 func (s *Server) retire(ts *tcpServer, conns []*net.UDPConn) {
 	ts.ln.Close()
-	s.retired = append(s.retired, ts)
+	s.retired = slices.DeleteFunc(append(s.retired, ts), func(r *tcpServer) bool {
+		curr, _ := r.counts()
+		return curr == 0 && r != ts
+	})
 	for _, c := range conns {
 		c.Close()
 	}

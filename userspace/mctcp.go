@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/rebound-net/rebound/codec"
 	"github.com/rebound-net/rebound/handler"
 	"github.com/rebound-net/rebound/userspace/mcserve"
 )
@@ -83,8 +84,11 @@ func (s *tcpServer) serveStream(c net.Conn) {
 					out = out[:0]
 				}
 				if need > 0 {
-					if start+need <= end && need > w-start {
-						win = need // the command is all here: widen the window
+					if w < end {
+						// More is buffered than the window showed: widen
+						// it, at least doubling, so a long line is parsed
+						// a few times, not once per byte.
+						win = max(need, 2*(w-start))
 						continue
 					}
 					break
@@ -114,6 +118,12 @@ func (s *tcpServer) serveStream(c net.Conn) {
 				}
 			} else if partialSince.IsZero() {
 				partialSince = time.Now()
+			}
+			if start == 0 && end == len(in) && need <= len(in) {
+				// A full buffer the protocol neither consumed nor asked to
+				// grow: it can never make progress.
+				s.stats.Drops[codec.ReasonBadPayload].Add(1)
+				return
 			}
 			if need > 0 && need > len(in)-start {
 				if need > maxIn {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -313,5 +314,85 @@ func TestMemcacheXDP(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A get naming keys on a line far longer than one read window is answered
+// (the window widens geometrically, so the line is not parsed once per
+// byte).
+func TestMemcacheLongGetLine(t *testing.T) {
+	ts := startMC(t, userspace.Config{Mode: userspace.ModeUDP, Workers: 1})
+	addr := ts.srv.MemcacheAddr().String()
+	mcTCP(t, plainDial, addr, setCmd("k", 0, "v"), "STORED\r\n")
+	line := "get" + strings.Repeat(" k", 100000) + "\r\n" // 200 KB
+	got := mcTCP(t, plainDial, addr, line, "END\r\n")
+	if n := strings.Count(got, "VALUE k 0 1\r\nv\r\n"); n != 100000 {
+		t.Fatalf("%d values for 100000 keys", n)
+	}
+}
+
+// SetListen and the readers of the listeners (a memcached client's
+// "stats", a scrape) may run at once.
+func TestSetListenWhileReading(t *testing.T) {
+	ts := startMC(t, userspace.Config{Mode: userspace.ModeUDP, Workers: 1})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 200 {
+			ts.srv.MemcacheConns()
+			_ = ts.srv.MemcacheAddr()
+			_ = ts.srv.Addr()
+		}
+	}()
+	for range 3 {
+		if err := ts.srv.SetListen("127.0.0.1:"+strconv.Itoa(freeTCPPort(t)), "127.0.0.1:"+strconv.Itoa(freeTCPPort(t))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
+	if got := mcTCP(t, plainDial, ts.srv.MemcacheAddr().String(), "mn\r\n", "MN\r\n"); got != "MN\r\n" {
+		t.Fatalf("after the moves: %q", got)
+	}
+}
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// On a link whose MTU cannot carry memcached's 1400-byte datagrams, a
+// reply that needs them is not sent to be dropped on the wire: the client
+// is told to use TCP.
+func TestMemcacheXDPSmallMTU(t *testing.T) {
+	l := testutil.NewLab(t, 1)
+	for _, v := range []testutil.Veth{l.SrvIf, l.CliIf} {
+		link, err := v.NS.Netlink.LinkByIndex(v.Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.NS.Netlink.LinkSetMTU(link, 1400); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := store.New(store.Config{MemoryLimit: 16 << 20})
+	ts := startInLab(t, l, userspace.Config{XDPMode: bpf.ModeNative, Handler: userspace.NewService(userspace.ServiceConfig{Store: st}),
+		Memcache: mcserve.New(mcserve.Config{Store: st}), MemcacheListen: ":11211",
+		TrustSrc: []netip.Prefix{netip.MustParsePrefix("198.18.0.1/32")}})
+	dial := dialIn(t, l.Cli)
+	mcTCP(t, dial, "198.18.0.2:11211", setCmd("big", 0, strings.Repeat("x", 3000))+setCmd("small", 0, "s"), "STORED\r\nSTORED\r\n")
+	if got := reassemble(t, 1, mcUDP(t, dial, "198.18.0.2:11211", 1, 1, 0, "get small\r\n")); string(got) != "VALUE small 0 1\r\ns\r\nEND\r\n" {
+		t.Fatalf("small get: %q", got)
+	}
+	before := xdpRx(ts)
+	if got := reassemble(t, 2, mcUDP(t, dial, "198.18.0.2:11211", 2, 1, 0, "get big\r\n")); !strings.HasPrefix(string(got), "SERVER_ERROR") {
+		t.Fatalf("a reply of 1400-byte datagrams on a 1400-byte MTU: %q", got)
+	}
+	if xdpRx(ts) == before {
+		t.Fatal("the request did not go through AF_XDP")
 	}
 }

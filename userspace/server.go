@@ -214,6 +214,16 @@ func (s *Server) SetAllow(list []netip.Prefix) error {
 	}
 	s.gate.allow.Store(&next)
 	s.cfg.AllowSrc = next
+	// Connections accepted under the old list and refused by the new one
+	// are closed: the list holds on every path, open streams included.
+	s.pub.RLock()
+	servers := slices.Concat([]*tcpServer{s.tcp, s.mcTCP}, s.extraTCP, s.retired)
+	s.pub.RUnlock()
+	for _, ts := range servers {
+		if ts != nil {
+			ts.refuse(&s.gate)
+		}
+	}
 	return nil
 }
 
@@ -296,15 +306,26 @@ func (s *Server) Start(ctx context.Context) (err error) {
 // MemcacheConns returns the memcached TCP connections open now and since
 // the start, for memcached's "stats".
 func (s *Server) MemcacheConns() (curr, total uint64) {
+	s.pub.RLock()
+	defer s.pub.RUnlock()
 	if s.mcTCP == nil {
 		return 0, 0
 	}
-	return s.mcTCP.counts()
+	// Connections of listeners SetListen retired still count.
+	for _, ts := range append([]*tcpServer{s.mcTCP}, s.retired...) {
+		if ts.stats == s.mcTCP.stats {
+			c, t := ts.counts()
+			curr, total = curr+c, total+t
+		}
+	}
+	return curr, total
 }
 
 // MemcacheAddr returns the memcached TCP listener's address (UDP shares
 // its port), or nil when memcached is not served.
 func (s *Server) MemcacheAddr() net.Addr {
+	s.pub.RLock()
+	defer s.pub.RUnlock()
 	if s.mcTCP == nil {
 		return nil
 	}
@@ -709,6 +730,8 @@ func (s *Server) Sockets() []*xdp.Socket {
 
 // Addr returns the TCP listener's address (the UDP sockets share its port).
 func (s *Server) Addr() net.Addr {
+	s.pub.RLock()
+	defer s.pub.RUnlock()
 	if s.tcp == nil {
 		return nil
 	}

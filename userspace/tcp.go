@@ -106,6 +106,20 @@ func (s *tcpServer) serve() {
 	}
 }
 
+// refuse closes the open connections whose source g no longer admits.
+func (s *tcpServer) refuse(g *gate) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			if why := g.admit(a.AddrPort().Addr()); why != codec.ReasonNone {
+				s.stats.Drops[why].Add(1)
+				c.Close() // its goroutine sees the error and removes it
+			}
+		}
+	}
+}
+
 // counts returns the connections open now and accepted since the start.
 func (s *tcpServer) counts() (curr, total uint64) {
 	s.mu.Lock()

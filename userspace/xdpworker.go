@@ -2,10 +2,12 @@ package userspace
 
 import (
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/rebound-net/rebound/codec"
+	mc "github.com/rebound-net/rebound/codec/memcache"
 	"github.com/rebound-net/rebound/xdp"
 )
 
@@ -63,6 +65,7 @@ type xdpWorker struct {
 	// from the pool for all but its first.
 	mc     *mcDatagram
 	mcPort atomic.Uint32 // moved by Server.SetListen
+	mcNext atomic.Uint32 // during a move: the new port, answered too
 	mcRefs []frameRef
 
 	// protocols of your own, by UDP port, answered after the others.
@@ -176,7 +179,7 @@ func (w *xdpWorker) step() int {
 			continue
 		}
 		full := pkt[:cap(pkt)]
-		if w.mc != nil && uint32(f.DstPort(pkt)) == w.mcPort.Load() {
+		if p := uint32(f.DstPort(pkt)); w.mc != nil && (p == w.mcPort.Load() || p == w.mcNext.Load()) {
 			w.mcRefs = append(w.mcRefs, frameRef{desc: d, full: full, frame: f})
 			continue
 		}
@@ -285,6 +288,23 @@ func (w *xdpWorker) serveMemcache(r *frameRef) int {
 	if n == 0 {
 		w.pool.Put(r.desc.Addr)
 		return 0
+	}
+	// memcached's datagrams are up to 1400 bytes: on a link whose MTU
+	// cannot carry that (with this frame's headers), the reply would be
+	// dropped on the wire; the client is told to use TCP instead.
+	if pm := f.PathMax(w.mtu); slices.Max(m.lens) > pm {
+		w.stats.Rejects[codec.ReasonTooLarge].Add(1)
+		req := r.full[f.Payload : f.Payload+f.PayloadLen]
+		m.reset()
+		if len(req) < mc.UDPHeaderLen || mc.UDPHeaderLen+len(mcTooLarge) > pm {
+			w.pool.Put(r.desc.Addr)
+			return 0
+		}
+		h, _ := mc.ParseUDPHeader(req)
+		m.out = mc.AppendUDPHeader(m.out, mc.UDPHeader{RequestID: h.RequestID, Total: 1})
+		m.out = append(m.out, mcTooLarge...)
+		m.lens = append(m.lens, len(m.out))
+		n = 1
 	}
 	off := m.lens[0]
 	for i := 1; i < n; i++ {
