@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,40 +11,6 @@ import (
 	"github.com/rebound-net/rebound/codec/rebound"
 	"github.com/rebound-net/rebound/internal/testutil"
 )
-
-// startServer runs a real server (udp mode) on loopback.
-
-// fakeServer answers PINGs over UDP, but lets answer decide per request
-// (by its arrival number, from 0) whether to answer and after how long.
-func fakeServer(t testing.TB, answer func(n int64) (bool, time.Duration)) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	var count atomic.Int64
-	go func() {
-		buf := make([]byte, 65536)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			ok, delay := answer(count.Add(1) - 1)
-			if !ok {
-				continue
-			}
-			if delay > 0 {
-				time.Sleep(delay)
-			}
-			rep := append([]byte(nil), buf[:n]...)
-			rep[3] |= rebound.FlagResponse
-			_, _ = pc.WriteTo(rep, from)
-		}
-	}()
-	return pc.LocalAddr().String()
-}
 
 func TestEveryOp(t *testing.T) {
 	addr := testutil.LoopbackServer(t)
@@ -124,7 +88,7 @@ func TestConcurrentCalls(t *testing.T) {
 
 func TestRetryAfterLoss(t *testing.T) {
 	// Drop the first two datagrams: the third attempt is answered.
-	addr := fakeServer(t, func(n int64) (bool, time.Duration) { return n >= 2, 0 })
+	addr := testutil.FakePingServer(t, func(n int64) (bool, time.Duration) { return n >= 2, 0 })
 	c, err := client.Dial(context.Background(), addr, client.Options{Timeout: 50 * time.Millisecond, Retries: 3, Backoff: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +98,7 @@ func TestRetryAfterLoss(t *testing.T) {
 		t.Fatalf("ping after two losses: %q %v", got, err)
 	}
 	// No retries: a loss is a timeout.
-	addr2 := fakeServer(t, func(int64) (bool, time.Duration) { return false, 0 })
+	addr2 := testutil.FakePingServer(t, func(int64) (bool, time.Duration) { return false, 0 })
 	c2, _ := client.Dial(context.Background(), addr2, client.Options{Timeout: 30 * time.Millisecond, Retries: -1})
 	defer c2.Close()
 	start := time.Now()
@@ -144,7 +108,7 @@ func TestRetryAfterLoss(t *testing.T) {
 }
 
 func TestCancellation(t *testing.T) {
-	addr := fakeServer(t, func(int64) (bool, time.Duration) { return false, 0 })
+	addr := testutil.FakePingServer(t, func(int64) (bool, time.Duration) { return false, 0 })
 	c, _ := client.Dial(context.Background(), addr, client.Options{Timeout: 10 * time.Second})
 	defer c.Close()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -80,7 +80,7 @@ func TestMemcacheAgainstMemcached(t *testing.T) {
 
 // Nothing listens: UDP gets time out after their retries.
 func TestMemcacheUDPTimeout(t *testing.T) {
-	addr := fakeServer(t, func(int64) (bool, time.Duration) { return false, 0 })
+	addr := testutil.FakePingServer(t, func(int64) (bool, time.Duration) { return false, 0 })
 	u, err := client.DialMemcache(context.Background(), addr, client.MemcacheOptions{UDP: true, Timeout: 20 * time.Millisecond, Retries: 1})
 	if err != nil {
 		t.Fatal(err)

@@ -4,49 +4,17 @@ import (
 	"context"
 	"net"
 	"runtime"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rebound-net/rebound/codec/rebound"
+	"github.com/rebound-net/rebound/internal/testutil"
 	"github.com/rebound-net/rebound/loadgen"
 )
 
-// fakeServer answers PINGs over UDP, but lets answer decide per request
-// (by its arrival number, from 0) whether to answer and after how long.
-func fakeServer(t testing.TB, answer func(n int64) (bool, time.Duration)) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	var count atomic.Int64
-	go func() {
-		buf := make([]byte, 65536)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			ok, delay := answer(count.Add(1) - 1)
-			if !ok {
-				continue
-			}
-			if delay > 0 {
-				time.Sleep(delay)
-			}
-			rep := append([]byte(nil), buf[:n]...)
-			rep[3] |= rebound.FlagResponse
-			_, _ = pc.WriteTo(rep, from)
-		}
-	}()
-	return pc.LocalAddr().String()
-}
-
 // A server that drops every other reply: the bench reports the losses.
 func TestBenchCountsLosses(t *testing.T) {
-	addr := fakeServer(t, func(n int64) (bool, time.Duration) { return n%2 == 0, 0 })
+	addr := testutil.FakePingServer(t, func(n int64) (bool, time.Duration) { return n%2 == 0, 0 })
 	res, err := loadgen.Bench(context.Background(), loadgen.BenchConfig{Target: addr, Window: 8, Duration: 500 * time.Millisecond,
 		Timeout: 50 * time.Millisecond})
 	if err != nil {
@@ -64,7 +32,7 @@ func TestBenchCountsLosses(t *testing.T) {
 // Open loop: a server that stalls once for 200 ms shows up in the tail,
 // because latency runs from when each request was due, not sent.
 func TestBenchOpenLoopSeesStall(t *testing.T) {
-	addr := fakeServer(t, func(n int64) (bool, time.Duration) {
+	addr := testutil.FakePingServer(t, func(n int64) (bool, time.Duration) {
 		if n == 100 {
 			return true, 200 * time.Millisecond
 		}

@@ -10,10 +10,11 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/rebound-net/rebound/bpf"
 	"github.com/rebound-net/rebound/codec"
 	"github.com/rebound-net/rebound/xdp"
-	"github.com/vishvananda/netlink"
 )
 
 // XDPLoad makes the bench drive its load through an AF_XDP socket of its
