@@ -54,7 +54,9 @@ if [ "$(id -u)" != 0 ]; then
 	if [ $DEMO = 1 ]; then
 		echo "demo: not root, so no veth lab and no XDP: serving in udp mode on loopback instead."
 		echo "      (run 'sudo make demo' to see the AF_XDP fast path against the UDP fallback)"
-		"$BIN" serve --mode udp --listen 127.0.0.1:$PORT --log-level warn &
+		# memcached on a port the kernel picks: the demo drives the Rebound
+		# protocol, and :11211 may belong to a memcached on this machine.
+		"$BIN" serve --mode udp --listen 127.0.0.1:$PORT --memcache-listen 127.0.0.1:0 --log-level warn &
 		pid=$!
 		trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
 		sleep 0.5
