@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/rebound-net/rebound/client"
+	"github.com/rebound-net/rebound/internal/testenv"
 	"github.com/rebound-net/rebound/internal/testutil"
 )
 
@@ -34,13 +35,7 @@ func mustRing(t *testing.T, servers ...string) *client.Ring {
 // The ring picks what an independent implementation of libmemcached's
 // ketama layout (testdata/ketama.py) picks, for 1000 keys.
 func TestRingMatchesKetamaScript(t *testing.T) {
-	const python = "/usr/bin/python3"
-	if _, err := os.Stat(python); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s: %v", python, err)
-		}
-		t.Skipf("SKIP: %s: %v", python, err)
-	}
+	python := testenv.Tool(t, "/usr/bin/python3", "Debian: python3")
 	keys := ringKeys(1000)
 	many := make([]string, 25) // 25 servers: 156 points each, not 160
 	for i := range many {

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rebound-net/rebound/internal/testenv"
 	"github.com/rebound-net/rebound/internal/testutil"
 )
 
@@ -330,13 +330,7 @@ func (tg *mcTarget) textCommand(t *testing.T, cmd, end string) (string, error) {
 // is killed by its pid at the limit.
 func (tg *mcTarget) tool(t *testing.T, limit time.Duration, path string, args ...string) (string, int) {
 	t.Helper()
-	if _, err := os.Stat(path); err != nil {
-		msg := fmt.Sprintf("%s not found (Debian: memcached, libmemcached-tools, python3-pymemcache; .ci/run installs them): %v", path, err)
-		if os.Getenv("REBOUND_REQUIRE_PRIV") == "1" || os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip("SKIP: " + msg)
-	}
+	testenv.Tool(t, path, "Debian: memcached, libmemcached-tools, python3-pymemcache")
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	var cmd *exec.Cmd

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/rebound-net/rebound/client"
+	"github.com/rebound-net/rebound/internal/testenv"
 )
 
 // nutcrackerPath is twemproxy (Debian: nutcracker).
@@ -290,13 +291,7 @@ func TestTwemproxyKetama(t *testing.T) {
 // or fails it where the environment promises every tool (CI).
 func requireNutcracker(t *testing.T) {
 	t.Helper()
-	if _, err := os.Stat(nutcrackerPath); err != nil {
-		msg := fmt.Sprintf("%s not found (Debian: nutcracker; .ci/run installs it): %v", nutcrackerPath, err)
-		if os.Getenv("REBOUND_REQUIRE_PRIV") == "1" || os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip("SKIP: " + msg)
-	}
+	testenv.Tool(t, nutcrackerPath, "Debian: nutcracker")
 }
 
 // twNode is one rebound instance behind the proxy.

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rebound-net/rebound/internal/testenv"
 )
 
 // Root has every capability xdp mode needs; a process that dropped
@@ -15,7 +17,7 @@ func TestMissingXDPCaps(t *testing.T) {
 		if got := missingXDPCaps(); got == "" {
 			t.Fatal("not root and no capability reported missing")
 		}
-		t.Skip("SKIP the drop half: needs root")
+		testenv.Skip(t, "the drop half needs root")
 	}
 	if got := missingXDPCaps(); got != "" {
 		t.Fatalf("root is missing %s", got)

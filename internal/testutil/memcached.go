@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/rebound-net/rebound/internal/testenv"
 )
 
 // MemcachedPath is the real memcached the differential tests use as their
@@ -25,13 +27,7 @@ const MemcachedPath = "/usr/bin/memcached"
 // pass a run where it matters.
 func StartMemcached(t testing.TB, args ...string) string {
 	t.Helper()
-	if _, err := os.Stat(MemcachedPath); err != nil {
-		msg := fmt.Sprintf("SKIP: %s not found (install memcached 1.6): %v", MemcachedPath, err)
-		if os.Getenv("REBOUND_REQUIRE_PRIV") == "1" || os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	testenv.Tool(t, MemcachedPath, "Debian: memcached")
 	var lastErr error
 	for range 5 {
 		port, err := freePort()

@@ -10,6 +10,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/rebound-net/rebound/internal/testenv"
 )
 
 // RequirePriv skips a test that needs root, loudly, or fails it when
@@ -20,11 +22,7 @@ func RequirePriv(t testing.TB) {
 	if os.Geteuid() == 0 {
 		return
 	}
-	msg := "needs root (AF_XDP, BPF, network namespaces); run 'sudo -E go test ./...' to include it"
-	if os.Getenv("REBOUND_REQUIRE_PRIV") == "1" {
-		t.Fatalf("REBOUND_REQUIRE_PRIV=1 but not root: %s", msg)
-	}
-	t.Skipf("SKIP privileged test: %s", msg)
+	testenv.Skip(t, "privileged test: needs root (AF_XDP, BPF, network namespaces); run 'sudo -E go test ./...' to include it")
 }
 
 var nameSeq atomic.Uint32

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rebound-net/rebound/internal/testenv"
 )
 
 const sockBuf = 4 << 20
@@ -545,7 +547,7 @@ func TestDst(t *testing.T) {
 		t.Run(c.network+" "+c.dst, func(t *testing.T) {
 			srv, err := net.ListenPacket(c.network, c.listen)
 			if err != nil {
-				t.Skipf("listen %s %s: %v", c.network, c.listen, err)
+				testenv.Skip(t, "listen %s %s: %v", c.network, c.listen, err)
 			}
 			defer srv.Close()
 			b, err := New(srv.(*net.UDPConn), 4, 2048)
@@ -567,12 +569,12 @@ func TestDst(t *testing.T) {
 			}
 			to := &net.UDPAddr{IP: net.ParseIP(c.dst), Port: port}
 			if _, err := cl.WriteTo([]byte("x"), to); err != nil {
-				t.Skipf("send to %s: %v (no route for it here)", to, err)
+				testenv.Skip(t, "send to %s: %v (no route for it here)", to, err)
 			}
 			_ = srv.SetReadDeadline(time.Now().Add(2 * time.Second))
 			if _, err := b.Read(); err != nil {
 				if c.dst == "255.255.255.255" {
-					t.Skipf("broadcast not delivered here: %v", err)
+					testenv.Skip(t, "broadcast not delivered here: %v", err)
 				}
 				t.Fatal(err)
 			}
