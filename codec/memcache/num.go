@@ -1,6 +1,9 @@
 package memcache
 
-import "math"
+import (
+	"math"
+	"strconv"
+)
 
 // The numeric rules below reproduce how memcached reads numbers out of a
 // command line (strtoull/strtol followed by its own range checks), because
@@ -75,26 +78,9 @@ func ParseInt32(tok []byte) (int32, bool) {
 	return int32(int64(mag)), true
 }
 
-// AppendUint appends v in decimal.
-func AppendUint(dst []byte, v uint64) []byte {
-	var b [20]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + v%10)
-		v /= 10
-		if v == 0 {
-			break
-		}
-	}
-	return append(dst, b[i:]...)
-}
+// AppendUint appends v in decimal (strconv's, which allocates nothing
+// when dst has room).
+func AppendUint(dst []byte, v uint64) []byte { return strconv.AppendUint(dst, v, 10) }
 
 // AppendInt appends v in decimal.
-func AppendInt(dst []byte, v int64) []byte {
-	if v < 0 {
-		dst = append(dst, '-')
-		return AppendUint(dst, uint64(-v))
-	}
-	return AppendUint(dst, uint64(v))
-}
+func AppendInt(dst []byte, v int64) []byte { return strconv.AppendInt(dst, v, 10) }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"math"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,7 +73,7 @@ func (r Result) String() string {
 	if int(r) < len(resultNames) {
 		return resultNames[r]
 	}
-	return "Result(" + itoa(uint64(r)) + ")"
+	return "Result(" + strconv.FormatUint(uint64(r), 10) + ")"
 }
 
 // Meta describes an item. LastAccess and Fetched are as they were before the
@@ -505,7 +506,7 @@ func (s *Store) IncrCAS(key []byte, delta uint64, decr bool, vivify *Vivify, cas
 				return old, otter.CancelOp
 			}
 			newValue = vivify.Initial
-			it = &item{value: appendUint(nil, newValue), exptime: vivify.Exptime}
+			it = &item{value: strconv.AppendUint(nil, newValue, 10), exptime: vivify.Exptime}
 		case cas != 0 && old.cas != cas:
 			r = Exists
 			return old, otter.CancelOp
@@ -524,7 +525,7 @@ func (s *Store) IncrCAS(key []byte, delta uint64, decr bool, vivify *Vivify, cas
 				n -= delta
 			}
 			newValue = n
-			v := appendUint(make([]byte, 0, max(len(old.value), 20)), n)
+			v := strconv.AppendUint(make([]byte, 0, max(len(old.value), 20)), n, 10)
 			for len(v) < len(old.value) {
 				v = append(v, ' ')
 			}
@@ -572,22 +573,6 @@ func parseUint(b []byte) (uint64, bool) {
 func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
 }
-
-func appendUint(b []byte, n uint64) []byte {
-	var buf [20]byte
-	i := len(buf)
-	for {
-		i--
-		buf[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			break
-		}
-	}
-	return append(b, buf[i:]...)
-}
-
-func itoa(n uint64) string { return string(appendUint(nil, n)) }
 
 // FlushAll makes every item stored before now+delay invisible from that
 // moment on; items stored later stay. A later FlushAll replaces a pending
