@@ -70,6 +70,17 @@ func (s *Server) listenMemcacheTCP(addr string, st *WorkerStats) (*tcpServer, er
 	return ts, nil
 }
 
+// workerStats makes and publishes the counters of one UDP socket worker
+// per Config.Workers, for transport.
+func (s *Server) workerStats(transport string) []*WorkerStats {
+	stats := make([]*WorkerStats, s.cfg.Workers)
+	for i := range stats {
+		stats[i] = &WorkerStats{Transport: transport, Queue: i}
+		s.addStats(stats[i])
+	}
+	return stats
+}
+
 // openReboundUDP opens the Rebound protocol's UDP sockets on addr, one a
 // worker, and starts their workers; on error it closes what it opened.
 func (s *Server) openReboundUDP(ctx context.Context, addr string) (conns []*net.UDPConn, err error) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"sync/atomic"
 
 	"github.com/rebound-net/rebound/codec"
@@ -111,13 +110,6 @@ func (w *protoUDPWorker) run() error {
 // startProtocols opens the UDP sockets and TCP listeners of the protocols
 // of your own. In xdp mode their UDP ports are steered too (xdpPorts).
 func (s *Server) startProtocols(ctx context.Context) error {
-	mtu := s.cfg.MTU
-	if mtu == 0 {
-		mtu = 1500
-		if ifi, err := net.InterfaceByName(s.cfg.Iface); err == nil && s.cfg.Iface != "" {
-			mtu = ifi.MTU
-		}
-	}
 	for i := range s.cfg.Protocols {
 		pl := &s.cfg.Protocols[i]
 		if pl.Name == "" {
@@ -133,10 +125,7 @@ func (s *Server) startProtocols(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("protocol %s: listen %s: %w", pl.Name, pl.Listen, err)
 		}
-		// The port the kernel chose, for UDP and XDP too.
-		if host, _, err := net.SplitHostPort(pl.Listen); err == nil {
-			pl.Listen = net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
-		}
+		pl.Listen = resolved(pl.Listen, ln) // the port the kernel chose, for UDP and XDP too
 		if pl.NewStream != nil {
 			st := &WorkerStats{Transport: pl.Name + "-tcp"}
 			s.addStats(st)
@@ -152,21 +141,19 @@ func (s *Server) startProtocols(ctx context.Context) error {
 		if pl.Datagram == nil {
 			continue
 		}
-		for q := 0; q < s.cfg.Workers; q++ {
-			conn, err := listenUDP(ctx, pl.Listen)
+		stats := s.workerStats(pl.Name + "-udp")
+		conns, err := s.openUDP(ctx, pl.Listen, func(conn *net.UDPConn, q int) (func() error, error) {
+			ds := datagramServer{d: pl.Datagram, amp: s.cfg.Amplification, trust: &s.trust, stats: stats[q]}
+			w, err := newProtoUDPWorker(conn, ds, &s.gate, s.cfg.Batch, s.mtu)
 			if err != nil {
-				return fmt.Errorf("protocol %s: %w", pl.Name, udpListenError(pl.Listen, err))
+				return nil, err
 			}
-			s.udp = append(s.udp, conn)
-			st := &WorkerStats{Transport: pl.Name + "-udp", Queue: q}
-			s.addStats(st)
-			w, err := newProtoUDPWorker(conn, datagramServer{d: pl.Datagram, amp: s.cfg.Amplification, trust: &s.trust, stats: st}, &s.gate, s.cfg.Batch, mtu)
-			if err != nil {
-				return fmt.Errorf("protocol %s: %w", pl.Name, err)
-			}
-			s.wg.Add(1)
-			go func() { defer s.wg.Done(); _ = w.run() }()
+			return w.run, nil
+		})
+		if err != nil {
+			return fmt.Errorf("protocol %s: %w", pl.Name, err)
 		}
+		s.udp = append(s.udp, conns...)
 	}
 	return nil
 }

@@ -247,11 +247,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	s.cfg.Listen = resolved(s.cfg.Listen, s.tcp.ln)
-	for i := 0; i < s.cfg.Workers; i++ {
-		st := &WorkerStats{Transport: "udp", Queue: i}
-		s.addStats(st)
-		s.rebStats = append(s.rebStats, st)
-	}
+	s.rebStats = s.workerStats("udp")
 	// UDP sockets serve in every mode: in xdp mode they answer what the
 	// XDP program leaves to the kernel (fragments, IPv6 extension headers,
 	// queues without a socket, a failed worker's queue).
@@ -266,11 +262,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			return err
 		}
 		s.cfg.MemcacheListen = resolved(s.cfg.MemcacheListen, s.mcTCP.ln)
-		for i := 0; i < s.cfg.Workers; i++ {
-			st := &WorkerStats{Transport: "memcache-udp", Queue: i}
-			s.addStats(st)
-			s.mcStats = append(s.mcStats, st)
-		}
+		s.mcStats = s.workerStats("memcache-udp")
 		if s.mcUDP, err = s.openMemcacheUDP(ctx, s.cfg.MemcacheListen); err != nil {
 			return err
 		}
@@ -409,9 +401,6 @@ func (s *Server) startXDP() error {
 	if ifi.Flags&net.FlagLoopback != 0 {
 		return errLoopback(s.cfg.Iface)
 	}
-	if s.cfg.MTU == 0 {
-		s.cfg.MTU = ifi.MTU
-	}
 	port, err := listenPort(s.cfg.Listen)
 	if err != nil {
 		return err
@@ -501,7 +490,7 @@ func (s *Server) startXDP() error {
 		}
 		st := &WorkerStats{Transport: "xdp", Queue: q}
 		s.addStats(st)
-		w := newXDPWorker(sock, pool, s.cfg.Handler, st, s.cfg.Batch, s.cfg.Amplification, s.cfg.MTU)
+		w := newXDPWorker(sock, pool, s.cfg.Handler, st, s.cfg.Batch, s.cfg.Amplification, s.mtu)
 		w.gate = &s.gate
 		if s.cfg.Memcache != nil {
 			w.mc = newMCDatagram(s.cfg.Memcache, s.cfg.Amplification, &s.trust, st)
