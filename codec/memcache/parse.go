@@ -386,19 +386,30 @@ func (c *Command) parseDelete(rest []byte) Status {
 	return Complete
 }
 
-func (c *Command) parseArith(k Kind, rest []byte) Status {
+// keyAndArg reads "<key> <arg> [noreply]", the line of incr, decr and
+// touch, and returns the argument; after a bad line the Status is the
+// failure.
+func (c *Command) keyAndArg(k Kind, rest []byte) ([]byte, Status) {
 	c.Kind = k
 	var t [3][]byte
 	n := tokens(rest, t[:])
 	if n != 2 && n != 3 {
-		return c.fail(ErrUnknown)
+		return nil, c.fail(ErrUnknown)
 	}
 	c.NoReply = n == 3 && bytes.Equal(t[2], tokNoreply)
 	c.Key = t[0]
 	if len(c.Key) > MaxKeyLen {
-		return c.fail(ErrBadFormat)
+		return nil, c.fail(ErrBadFormat)
 	}
-	d, ok := ParseUint64(t[1])
+	return t[1], Complete
+}
+
+func (c *Command) parseArith(k Kind, rest []byte) Status {
+	arg, st := c.keyAndArg(k, rest)
+	if st != Complete {
+		return st
+	}
+	d, ok := ParseUint64(arg)
 	if !ok {
 		return c.fail(ErrInvalidDelta)
 	}
@@ -407,18 +418,11 @@ func (c *Command) parseArith(k Kind, rest []byte) Status {
 }
 
 func (c *Command) parseTouch(rest []byte) Status {
-	c.Kind = KindTouch
-	var t [3][]byte
-	n := tokens(rest, t[:])
-	if n != 2 && n != 3 {
-		return c.fail(ErrUnknown)
+	arg, st := c.keyAndArg(KindTouch, rest)
+	if st != Complete {
+		return st
 	}
-	c.NoReply = n == 3 && bytes.Equal(t[2], tokNoreply)
-	c.Key = t[0]
-	if len(c.Key) > MaxKeyLen {
-		return c.fail(ErrBadFormat)
-	}
-	v, ok := ParseInt32(t[1])
+	v, ok := ParseInt32(arg)
 	if !ok {
 		return c.fail(ErrInvalidExptime)
 	}
