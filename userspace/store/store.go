@@ -224,6 +224,23 @@ func (s *Store) writeKey(key []byte) string {
 	return string(key)
 }
 
+// updateLive runs fn on key's item inside the cache's per-key compute, if
+// the key is present and its item live; a dead item found instead is
+// removed (counted as expired) and fn is not called.
+func (s *Store) updateLive(key []byte, now time.Time, fn func(old *item) (*item, otter.ComputeOp)) {
+	k, present := s.keyOf(key)
+	if !present {
+		return
+	}
+	s.c.ComputeIfPresent(k, func(old *item) (*item, otter.ComputeOp) {
+		if !s.live(old, now) {
+			s.expired.Add(1)
+			return nil, otter.InvalidateOp
+		}
+		return fn(old)
+	})
+}
+
 // removeDead removes it if key still maps to it.
 func (s *Store) removeDead(key string, it *item) {
 	s.c.ComputeIfPresent(key, func(old *item) (*item, otter.ComputeOp) {
@@ -400,17 +417,8 @@ func (s *Store) Set(key, value []byte, mode Mode, flags uint32, exptime int64, c
 
 // Delete removes key; cas, when not 0, must match the item's CAS.
 func (s *Store) Delete(key []byte, cas uint64) Result {
-	now := s.now()
 	res := NotFound
-	k, present := s.keyOf(key)
-	if !present {
-		return NotFound
-	}
-	s.c.ComputeIfPresent(k, func(old *item) (*item, otter.ComputeOp) {
-		if !s.live(old, now) {
-			s.expired.Add(1)
-			return nil, otter.InvalidateOp
-		}
+	s.updateLive(key, s.now(), func(old *item) (*item, otter.ComputeOp) {
 		if cas != 0 && old.cas != cas {
 			res = Exists
 			return old, otter.CancelOp
@@ -425,21 +433,12 @@ func (s *Store) Delete(key []byte, cas uint64) Result {
 // returns the item now stored (nil if none).
 func (s *Store) touch(key []byte, exptime int64, now time.Time) *item {
 	var cur *item
-	k, present := s.keyOf(key)
-	if !present {
-		return nil
-	}
-	s.c.ComputeIfPresent(k, func(old *item) (*item, otter.ComputeOp) {
-		if !s.live(old, now) {
-			s.expired.Add(1)
-			return nil, otter.InvalidateOp
-		}
+	s.updateLive(key, now, func(old *item) (*item, otter.ComputeOp) {
 		if expiredAt(exptime, now) {
 			cur = old // visible to this call, gone after it
 			return nil, otter.InvalidateOp
 		}
 		it := &item{value: old.value, flags: old.flags, cas: old.cas, exptime: exptime, storedNs: old.storedNs}
-		it.access.Store(now.Unix())
 		it.access.Store(old.access.Load())
 		it.fetched.Store(old.fetched.Load())
 		cur = it
