@@ -179,17 +179,17 @@ func (w *xdpWorker) step() int {
 			continue
 		}
 		full := pkt[:cap(pkt)]
-		if p := uint32(f.DstPort(pkt)); w.mc != nil && (p == w.mcPort.Load() || p == w.mcNext.Load()) {
+		port := f.DstPort(pkt)
+		if w.mc != nil && (uint32(port) == w.mcPort.Load() || uint32(port) == w.mcNext.Load()) {
 			w.mcRefs = append(w.mcRefs, frameRef{desc: d, full: full, frame: f})
 			continue
 		}
-		if p := w.rawFor(f.DstPort(pkt)); p != nil {
+		if p := w.rawFor(port); p != nil {
 			w.rawRefs = append(w.rawRefs, rawRef{frameRef{desc: d, full: full, frame: f}, p})
 			continue
 		}
-		pathMax := f.PathMax(w.mtu)
 		w.refs = append(w.refs, frameRef{desc: d, full: full, frame: f})
-		w.b.add(full[f.Payload:f.Payload+f.PayloadLen], pathMax)
+		w.b.add(full[f.Payload:f.Payload+f.PayloadLen], f.PathMax(w.mtu))
 	}
 	w.sock.Rx.Release(k)
 	w.received += uint64(k)
