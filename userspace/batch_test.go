@@ -113,7 +113,7 @@ func TestMemcacheDatagramAllocatesNothing(t *testing.T) {
 	src := netip.MustParseAddr("198.18.0.1")
 	run := func() {
 		m.reset()
-		if m.serve(req, src) != 1 || len(m.out) != 8+len("VALUE k 0 64\r\n\r\nEND\r\n")+64 {
+		if m.serve(req, src, 1472) != 1 || len(m.out) != 8+len("VALUE k 0 64\r\n\r\nEND\r\n")+64 {
 			t.Fatalf("reply %q", m.out)
 		}
 	}
@@ -147,6 +147,6 @@ func BenchmarkMemcacheDatagramGet(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		m.reset()
-		m.serve(req, src)
+		m.serve(req, src, 1472)
 	}
 }

@@ -2,6 +2,7 @@ package userspace
 
 import (
 	"errors"
+	"math"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -66,14 +67,28 @@ func (m *mcDatagram) reset() { m.out, m.lens = m.out[:0], m.lens[:0] }
 
 // serve answers the request datagram req (its UDP payload) from src: its
 // reply datagrams are appended to out, in order, with their sizes to lens,
-// and serve returns how many it appended (0: nothing to send).
-func (m *mcDatagram) serve(req []byte, src netip.Addr) int {
+// and serve returns how many it appended (0: nothing to send). No
+// datagram is larger than pathMax (the UDP payload the link carries
+// unfragmented; the socket path, where the kernel fragments, passes no
+// bound): a reply that needs larger ones is replaced by the "use TCP"
+// error, as one over the amplification bound is.
+func (m *mcDatagram) serve(req []byte, src netip.Addr, pathMax int) int {
 	before := len(m.lens)
-	m.serveInto(req, src)
+	m.serveInto(req, src, pathMax)
 	return len(m.lens) - before
 }
 
-func (m *mcDatagram) serveInto(req []byte, src netip.Addr) {
+// tooLarge appends the one "use TCP" datagram, if it fits room.
+func (m *mcDatagram) tooLarge(requestID uint16, room int) {
+	if mc.UDPHeaderLen+len(mcTooLarge) > room {
+		return // even the error would not fit: say nothing
+	}
+	m.out = mc.AppendUDPHeader(m.out, mc.UDPHeader{RequestID: requestID, Total: 1})
+	m.out = append(m.out, mcTooLarge...)
+	m.lens = append(m.lens, mc.UDPHeaderLen+len(mcTooLarge))
+}
+
+func (m *mcDatagram) serveInto(req []byte, src netip.Addr, pathMax int) {
 	m.stats.Rx.Add(1)
 	reply, ends, hdr, ok := m.conn.ServeDatagram(req, m.reply[:0])
 	m.reply = reply[:0]
@@ -83,10 +98,11 @@ func (m *mcDatagram) serveInto(req []byte, src netip.Addr) {
 	}
 	// An empty message (a multi-get whose first key misses) goes out as a
 	// bare header numbered 0 of 0, as memcached sends it.
-	size, prev := 0, 0
+	size, biggest, prev := 0, 0, 0
 	for _, end := range ends {
 		n := end - prev
 		size += n + max(mc.UDPDatagrams(n), 1)*mc.UDPHeaderLen
+		biggest = max(biggest, mc.UDPHeaderLen+min(n, mc.UDPMaxPayload))
 		prev = end
 	}
 	if size == 0 {
@@ -94,12 +110,14 @@ func (m *mcDatagram) serveInto(req []byte, src netip.Addr) {
 	}
 	if m.amp > 0 && size > m.amp*len(req) && !m.trusted(src) {
 		m.stats.Rejects[codec.ReasonAmplification].Add(1)
-		if mc.UDPHeaderLen+len(mcTooLarge) > m.amp*len(req) {
-			return // even the error would amplify: say nothing
-		}
-		m.out = mc.AppendUDPHeader(m.out, mc.UDPHeader{RequestID: hdr.RequestID, Total: 1})
-		m.out = append(m.out, mcTooLarge...)
-		m.lens = append(m.lens, mc.UDPHeaderLen+len(mcTooLarge))
+		m.tooLarge(hdr.RequestID, min(m.amp*len(req), pathMax))
+		return
+	}
+	if biggest > pathMax {
+		// The link cannot carry memcached's 1400-byte datagrams: they would
+		// be dropped on the wire.
+		m.stats.Rejects[codec.ReasonTooLarge].Add(1)
+		m.tooLarge(hdr.RequestID, pathMax)
 		return
 	}
 	prev = 0
@@ -173,7 +191,7 @@ func (w *mcUDPWorker) run() error {
 					continue
 				}
 			}
-			for range w.mc.serve(w.io.Data(i), src) {
+			for range w.mc.serve(w.io.Data(i), src, math.MaxInt) {
 				w.to = append(w.to, i)
 			}
 		}

@@ -2,12 +2,10 @@ package userspace
 
 import (
 	"runtime"
-	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/rebound-net/rebound/codec"
-	mc "github.com/rebound-net/rebound/codec/memcache"
 	"github.com/rebound-net/rebound/xdp"
 )
 
@@ -284,27 +282,10 @@ func (w *xdpWorker) serveMemcache(r *frameRef) int {
 	f := r.frame
 	m := w.mc
 	m.reset()
-	n := m.serve(r.full[f.Payload:f.Payload+f.PayloadLen], f.SrcAddr(r.full))
+	n := m.serve(r.full[f.Payload:f.Payload+f.PayloadLen], f.SrcAddr(r.full), f.PathMax(w.mtu))
 	if n == 0 {
 		w.pool.Put(r.desc.Addr)
 		return 0
-	}
-	// memcached's datagrams are up to 1400 bytes: on a link whose MTU
-	// cannot carry that (with this frame's headers), the reply would be
-	// dropped on the wire; the client is told to use TCP instead.
-	if pm := f.PathMax(w.mtu); slices.Max(m.lens) > pm {
-		w.stats.Rejects[codec.ReasonTooLarge].Add(1)
-		req := r.full[f.Payload : f.Payload+f.PayloadLen]
-		m.reset()
-		if len(req) < mc.UDPHeaderLen || mc.UDPHeaderLen+len(mcTooLarge) > pm {
-			w.pool.Put(r.desc.Addr)
-			return 0
-		}
-		h, _ := mc.ParseUDPHeader(req)
-		m.out = mc.AppendUDPHeader(m.out, mc.UDPHeader{RequestID: h.RequestID, Total: 1})
-		m.out = append(m.out, mcTooLarge...)
-		m.lens = append(m.lens, len(m.out))
-		n = 1
 	}
 	off := m.lens[0]
 	for i := 1; i < n; i++ {
