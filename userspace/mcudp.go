@@ -180,16 +180,8 @@ func (w *mcUDPWorker) run() error {
 		w.to = w.to[:0]
 		for i := 0; i < n; i++ {
 			src := w.io.From(i).Addr()
-			if _, unicast := w.io.Dst(i); !unicast {
-				// To a broadcast or multicast address: never answered.
-				w.stats.Drops[codec.ReasonNotUnicast].Add(1)
+			if !admitDatagram(w.io, i, src, w.gate, w.stats) {
 				continue
-			}
-			if w.gate != nil {
-				if why := w.gate.admit(src); why != codec.ReasonNone {
-					w.stats.Drops[why].Add(1)
-					continue
-				}
 			}
 			for range w.mc.serve(w.io.Data(i), src, math.MaxInt) {
 				w.to = append(w.to, i)

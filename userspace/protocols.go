@@ -86,12 +86,7 @@ func (w *protoUDPWorker) run() error {
 		w.stats.Rx.Add(uint64(n))
 		for i := 0; i < n; i++ {
 			src := w.io.From(i).Addr()
-			if _, unicast := w.io.Dst(i); !unicast {
-				w.stats.Drops[codec.ReasonNotUnicast].Add(1)
-				continue
-			}
-			if why := w.gate.admit(src); why != codec.ReasonNone {
-				w.stats.Drops[why].Add(1)
+			if !admitDatagram(w.io, i, src, w.gate, w.stats) {
 				continue
 			}
 			if rl := w.p.serve(w.io.Buf(i), w.io.Len(i), src, codec.UDPPayloadMax(w.mtu, !src.Is4())); rl > 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -84,18 +85,9 @@ func (w *udpWorker) run() error {
 		}
 		for i := 0; i < n; i++ {
 			src := w.io.From(i).Addr()
-			if _, unicast := w.io.Dst(i); !unicast {
-				// To a broadcast or multicast address: never answered.
-				w.stats.Drops[codec.ReasonNotUnicast].Add(1)
+			if !admitDatagram(w.io, i, src, w.gate, w.stats) {
 				w.b.skip()
 				continue
-			}
-			if w.gate != nil {
-				if why := w.gate.admit(src); why != codec.ReasonNone {
-					w.stats.Drops[why].Add(1)
-					w.b.skip()
-					continue
-				}
 			}
 			w.b.add(w.io.Data(i), codec.UDPPayloadMax(w.mtu, !src.Is4()))
 		}
@@ -114,6 +106,24 @@ func (w *udpWorker) run() error {
 			w.stats.TxErrors.Add(1)
 		}
 	}
+}
+
+// admitDatagram reports whether datagram i of the last read, from src,
+// may be answered: addressed to a unicast address of ours (never to a
+// broadcast or multicast one) and from a source the gate admits (nil:
+// any); a refusal is counted.
+func admitDatagram(io *udpbatch.Conn, i int, src netip.Addr, g *gate, stats *WorkerStats) bool {
+	why := codec.ReasonNone
+	if _, unicast := io.Dst(i); !unicast {
+		why = codec.ReasonNotUnicast
+	} else if g != nil {
+		why = g.admit(src)
+	}
+	if why != codec.ReasonNone {
+		stats.Drops[why].Add(1)
+		return false
+	}
+	return true
 }
 
 // readBatch reads the next batch of datagrams: n of them (0 after an
