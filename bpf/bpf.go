@@ -40,10 +40,12 @@ const (
 	PassMalformed                // truncated or inconsistent Ethernet/IP/UDP headers: to the kernel
 	PassFragment                 // IPv4 fragment: to the kernel (served by the socket path)
 	PassNotLocal                 // request not addressed to this host, or from a group/unset source: to the kernel
+	Answered                     // request answered in XDP (XDP_TX); see AnswerCounters for which
+	DropUnfinished               // reply begun in XDP that could not be finished: dropped (never expected)
 	NumCounters
 )
 
-var counterNames = [NumCounters]string{"seen", "redirected", "pass_not_ours", "pass_no_socket", "drop_allowlist", "pass_malformed", "pass_fragment", "pass_not_local"}
+var counterNames = [NumCounters]string{"seen", "redirected", "pass_not_ours", "pass_no_socket", "drop_allowlist", "pass_malformed", "pass_fragment", "pass_not_local", "answered", "drop_unfinished"}
 
 func (c Counter) String() string {
 	if c >= 0 && c < NumCounters {
@@ -120,6 +122,10 @@ type Options struct {
 	// multicast) are passed to the kernel. Empty turns the check off. The
 	// server always sets them.
 	LocalAddrs []netip.Addr
+	// AnswerItems, when above 0, sizes the map of items the program
+	// answers GETs from (see Answers); 0 leaves answering off and the
+	// maps minimal.
+	AnswerItems int
 }
 
 // Program is the loaded steering program and its maps. Attach puts it on an
@@ -133,6 +139,7 @@ type Program struct {
 	local6 map[[16]byte]bool             // IPv6 addresses in the local6 map now
 	kinds  [numPortKinds]map[uint32]bool // ports of each kind steered now (index: portRebound...)
 	queues int                           // entries of the socket map
+	items  *Items                        // nil unless Options.AnswerItems > 0
 	link   link.Link
 	iface  string
 	mode   Mode
@@ -169,6 +176,12 @@ func Load(opts Options) (*Program, error) {
 		return nil, fmt.Errorf("bpf: read the embedded program: %w", err)
 	}
 	spec.Maps["xsks"].MaxEntries = uint32(opts.Queues)
+	if opts.AnswerItems < 0 || opts.AnswerItems > MaxAnswerItems {
+		return nil, fmt.Errorf("bpf: %d answer items: at most %d", opts.AnswerItems, MaxAnswerItems)
+	}
+	index, slots := answerSizes(opts.AnswerItems)
+	spec.Maps["item_index"].MaxEntries = index
+	spec.Maps["items"].MaxEntries = slots
 	if in := spec.Maps["allow"].InnerMap; in == nil {
 		return nil, errors.New("bpf: the embedded program has no allow-list template")
 	} else {
@@ -184,6 +197,9 @@ func Load(opts Options) (*Program, error) {
 			return nil, fmt.Errorf("bpf: load program: %w (needs root or CAP_BPF and CAP_NET_ADMIN)", err)
 		}
 		return nil, fmt.Errorf("bpf: load program: %w", err)
+	}
+	if opts.AnswerItems > 0 {
+		p.items = newItems(p.objs.ItemIndex, p.objs.Items, p.objs.Answers)
 	}
 	if err := p.SetPorts(opts.Ports); err != nil {
 		p.Close()
@@ -623,13 +639,31 @@ func (p *Program) Run(frame []byte) (uint32, error) {
 	return p.objs.ReboundSteer.Run(&ebpf.RunOptions{Data: frame})
 }
 
+// RunFrame is Run that also returns the frame as the program left it: the
+// reply, when the verdict is XDP_TX (3).
+func (p *Program) RunFrame(frame []byte) (uint32, []byte, error) {
+	if p.closed {
+		return 0, nil, errClosed
+	}
+	opts := &ebpf.RunOptions{Data: frame, DataOut: make([]byte, len(frame)+4096)}
+	v, err := p.objs.ReboundSteer.Run(opts)
+	if err != nil {
+		return 0, nil, err
+	}
+	return v, opts.DataOut, nil
+}
+
 // Close detaches the program and releases it and its maps. Idempotent.
 func (p *Program) Close() error {
 	if p.closed {
 		return nil
 	}
 	p.closed = true
-	return errors.Join(p.Detach(), p.objs.Close())
+	err := p.Detach()
+	if p.items != nil {
+		p.items.close()
+	}
+	return errors.Join(err, p.objs.Close())
 }
 
 // InterfaceQueues returns the number of rx queues of the interface, as the

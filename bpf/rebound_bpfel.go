@@ -18,6 +18,17 @@ type reboundAddr6 struct {
 	B [16]uint8
 }
 
+type reboundAnswerConfig struct {
+	_         structs.HostLayout
+	On        uint32
+	Amp       uint32
+	Mtu       uint32
+	Pad       uint32
+	FlushCas  uint64
+	FlushPast uint64
+	FlushAt   uint64
+}
+
 type reboundConfig struct {
 	_        structs.HostLayout
 	Mac      [6]uint8
@@ -25,13 +36,38 @@ type reboundConfig struct {
 	CheckDst uint8
 }
 
+type reboundItem struct {
+	_         structs.HostLayout
+	Key       reboundItemKey
+	ExpireNs  uint64
+	StoredNs  uint64
+	Cas       uint64
+	Flags     uint32
+	Len       uint16
+	SuffixLen uint8
+	Pad       uint8
+	Suffix    [24]uint8
+	Data      [1024]uint8
+}
+
+type reboundItemKey struct {
+	_   structs.HostLayout
+	Len uint8
+	B   [250]uint8
+	Pad [5]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	reboundMapAllow         = "allow"
+	reboundMapAnswers       = "answers"
 	reboundMapConfig        = "config"
 	reboundMapCounters      = "counters"
+	reboundMapItemIndex     = "item_index"
+	reboundMapItems         = "items"
+	reboundMapKeyScratch    = "key_scratch"
 	reboundMapLocal4        = "local4"
 	reboundMapLocal6        = "local6"
 	reboundMapPorts         = "ports"
@@ -88,13 +124,17 @@ type reboundProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type reboundMapSpecs struct {
-	Allow    *ebpf.MapSpec `ebpf:"allow"`
-	Config   *ebpf.MapSpec `ebpf:"config"`
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Local4   *ebpf.MapSpec `ebpf:"local4"`
-	Local6   *ebpf.MapSpec `ebpf:"local6"`
-	Ports    *ebpf.MapSpec `ebpf:"ports"`
-	Xsks     *ebpf.MapSpec `ebpf:"xsks"`
+	Allow      *ebpf.MapSpec `ebpf:"allow"`
+	Answers    *ebpf.MapSpec `ebpf:"answers"`
+	Config     *ebpf.MapSpec `ebpf:"config"`
+	Counters   *ebpf.MapSpec `ebpf:"counters"`
+	ItemIndex  *ebpf.MapSpec `ebpf:"item_index"`
+	Items      *ebpf.MapSpec `ebpf:"items"`
+	KeyScratch *ebpf.MapSpec `ebpf:"key_scratch"`
+	Local4     *ebpf.MapSpec `ebpf:"local4"`
+	Local6     *ebpf.MapSpec `ebpf:"local6"`
+	Ports      *ebpf.MapSpec `ebpf:"ports"`
+	Xsks       *ebpf.MapSpec `ebpf:"xsks"`
 }
 
 // reboundVariableSpecs contains global variables before they are loaded into the kernel.
@@ -123,20 +163,28 @@ func (o *reboundObjects) Close() error {
 //
 // It can be passed to loadReboundObjects or ebpf.CollectionSpec.LoadAndAssign.
 type reboundMaps struct {
-	Allow    *ebpf.Map `ebpf:"allow"`
-	Config   *ebpf.Map `ebpf:"config"`
-	Counters *ebpf.Map `ebpf:"counters"`
-	Local4   *ebpf.Map `ebpf:"local4"`
-	Local6   *ebpf.Map `ebpf:"local6"`
-	Ports    *ebpf.Map `ebpf:"ports"`
-	Xsks     *ebpf.Map `ebpf:"xsks"`
+	Allow      *ebpf.Map `ebpf:"allow"`
+	Answers    *ebpf.Map `ebpf:"answers"`
+	Config     *ebpf.Map `ebpf:"config"`
+	Counters   *ebpf.Map `ebpf:"counters"`
+	ItemIndex  *ebpf.Map `ebpf:"item_index"`
+	Items      *ebpf.Map `ebpf:"items"`
+	KeyScratch *ebpf.Map `ebpf:"key_scratch"`
+	Local4     *ebpf.Map `ebpf:"local4"`
+	Local6     *ebpf.Map `ebpf:"local6"`
+	Ports      *ebpf.Map `ebpf:"ports"`
+	Xsks       *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *reboundMaps) Close() error {
 	return _ReboundClose(
 		m.Allow,
+		m.Answers,
 		m.Config,
 		m.Counters,
+		m.ItemIndex,
+		m.Items,
+		m.KeyScratch,
 		m.Local4,
 		m.Local6,
 		m.Ports,

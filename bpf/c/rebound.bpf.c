@@ -66,8 +66,32 @@ enum counter {
 	CNT_PASS_MALFORMED,  // truncated or inconsistent Ethernet/IP/UDP headers
 	CNT_PASS_FRAGMENT,   // IPv4 fragment: left to the kernel (socket path)
 	CNT_PASS_NOT_LOCAL,  // request not addressed to us, or from a group/unset source
+	CNT_ANSWERED,        // request answered here with XDP_TX (see answer())
+	CNT_DROP_UNFINISHED, // a reply begun here that could not be finished: dropped
 	CNT_MAX,
 };
+
+// What the program tries to answer itself, and how that went: counter
+// CNT_MAX + op * AO_MAX + outcome. Keep in step with bpf.AnswerOp and
+// bpf.AnswerOutcome in Go.
+enum answer_op {
+	AOP_PING = 0, // Rebound PING
+	AOP_GET,      // Rebound GET
+	AOP_MC_GET,   // memcached "get <key>"
+	AOP_MAX,
+};
+
+enum answer_outcome {
+	AO_HIT = 0,        // answered with XDP_TX
+	AO_MISS,           // key not in the map (or flushed): to userspace
+	AO_EXPIRED,        // item past its expiry: to userspace
+	AO_TOO_LARGE,      // reply over the path MTU or the frame's room: to userspace
+	AO_AMPLIFICATION,  // reply over the amplification bound: to userspace
+	AO_BAD_CHECKSUM,   // request checksum wrong: to userspace, which drops it
+	AO_MAX,
+};
+
+#define NUM_COUNTERS (CNT_MAX + AOP_MAX * AO_MAX)
 
 struct eth_hdr {
 	__u8 dst[6];
@@ -198,7 +222,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, CNT_MAX);
+	__uint(max_entries, NUM_COUNTERS);
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
@@ -268,6 +292,592 @@ static __always_inline int local(struct eth_hdr *eth, struct allow_key *src,
 	return bpf_map_lookup_elem(&local4, &dst4) != 0;
 }
 
+// ---- Answers in XDP -------------------------------------------------------
+//
+// When answers.on, requests the program can answer exactly are answered
+// here: the reply is written over the request in its frame and sent back
+// with XDP_TX. Everything else goes on to the AF_XDP socket unchanged.
+// Answered here:
+//   - Rebound PING (any payload): the request with the RESPONSE flag;
+//   - Rebound GET of an item in the map: header and value;
+//   - memcached "get <key>\r\n" (one key, nothing else in the datagram) of
+//     an item in the map: "VALUE <key> <flags> <bytes>\r\n<data>\r\nEND\r\n"
+//     in one datagram (request id echoed, sequence 0, total 1).
+// The rules are the userspace path's: the request's checksums must hold
+// (or be partial, as the kernel accepts them); the reply is bounded by the
+// path MTU and by the amplification factor times the request (an item over
+// the bound is left to userspace, which knows the trusted sources); the
+// reply has its MACs, addresses and ports swapped, TTL/hop limit 64, IPv4
+// options kept, and full IPv4 and UDP checksums.
+//
+// The items: userspace (the Go store) is the only writer. An item's key,
+// value and metadata live in a slot of the array `items`; `item_index`
+// maps a key to its slot. A slot is written only while no key points to
+// it and no program run can still read it: userspace fills a free slot,
+// then points the key at it, and reuses a slot only after an RCU grace
+// period has passed since its key stopped pointing to it. A reader checks
+// that the slot's key is the one it looked up (a hash element can be
+// reused for another key while a run holds it), so it never reads a torn
+// or foreign value.
+
+#define ITEM_KEY_MAX 250   // longest key answered here (memcached's limit)
+#define ITEM_VALUE_MAX 1024 // largest value answered here
+#define MC_SUFFIX_MAX 24   // " <flags> <bytes>\r\n" of a memcached VALUE line
+#define MC_UDP_MAX_PAYLOAD 1392 // reply bytes in one memcached datagram
+#define REPLY_TTL 64
+#define FLAG_RESPONSE 0x01
+#define OP_PING 0x01
+#define OP_GET 0x02
+#define MAX_FRAME 4096
+
+// A key as the map's key: length, then the bytes, zero-padded.
+struct item_key {
+	__u8 len;
+	__u8 b[ITEM_KEY_MAX];
+	__u8 pad[5];
+};
+
+struct item {
+	struct item_key key;
+	__u64 expire_ns; // bpf_ktime_get_ns() deadline: expired from then on; 0: never
+	__u64 stored_ns; // when it was stored, on the same clock (flush_all)
+	__u64 cas;
+	__u32 flags;
+	__u16 len;        // bytes of data
+	__u8 suffix_len;  // bytes of suffix
+	__u8 pad;
+	__u8 suffix[MC_SUFFIX_MAX]; // " <flags> <len>\r\n", written by userspace
+	__u8 data[ITEM_VALUE_MAX];
+};
+
+struct answer_config {
+	__u32 on;  // 1: answer what can be answered
+	__u32 amp; // amplification factor; 0: no bound
+	__u32 mtu; // of the interface
+	__u32 pad;
+	// flush_all, as the store applies it: an item with cas <= flush_cas or
+	// stored_ns <= flush_past is gone; so is, from flush_at on, one stored
+	// at or before flush_at. 0 and ~0 mean none.
+	__u64 flush_cas;
+	__u64 flush_past;
+	__u64 flush_at;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192); // userspace sets it
+	__type(key, struct item_key);
+	__type(value, __u32);
+} item_index SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 10240); // userspace sets it
+	__type(key, __u32);
+	__type(value, struct item);
+} items SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct answer_config);
+} answers SEC(".maps");
+
+// Per-CPU room for the key being looked up (too big for the stack).
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct item_key);
+} key_scratch SEC(".maps");
+
+static __always_inline void count_answer(__u32 op, __u32 outcome)
+{
+	count(CNT_MAX + op * AO_MAX + outcome, 0);
+}
+
+// Where the request's layers start, as offsets into the frame (the
+// pointers do not survive bpf_xdp_adjust_tail).
+struct layout {
+	__u32 l3;   // IP header
+	__u32 l4;   // UDP header
+	__u32 ulen; // UDP length, header included
+	__u32 v6;
+	__u32 vlan;
+};
+
+// off8 bounds a header offset (all are under 256) in a way the verifier
+// sees: the barrier stops the compiler from dropping the mask when it
+// knows the bound from an earlier check the verifier has forgotten.
+static __always_inline __u32 off8(__u32 v)
+{
+	asm volatile("" : "+r"(v));
+	return v & 0xff;
+}
+
+#define SUM_ERR 0x10000
+
+// sum_range returns the 16-bit one's complement sum of len bytes at frame
+// offset off, in memory byte order (so that it can be stored as is), or
+// SUM_ERR when they are not all inside the frame. off must be even
+// relative to the start of what is summed with it.
+__noinline __u32 sum_range(struct xdp_md *ctx, __u64 off, __u64 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 acc = 0;
+	__u32 i;
+
+	asm volatile("" : "+r"(off));
+	if (off > MAX_FRAME || len > MAX_FRAME)
+		return SUM_ERR;
+	__u8 *p = data + off;
+	for (i = 0; i < MAX_FRAME / 4; i++) {
+		if (i * 4 + 4 > len)
+			break;
+		__u32 *w = (void *)(p + i * 4);
+		if ((void *)(w + 1) > data_end)
+			return SUM_ERR;
+		acc += *w;
+	}
+	i *= 4;
+	if (i + 2 <= len) {
+		__u16 *w = (void *)(p + i);
+		if ((void *)(w + 1) > data_end)
+			return SUM_ERR;
+		acc += *w;
+		i += 2;
+	}
+	if (i < len) {
+		__u8 *b = p + i;
+		if ((void *)(b + 1) > data_end)
+			return SUM_ERR;
+		acc += *b; // the high byte of a big-endian word: low in memory order
+	}
+	acc = (acc >> 32) + (acc & 0xffffffff);
+	acc = (acc >> 32) + (acc & 0xffffffff);
+	acc = (acc >> 16) + (acc & 0xffff);
+	acc = (acc >> 16) + (acc & 0xffff);
+	acc = (acc >> 16) + (acc & 0xffff);
+	return acc;
+}
+
+static __always_inline __u32 fold16(__u32 a)
+{
+	a = (a >> 16) + (a & 0xffff);
+	a = (a >> 16) + (a & 0xffff);
+	return a;
+}
+
+// pseudo_sum sums the pseudo-header's addresses (in memory order) plus
+// protocol and UDP length; SUM_ERR on a short frame.
+static __always_inline __u32 pseudo_sum(struct xdp_md *ctx, struct layout *lo, __u32 ulen)
+{
+	__u32 a = lo->v6 ? sum_range(ctx, lo->l3 + 8, 32) : sum_range(ctx, lo->l3 + 12, 8);
+	if (a == SUM_ERR)
+		return SUM_ERR;
+	return fold16(a + bpf_htons(IPPROTO_UDP) + bpf_htons(ulen));
+}
+
+// request_sums_ok checks the request's checksums as the socket path does:
+// the IPv4 header's; the UDP one in full, or partial (the field holds the
+// folded pseudo-header sum: offload between namespaces), or absent over
+// IPv4.
+static __always_inline int request_sums_ok(struct xdp_md *ctx, struct layout *lo)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	if (!lo->v6) {
+		if (lo->l4 - lo->l3 > 60)
+			return 0;
+		if (sum_range(ctx, lo->l3, lo->l4 - lo->l3) != 0xffff)
+			return 0;
+	}
+	if (lo->l4 > MAX_FRAME)
+		return 0;
+	struct udp_hdr *udp = data + off8(lo->l4);
+	if ((void *)(udp + 1) > data_end)
+		return 0;
+	__u16 field = udp->check;
+	if (field == 0)
+		return !lo->v6;
+	__u32 ps = pseudo_sum(ctx, lo, lo->ulen);
+	__u32 us = sum_range(ctx, lo->l4, lo->ulen);
+	if (ps == SUM_ERR || us == SUM_ERR)
+		return 0;
+	if (fold16(ps + us) == 0xffff)
+		return 1;
+	return field == ps;
+}
+
+// finish_reply turns the frame, whose UDP payload (plen bytes) is already
+// the reply, into the reply frame: codec.Frame.Reply in Go does the same.
+// The frame must already have its final length.
+static __always_inline int finish_reply(struct xdp_md *ctx, struct layout *lo, __u32 plen)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct eth_hdr *eth = data;
+	__u32 ulen = sizeof(struct udp_hdr) + plen;
+
+	if ((void *)(eth + 1) > data_end)
+		return 0;
+	__u8 mac[6];
+	__builtin_memcpy(mac, eth->dst, 6);
+	__builtin_memcpy(eth->dst, eth->src, 6);
+	__builtin_memcpy(eth->src, mac, 6);
+
+	if (lo->l3 > 64 || lo->l4 > 128)
+		return 0;
+	if (lo->v6) {
+		struct ipv6_hdr *ip6 = data + off8(lo->l3);
+		if ((void *)(ip6 + 1) > data_end)
+			return 0;
+		struct addr6 a;
+		__builtin_memcpy(a.b, ip6->saddr, 16);
+		__builtin_memcpy(ip6->saddr, ip6->daddr, 16);
+		__builtin_memcpy(ip6->daddr, a.b, 16);
+		ip6->payload_len = bpf_htons(ulen);
+		ip6->hop_limit = REPLY_TTL;
+	} else {
+		struct ipv4_hdr *ip = data + off8(lo->l3);
+		if ((void *)(ip + 1) > data_end)
+			return 0;
+		__be32 a = ip->saddr;
+		ip->saddr = ip->daddr;
+		ip->daddr = a;
+		ip->tot_len = bpf_htons(lo->l4 - lo->l3 + ulen);
+		ip->ttl = REPLY_TTL;
+		ip->check = 0;
+		__u32 s = sum_range(ctx, lo->l3, lo->l4 - lo->l3);
+		if (s == SUM_ERR)
+			return 0;
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		ip = data + off8(lo->l3);
+		if ((void *)(ip + 1) > data_end)
+			return 0;
+		ip->check = ~s & 0xffff;
+	}
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	struct udp_hdr *udp = data + off8(lo->l4);
+	if ((void *)(udp + 1) > data_end)
+		return 0;
+	__be16 port = udp->source;
+	udp->source = udp->dest;
+	udp->dest = port;
+	udp->len = bpf_htons(ulen);
+	udp->check = 0;
+	__u32 ps = pseudo_sum(ctx, lo, ulen);
+	__u32 us = sum_range(ctx, lo->l4, ulen);
+	if (ps == SUM_ERR || us == SUM_ERR)
+		return 0;
+	__u16 c = ~fold16(ps + us) & 0xffff;
+	if (c == 0)
+		c = 0xffff;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	udp = data + off8(lo->l4);
+	if ((void *)(udp + 1) > data_end)
+		return 0;
+	udp->check = c;
+	return 1;
+}
+
+// path_max is the largest reply UDP payload the link carries unfragmented
+// (codec.Frame.PathMax).
+static __always_inline __s32 path_max(struct answer_config *cfg, struct layout *lo)
+{
+	__s32 n = (__s32)cfg->mtu - (__s32)(lo->l4 - lo->l3) - (__s32)sizeof(struct udp_hdr);
+	if (lo->vlan)
+		n -= 4;
+	return n;
+}
+
+// resize makes the UDP payload plen bytes long (the frame ends there:
+// Ethernet padding is dropped, as the userspace path drops it).
+static __always_inline int resize(struct xdp_md *ctx, struct layout *lo, __u32 plen)
+{
+	__s32 want = lo->l4 + sizeof(struct udp_hdr) + plen;
+	__s32 have = bpf_xdp_get_buff_len(ctx);
+	return bpf_xdp_adjust_tail(ctx, want - have) == 0;
+}
+
+// lookup finds the live item of the key in scratch, or counts why not.
+static __always_inline struct item *lookup(struct item_key *k, struct answer_config *cfg, __u32 op)
+{
+	__u32 *slot = bpf_map_lookup_elem(&item_index, k);
+	if (!slot) {
+		count_answer(op, AO_MISS);
+		return 0;
+	}
+	__u32 idx = *slot;
+	struct item *it = bpf_map_lookup_elem(&items, &idx);
+	if (!it) {
+		count_answer(op, AO_MISS);
+		return 0;
+	}
+	// The slot must hold this key: compare the whole zero-padded keys.
+	__u64 diff = 0;
+	__u64 *a = (void *)k, *b = (void *)&it->key;
+#pragma unroll
+	for (int i = 0; i < sizeof(struct item_key) / 8; i++)
+		diff |= a[i] ^ b[i];
+	if (diff) {
+		count_answer(op, AO_MISS);
+		return 0;
+	}
+	__u64 now = bpf_ktime_get_ns();
+	if (it->expire_ns && now >= it->expire_ns) {
+		count_answer(op, AO_EXPIRED);
+		return 0;
+	}
+	if (it->cas <= cfg->flush_cas || it->stored_ns <= cfg->flush_past ||
+	    (now >= cfg->flush_at && it->stored_ns <= cfg->flush_at)) {
+		count_answer(op, AO_MISS);
+		return 0;
+	}
+	return it;
+}
+
+// bounded checks a reply of plen UDP payload bytes against the path and
+// the amplification bound.
+static __always_inline int bounded(struct answer_config *cfg, struct layout *lo, __u32 plen, __u32 op)
+{
+	__u32 req = lo->ulen - sizeof(struct udp_hdr);
+	if ((__s32)plen > path_max(cfg, lo)) {
+		count_answer(op, AO_TOO_LARGE);
+		return 0;
+	}
+	if (cfg->amp && plen > cfg->amp * req) {
+		count_answer(op, AO_AMPLIFICATION);
+		return 0;
+	}
+	return 1;
+}
+
+// store writes len bytes (1 to max) from from into the frame at off.
+static __always_inline int store(struct xdp_md *ctx, __u32 off, const void *from, __u64 len, __u64 max)
+{
+	asm volatile("" : "+r"(len));
+	if (len == 0 || len > max)
+		return 0;
+	return bpf_xdp_store_bytes(ctx, off, (void *)from, len) == 0;
+}
+
+// load_key reads the key (kl bytes, 1 to ITEM_KEY_MAX) at off into k.
+static __always_inline int load_key(struct xdp_md *ctx, __u32 off, struct item_key *k, __u64 kl)
+{
+	asm volatile("" : "+r"(kl));
+	if (kl == 0 || kl > ITEM_KEY_MAX)
+		return 0;
+	return bpf_xdp_load_bytes(ctx, off, k->b, kl) == 0;
+}
+
+// answer_rebound answers a PING or a GET hit; the header was checked for
+// magic and version.
+__noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u32 shape)
+{
+	struct layout l = {.l3 = l3, .l4 = l4, .ulen = ulen, .v6 = shape & 1, .vlan = shape >> 1};
+	struct layout *lo = &l;
+	__u32 zero = 0;
+	struct answer_config *cfg = bpf_map_lookup_elem(&answers, &zero);
+	if (!cfg || ulen < sizeof(struct udp_hdr))
+		return 0;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 poff = off8(lo->l4 + sizeof(struct udp_hdr));
+	__u32 plen = lo->ulen - sizeof(struct udp_hdr);
+	if (poff > 128)
+		return 0;
+	__u8 *msg = data + poff;
+	if ((void *)(msg + REBOUND_HEADER_LEN + 1) > data_end)
+		return 0;
+	// A request: no flags, status 0, length 12+len (ParseDatagram).
+	__u32 len = ((__u32)msg[8] << 8) | msg[9];
+	if (msg[3] != 0 || msg[10] != 0 || msg[11] != 0 || plen != REBOUND_HEADER_LEN + len)
+		return 0;
+	if (msg[2] == OP_PING) {
+		if (!bounded(cfg, lo, plen, AOP_PING))
+			return 0;
+		if (!request_sums_ok(ctx, lo)) {
+			count_answer(AOP_PING, AO_BAD_CHECKSUM);
+			return 0;
+		}
+		if (!resize(ctx, lo, plen))
+			return count_answer(AOP_PING, AO_TOO_LARGE), 0;
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		msg = data + poff;
+		if ((void *)(msg + REBOUND_HEADER_LEN) > data_end)
+			return -1;
+		msg[3] = FLAG_RESPONSE;
+		if (!finish_reply(ctx, lo, plen))
+			return -1;
+		count_answer(AOP_PING, AO_HIT);
+		return 1;
+	}
+	if (msg[2] != OP_GET)
+		return 0;
+	// GET: keylen u8, key, padding (ignored).
+	__u32 kl = msg[REBOUND_HEADER_LEN];
+	if (kl == 0 || kl > ITEM_KEY_MAX || 1 + kl > len)
+		return 0;
+	struct item_key *k = bpf_map_lookup_elem(&key_scratch, &zero);
+	if (!k)
+		return 0;
+	__builtin_memset(k, 0, sizeof(*k));
+	k->len = kl;
+	if (!load_key(ctx, poff + REBOUND_HEADER_LEN + 1, k, kl))
+		return 0;
+	struct item *it = lookup(k, cfg, AOP_GET);
+	if (!it)
+		return 0;
+	__u32 vlen = it->len;
+	if (vlen > ITEM_VALUE_MAX)
+		return 0;
+	__u32 rlen = REBOUND_HEADER_LEN + vlen;
+	if (!bounded(cfg, lo, rlen, AOP_GET))
+		return 0;
+	if (!request_sums_ok(ctx, lo)) {
+		count_answer(AOP_GET, AO_BAD_CHECKSUM);
+		return 0;
+	}
+	if (!resize(ctx, lo, rlen))
+		return count_answer(AOP_GET, AO_TOO_LARGE), 0;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	msg = data + poff;
+	if ((void *)(msg + REBOUND_HEADER_LEN) > data_end)
+		return -1;
+	msg[3] = FLAG_RESPONSE;
+	msg[8] = vlen >> 8;
+	msg[9] = vlen;
+	if (vlen > 0 && !store(ctx, poff + REBOUND_HEADER_LEN, it->data, vlen, ITEM_VALUE_MAX))
+		return -1;
+	if (!finish_reply(ctx, lo, rlen))
+		return -1;
+	count_answer(AOP_GET, AO_HIT);
+	return 1;
+}
+
+// answer_memcache answers "get <key>\r\n", alone in its datagram, when
+// the key is in the map. The frame header was checked (total 1).
+__noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u32 shape)
+{
+	struct layout l = {.l3 = l3, .l4 = l4, .ulen = ulen, .v6 = shape & 1, .vlan = shape >> 1};
+	struct layout *lo = &l;
+	__u32 zero = 0;
+	struct answer_config *cfg = bpf_map_lookup_elem(&answers, &zero);
+	if (!cfg || ulen < sizeof(struct udp_hdr))
+		return 0;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 poff = off8(lo->l4 + sizeof(struct udp_hdr));
+	__u32 plen = lo->ulen - sizeof(struct udp_hdr);
+	if (poff > 128)
+		return 0;
+	// 8-byte frame header, "get ", 1 to 250 key bytes, "\r\n".
+	if (plen < MEMCACHE_HEADER_LEN + 4 + 1 + 2 || plen > MEMCACHE_HEADER_LEN + 4 + ITEM_KEY_MAX + 2)
+		return 0;
+	__u32 kl = plen - MEMCACHE_HEADER_LEN - 4 - 2;
+	__u8 *cmd = data + poff + MEMCACHE_HEADER_LEN;
+	if ((void *)(cmd + 4) > data_end)
+		return 0;
+	if (cmd[0] != 'g' || cmd[1] != 'e' || cmd[2] != 't' || cmd[3] != ' ')
+		return 0;
+	struct item_key *k = bpf_map_lookup_elem(&key_scratch, &zero);
+	if (!k)
+		return 0;
+	__builtin_memset(k, 0, sizeof(*k));
+	k->len = kl;
+	__u32 koff = poff + MEMCACHE_HEADER_LEN + 4;
+	if (!load_key(ctx, koff, k, kl))
+		return 0;
+	// One key: no space, CR or LF in it (the Go parser splits on spaces
+	// and lines; a stray CR is left to it), then exactly CRLF.
+	for (int i = 0; i < ITEM_KEY_MAX; i++) {
+		if (i >= kl)
+			break;
+		__u8 c = k->b[i];
+		if (c == ' ' || c == '\r' || c == '\n')
+			return 0;
+	}
+	__u8 crlf[2];
+	if (bpf_xdp_load_bytes(ctx, koff + kl, crlf, 2) != 0 || crlf[0] != '\r' || crlf[1] != '\n')
+		return 0;
+	struct item *it = lookup(k, cfg, AOP_MC_GET);
+	if (!it)
+		return 0;
+	__u32 vlen = it->len;
+	__u32 slen = it->suffix_len;
+	if (vlen > ITEM_VALUE_MAX || slen > MC_SUFFIX_MAX || slen == 0)
+		return 0;
+	// "VALUE " key suffix data "\r\nEND\r\n"
+	__u32 mlen = 6 + kl + slen + vlen + 7;
+	__u32 rlen = MEMCACHE_HEADER_LEN + mlen;
+	if (mlen > MC_UDP_MAX_PAYLOAD) {
+		count_answer(AOP_MC_GET, AO_TOO_LARGE);
+		return 0;
+	}
+	if (!bounded(cfg, lo, rlen, AOP_MC_GET))
+		return 0;
+	if (!request_sums_ok(ctx, lo)) {
+		count_answer(AOP_MC_GET, AO_BAD_CHECKSUM);
+		return 0;
+	}
+	if (!resize(ctx, lo, rlen))
+		return count_answer(AOP_MC_GET, AO_TOO_LARGE), 0;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	__u8 *h = data + poff;
+	if ((void *)(h + MEMCACHE_HEADER_LEN + 6) > data_end)
+		return -1;
+	// Request id kept; sequence 0, total 1, reserved 0.
+	h[2] = 0;
+	h[3] = 0;
+	h[4] = 0;
+	h[5] = 1;
+	h[6] = 0;
+	h[7] = 0;
+	__builtin_memcpy(h + MEMCACHE_HEADER_LEN, "VALUE ", 6);
+	__u32 off = koff + 2;
+	if (!store(ctx, off, k->b, kl, ITEM_KEY_MAX))
+		return -1;
+	off += kl;
+	if (!store(ctx, off, it->suffix, slen, MC_SUFFIX_MAX))
+		return -1;
+	off += slen;
+	if (vlen > 0 && !store(ctx, off, it->data, vlen, ITEM_VALUE_MAX))
+		return -1;
+	off += vlen;
+	if (!store(ctx, off, "\r\nEND\r\n", 7, 7))
+		return -1;
+	if (!finish_reply(ctx, lo, rlen))
+		return -1;
+	count_answer(AOP_MC_GET, AO_HIT);
+	return 1;
+}
+
+// answer tries to answer the request; 1: the frame is the reply, send it
+// with XDP_TX; 0: the frame is unchanged, go on; -1: the frame was
+// changed but could not be finished, drop it.
+static __always_inline int answer(struct xdp_md *ctx, struct layout *lo, __u8 kind)
+{
+	__u32 zero = 0;
+	struct answer_config *cfg = bpf_map_lookup_elem(&answers, &zero);
+	if (!cfg || !cfg->on)
+		return 0;
+	__u32 shape = lo->v6 | lo->vlan << 1;
+	if (kind == PORT_REBOUND)
+		return answer_rebound(ctx, lo->l3, lo->l4, lo->ulen, shape);
+	if (kind == PORT_MEMCACHE)
+		return answer_memcache(ctx, lo->l3, lo->l4, lo->ulen, shape);
+	return 0;
+}
+
 SEC("xdp")
 int rebound_steer(struct xdp_md *ctx)
 {
@@ -279,7 +889,7 @@ int rebound_steer(struct xdp_md *ctx)
 	struct allow_key key = {}; // the source, as the allow-list's key
 	struct addr6 dst6 = {};
 	__be32 dst4 = 0;
-	int v6 = 0;
+	int v6 = 0, vlan = 0;
 
 	count(CNT_SEEN, 0);
 	if ((void *)(eth + 1) > data_end)
@@ -292,6 +902,7 @@ int rebound_steer(struct xdp_md *ctx)
 			return count(CNT_PASS_MALFORMED, XDP_PASS);
 		proto = vh->proto;
 		l3 = vh + 1;
+		vlan = 1;
 	}
 
 	if (proto == bpf_htons(ETH_P_IP)) {
@@ -373,6 +984,21 @@ int rebound_steer(struct xdp_md *ctx)
 		return count(CNT_PASS_NOT_LOCAL, XDP_PASS);
 	if (!allowed(&key))
 		return count(CNT_DROP_ALLOWLIST, XDP_DROP);
+
+	if (ulen == ip_payload) {
+		struct layout lo = {
+			.l3 = l3 - data,
+			.l4 = (void *)udp - data,
+			.ulen = ulen,
+			.v6 = v6,
+			.vlan = vlan,
+		};
+		int a = answer(ctx, &lo, *kind);
+		if (a > 0)
+			return count(CNT_ANSWERED, XDP_TX);
+		if (a < 0)
+			return count(CNT_DROP_UNFINISHED, XDP_DROP);
+	}
 
 	int ret = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
 	if (ret == XDP_REDIRECT)

@@ -1,0 +1,445 @@
+package bpf
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// Limits of the items the program answers from (ITEM_KEY_MAX and
+// ITEM_VALUE_MAX in the C source). Larger ones stay in userspace only.
+const (
+	AnswerKeyMax   = 250
+	AnswerValueMax = 1024
+	// MaxAnswerItems bounds Options.AnswerItems.
+	MaxAnswerItems = 1 << 20
+	// DefaultAnswerItems is what the server asks for unless told otherwise:
+	// about 13 MiB of kernel memory for the slots.
+	DefaultAnswerItems = 8192
+)
+
+// Layout of struct item and struct item_key in the C source.
+const (
+	itemKeySize    = 256
+	itemOffExpire  = 256
+	itemOffStored  = 264
+	itemOffCAS     = 272
+	itemOffFlags   = 280
+	itemOffLen     = 284
+	itemOffSufLen  = 286
+	itemOffSuffix  = 288
+	itemSuffixMax  = 24
+	itemOffData    = 312
+	itemSize       = itemOffData + AnswerValueMax
+	answerCfgSize  = 40
+	noFlushAt      = ^uint64(0)
+	reclaimEvery   = time.Second
+	clockDriftMax  = 10 * time.Millisecond
+	memberGlobal   = 1 // MEMBARRIER_CMD_GLOBAL: returns after an RCU grace period
+	reclaimBacklog = 64
+)
+
+// answerSizes returns the entries of item_index and items for n items:
+// room for n keys, and a quarter more slots (at least 256), the slots
+// replaced items wait in for a grace period before they are reused.
+func answerSizes(n int) (index, slots uint32) {
+	if n <= 0 {
+		return 1, 1
+	}
+	return uint32(n), uint32(n + max(n/4, 256))
+}
+
+// AnswerOp is a request the program answers itself (enum answer_op).
+type AnswerOp int
+
+// The answered requests.
+const (
+	AnswerPing        AnswerOp = iota // Rebound PING
+	AnswerGet                         // Rebound GET
+	AnswerMemcacheGet                 // memcached "get <key>"
+	NumAnswerOps
+)
+
+var answerOpNames = [NumAnswerOps]string{"ping", "get", "memcache_get"}
+
+func (o AnswerOp) String() string {
+	if o >= 0 && o < NumAnswerOps {
+		return answerOpNames[o]
+	}
+	return "answer_op(" + strconv.Itoa(int(o)) + ")"
+}
+
+// AnswerOutcome is how an attempt to answer went (enum answer_outcome).
+// Every outcome but AnswerHit sends the request on to userspace.
+type AnswerOutcome int
+
+// The outcomes.
+const (
+	AnswerHit           AnswerOutcome = iota // answered with XDP_TX
+	AnswerMiss                               // key not in the map, or flushed
+	AnswerExpired                            // item past its expiry
+	AnswerTooLarge                           // reply over the path MTU or the frame's room
+	AnswerAmplification                      // reply over the amplification bound
+	AnswerBadChecksum                        // request checksum wrong (userspace drops it)
+	NumAnswerOutcomes
+)
+
+var answerOutcomeNames = [NumAnswerOutcomes]string{"hit", "miss", "expired", "too_large", "amplification", "bad_checksum"}
+
+func (o AnswerOutcome) String() string {
+	if o >= 0 && o < NumAnswerOutcomes {
+		return answerOutcomeNames[o]
+	}
+	return "answer_outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// AnswerCounters counts the program's answers by request and outcome,
+// summed over CPUs.
+type AnswerCounters [NumAnswerOps][NumAnswerOutcomes]uint64
+
+// AnswerCounters reads the answer counters.
+func (p *Program) AnswerCounters() (AnswerCounters, error) {
+	var c AnswerCounters
+	if p.closed {
+		return c, errClosed
+	}
+	var per []uint64
+	for op := range NumAnswerOps {
+		for o := range NumAnswerOutcomes {
+			i := uint32(NumCounters) + uint32(op)*uint32(NumAnswerOutcomes) + uint32(o)
+			if err := p.objs.Counters.Lookup(i, &per); err != nil {
+				return c, fmt.Errorf("bpf: read answer counter %v %v: %w", op, o, err)
+			}
+			for _, v := range per {
+				c[op][o] += v
+			}
+		}
+	}
+	return c, nil
+}
+
+// Items is the kernel's copy of the items the program answers GETs from:
+// the hot small items of the server's store, kept coherent with it by the
+// store itself (Put on every write, Delete on every removal, Flush on
+// flush_all), each call made before the store acknowledges the change.
+// Calls for one key must be serialized by the caller (the store makes
+// them under the key's lock); Items serializes the rest.
+//
+// An item lives in a slot of the items array, and item_index points its
+// key to the slot. A Put fills a free slot, then points the key at it; the
+// slot the key had waits for an RCU grace period (after which no program
+// run can still be reading it) before it is free again. So the program
+// never reads a slot being written. When no slot is free, or the key or
+// value is over the limits, the key is removed instead: the program then
+// leaves its GETs to userspace, which is always right.
+type Items struct {
+	mu         sync.Mutex
+	index      *ebpf.Map
+	slots      *ebpf.Map
+	cfgMap     *ebpf.Map
+	cap        int
+	slotOf     map[string]uint32
+	free       []uint32
+	quarantine []uint32
+	cfg        [answerCfgSize]byte
+	offset     int64 // unix ns minus monotonic ns, as of the last check
+	buf        [itemSize]byte
+	key        [itemKeySize]byte
+	broken     bool  // a map update failed: answering is off for good
+	err        error // why
+
+	kick chan struct{}
+	stop chan struct{}
+	done chan struct{}
+
+	puts, deletes, noRoom, failures atomic.Uint64
+}
+
+// ItemStats are counters of Items.
+type ItemStats struct {
+	Items    int    // keys in the map now
+	Puts     uint64 // items written
+	Deletes  uint64 // keys removed
+	NoRoom   uint64 // items not written for want of a free slot (removed instead)
+	Failures uint64 // map updates that failed (answers are off after one)
+}
+
+func newItems(index, slots, cfg *ebpf.Map) *Items {
+	n := int(slots.MaxEntries())
+	it := &Items{index: index, slots: slots, cfgMap: cfg, cap: int(index.MaxEntries()),
+		slotOf: make(map[string]uint32, index.MaxEntries()), free: make([]uint32, 0, n),
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	for i := n - 1; i >= 0; i-- {
+		it.free = append(it.free, uint32(i))
+	}
+	binary.LittleEndian.PutUint64(it.cfg[32:], noFlushAt)
+	it.offset = clockOffset()
+	go it.reclaim()
+	return it
+}
+
+// Items returns the program's item map, or nil when Options.AnswerItems
+// was 0.
+func (p *Program) Items() *Items { return p.items }
+
+// clockOffset is the unix time minus the monotonic clock (the one
+// bpf_ktime_get_ns reads), in ns.
+func clockOffset() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	wall := time.Now().UnixNano()
+	return wall - ts.Nano()
+}
+
+// mono turns a unix time in ns into the program's clock.
+func (it *Items) mono(unixNs int64) uint64 {
+	return uint64(max(unixNs-it.offset, 0))
+}
+
+// Configure turns answering on or off and sets the bounds the program
+// applies: the amplification factor (0 or less: none) and the interface
+// MTU.
+func (it *Items) Configure(on bool, amp, mtu int) error {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	if it.broken && on {
+		return errors.New("bpf: answers were turned off after a failed map update")
+	}
+	v := uint32(0)
+	if on {
+		v = 1
+	}
+	binary.LittleEndian.PutUint32(it.cfg[0:], v)
+	binary.LittleEndian.PutUint32(it.cfg[4:], uint32(max(amp, 0)))
+	binary.LittleEndian.PutUint32(it.cfg[8:], uint32(max(mtu, 0)))
+	return it.writeConfig()
+}
+
+func (it *Items) writeConfig() error {
+	if err := it.cfgMap.Put(uint32(0), it.cfg[:]); err != nil {
+		return fmt.Errorf("bpf: write answer config: %w", err)
+	}
+	return nil
+}
+
+// Put writes the item under key: value, memcached flags, CAS, expiry
+// (unix seconds, 0: never) and when it was stored (unix ns, for flush_all),
+// or removes key when the item cannot be held.
+func (it *Items) Put(key string, value []byte, flags uint32, cas uint64, exptime, storedNs int64) {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	if it.broken {
+		return
+	}
+	if len(key) == 0 || len(key) > AnswerKeyMax || len(value) > AnswerValueMax {
+		it.deleteLocked(key)
+		return
+	}
+	old, had := it.slotOf[key]
+	if !had && len(it.slotOf) >= it.cap || len(it.free) == 0 {
+		it.noRoom.Add(1)
+		it.deleteLocked(key)
+		it.wake()
+		return
+	}
+	slot := it.free[len(it.free)-1]
+	b := it.buf[:]
+	clear(b[:itemOffData])
+	b[0] = byte(len(key))
+	copy(b[1:], key)
+	if exptime != 0 {
+		binary.LittleEndian.PutUint64(b[itemOffExpire:], it.mono(exptime*int64(time.Second)))
+	}
+	binary.LittleEndian.PutUint64(b[itemOffStored:], it.mono(storedNs))
+	binary.LittleEndian.PutUint64(b[itemOffCAS:], cas)
+	binary.LittleEndian.PutUint32(b[itemOffFlags:], flags)
+	binary.LittleEndian.PutUint16(b[itemOffLen:], uint16(len(value)))
+	suf := b[itemOffSuffix:itemOffSuffix:itemOffSuffix+itemSuffixMax]
+	suf = append(suf, ' ')
+	suf = strconv.AppendUint(suf, uint64(flags), 10)
+	suf = append(suf, ' ')
+	suf = strconv.AppendUint(suf, uint64(len(value)), 10)
+	suf = append(suf, '\r', '\n')
+	b[itemOffSufLen] = byte(len(suf))
+	copy(b[itemOffData:], value)
+	if err := it.slots.Put(slot, b); err != nil {
+		it.fail(fmt.Errorf("write slot %d: %w", slot, err))
+		it.deleteLocked(key)
+		return
+	}
+	copy(it.key[:], b[:itemKeySize])
+	if err := it.index.Put(it.key[:], slot); err != nil {
+		it.fail(fmt.Errorf("index key: %w", err))
+		it.deleteLocked(key)
+		return
+	}
+	it.free = it.free[:len(it.free)-1]
+	it.slotOf[key] = slot
+	if had {
+		it.retire(old)
+	}
+	it.puts.Add(1)
+}
+
+// Delete removes key, if it is held.
+func (it *Items) Delete(key string) {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	it.deleteLocked(key)
+}
+
+func (it *Items) deleteLocked(key string) {
+	slot, ok := it.slotOf[key]
+	if !ok {
+		return
+	}
+	var k [itemKeySize]byte
+	k[0] = byte(len(key))
+	copy(k[1:], key)
+	if err := it.index.Delete(k[:]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		// The program could go on answering the old value: stop answering.
+		it.fail(fmt.Errorf("remove key: %w", err))
+		return
+	}
+	delete(it.slotOf, key)
+	it.retire(slot)
+	it.deletes.Add(1)
+}
+
+// retire puts a slot no key points to any more aside until a grace period
+// has passed.
+func (it *Items) retire(slot uint32) {
+	it.quarantine = append(it.quarantine, slot)
+	if len(it.quarantine) >= reclaimBacklog || len(it.free) < reclaimBacklog {
+		it.wake()
+	}
+}
+
+func (it *Items) wake() {
+	select {
+	case it.kick <- struct{}{}:
+	default:
+	}
+}
+
+// fail turns answering off for good: the map may no longer match the
+// store. Called with mu held.
+func (it *Items) fail(err error) {
+	it.failures.Add(1)
+	if it.broken {
+		return
+	}
+	it.broken = true
+	binary.LittleEndian.PutUint32(it.cfg[0:], 0)
+	if werr := it.writeConfig(); werr != nil {
+		err = errors.Join(err, werr)
+	}
+	it.err = err
+}
+
+// Err reports why answering was turned off, if it was.
+func (it *Items) Err() error {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	if !it.broken {
+		return nil
+	}
+	return fmt.Errorf("bpf: answers off: %w", it.err)
+}
+
+// Flush applies flush_all as the store records it: items with a CAS up to
+// cas, or stored at or before past (unix ns), are gone; from at (unix ns)
+// on, so are items stored at or before at (at < 0 or math.MaxInt64: no
+// pending flush).
+func (it *Items) Flush(cas uint64, past, at int64) error {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	binary.LittleEndian.PutUint64(it.cfg[16:], cas)
+	binary.LittleEndian.PutUint64(it.cfg[24:], it.mono(past))
+	a := noFlushAt
+	if at >= 0 && at != math.MaxInt64 {
+		a = it.mono(at)
+	}
+	binary.LittleEndian.PutUint64(it.cfg[32:], a)
+	if err := it.writeConfig(); err != nil {
+		it.fail(err)
+		return err
+	}
+	return nil
+}
+
+// Stats reads the counters.
+func (it *Items) Stats() ItemStats {
+	it.mu.Lock()
+	n := len(it.slotOf)
+	it.mu.Unlock()
+	return ItemStats{Items: n, Puts: it.puts.Load(), Deletes: it.deletes.Load(),
+		NoRoom: it.noRoom.Load(), Failures: it.failures.Load()}
+}
+
+// reclaim frees quarantined slots after a grace period, and watches the
+// wall clock: if it jumps, the expiry deadlines written so far (on the
+// monotonic clock) no longer match the store's, so every key is removed.
+func (it *Items) reclaim() {
+	defer close(it.done)
+	t := time.NewTicker(reclaimEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-it.stop:
+			return
+		case <-it.kick:
+		case <-t.C:
+			it.checkClock()
+		}
+		it.mu.Lock()
+		batch := it.quarantine
+		it.quarantine = nil
+		it.mu.Unlock()
+		if len(batch) == 0 {
+			continue
+		}
+		graceBarrier()
+		it.mu.Lock()
+		it.free = append(it.free, batch...)
+		it.mu.Unlock()
+	}
+}
+
+// graceBarrier returns once every program run that started before it has
+// ended: membarrier(MEMBARRIER_CMD_GLOBAL) waits for an RCU grace period,
+// and XDP programs run inside RCU read-side sections.
+func graceBarrier() {
+	if _, _, e := unix.Syscall(unix.SYS_MEMBARRIER, memberGlobal, 0, 0); e != 0 {
+		// nohz_full kernels refuse it; a program run lasts microseconds.
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (it *Items) checkClock() {
+	off := clockOffset()
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	d := time.Duration(off - it.offset)
+	if d > -clockDriftMax && d < clockDriftMax {
+		return
+	}
+	for key := range it.slotOf {
+		it.deleteLocked(key)
+	}
+	it.offset = off
+}
+
+// close stops the reclaimer.
+func (it *Items) close() {
+	close(it.stop)
+	<-it.done
+}
