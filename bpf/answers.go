@@ -262,7 +262,7 @@ func (it *Items) Put(key string, value []byte, flags uint32, cas uint64, exptime
 	binary.LittleEndian.PutUint64(b[itemOffCAS:], cas)
 	binary.LittleEndian.PutUint32(b[itemOffFlags:], flags)
 	binary.LittleEndian.PutUint16(b[itemOffLen:], uint16(len(value)))
-	suf := b[itemOffSuffix:itemOffSuffix:itemOffSuffix+itemSuffixMax]
+	suf := b[itemOffSuffix : itemOffSuffix : itemOffSuffix+itemSuffixMax]
 	suf = append(suf, ' ')
 	suf = strconv.AppendUint(suf, uint64(flags), 10)
 	suf = append(suf, ' ')

@@ -32,16 +32,16 @@ type Counter int
 
 // The program's outcomes.
 const (
-	Seen          Counter = iota // every packet the program ran on
-	Redirected                   // request (of any port kind) sent to an AF_XDP socket
-	PassNotOurs                  // not a request for its port: to the kernel
-	PassNoSocket                 // request on a queue without a socket: to the kernel
-	DropAllowList                // request from a source outside the allow-list: dropped
-	PassMalformed                // truncated or inconsistent Ethernet/IP/UDP headers: to the kernel
-	PassFragment                 // IPv4 fragment: to the kernel (served by the socket path)
-	PassNotLocal                 // request not addressed to this host, or from a group/unset source: to the kernel
-	Answered                     // request answered in XDP (XDP_TX); see AnswerCounters for which
-	DropUnfinished               // reply begun in XDP that could not be finished: dropped (never expected)
+	Seen           Counter = iota // every packet the program ran on
+	Redirected                    // request (of any port kind) sent to an AF_XDP socket
+	PassNotOurs                   // not a request for its port: to the kernel
+	PassNoSocket                  // request on a queue without a socket: to the kernel
+	DropAllowList                 // request from a source outside the allow-list: dropped
+	PassMalformed                 // truncated or inconsistent Ethernet/IP/UDP headers: to the kernel
+	PassFragment                  // IPv4 fragment: to the kernel (served by the socket path)
+	PassNotLocal                  // request not addressed to this host, or from a group/unset source: to the kernel
+	Answered                      // request answered in XDP (XDP_TX); see AnswerCounters for which
+	DropUnfinished                // reply begun in XDP that could not be finished: dropped (never expected)
 	NumCounters
 )
 
