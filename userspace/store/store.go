@@ -126,9 +126,28 @@ type flush struct {
 
 const noFlush = math.MaxInt64
 
+// Mirror keeps a copy of the store's items coherent with it: the XDP
+// program's item map (bpf.Items). Put is called with every new version of
+// an item (set, add, replace, append, prepend, cas, incr, decr, touch),
+// Delete with every removal (delete, expiry found, flush found, eviction),
+// each under the key's lock (so in the store's order for that key) and
+// before the change is visible to other calls of the store or acknowledged
+// to a client. Flush is called by FlushAll with the state it leaves (see
+// the flush type), before FlushAll returns. A Mirror must not call the
+// store.
+type Mirror interface {
+	Put(key string, value []byte, flags uint32, cas uint64, exptime, storedNs int64)
+	Delete(key string)
+	Flush(cas uint64, past, at int64) error
+}
+
+// mirrorBox lets an interface sit in an atomic.Pointer.
+type mirrorBox struct{ m Mirror }
+
 // Store is a memory-bounded item store, safe for concurrent use.
 type Store struct {
 	c       *otter.Cache[string, *item]
+	mirror  atomic.Pointer[mirrorBox]
 	now     func() time.Time
 	maxItem int
 	limit   int64
@@ -163,9 +182,41 @@ func New(cfg Config) *Store {
 			if e.WasEvicted() {
 				s.evictions.Add(1)
 			}
+			// A replacement was told to the mirror as a Put already.
+			if e.Cause != otter.CauseReplacement {
+				if b := s.mirror.Load(); b != nil {
+					b.m.Delete(e.Key)
+				}
+			}
 		},
 	})
 	return s
+}
+
+// SetMirror attaches m (nil detaches): from now on every change is told
+// to it. Items stored before are not: the mirror starts empty and holds a
+// subset of the store. The flush state in force is told at once.
+func (s *Store) SetMirror(m Mirror) error {
+	if m == nil {
+		s.mirror.Store(nil)
+		return nil
+	}
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	if f := s.flush.Load(); f != nil {
+		if err := m.Flush(f.cas, f.past, f.at); err != nil {
+			return err
+		}
+	}
+	s.mirror.Store(&mirrorBox{m})
+	return nil
+}
+
+// put tells the mirror of it, the new version of key.
+func (s *Store) put(key string, it *item) {
+	if b := s.mirror.Load(); b != nil {
+		b.m.Put(key, it.value, it.flags, it.cas, it.exptime, it.storedNs)
+	}
 }
 
 func weigh(key string, it *item) uint32 {
@@ -224,10 +275,11 @@ func (s *Store) writeKey(key []byte) string {
 	return string(key)
 }
 
-// updateLive runs fn on key's item inside the cache's per-key compute, if
+// updateLive runs fn on key's item (with the cache's own copy of the
+// key) inside the cache's per-key compute, if
 // the key is present and its item live; a dead item found instead is
 // removed (counted as expired) and fn is not called.
-func (s *Store) updateLive(key []byte, now time.Time, fn func(old *item) (*item, otter.ComputeOp)) {
+func (s *Store) updateLive(key []byte, now time.Time, fn func(k string, old *item) (*item, otter.ComputeOp)) {
 	k, present := s.keyOf(key)
 	if !present {
 		return
@@ -237,7 +289,7 @@ func (s *Store) updateLive(key []byte, now time.Time, fn func(old *item) (*item,
 			s.expired.Add(1)
 			return nil, otter.InvalidateOp
 		}
-		return fn(old)
+		return fn(k, old)
 	})
 }
 
@@ -407,6 +459,7 @@ func (s *Store) Set(key, value []byte, mode Mode, flags uint32, exptime int64, c
 		it.storedNs = now.UnixNano()
 		it.access.Store(now.Unix()) // storing is an access, as memcached counts it
 		newCAS = it.cas
+		s.put(k, it)
 		return it, otter.WriteOp
 	})
 	if newCAS != 0 {
@@ -418,7 +471,7 @@ func (s *Store) Set(key, value []byte, mode Mode, flags uint32, exptime int64, c
 // Delete removes key; cas, when not 0, must match the item's CAS.
 func (s *Store) Delete(key []byte, cas uint64) Result {
 	res := NotFound
-	s.updateLive(key, s.now(), func(old *item) (*item, otter.ComputeOp) {
+	s.updateLive(key, s.now(), func(_ string, old *item) (*item, otter.ComputeOp) {
 		if cas != 0 && old.cas != cas {
 			res = Exists
 			return old, otter.CancelOp
@@ -433,7 +486,7 @@ func (s *Store) Delete(key []byte, cas uint64) Result {
 // returns the item now stored (nil if none).
 func (s *Store) touch(key []byte, exptime int64, now time.Time) *item {
 	var cur *item
-	s.updateLive(key, now, func(old *item) (*item, otter.ComputeOp) {
+	s.updateLive(key, now, func(k string, old *item) (*item, otter.ComputeOp) {
 		if expiredAt(exptime, now) {
 			cur = old // visible to this call, gone after it
 			return nil, otter.InvalidateOp
@@ -442,6 +495,7 @@ func (s *Store) touch(key []byte, exptime int64, now time.Time) *item {
 		it.access.Store(old.access.Load())
 		it.fetched.Store(old.fetched.Load())
 		cur = it
+		s.put(k, it)
 		return it, otter.WriteOp
 	})
 	return cur
@@ -536,6 +590,7 @@ func (s *Store) IncrCAS(key []byte, delta uint64, decr bool, vivify *Vivify, cas
 		it.storedNs = now.UnixNano()
 		it.access.Store(now.Unix()) // storing is an access, as memcached counts it
 		newCAS = it.cas
+		s.put(k, it)
 		return it, otter.WriteOp
 	})
 	if newCAS != 0 {
@@ -595,6 +650,10 @@ func (s *Store) FlushAll(delay time.Duration) {
 		next.at = now + int64(delay)
 	}
 	s.flush.Store(&next)
+	if b := s.mirror.Load(); b != nil {
+		// An error has turned the mirror off (it answers nothing more).
+		_ = b.m.Flush(next.cas, next.past, next.at)
+	}
 }
 
 // Stats returns the store's counters. It first runs the cache's pending
