@@ -33,6 +33,10 @@ var (
 	descStalled = prometheus.NewDesc("rebound_worker_tx_stalled", "1 while the worker's tx ring has not drained for a second (link down?).", []string{"transport", "queue"}, nil)
 	descXSK     = prometheus.NewDesc("rebound_xsk_events_total", "AF_XDP socket statistics from the kernel.", []string{"queue", "event"}, nil)
 	descXDP     = prometheus.NewDesc("rebound_xdp_packets_total", "Packets seen by the XDP program, by outcome.", []string{"outcome"}, nil)
+	descAnswers = prometheus.NewDesc("rebound_xdp_answers_total", "Requests the XDP program tried to answer itself, by op and outcome (hit: answered with XDP_TX; the others went on to userspace).", []string{"op", "outcome"}, nil)
+	descAItems  = prometheus.NewDesc("rebound_xdp_answer_items", "Items held in the XDP program's map.", nil, nil)
+	descANoRoom = prometheus.NewDesc("rebound_xdp_answer_no_room_total", "Writes not copied to the XDP program's map for want of room (the key is left to userspace).", nil, nil)
+	descAOff    = prometheus.NewDesc("rebound_xdp_answers_failed", "1 once a map update failed and answering in XDP was turned off for good.", nil, nil)
 	descItems   = prometheus.NewDesc("rebound_kv_items", "Items in the kv store.", nil, nil)
 	descEvict   = prometheus.NewDesc("rebound_kv_evictions_total", "Items evicted from the kv store to make room.", nil, nil)
 	descExpired = prometheus.NewDesc("rebound_kv_expired_total", "Items that expired (TTL).", nil, nil)
@@ -104,6 +108,23 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 				for i, v := range cs {
 					counter(descXDP, v, bpf.Counter(i).String())
 				}
+			}
+			if as, err := prog.AnswerCounters(); err == nil {
+				for op, row := range as {
+					for o, v := range row {
+						counter(descAnswers, v, bpf.AnswerOp(op).String(), bpf.AnswerOutcome(o).String())
+					}
+				}
+			}
+			if items := prog.Items(); items != nil {
+				st := items.Stats()
+				ch <- prometheus.MustNewConstMetric(descAItems, prometheus.GaugeValue, float64(st.Items))
+				counter(descANoRoom, st.NoRoom)
+				off := 0.0
+				if items.Err() != nil {
+					off = 1
+				}
+				ch <- prometheus.MustNewConstMetric(descAOff, prometheus.GaugeValue, off)
 			}
 		}
 	})

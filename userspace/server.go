@@ -20,6 +20,7 @@ import (
 	"github.com/rebound-net/rebound/codec"
 	"github.com/rebound-net/rebound/codec/rebound"
 	"github.com/rebound-net/rebound/userspace/mcserve"
+	"github.com/rebound-net/rebound/userspace/store"
 	"github.com/rebound-net/rebound/xdp"
 )
 
@@ -65,6 +66,14 @@ type Config struct {
 	MemcacheListen string   // UDP and TCP address (default ":11211")
 	MaxItemSize    int      // largest memcached value (default 1 MiB); sizes the TCP read buffer bound
 	TrustSrc       Prefixes // sources whose UDP replies the amplification bound does not limit
+
+	// Answers, in xdp mode, is the store whose hot small items the XDP
+	// program answers Rebound GETs and memcached gets from (and Rebound
+	// PINGs), with XDP_TX, kept coherent with it by store.Mirror. Set it
+	// only when Handler and Memcache serve that store. Nil: every request
+	// goes to the AF_XDP sockets.
+	Answers     *store.Store
+	AnswerItems int // items the XDP program holds (default bpf.DefaultAnswerItems)
 
 	// Protocols are protocols of your own, each on an address of its own
 	// (UDP and TCP) next to the built-in ones; in xdp mode their UDP ports
@@ -444,6 +453,12 @@ func (s *Server) startXDP() error {
 		opts.RawPorts = append(opts.RawPorts, p)
 		raw = append(raw, rawProto{port: p, ds: datagramServer{d: pl.Datagram, amp: s.cfg.Amplification, trust: &s.trust}})
 	}
+	if s.cfg.Answers != nil {
+		opts.AnswerItems = s.cfg.AnswerItems
+		if opts.AnswerItems <= 0 {
+			opts.AnswerItems = bpf.DefaultAnswerItems
+		}
+	}
 	prog, err := bpf.Load(opts)
 	if err != nil {
 		return err
@@ -451,6 +466,14 @@ func (s *Server) startXDP() error {
 	s.pub.Lock()
 	s.prog = prog
 	s.pub.Unlock()
+	if items := prog.Items(); items != nil {
+		if err := items.Configure(true, max(s.cfg.Amplification, 0), s.mtu); err != nil {
+			return err
+		}
+		if err := s.cfg.Answers.SetMirror(items); err != nil {
+			return err
+		}
+	}
 	// Attach first: a second server on the interface fails here with an
 	// error that names the program already there.
 	if err := prog.Attach(s.cfg.Iface, s.cfg.XDPMode, s.cfg.XDPReplace); err != nil {
@@ -612,6 +635,12 @@ func (s *Server) closeXDP() {
 	s.pub.Lock()
 	defer s.pub.Unlock()
 	if s.prog != nil {
+		if items := s.prog.Items(); items != nil {
+			// Answering off first: from here on the store's writes are
+			// no longer told to the kernel's copy.
+			_ = items.Configure(false, 0, 0)
+			_ = s.cfg.Answers.SetMirror(nil)
+		}
 		_ = s.prog.Close()
 		s.prog = nil
 	}

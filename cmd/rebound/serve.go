@@ -37,6 +37,8 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	mode := fs.String("mode", "auto", "transport `MODE`: xdp, udp, or auto (xdp when it can be set up on --iface, else udp, with a log line saying why)")
 	xdpMode := fs.String("xdp-mode", "auto", "where XDP runs (`MODE`): native (in the driver), generic (any interface, slower) or auto (native, else generic)")
 	xdpReplace := fs.Bool("xdp-replace", false, "replace an XDP program already attached to --iface (through netlink)")
+	answers := fs.Bool("xdp-answers", true, "xdp mode: answer Rebound PINGs and GETs and memcached gets of hot small items (keys up to 250 bytes, values up to 1 KiB) in the XDP program itself, from a kernel copy the store keeps coherent on every write (false: every request goes to the AF_XDP sockets)")
+	answerItems := fs.Int("xdp-answer-items", bpf.DefaultAnswerItems, "xdp mode: items the XDP program holds for --xdp-answers (about 1.6 KiB of kernel memory each)")
 	queues := fs.Int("queues", 0, "rx queues to serve, one AF_XDP socket and worker each (0: all of --iface)")
 	batch := fs.Int("batch", 64, "requests per batch")
 	mcListen := fs.String("memcache-listen", ":11211", "`ADDR:PORT` for memcached's protocol over UDP and TCP, on the same store; in xdp mode XDP steers this port too (empty: off)")
@@ -139,11 +141,20 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		mch = mcserve.New(mcserve.Config{Store: st, MaxItemSize: itemMax, Threads: threads,
 			Conns: func() (uint64, uint64) { return srv.MemcacheConns() }})
 	}
+	if *answerItems < 1 || *answerItems > bpf.MaxAnswerItems {
+		return fail(exitUsage, "--xdp-answer-items %d: want 1 to %d", *answerItems, bpf.MaxAnswerItems)
+	}
+	var answerStore *store.Store
+	if *answers {
+		answerStore = st
+	}
 	srv, err = userspace.NewServer(userspace.Config{
-		Listen: *listen, Mode: userspace.Mode(*mode), Iface: *iface, XDPMode: xm, XDPReplace: *xdpReplace,
+		Answers: answerStore,
+		Listen:  *listen, Mode: userspace.Mode(*mode), Iface: *iface, XDPMode: xm, XDPReplace: *xdpReplace,
 		Queues: *queues, Batch: *batch, AllowSrc: prefixes, Amplification: *amp, Workers: *workers,
 		Frames: *frames, Bind: bm, Handler: svc, Logger: log,
 		Memcache: mch, MemcacheListen: *mcListen, MaxItemSize: itemMax, TrustSrc: trusted,
+		AnswerItems: *answerItems,
 	})
 	if err != nil {
 		return fail(exitUsage, "%v", err)

@@ -118,6 +118,7 @@ func printSummary(w io.Writer, samples []sample) {
 	xsk := map[string]float64{}
 	kv := map[string]float64{}
 	mc := map[string]float64{}
+	answers := map[string]float64{}
 	get := func(k key) *row {
 		if rows[k] == nil {
 			rows[k] = &row{}
@@ -141,6 +142,18 @@ func printSummary(w io.Writer, samples []sample) {
 			get(k).txErr += s.value
 		case "rebound_xdp_packets_total":
 			xdpOut[s.labels["outcome"]] += s.value
+		case "rebound_xdp_answers_total":
+			if s.value != 0 {
+				answers[s.labels["op"]+" "+s.labels["outcome"]] += s.value
+			}
+		case "rebound_xdp_answer_items":
+			answers["items held"] = s.value
+		case "rebound_xdp_answer_no_room_total":
+			answers["writes not held (no room)"] = s.value
+		case "rebound_xdp_answers_failed":
+			if s.value != 0 {
+				answers["FAILED: answering turned off"] = s.value
+			}
 		case "rebound_xsk_events_total":
 			xsk[s.labels["event"]] += s.value
 		case "rebound_kv_items", "rebound_kv_evictions_total", "rebound_kv_expired_total", "rebound_kv_bytes":
@@ -198,6 +211,7 @@ func printSummary(w io.Writer, samples []sample) {
 	}
 	printMap("why requests were not answered normally:", reasons)
 	printMap("XDP program (packets by outcome):", xdpOut)
+	printMap("answers in XDP (hit: sent with XDP_TX; others went to userspace):", answers)
 	printMap("AF_XDP sockets (kernel events, all queues):", xsk)
 	printMap("kv store:", kv)
 	printMap("memcached:", mc)

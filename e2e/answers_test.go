@@ -1,0 +1,244 @@
+package e2e
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rebound-net/rebound/client"
+	"github.com/rebound-net/rebound/internal/testutil"
+)
+
+// TestXDPAnswersCoherent is the coherence stress of the answers in XDP:
+// writers change keys over TCP (memcached's protocol) and UDP (the
+// Rebound protocol, through AF_XDP), with sets, deletes and expiring sets,
+// while readers GET the same keys over UDP with both protocols, most of
+// them answered by the XDP program. Each key has one writer, whose every
+// acknowledged change raises a number; a read must never return a value
+// older than the last change acknowledged before the read began, nor a
+// torn one (every value carries its CRC), nor an item past its expiry.
+func TestXDPAnswersCoherent(t *testing.T) {
+	for _, m := range modes {
+		if !m.xdp {
+			continue
+		}
+		t.Run(m.name, func(t *testing.T) {
+			l := testutil.NewLab(t, 1)
+			const metrics = "127.0.0.1:9177"
+			startServer(t, l.Srv, append(m.args(l), "--metrics", metrics)...)
+			coherenceStress(t, l, metrics)
+		})
+	}
+}
+
+const (
+	stressKeys    = 16
+	stressWriters = 4 // key k belongs to writer k % stressWriters
+	stressFor     = 3 * time.Second
+)
+
+// stressValue encodes key, sequence number and padding, with a CRC.
+func stressValue(key string, seq uint64) []byte {
+	body := fmt.Appendf(nil, "%s:%d:%s", key, seq, strings.Repeat("v", 20+int(seq%40)))
+	return binary.BigEndian.AppendUint32(body, crc32.ChecksumIEEE(body))
+}
+
+// stressSeq checks v and returns its sequence number.
+func stressSeq(key string, v []byte) (uint64, error) {
+	if len(v) < 5 || binary.BigEndian.Uint32(v[len(v)-4:]) != crc32.ChecksumIEEE(v[:len(v)-4]) {
+		return 0, fmt.Errorf("torn value %q", v)
+	}
+	parts := strings.SplitN(string(v[:len(v)-4]), ":", 3)
+	if len(parts) != 3 || parts[0] != key {
+		return 0, fmt.Errorf("value %q is not %s's", v, key)
+	}
+	return strconv.ParseUint(parts[1], 10, 64)
+}
+
+func coherenceStress(t *testing.T, l *testutil.Lab, metrics string) {
+	ctx := context.Background()
+	keys := make([]string, stressKeys)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("coh-%02d", i)
+	}
+	// acked[k]: the sequence number of k's last acknowledged change; a
+	// read that starts later must see it or a newer one. deleted[k]: that
+	// change was a delete (a hit must then be newer still).
+	var acked [stressKeys]atomic.Uint64
+	var deleted [stressKeys]atomic.Bool
+	// Expiring items: key, and the time after which it must be gone.
+	type expiring struct {
+		key  string
+		gone time.Time
+	}
+	var expMu sync.Mutex
+	var exps []expiring
+
+	stop := time.Now().Add(stressFor)
+	errs := make(chan error, 64)
+	var wg sync.WaitGroup
+	for w := range stressWriters {
+		// Writers 0 and 2 over memcached TCP, 1 and 3 over Rebound UDP.
+		var mc *client.Memcache
+		var rb *client.Client
+		if w%2 == 0 {
+			var err error
+			l.Cli.Do(t, func() { mc, err = client.DialMemcache(ctx, "198.18.0.2:11211", client.MemcacheOptions{}) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { mc.Close() })
+		} else {
+			rb = dial(t, l.Cli, srv4, client.Options{Retries: 5})
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			seq := uint64(0)
+			for n := 0; time.Now().Before(stop); n++ {
+				for k := w; k < stressKeys; k += stressWriters {
+					seq++
+					key := keys[k]
+					var err error
+					del := n%7 == 3
+					switch {
+					case del && mc != nil:
+						err = mc.Delete(ctx, []byte(key))
+						if errors.Is(err, client.ErrCacheMiss) {
+							err = nil
+						}
+					case del:
+						err = rb.Del(ctx, []byte(key))
+						if errors.Is(err, client.ErrNotFound) {
+							err = nil
+						}
+					case mc != nil:
+						err = mc.Set(ctx, []byte(key), stressValue(key, seq), 0, 0)
+					default:
+						err = rb.Set(ctx, []byte(key), stressValue(key, seq), 0)
+					}
+					if err != nil {
+						errs <- fmt.Errorf("writer %d: %s: %w", w, key, err)
+						return
+					}
+					deleted[k].Store(del)
+					acked[k].Store(seq)
+				}
+				if n%50 == 0 { // an item that expires: must never be served after
+					key := fmt.Sprintf("exp-%d-%d", w, n)
+					var err error
+					if mc != nil {
+						err = mc.Set(ctx, []byte(key), stressValue(key, 1), 0, time.Second)
+					} else {
+						err = rb.Set(ctx, []byte(key), stressValue(key, 1), time.Second)
+					}
+					if err != nil {
+						errs <- fmt.Errorf("writer %d: %s: %w", w, key, err)
+						return
+					}
+					// Expiry is in whole seconds: gone within 1 s of the
+					// set, 2 s at most with the clock's ticks.
+					expMu.Lock()
+					exps = append(exps, expiring{key, time.Now().Add(2 * time.Second)})
+					expMu.Unlock()
+				}
+			}
+		}()
+	}
+	var reads, hits, expChecks atomic.Int64
+	for r := range 4 {
+		var mc *client.Memcache
+		var rb *client.Client
+		if r%2 == 0 {
+			var err error
+			l.Cli.Do(t, func() {
+				mc, err = client.DialMemcache(ctx, "198.18.0.2:11211", client.MemcacheOptions{UDP: true, Retries: 5})
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { mc.Close() })
+		} else {
+			rb = dial(t, l.Cli, srv4, client.Options{Retries: 5})
+		}
+		get := func(key string) ([]byte, bool, error) {
+			if mc != nil {
+				it, err := mc.Get(ctx, []byte(key))
+				if errors.Is(err, client.ErrCacheMiss) {
+					return nil, false, nil
+				}
+				return it.Value, err == nil, err
+			}
+			v, err := rb.Get(ctx, []byte(key))
+			if errors.Is(err, client.ErrNotFound) {
+				return nil, false, nil
+			}
+			return v, err == nil, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(stop.Add(2500 * time.Millisecond)); i++ {
+				k := (i*7 + r) % stressKeys
+				floor, wasDel := acked[k].Load(), deleted[k].Load()
+				v, hit, err := get(keys[k])
+				reads.Add(1)
+				if err != nil {
+					errs <- fmt.Errorf("reader %d: %s: %w", r, keys[k], err)
+					return
+				}
+				if hit {
+					hits.Add(1)
+					seq, err := stressSeq(keys[k], v)
+					switch {
+					case err != nil:
+						errs <- fmt.Errorf("reader %d: %w", r, err)
+						return
+					case seq < floor || (wasDel && seq == floor):
+						errs <- fmt.Errorf("reader %d: %s: read change %d after change %d was acknowledged (deleted: %v)", r, keys[k], seq, floor, wasDel)
+						return
+					}
+				}
+				if i%20 == 0 {
+					expMu.Lock()
+					var due []expiring
+					for _, e := range exps {
+						if time.Now().After(e.gone) {
+							due = append(due, e)
+						}
+					}
+					expMu.Unlock()
+					for _, e := range due {
+						expChecks.Add(1)
+						if v, hit, err := get(e.key); err != nil || hit {
+							errs <- fmt.Errorf("reader %d: %s served after its expiry: %q %v", r, e.key, v, err)
+							return
+						}
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	answered := metric(t, l.Srv, metrics, "rebound_xdp_answers_total", `outcome="hit"`)
+	t.Logf("%d reads, %d hits, %d expiry checks; %.0f answered in XDP", reads.Load(), hits.Load(), expChecks.Load(), answered)
+	if reads.Load() < 1000 || expChecks.Load() == 0 {
+		t.Fatalf("the stress did too little: %d reads, %d expiry checks", reads.Load(), expChecks.Load())
+	}
+	// Most hits must have come from XDP, or the test proves nothing about it.
+	if answered < float64(hits.Load())/4 {
+		t.Fatalf("only %.0f of %d hits were answered in XDP", answered, hits.Load())
+	}
+}
