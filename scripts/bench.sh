@@ -190,10 +190,13 @@ memcache_report() {
 	local round s
 	rm -f "$RESULTS"/mc-*.json
 	for round in $(seq "$MC_ROUNDS"); do
-		for s in memcached rebound-xdp rebound-udp; do
+		for s in memcached rebound-xdp rebound-afxdp rebound-udp; do
 			case $s in
 			memcached) start_mc_server memcached || return 1 ;;
-			rebound-xdp) start_mc_server rebound --mode xdp --iface "${LAB_PREFIX}s0" --xdp-mode native || return 1 ;;
+			rebound-xdp) start_mc_server rebound --mode xdp --iface "${LAB_PREFIX}s0" --xdp-mode native \
+				--xdp-answer-items $((MC_KEYS * 2)) || return 1 ;;
+			rebound-afxdp) start_mc_server rebound --mode xdp --iface "${LAB_PREFIX}s0" --xdp-mode native \
+				--xdp-answers=false || return 1 ;;
 			rebound-udp) start_mc_server rebound --mode udp || return 1 ;;
 			esac
 			mc_bench "$RESULTS/mc-$s-udp-$round.json" udp
@@ -203,7 +206,7 @@ memcache_report() {
 	done
 	echo
 	echo "memcached's protocol on the veth lab: $("$MEMCACHED" -V) ('-t 1') against 'rebound serve --memcache-listen :$MC_PORT"
-	echo "--workers 1' (xdp native; udp mode), each on CPU $SRV_CPU; 'rebound bench --protocol memcache' on CPU $CLI_CPU:"
+	echo "--workers 1' (xdp native with and without --xdp-answers; udp mode), each on CPU $SRV_CPU; 'rebound bench --protocol memcache' on CPU $CLI_CPU:"
 	echo "90% get / 10% set, 32-byte keys ($MC_KEYS, stored first), 64-byte values, $WINDOW in flight, ${DURATION}s runs,"
 	echo "servers alternated $MC_ROUNDS times (figures: the mean of the rounds; hits and bad: their sum). UDP load through"
 	echo "'--transport ${LOAD:-xdp}'; TCP: 4 connections x $((WINDOW / 4)). Every reply checked: bad = wrong key, length or shape."
@@ -211,10 +214,11 @@ memcache_report() {
 	python3 - "$RESULTS" "$MC_ROUNDS" <<'EOF'
 import json, os, sys
 results, rounds = sys.argv[1], int(sys.argv[2])
-names = {"memcached": "memcached 1.6", "rebound-xdp": "rebound xdp native", "rebound-udp": "rebound udp"}
+names = {"memcached": "memcached 1.6", "rebound-xdp": "rebound xdp, answers in XDP", "rebound-afxdp": "rebound xdp, AF_XDP only",
+         "rebound-udp": "rebound udp"}
 rows, base = [], {}
 for transport in ("udp", "tcp"):
-    for s in ("memcached", "rebound-xdp", "rebound-udp"):
+    for s in ("memcached", "rebound-xdp", "rebound-afxdp", "rebound-udp"):
         runs = []
         for r in range(1, rounds + 1):
             try:
@@ -254,7 +258,8 @@ if [ $DEMO = 1 ]; then
 	measure "xdp native" udp --mode xdp --iface "${LAB_PREFIX}s0" --xdp-mode native
 	measure "udp" udp --mode udp
 else
-	measure "xdp native" udp --mode xdp --iface "${LAB_PREFIX}s0" --xdp-mode native
+	measure "xdp native, answers in XDP" udp --mode xdp --iface "${LAB_PREFIX}s0" --xdp-mode native
+	measure "xdp native, AF_XDP only" udp --mode xdp --iface "${LAB_PREFIX}s0" --xdp-mode native --xdp-answers=false
 	measure "udp" udp --mode udp
 	measure "xdp generic" udp --mode xdp --iface "${LAB_PREFIX}s0" --xdp-mode generic
 	measure "tcp" tcp --mode udp
