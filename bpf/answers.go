@@ -151,10 +151,14 @@ type Items struct {
 	quarantine []uint32
 	cfg        [answerCfgSize]byte
 	offset     int64 // unix ns minus monotonic ns, as of the last check
-	buf        [itemSize]byte
-	key        [itemKeySize]byte
-	broken     bool  // a map update failed: answering is off for good
-	err        error // why
+	// The flush state as Flush was given it (unix ns), so that it can be
+	// written again on the program's clock when the offset changes.
+	flushCAS           uint64
+	flushPast, flushAt int64
+	buf                [itemSize]byte
+	key                [itemKeySize]byte
+	broken             bool  // a map update failed: answering is off for good
+	err                error // why
 
 	kick chan struct{}
 	stop chan struct{}
@@ -180,8 +184,9 @@ func newItems(index, slots, cfg *ebpf.Map) *Items {
 	for i := n - 1; i >= 0; i-- {
 		it.free = append(it.free, uint32(i))
 	}
-	binary.LittleEndian.PutUint64(it.cfg[32:], noFlushAt)
+	it.flushPast, it.flushAt = math.MinInt64, -1
 	it.offset = clockOffset()
+	it.setFlush()
 	go it.reclaim()
 	return it
 }
@@ -199,9 +204,32 @@ func clockOffset() int64 {
 	return wall - ts.Nano()
 }
 
-// mono turns a unix time in ns into the program's clock.
+// mono turns a unix time in ns into the program's clock; a time before
+// the clock's start is 0. The comparison comes before the subtraction:
+// the store passes math.MinInt64 for "no flush", and MinInt64 minus the
+// offset wraps around to a time far in the future, which flushed every
+// item.
 func (it *Items) mono(unixNs int64) uint64 {
-	return uint64(max(unixNs-it.offset, 0))
+	if unixNs <= it.offset {
+		return 0
+	}
+	return uint64(unixNs - it.offset)
+}
+
+// expireMono turns an exptime (unix seconds, 0: never) into the item's
+// deadline on the program's clock, where 0 means never. An exptime before
+// the clock's start is 1, long past, not 0: mono's floor would make an
+// item given a past or negative exptime (1, -1) live forever. An exptime
+// whose ns do not fit an int64 (after 2262) is never, as the store, which
+// compares seconds, never reaches it either.
+func (it *Items) expireMono(exptime int64) uint64 {
+	if exptime == 0 || exptime > math.MaxInt64/int64(time.Second) {
+		return 0
+	}
+	if exptime < math.MinInt64/int64(time.Second) {
+		return 1
+	}
+	return max(it.mono(exptime*int64(time.Second)), 1)
 }
 
 // Configure turns answering on or off and sets the bounds the program
@@ -255,9 +283,7 @@ func (it *Items) Put(key string, value []byte, flags uint32, cas uint64, exptime
 	clear(b[:itemOffData])
 	b[0] = byte(len(key))
 	copy(b[1:], key)
-	if exptime != 0 {
-		binary.LittleEndian.PutUint64(b[itemOffExpire:], it.mono(exptime*int64(time.Second)))
-	}
+	binary.LittleEndian.PutUint64(b[itemOffExpire:], it.expireMono(exptime))
 	binary.LittleEndian.PutUint64(b[itemOffStored:], it.mono(storedNs))
 	binary.LittleEndian.PutUint64(b[itemOffCAS:], cas)
 	binary.LittleEndian.PutUint32(b[itemOffFlags:], flags)
@@ -362,18 +388,25 @@ func (it *Items) Err() error {
 func (it *Items) Flush(cas uint64, past, at int64) error {
 	it.mu.Lock()
 	defer it.mu.Unlock()
-	binary.LittleEndian.PutUint64(it.cfg[16:], cas)
-	binary.LittleEndian.PutUint64(it.cfg[24:], it.mono(past))
-	a := noFlushAt
-	if at >= 0 && at != math.MaxInt64 {
-		a = it.mono(at)
-	}
-	binary.LittleEndian.PutUint64(it.cfg[32:], a)
+	it.flushCAS, it.flushPast, it.flushAt = cas, past, at
+	it.setFlush()
 	if err := it.writeConfig(); err != nil {
 		it.fail(err)
 		return err
 	}
 	return nil
+}
+
+// setFlush puts the flush state into cfg, on the program's clock as of
+// the current offset. Called with mu held.
+func (it *Items) setFlush() {
+	binary.LittleEndian.PutUint64(it.cfg[16:], it.flushCAS)
+	binary.LittleEndian.PutUint64(it.cfg[24:], it.mono(it.flushPast))
+	a := noFlushAt
+	if it.flushAt >= 0 && it.flushAt != math.MaxInt64 {
+		a = it.mono(it.flushAt)
+	}
+	binary.LittleEndian.PutUint64(it.cfg[32:], a)
 }
 
 // Stats reads the counters.
@@ -436,6 +469,14 @@ func (it *Items) checkClock() {
 		it.deleteLocked(key)
 	}
 	it.offset = off
+	// The flush state was written on the old offset: a pending flush would
+	// take effect in the program as far from the store's moment as the
+	// clock jumped, and a past one would cover other items than the
+	// store's. Write it again on the new one.
+	it.setFlush()
+	if err := it.writeConfig(); err != nil {
+		it.fail(err)
+	}
 }
 
 // close stops the reclaimer.

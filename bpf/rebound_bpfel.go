@@ -57,6 +57,11 @@ type reboundItemKey struct {
 	Pad [5]uint8
 }
 
+type reboundMoveBuf struct {
+	_ structs.HostLayout
+	B [128]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -70,6 +75,7 @@ const (
 	reboundMapKeyScratch    = "key_scratch"
 	reboundMapLocal4        = "local4"
 	reboundMapLocal6        = "local6"
+	reboundMapMoveScratch   = "move_scratch"
 	reboundMapPorts         = "ports"
 	reboundMapXsks          = "xsks"
 	reboundProgReboundSteer = "rebound_steer"
@@ -124,17 +130,18 @@ type reboundProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type reboundMapSpecs struct {
-	Allow      *ebpf.MapSpec `ebpf:"allow"`
-	Answers    *ebpf.MapSpec `ebpf:"answers"`
-	Config     *ebpf.MapSpec `ebpf:"config"`
-	Counters   *ebpf.MapSpec `ebpf:"counters"`
-	ItemIndex  *ebpf.MapSpec `ebpf:"item_index"`
-	Items      *ebpf.MapSpec `ebpf:"items"`
-	KeyScratch *ebpf.MapSpec `ebpf:"key_scratch"`
-	Local4     *ebpf.MapSpec `ebpf:"local4"`
-	Local6     *ebpf.MapSpec `ebpf:"local6"`
-	Ports      *ebpf.MapSpec `ebpf:"ports"`
-	Xsks       *ebpf.MapSpec `ebpf:"xsks"`
+	Allow       *ebpf.MapSpec `ebpf:"allow"`
+	Answers     *ebpf.MapSpec `ebpf:"answers"`
+	Config      *ebpf.MapSpec `ebpf:"config"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	ItemIndex   *ebpf.MapSpec `ebpf:"item_index"`
+	Items       *ebpf.MapSpec `ebpf:"items"`
+	KeyScratch  *ebpf.MapSpec `ebpf:"key_scratch"`
+	Local4      *ebpf.MapSpec `ebpf:"local4"`
+	Local6      *ebpf.MapSpec `ebpf:"local6"`
+	MoveScratch *ebpf.MapSpec `ebpf:"move_scratch"`
+	Ports       *ebpf.MapSpec `ebpf:"ports"`
+	Xsks        *ebpf.MapSpec `ebpf:"xsks"`
 }
 
 // reboundVariableSpecs contains global variables before they are loaded into the kernel.
@@ -163,17 +170,18 @@ func (o *reboundObjects) Close() error {
 //
 // It can be passed to loadReboundObjects or ebpf.CollectionSpec.LoadAndAssign.
 type reboundMaps struct {
-	Allow      *ebpf.Map `ebpf:"allow"`
-	Answers    *ebpf.Map `ebpf:"answers"`
-	Config     *ebpf.Map `ebpf:"config"`
-	Counters   *ebpf.Map `ebpf:"counters"`
-	ItemIndex  *ebpf.Map `ebpf:"item_index"`
-	Items      *ebpf.Map `ebpf:"items"`
-	KeyScratch *ebpf.Map `ebpf:"key_scratch"`
-	Local4     *ebpf.Map `ebpf:"local4"`
-	Local6     *ebpf.Map `ebpf:"local6"`
-	Ports      *ebpf.Map `ebpf:"ports"`
-	Xsks       *ebpf.Map `ebpf:"xsks"`
+	Allow       *ebpf.Map `ebpf:"allow"`
+	Answers     *ebpf.Map `ebpf:"answers"`
+	Config      *ebpf.Map `ebpf:"config"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	ItemIndex   *ebpf.Map `ebpf:"item_index"`
+	Items       *ebpf.Map `ebpf:"items"`
+	KeyScratch  *ebpf.Map `ebpf:"key_scratch"`
+	Local4      *ebpf.Map `ebpf:"local4"`
+	Local6      *ebpf.Map `ebpf:"local6"`
+	MoveScratch *ebpf.Map `ebpf:"move_scratch"`
+	Ports       *ebpf.Map `ebpf:"ports"`
+	Xsks        *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *reboundMaps) Close() error {
@@ -187,6 +195,7 @@ func (m *reboundMaps) Close() error {
 		m.KeyScratch,
 		m.Local4,
 		m.Local6,
+		m.MoveScratch,
 		m.Ports,
 		m.Xsks,
 	)

@@ -596,13 +596,58 @@ static __always_inline __s32 path_max(struct answer_config *cfg, struct layout *
 	return n;
 }
 
+#define MOVE_MAX 128 // headers (at most 14 + 4 + 60 + 8) and the payload bytes kept
+
+struct move_buf {
+	__u8 b[MOVE_MAX];
+};
+
+// Per-CPU room for the bytes grow_head moves (the stack has no room left
+// for them under the answer functions).
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct move_buf);
+} move_scratch SEC(".maps");
+
+// grow_head grows the frame by delta bytes at its start and moves its
+// first n bytes there: 1 done; 0 no room (the frame is unchanged); -1 the
+// frame grew but its bytes could not be moved.
+__noinline int grow_head(struct xdp_md *ctx, __u64 n, __u32 delta)
+{
+	__u32 zero = 0;
+	struct move_buf *buf = bpf_map_lookup_elem(&move_scratch, &zero);
+
+	asm volatile("" : "+r"(n));
+	if (!buf || n == 0 || n > MOVE_MAX)
+		return 0;
+	if (bpf_xdp_load_bytes(ctx, 0, buf->b, n) != 0)
+		return 0;
+	if (bpf_xdp_adjust_head(ctx, -(int)delta) != 0)
+		return 0;
+	return bpf_xdp_store_bytes(ctx, 0, buf->b, n) == 0 ? 1 : -1;
+}
+
 // resize makes the UDP payload plen bytes long (the frame ends there:
-// Ethernet padding is dropped, as the userspace path drops it).
-static __always_inline int resize(struct xdp_md *ctx, struct layout *lo, __u32 plen)
+// Ethernet padding is dropped, as the userspace path drops it): 1 done; 0
+// not possible (the frame is unchanged); -1 the frame changed but could
+// not be finished.
+// A frame grows at its tail where the driver left room there. Where it did
+// not, it grows at its head: veth and generic XDP hand the program an
+// skb's data, often with only the few bytes of tailroom the allocation
+// rounded up to, but always with XDP_PACKET_HEADROOM in front. The headers
+// and the first keep bytes of the payload (what the reply keeps of the
+// request) move to the new start; the reply rewrites all that follows.
+static __always_inline int resize(struct xdp_md *ctx, struct layout *lo, __u32 plen, __u32 keep)
 {
 	__s32 want = lo->l4 + sizeof(struct udp_hdr) + plen;
 	__s32 have = bpf_xdp_get_buff_len(ctx);
-	return bpf_xdp_adjust_tail(ctx, want - have) == 0;
+	if (bpf_xdp_adjust_tail(ctx, want - have) == 0)
+		return 1;
+	if (want <= have)
+		return 0;
+	return grow_head(ctx, lo->l4 + sizeof(struct udp_hdr) + keep, want - have);
 }
 
 // lookup finds the live item of the key in scratch, or counts why not.
@@ -651,7 +696,8 @@ static __always_inline int bounded(struct answer_config *cfg, struct layout *lo,
 		count_answer(op, AO_TOO_LARGE);
 		return 0;
 	}
-	if (cfg->amp && plen > cfg->amp * req) {
+	// In 64 bits: a large factor times a request must not wrap around.
+	if (cfg->amp && plen > (__u64)cfg->amp * req) {
 		count_answer(op, AO_AMPLIFICATION);
 		return 0;
 	}
@@ -693,7 +739,10 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 	if (poff > 128)
 		return 0;
 	__u8 *msg = data + poff;
-	if ((void *)(msg + REBOUND_HEADER_LEN + 1) > data_end)
+	// The header only: a PING may carry nothing after it, and its frame
+	// may end there (IPv6 has no Ethernet padding at that size). The GET
+	// key length byte is checked for below.
+	if ((void *)(msg + REBOUND_HEADER_LEN) > data_end)
 		return 0;
 	// A request: no flags, status 0, length 12+len (ParseDatagram).
 	__u32 len = ((__u32)msg[8] << 8) | msg[9];
@@ -706,7 +755,10 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 			count_answer(AOP_PING, AO_BAD_CHECKSUM);
 			return 0;
 		}
-		if (!resize(ctx, lo, plen))
+		int r = resize(ctx, lo, plen, plen);
+		if (r < 0)
+			return -1;
+		if (r == 0)
 			return count_answer(AOP_PING, AO_TOO_LARGE), 0;
 		data = (void *)(long)ctx->data;
 		data_end = (void *)(long)ctx->data_end;
@@ -722,6 +774,8 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 	if (msg[2] != OP_GET)
 		return 0;
 	// GET: keylen u8, key, padding (ignored).
+	if (len < 1 || (void *)(msg + REBOUND_HEADER_LEN + 1) > data_end)
+		return 0;
 	__u32 kl = msg[REBOUND_HEADER_LEN];
 	if (kl == 0 || kl > ITEM_KEY_MAX || 1 + kl > len)
 		return 0;
@@ -745,7 +799,10 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 		count_answer(AOP_GET, AO_BAD_CHECKSUM);
 		return 0;
 	}
-	if (!resize(ctx, lo, rlen))
+	int r = resize(ctx, lo, rlen, REBOUND_HEADER_LEN);
+	if (r < 0)
+		return -1;
+	if (r == 0)
 		return count_answer(AOP_GET, AO_TOO_LARGE), 0;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
@@ -828,7 +885,10 @@ __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ule
 		count_answer(AOP_MC_GET, AO_BAD_CHECKSUM);
 		return 0;
 	}
-	if (!resize(ctx, lo, rlen))
+	int r = resize(ctx, lo, rlen, MEMCACHE_HEADER_LEN);
+	if (r < 0)
+		return -1;
+	if (r == 0)
 		return count_answer(AOP_MC_GET, AO_TOO_LARGE), 0;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
