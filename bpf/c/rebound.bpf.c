@@ -722,6 +722,26 @@ static __always_inline int load_key(struct xdp_md *ctx, __u32 off, struct item_k
 	return bpf_xdp_load_bytes(ctx, off, k->b, kl) == 0;
 }
 
+// begin_reply checks a reply of plen UDP payload bytes against the
+// bounds and the request's checksums, then sizes the frame for it,
+// keeping the first keep payload bytes (see resize): 1 the frame is ready
+// for the reply; 0 not answered here (counted; the frame is unchanged);
+// -1 the frame changed but could not be finished.
+static __always_inline int begin_reply(struct xdp_md *ctx, struct layout *lo, struct answer_config *cfg,
+				       __u32 op, __u32 plen, __u32 keep)
+{
+	if (!bounded(cfg, lo, plen, op))
+		return 0;
+	if (!request_sums_ok(ctx, lo)) {
+		count_answer(op, AO_BAD_CHECKSUM);
+		return 0;
+	}
+	int r = resize(ctx, lo, plen, keep);
+	if (r == 0)
+		count_answer(op, AO_TOO_LARGE);
+	return r;
+}
+
 // answer_rebound answers a PING or a GET hit; the header was checked for
 // magic and version.
 __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u32 shape)
@@ -749,17 +769,9 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 	if (msg[3] != 0 || msg[10] != 0 || msg[11] != 0 || plen != REBOUND_HEADER_LEN + len)
 		return 0;
 	if (msg[2] == OP_PING) {
-		if (!bounded(cfg, lo, plen, AOP_PING))
-			return 0;
-		if (!request_sums_ok(ctx, lo)) {
-			count_answer(AOP_PING, AO_BAD_CHECKSUM);
-			return 0;
-		}
-		int r = resize(ctx, lo, plen, plen);
-		if (r < 0)
-			return -1;
-		if (r == 0)
-			return count_answer(AOP_PING, AO_TOO_LARGE), 0;
+		int r = begin_reply(ctx, lo, cfg, AOP_PING, plen, plen);
+		if (r <= 0)
+			return r;
 		data = (void *)(long)ctx->data;
 		data_end = (void *)(long)ctx->data_end;
 		msg = data + poff;
@@ -793,17 +805,9 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 	if (vlen > ITEM_VALUE_MAX)
 		return 0;
 	__u32 rlen = REBOUND_HEADER_LEN + vlen;
-	if (!bounded(cfg, lo, rlen, AOP_GET))
-		return 0;
-	if (!request_sums_ok(ctx, lo)) {
-		count_answer(AOP_GET, AO_BAD_CHECKSUM);
-		return 0;
-	}
-	int r = resize(ctx, lo, rlen, REBOUND_HEADER_LEN);
-	if (r < 0)
-		return -1;
-	if (r == 0)
-		return count_answer(AOP_GET, AO_TOO_LARGE), 0;
+	int r = begin_reply(ctx, lo, cfg, AOP_GET, rlen, REBOUND_HEADER_LEN);
+	if (r <= 0)
+		return r;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	msg = data + poff;
@@ -879,17 +883,9 @@ __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ule
 		count_answer(AOP_MC_GET, AO_TOO_LARGE);
 		return 0;
 	}
-	if (!bounded(cfg, lo, rlen, AOP_MC_GET))
-		return 0;
-	if (!request_sums_ok(ctx, lo)) {
-		count_answer(AOP_MC_GET, AO_BAD_CHECKSUM);
-		return 0;
-	}
-	int r = resize(ctx, lo, rlen, MEMCACHE_HEADER_LEN);
-	if (r < 0)
-		return -1;
-	if (r == 0)
-		return count_answer(AOP_MC_GET, AO_TOO_LARGE), 0;
+	int r = begin_reply(ctx, lo, cfg, AOP_MC_GET, rlen, MEMCACHE_HEADER_LEN);
+	if (r <= 0)
+		return r;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	__u8 *h = data + poff;
