@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -241,5 +243,37 @@ func coherenceStress(t *testing.T, l *testutil.Lab, metrics string) {
 	// Most hits must have come from XDP, or the test proves nothing about it.
 	if answered < float64(hits.Load())/4 {
 		t.Fatalf("only %.0f of %d hits were answered in XDP", answered, hits.Load())
+	}
+}
+
+// --busy-poll serves through AF_XDP with the sockets busy-polled, and is
+// refused, with the reason, on an interface with threaded NAPI.
+func TestBusyPoll(t *testing.T) {
+	l := testutil.NewLab(t, 1)
+	const metrics = "127.0.0.1:9178"
+	s := startServer(t, l.Srv, "--mode", "xdp", "--xdp-mode", "native", "--iface", l.SrvIf.Name,
+		"--xdp-answers=false", "--busy-poll", "50us", "--metrics", metrics)
+	c := dial(t, l.Cli, srv4, client.Options{})
+	for i := range 200 {
+		if _, err := c.Ping(context.Background(), []byte{byte(i)}); err != nil {
+			t.Fatalf("ping %d with busy polling: %v", i, err)
+		}
+	}
+	if n := metric(t, l.Srv, metrics, "rebound_replies_total", `transport="xdp"`); n < 200 {
+		t.Fatalf("%v of 200 replies through AF_XDP", n)
+	}
+	s.stop(syscall.SIGTERM)
+
+	// Threaded NAPI needs a NAPI context: veth has one with GRO on.
+	if out, err := exec.Command("ip", "netns", "exec", l.Srv.Name, "sh", "-c",
+		"ethtool -K "+l.SrvIf.Name+" gro on && echo 1 > /sys/class/net/"+l.SrvIf.Name+"/threaded").CombinedOutput(); err != nil {
+		t.Fatalf("threaded NAPI on: %v %s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", l.Srv.Name, reboundBin(t), "serve", "--mode", "xdp",
+		"--xdp-mode", "native", "--iface", l.SrvIf.Name, "--busy-poll", "50us").CombinedOutput()
+	if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "threaded NAPI") {
+		t.Fatalf("--busy-poll with threaded NAPI: %v (%v), %s", err, ctx.Err(), out)
 	}
 }

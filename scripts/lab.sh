@@ -3,7 +3,9 @@
 # one veth pair, with addresses from the benchmarking ranges (198.18.0.0/15,
 # 2001:2::/48) and nothing routed out.
 #
-#   scripts/lab.sh up [--bench]    create it (idempotent); --bench adds threaded NAPI pinned per side
+#   scripts/lab.sh up [--bench] [--busy-poll]   create it (idempotent); --bench adds threaded NAPI pinned
+#                                  per side; --busy-poll sets the server end's napi_defer_hard_irqs and
+#                                  gro_flush_timeout for 'rebound serve --busy-poll'
 #   scripts/lab.sh down            remove exactly what 'up' made
 #   scripts/lab.sh exec srv|cli CMD [ARGS...]   run a command in a namespace
 #   scripts/lab.sh status          show what exists
@@ -80,9 +82,14 @@ up() {
 		in_cli ip link set dev "$CLI_IF" xdpdrv obj "$PASS_OBJ" sec xdp ||
 			in_cli ip link set dev "$CLI_IF" xdpgeneric obj "$PASS_OBJ" sec xdp
 	fi
-	if [ "${1:-}" = "--bench" ]; then
-		bench_tuning
-	fi
+	local a
+	for a in "$@"; do
+		case $a in
+		--bench) bench_tuning ;;
+		--busy-poll) busy_poll_tuning ;;
+		*) die "up: unknown option $a (want --bench, --busy-poll)" ;;
+		esac
+	done
 	local vl="no vlan"
 	in_srv ip link show "$SRV_IF.$VLAN" >/dev/null 2>&1 && vl="vlan $VLAN 198.18.1.2"
 	echo "lab up: $SRV_NS ($SRV_IF 198.18.0.2, 2001:2::2, $vl) <-> $CLI_NS ($CLI_IF 198.18.0.1, 2001:2::1), $Q queue(s)"
@@ -99,6 +106,16 @@ bench_tuning() {
 	for pid in $(pgrep -f "napi/$CLI_IF-" || true); do taskset -pc "$cli_cpu" "$pid" >/dev/null || true; done
 	comm=$(pgrep -fa "napi/(${SRV_IF}|${CLI_IF})-" | wc -l)
 	echo "lab: threaded NAPI on, $comm NAPI threads pinned (server CPU $srv_cpu, client CPU $cli_cpu)"
+}
+
+# What busy polling wants of the interface (docs/operations.md): the
+# kernel defers its own polling of the queue (napi_defer_hard_irqs rounds
+# that find nothing, then a gro_flush_timeout timer) while the application
+# polls it.
+busy_poll_tuning() {
+	in_srv sh -c "echo ${LAB_DEFER_IRQS:-2} > /sys/class/net/$SRV_IF/napi_defer_hard_irqs && echo ${LAB_GRO_FLUSH_NS:-200000} > /sys/class/net/$SRV_IF/gro_flush_timeout" ||
+		die "could not set napi_defer_hard_irqs and gro_flush_timeout on $SRV_IF"
+	echo "lab: busy-poll settings on $SRV_IF: napi_defer_hard_irqs=${LAB_DEFER_IRQS:-2} gro_flush_timeout=${LAB_GRO_FLUSH_NS:-200000}"
 }
 
 down() {

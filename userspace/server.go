@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,6 +76,10 @@ type Config struct {
 	// goes to the AF_XDP sockets.
 	Answers     *store.Store
 	AnswerItems int // items the XDP program holds (default bpf.DefaultAnswerItems)
+	// BusyPoll, above 0 in xdp mode, makes each AF_XDP worker busy-poll
+	// its queue (xdp.Config.BusyPoll): lower tail latency, a core kept
+	// busy while there is traffic.
+	BusyPoll time.Duration
 
 	// Protocols are protocols of your own, each on an address of its own
 	// (UDP and TCP) next to the built-in ones; in xdp mode their UDP ports
@@ -453,6 +459,11 @@ func (s *Server) startXDP() error {
 		opts.RawPorts = append(opts.RawPorts, p)
 		raw = append(raw, rawProto{port: p, ds: datagramServer{d: pl.Datagram, amp: s.cfg.Amplification, trust: &s.trust}})
 	}
+	if s.cfg.BusyPoll > 0 {
+		if err := s.checkBusyPoll(); err != nil {
+			return err
+		}
+	}
 	if s.cfg.Answers != nil {
 		opts.AnswerItems = s.cfg.AnswerItems
 		if opts.AnswerItems <= 0 {
@@ -487,7 +498,8 @@ func (s *Server) startXDP() error {
 			return err
 		}
 		s.umems = append(s.umems, u)
-		xc := xdp.Config{Bind: s.cfg.Bind, RxSize: ring, TxSize: ring, FillSize: ring, CompletionSize: ring, TxBudget: s.cfg.Batch * 4}
+		xc := xdp.Config{Bind: s.cfg.Bind, RxSize: ring, TxSize: ring, FillSize: ring, CompletionSize: ring, TxBudget: s.cfg.Batch * 4,
+			BusyPoll: s.cfg.BusyPoll, BusyPollBudget: s.cfg.Batch}
 		sock, err := xdp.Open(ifi.Index, q, u, xc)
 		if err != nil && xc.TxBudget > 0 && !errors.Is(err, unix.EINVAL) {
 			// Kernels before 6.16 lack XDP_MAX_TX_SKB_BUDGET: keep their 32.
@@ -598,6 +610,28 @@ func (s *Server) watchInterface(index int) {
 func (s *Server) Fatal() <-chan error { return s.fatal }
 
 // keepVLANTags turns off rx-vlan-offload on the interface: with it, the
+// checkBusyPoll refuses busy polling on an interface with threaded NAPI
+// (measured on veth: the worker's polling and the NAPI thread stalled each
+// other, down to a few replies a second), and says when the settings that
+// make busy polling pay off are missing.
+func (s *Server) checkBusyPoll() error {
+	read := func(name string) string {
+		b, err := os.ReadFile("/sys/class/net/" + s.cfg.Iface + "/" + name)
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
+	if t := read("threaded"); t != "" && t != "0" {
+		return fmt.Errorf("busy polling and threaded NAPI on %s stall each other: turn one off (echo 0 > /sys/class/net/%s/threaded)", s.cfg.Iface, s.cfg.Iface)
+	}
+	if read("napi_defer_hard_irqs") == "0" || read("gro_flush_timeout") == "0" {
+		s.log.Warn("busy polling without napi_defer_hard_irqs and gro_flush_timeout: the kernel keeps polling the queue too (see docs/operations.md)",
+			"iface", s.cfg.Iface, "napi_defer_hard_irqs", read("napi_defer_hard_irqs"), "gro_flush_timeout", read("gro_flush_timeout"))
+	}
+	return nil
+}
+
 // NIC moves 802.1Q tags into packet metadata that AF_XDP never sees, and a
 // tagged request would be answered untagged. The setting is restored at
 // Stop.

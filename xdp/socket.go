@@ -45,6 +45,15 @@ type Config struct {
 	Bind                     BindMode
 	DisableNeedWakeup        bool // poll the kernel on every batch instead of when it asks
 	TxBudget                 int  // descriptors sent per kick in copy mode (XDP_MAX_TX_SKB_BUDGET); 0 keeps the kernel's 32
+	// BusyPoll, above 0, asks for busy polling: the socket's rx queue is
+	// then polled (its NAPI context run) from the thread that calls
+	// BusyPoll, Wait or KickTx, for up to this long per call, instead of
+	// from interrupts and softirqs (SO_PREFER_BUSY_POLL, SO_BUSY_POLL).
+	// It pays off with the interface's napi_defer_hard_irqs and
+	// gro_flush_timeout set (see docs/operations.md).
+	BusyPoll time.Duration
+	// BusyPollBudget is the packets one busy poll may take (default 64).
+	BusyPollBudget int
 }
 
 func ringSize(name string, v int) (uint32, error) {
@@ -68,6 +77,7 @@ type Socket struct {
 	queue    int
 	zerocopy bool
 	wakeup   bool // need_wakeup in use
+	busyPoll bool // SO_PREFER_BUSY_POLL set
 
 	Fill       AddrRing
 	Completion AddrRing
@@ -142,6 +152,12 @@ func Open(ifindex, queue int, u *UMEM, cfg Config) (s *Socket, err error) {
 		if err := unix.SetsockoptInt(fd, solXDP, opt, int(sizes[i])); err != nil {
 			return nil, fmt.Errorf("xdp: set %s ring size %d: %w", [...]string{"rx", "tx", "fill", "completion"}[i], sizes[i], err)
 		}
+	}
+	if cfg.BusyPoll > 0 {
+		if err := setBusyPoll(fd, cfg.BusyPoll, cfg.BusyPollBudget); err != nil {
+			return nil, err
+		}
+		sock.busyPoll = true
 	}
 	if cfg.TxBudget > 0 {
 		if err := unix.SetsockoptInt(fd, solXDP, xdpMaxTxSkbBudget, cfg.TxBudget); err != nil {
@@ -358,6 +374,51 @@ func (s *Socket) wake(asked bool, call func(fd int) unix.Errno) error {
 		return nil
 	default:
 		return e
+	}
+}
+
+// setBusyPoll turns busy polling on for fd: d per call, budget packets
+// per poll (0: 64).
+func setBusyPoll(fd int, d time.Duration, budget int) error {
+	if budget <= 0 {
+		budget = 64
+	}
+	us := max(int(d/time.Microsecond), 1)
+	for _, o := range []struct {
+		name string
+		opt  int
+		v    int
+	}{{"SO_PREFER_BUSY_POLL", unix.SO_PREFER_BUSY_POLL, 1}, {"SO_BUSY_POLL", unix.SO_BUSY_POLL, us}, {"SO_BUSY_POLL_BUDGET", unix.SO_BUSY_POLL_BUDGET, budget}} {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.opt, o.v); err != nil {
+			if errors.Is(err, unix.EPERM) {
+				return fmt.Errorf("xdp: busy poll: set %s to %d: %w (needs CAP_NET_ADMIN)", o.name, o.v, err)
+			}
+			return fmt.Errorf("xdp: busy poll: set %s to %d: %w", o.name, o.v, err)
+		}
+	}
+	return nil
+}
+
+// BusyPolling reports whether the socket was opened with Config.BusyPoll.
+func (s *Socket) BusyPolling() bool { return s.busyPoll }
+
+// BusyPoll runs the rx queue's NAPI context once from this thread, for at
+// most Config.BusyPoll, without blocking (a recvmsg with MSG_DONTWAIT,
+// which busy-polls an AF_XDP socket before it looks at its ring). A no-op
+// without Config.BusyPoll. It allocates nothing.
+func (s *Socket) BusyPoll() error {
+	if s.closed {
+		return ErrClosed
+	}
+	if !s.busyPoll {
+		return nil
+	}
+	_, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	switch e {
+	case 0, unix.EAGAIN, unix.EBUSY, unix.ENOBUFS, unix.EINTR:
+		return nil
+	default:
+		return os.NewSyscallError("recvfrom", e)
 	}
 }
 

@@ -477,3 +477,56 @@ func TestNoLeaks(t *testing.T) {
 		}
 	})
 }
+
+// Busy polling sets the three socket options Open was asked for, and
+// BusyPoll runs without error; without it the options stay off.
+func TestBusyPollOptions(t *testing.T) {
+	testutil.RequirePriv(t)
+	ns := testutil.NewNS(t, "rbx")
+	a, _ := testutil.NewVeth(t, ns, ns, 1)
+	for _, c := range []struct {
+		name   string
+		cfg    xdp.Config
+		prefer int
+		us     int
+	}{
+		{"off", xdp.Config{}, 0, 0},
+		{"50us", xdp.Config{BusyPoll: 50 * time.Microsecond, BusyPollBudget: 32}, 1, 50},
+		{"1ms", xdp.Config{BusyPoll: time.Millisecond}, 1, 1000},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ns.Do(t, func() {
+				u, err := xdp.NewUMEM(xdp.UMEMConfig{FrameCount: 512, FrameSize: 2048})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer u.Close()
+				cfg := c.cfg
+				cfg.RxSize, cfg.TxSize, cfg.FillSize, cfg.CompletionSize = 256, 256, 256, 256
+				s, err := xdp.Open(a.Index, 0, u, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+				for _, o := range []struct {
+					name string
+					opt  int
+					want int
+				}{{"SO_PREFER_BUSY_POLL", unix.SO_PREFER_BUSY_POLL, c.prefer}, {"SO_BUSY_POLL", unix.SO_BUSY_POLL, c.us}} {
+					v, err := unix.GetsockoptInt(s.FD(), unix.SOL_SOCKET, o.opt)
+					if err != nil || v != o.want {
+						t.Errorf("%s = %d (%v), want %d", o.name, v, err, o.want)
+					}
+				}
+				// SO_BUSY_POLL_BUDGET cannot be read back (getsockopt
+				// does not know it); Open fails when setting it fails.
+				if s.BusyPolling() != (c.prefer == 1) {
+					t.Errorf("BusyPolling() = %v", s.BusyPolling())
+				}
+				if err := s.BusyPoll(); err != nil {
+					t.Errorf("BusyPoll: %v", err)
+				}
+			})
+		})
+	}
+}

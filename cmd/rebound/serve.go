@@ -39,6 +39,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	xdpReplace := fs.Bool("xdp-replace", false, "replace an XDP program already attached to --iface (through netlink)")
 	answers := fs.Bool("xdp-answers", true, "xdp mode: answer Rebound PINGs and GETs and memcached gets of hot small items (keys up to 250 bytes, values up to 1 KiB) in the XDP program itself, from a kernel copy the store keeps coherent on every write (false: every request goes to the AF_XDP sockets)")
 	answerItems := fs.Int("xdp-answer-items", bpf.DefaultAnswerItems, "xdp mode: items the XDP program holds for --xdp-answers (about 1.6 KiB of kernel memory each)")
+	busyPoll := fs.Duration("busy-poll", 0, "xdp mode: busy-poll each AF_XDP queue from its worker for up to this long per call (e.g. 50us; 0: off): lower tail latency, and the worker's core stays busy while traffic flows; set the interface's napi_defer_hard_irqs and gro_flush_timeout with it (docs/operations.md)")
 	queues := fs.Int("queues", 0, "rx queues to serve, one AF_XDP socket and worker each (0: all of --iface)")
 	batch := fs.Int("batch", 64, "requests per batch")
 	mcListen := fs.String("memcache-listen", ":11211", "`ADDR:PORT` for memcached's protocol over UDP and TCP, on the same store; in xdp mode XDP steers this port too (empty: off)")
@@ -141,6 +142,12 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		mch = mcserve.New(mcserve.Config{Store: st, MaxItemSize: itemMax, Threads: threads,
 			Conns: func() (uint64, uint64) { return srv.MemcacheConns() }})
 	}
+	if *busyPoll < 0 || *busyPoll > time.Second {
+		return fail(exitUsage, "--busy-poll %v: want 0 (off) to 1s", *busyPoll)
+	}
+	if *busyPoll > 0 && *busyPoll < time.Microsecond {
+		return fail(exitUsage, "--busy-poll %v: the kernel counts it in microseconds: at least 1us", *busyPoll)
+	}
 	if *answerItems < 1 || *answerItems > bpf.MaxAnswerItems {
 		return fail(exitUsage, "--xdp-answer-items %d: want 1 to %d", *answerItems, bpf.MaxAnswerItems)
 	}
@@ -154,7 +161,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		Queues: *queues, Batch: *batch, AllowSrc: prefixes, Amplification: *amp, Workers: *workers,
 		Frames: *frames, Bind: bm, Handler: svc, Logger: log,
 		Memcache: mch, MemcacheListen: *mcListen, MaxItemSize: itemMax, TrustSrc: trusted,
-		AnswerItems: *answerItems,
+		AnswerItems: *answerItems, BusyPoll: *busyPoll,
 	})
 	if err != nil {
 		return fail(exitUsage, "%v", err)
