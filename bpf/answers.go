@@ -26,35 +26,34 @@ const (
 	DefaultAnswerItems = 8192
 )
 
-// Layout of struct item and struct item_key in the C source.
+// Layout of struct item (a lock, then struct item_body) and struct
+// item_key in the C source.
 const (
-	itemKeySize    = 256
-	itemOffExpire  = 256
-	itemOffStored  = 264
-	itemOffCAS     = 272
-	itemOffFlags   = 280
-	itemOffLen     = 284
-	itemOffSufLen  = 286
-	itemOffSuffix  = 288
-	itemSuffixMax  = 24
-	itemOffData    = 312
-	itemSize       = itemOffData + AnswerValueMax
-	answerCfgSize  = 40
-	noFlushAt      = ^uint64(0)
-	reclaimEvery   = time.Second
-	clockDriftMax  = 10 * time.Millisecond
-	memberGlobal   = 1 // MEMBARRIER_CMD_GLOBAL: returns after an RCU grace period
-	reclaimBacklog = 64
+	itemOffKey    = 8 // after struct bpf_spin_lock and its padding
+	itemKeySize   = 256
+	itemOffExpire = itemOffKey + 256
+	itemOffStored = itemOffKey + 264
+	itemOffCAS    = itemOffKey + 272
+	itemOffFlags  = itemOffKey + 280
+	itemOffLen    = itemOffKey + 284
+	itemOffSufLen = itemOffKey + 286
+	itemOffSuffix = itemOffKey + 288
+	itemSuffixMax = 24
+	itemOffData   = itemOffKey + 312
+	itemSize      = itemOffData + AnswerValueMax
+	answerCfgSize = 40
+	noFlushAt     = ^uint64(0)
+	clockEvery    = time.Second
+	clockDriftMax = 10 * time.Millisecond
 )
 
 // answerSizes returns the entries of item_index and items for n items:
-// room for n keys, and a quarter more slots (at least 256), the slots
-// replaced items wait in for a grace period before they are reused.
+// a slot for each key.
 func answerSizes(n int) (index, slots uint32) {
 	if n <= 0 {
 		return 1, 1
 	}
-	return uint32(n), uint32(n + max(n/4, 256))
+	return uint32(n), uint32(n)
 }
 
 // AnswerOp is a request the program answers itself (enum answer_op).
@@ -134,23 +133,25 @@ func (p *Program) AnswerCounters() (AnswerCounters, error) {
 // them under the key's lock); Items serializes the rest.
 //
 // An item lives in a slot of the items array, and item_index points its
-// key to the slot. A Put fills a free slot, then points the key at it; the
-// slot the key had waits for an RCU grace period (after which no program
-// run can still be reading it) before it is free again. So the program
-// never reads a slot being written. When no slot is free, or the key or
-// value is over the limits, the key is removed instead: the program then
-// leaves its GETs to userspace, which is always right.
+// key to the slot. Slots are written under their lock (BPF_F_LOCK), and the
+// program copies a slot out under the same lock, so it reads one version
+// of it, whole. A Put of a key that has a slot rewrites it in place; a new
+// key gets a free slot, filled before the key points to it. A slot freed
+// by a Delete may go to another key at once: a program run that read the
+// old index finds another key in it and leaves the request to userspace.
+// When no slot is free, or the key or value is over the limits, the key
+// is not held (removed if it was): the program leaves its GETs to
+// userspace, which is always right.
 type Items struct {
-	mu         sync.Mutex
-	index      *ebpf.Map
-	slots      *ebpf.Map
-	cfgMap     *ebpf.Map
-	cap        int
-	slotOf     map[string]uint32
-	free       []uint32
-	quarantine []uint32
-	cfg        [answerCfgSize]byte
-	offset     int64 // unix ns minus monotonic ns, as of the last check
+	mu     sync.Mutex
+	index  *ebpf.Map
+	slots  *ebpf.Map
+	cfgMap *ebpf.Map
+	cap    int
+	slotOf map[string]uint32
+	free   []uint32
+	cfg    [answerCfgSize]byte
+	offset int64 // unix ns minus monotonic ns, as of the last check
 	// The flush state as Flush was given it (unix ns), so that it can be
 	// written again on the program's clock when the offset changes.
 	flushCAS           uint64
@@ -160,7 +161,6 @@ type Items struct {
 	broken             bool  // a map update failed: answering is off for good
 	err                error // why
 
-	kick chan struct{}
 	stop chan struct{}
 	done chan struct{}
 
@@ -180,14 +180,14 @@ func newItems(index, slots, cfg *ebpf.Map) *Items {
 	n := int(slots.MaxEntries())
 	it := &Items{index: index, slots: slots, cfgMap: cfg, cap: int(index.MaxEntries()),
 		slotOf: make(map[string]uint32, index.MaxEntries()), free: make([]uint32, 0, n),
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{})}
 	for i := n - 1; i >= 0; i-- {
 		it.free = append(it.free, uint32(i))
 	}
 	it.flushPast, it.flushAt = math.MinInt64, -1
 	it.offset = clockOffset()
 	it.setFlush()
-	go it.reclaim()
+	go it.watchClock()
 	return it
 }
 
@@ -196,12 +196,21 @@ func newItems(index, slots, cfg *ebpf.Map) *Items {
 func (p *Program) Items() *Items { return p.items }
 
 // clockOffset is the unix time minus the monotonic clock (the one
-// bpf_ktime_get_ns reads), in ns.
+// bpf_ktime_get_ns reads), in ns: the wall clock read between two
+// readings of the monotonic one, best of three, so that a thread
+// preempted between its reads does not look like a clock jump.
 func clockOffset() int64 {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	wall := time.Now().UnixNano()
-	return wall - ts.Nano()
+	best, off := int64(math.MaxInt64), int64(0)
+	for range 3 {
+		var m1, w, m2 unix.Timespec
+		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &m1)
+		_ = unix.ClockGettime(unix.CLOCK_REALTIME, &w)
+		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &m2)
+		if gap := m2.Nano() - m1.Nano(); gap < best {
+			best, off = gap, w.Nano()-(m1.Nano()+gap/2)
+		}
+	}
+	return off
 }
 
 // mono turns a unix time in ns into the program's clock; a time before
@@ -271,18 +280,18 @@ func (it *Items) Put(key string, value []byte, flags uint32, cas uint64, exptime
 		it.deleteLocked(key)
 		return
 	}
-	old, had := it.slotOf[key]
-	if !had && len(it.slotOf) >= it.cap || len(it.free) == 0 {
-		it.noRoom.Add(1)
-		it.deleteLocked(key)
-		it.wake()
-		return
+	slot, had := it.slotOf[key]
+	if !had {
+		if len(it.free) == 0 {
+			it.noRoom.Add(1)
+			return
+		}
+		slot = it.free[len(it.free)-1]
 	}
-	slot := it.free[len(it.free)-1]
 	b := it.buf[:]
 	clear(b[:itemOffData])
-	b[0] = byte(len(key))
-	copy(b[1:], key)
+	b[itemOffKey] = byte(len(key))
+	copy(b[itemOffKey+1:], key)
 	binary.LittleEndian.PutUint64(b[itemOffExpire:], it.expireMono(exptime))
 	binary.LittleEndian.PutUint64(b[itemOffStored:], it.mono(storedNs))
 	binary.LittleEndian.PutUint64(b[itemOffCAS:], cas)
@@ -296,21 +305,18 @@ func (it *Items) Put(key string, value []byte, flags uint32, cas uint64, exptime
 	suf = append(suf, '\r', '\n')
 	b[itemOffSufLen] = byte(len(suf))
 	copy(b[itemOffData:], value)
-	if err := it.slots.Put(slot, b); err != nil {
+	if err := it.slots.Update(slot, b, ebpf.UpdateLock); err != nil {
 		it.fail(fmt.Errorf("write slot %d: %w", slot, err))
-		it.deleteLocked(key)
 		return
 	}
-	copy(it.key[:], b[:itemKeySize])
-	if err := it.index.Put(it.key[:], slot); err != nil {
-		it.fail(fmt.Errorf("index key: %w", err))
-		it.deleteLocked(key)
-		return
-	}
-	it.free = it.free[:len(it.free)-1]
-	it.slotOf[key] = slot
-	if had {
-		it.retire(old)
+	if !had {
+		copy(it.key[:], b[itemOffKey:itemOffKey+itemKeySize])
+		if err := it.index.Put(it.key[:], slot); err != nil {
+			it.fail(fmt.Errorf("index key: %w", err))
+			return
+		}
+		it.free = it.free[:len(it.free)-1]
+		it.slotOf[key] = slot
 	}
 	it.puts.Add(1)
 }
@@ -336,24 +342,8 @@ func (it *Items) deleteLocked(key string) {
 		return
 	}
 	delete(it.slotOf, key)
-	it.retire(slot)
+	it.free = append(it.free, slot)
 	it.deletes.Add(1)
-}
-
-// retire puts a slot no key points to any more aside until a grace period
-// has passed.
-func (it *Items) retire(slot uint32) {
-	it.quarantine = append(it.quarantine, slot)
-	if len(it.quarantine) >= reclaimBacklog || len(it.free) < reclaimBacklog {
-		it.wake()
-	}
-}
-
-func (it *Items) wake() {
-	select {
-	case it.kick <- struct{}{}:
-	default:
-	}
 }
 
 // fail turns answering off for good: the map may no longer match the
@@ -418,42 +408,20 @@ func (it *Items) Stats() ItemStats {
 		NoRoom: it.noRoom.Load(), Failures: it.failures.Load()}
 }
 
-// reclaim frees quarantined slots after a grace period, and watches the
-// wall clock: if it jumps, the expiry deadlines written so far (on the
-// monotonic clock) no longer match the store's, so every key is removed.
-func (it *Items) reclaim() {
+// watchClock watches the wall clock: if it jumps, the expiry deadlines
+// written so far (on the monotonic clock) no longer match the store's, so
+// every key is removed.
+func (it *Items) watchClock() {
 	defer close(it.done)
-	t := time.NewTicker(reclaimEvery)
+	t := time.NewTicker(clockEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-it.stop:
 			return
-		case <-it.kick:
 		case <-t.C:
 			it.checkClock()
 		}
-		it.mu.Lock()
-		batch := it.quarantine
-		it.quarantine = nil
-		it.mu.Unlock()
-		if len(batch) == 0 {
-			continue
-		}
-		graceBarrier()
-		it.mu.Lock()
-		it.free = append(it.free, batch...)
-		it.mu.Unlock()
-	}
-}
-
-// graceBarrier returns once every program run that started before it has
-// ended: membarrier(MEMBARRIER_CMD_GLOBAL) waits for an RCU grace period,
-// and XDP programs run inside RCU read-side sections.
-func graceBarrier() {
-	if _, _, e := unix.Syscall(unix.SYS_MEMBARRIER, memberGlobal, 0, 0); e != 0 {
-		// nohz_full kernels refuse it; a program run lasts microseconds.
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -479,7 +447,7 @@ func (it *Items) checkClock() {
 	}
 }
 
-// close stops the reclaimer.
+// close stops the clock watcher.
 func (it *Items) close() {
 	close(it.stop)
 	<-it.done

@@ -37,6 +37,16 @@ type reboundConfig struct {
 }
 
 type reboundItem struct {
+	_    structs.HostLayout
+	Lock struct {
+		_   structs.HostLayout
+		Val uint32
+	}
+	Pad uint32
+	B   reboundItemBody
+}
+
+type reboundItemBody struct {
 	_         structs.HostLayout
 	Key       reboundItemKey
 	ExpireNs  uint64
@@ -70,6 +80,7 @@ const (
 	reboundMapAnswers       = "answers"
 	reboundMapConfig        = "config"
 	reboundMapCounters      = "counters"
+	reboundMapItemCopy      = "item_copy"
 	reboundMapItemIndex     = "item_index"
 	reboundMapItems         = "items"
 	reboundMapKeyScratch    = "key_scratch"
@@ -134,6 +145,7 @@ type reboundMapSpecs struct {
 	Answers     *ebpf.MapSpec `ebpf:"answers"`
 	Config      *ebpf.MapSpec `ebpf:"config"`
 	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	ItemCopy    *ebpf.MapSpec `ebpf:"item_copy"`
 	ItemIndex   *ebpf.MapSpec `ebpf:"item_index"`
 	Items       *ebpf.MapSpec `ebpf:"items"`
 	KeyScratch  *ebpf.MapSpec `ebpf:"key_scratch"`
@@ -174,6 +186,7 @@ type reboundMaps struct {
 	Answers     *ebpf.Map `ebpf:"answers"`
 	Config      *ebpf.Map `ebpf:"config"`
 	Counters    *ebpf.Map `ebpf:"counters"`
+	ItemCopy    *ebpf.Map `ebpf:"item_copy"`
 	ItemIndex   *ebpf.Map `ebpf:"item_index"`
 	Items       *ebpf.Map `ebpf:"items"`
 	KeyScratch  *ebpf.Map `ebpf:"key_scratch"`
@@ -190,6 +203,7 @@ func (m *reboundMaps) Close() error {
 		m.Answers,
 		m.Config,
 		m.Counters,
+		m.ItemCopy,
 		m.ItemIndex,
 		m.Items,
 		m.KeyScratch,

@@ -311,14 +311,13 @@ static __always_inline int local(struct eth_hdr *eth, struct allow_key *src,
 // options kept, and full IPv4 and UDP checksums.
 //
 // The items: userspace (the Go store) is the only writer. An item's key,
-// value and metadata live in a slot of the array `items`; `item_index`
-// maps a key to its slot. A slot is written only while no key points to
-// it and no program run can still read it: userspace fills a free slot,
-// then points the key at it, and reuses a slot only after an RCU grace
-// period has passed since its key stopped pointing to it. A reader checks
-// that the slot's key is the one it looked up (a hash element can be
-// reused for another key while a run holds it), so it never reads a torn
-// or foreign value.
+// value and metadata live in a slot of the array `items`, behind the
+// slot's spin lock; `item_index` maps a key to its slot. Userspace writes
+// a slot under its lock (BPF_F_LOCK), and a new key's slot before the key
+// points to it; the program copies the slot out under the lock and then
+// checks that it holds the key it looked up (a slot, or a hash element,
+// can pass to another key while a run holds it). So it never answers with
+// a torn or a foreign value.
 
 #define ITEM_KEY_MAX 250   // longest key answered here (memcached's limit)
 #define ITEM_VALUE_MAX 1024 // largest value answered here
@@ -337,7 +336,7 @@ struct item_key {
 	__u8 pad[5];
 };
 
-struct item {
+struct item_body {
 	struct item_key key;
 	__u64 expire_ns; // bpf_ktime_get_ns() deadline: expired from then on; 0: never
 	__u64 stored_ns; // when it was stored, on the same clock (flush_all)
@@ -348,6 +347,18 @@ struct item {
 	__u8 pad;
 	__u8 suffix[MC_SUFFIX_MAX]; // " <flags> <len>\r\n", written by userspace
 	__u8 data[ITEM_VALUE_MAX];
+};
+
+#define ITEM_HEAD_WORDS ((sizeof(struct item_body) - ITEM_VALUE_MAX) / 8)
+
+// A slot: the item, behind a lock. Userspace writes a slot in place under
+// the lock (BPF_F_LOCK); the program copies it out under the lock. So a
+// reader sees one version of a slot, whole, whatever userspace does at the
+// same time, and then checks that it holds the key it looked up.
+struct item {
+	struct bpf_spin_lock lock;
+	__u32 pad;
+	struct item_body b;
 };
 
 struct answer_config {
@@ -383,6 +394,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct answer_config);
 } answers SEC(".maps");
+
+// Per-CPU room for the item being answered, copied out of its slot.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct item_body);
+} item_copy SEC(".maps");
 
 // Per-CPU room for the key being looked up (too big for the stack).
 struct {
@@ -651,10 +670,12 @@ static __always_inline int resize(struct xdp_md *ctx, struct layout *lo, __u32 p
 }
 
 // lookup finds the live item of the key in scratch, or counts why not.
-static __always_inline struct item *lookup(struct item_key *k, struct answer_config *cfg, __u32 op)
+static __always_inline struct item_body *lookup(struct item_key *k, struct answer_config *cfg, __u32 op)
 {
+	__u32 zero = 0;
+	struct item_body *c = bpf_map_lookup_elem(&item_copy, &zero);
 	__u32 *slot = bpf_map_lookup_elem(&item_index, k);
-	if (!slot) {
+	if (!c || !slot) {
 		count_answer(op, AO_MISS);
 		return 0;
 	}
@@ -664,9 +685,22 @@ static __always_inline struct item *lookup(struct item_key *k, struct answer_con
 		count_answer(op, AO_MISS);
 		return 0;
 	}
-	// The slot must hold this key: compare the whole zero-padded keys.
+	// Copy the slot out under its lock: the head, then the value's words.
+	__u64 *from = (void *)&it->b, *to = (void *)c;
+	bpf_spin_lock(&it->lock);
+	for (int i = 0; i < ITEM_HEAD_WORDS; i++)
+		to[i] = from[i];
+	__u32 words = (it->b.len + 7) / 8;
+	for (int i = 0; i < ITEM_VALUE_MAX / 8; i++) {
+		if (i >= words)
+			break;
+		to[ITEM_HEAD_WORDS + i] = from[ITEM_HEAD_WORDS + i];
+	}
+	bpf_spin_unlock(&it->lock);
+	// The slot must hold this key (it may have been given to another
+	// since the index was read): compare the whole zero-padded keys.
 	__u64 diff = 0;
-	__u64 *a = (void *)k, *b = (void *)&it->key;
+	__u64 *a = (void *)k, *b = (void *)&c->key;
 #pragma unroll
 	for (int i = 0; i < sizeof(struct item_key) / 8; i++)
 		diff |= a[i] ^ b[i];
@@ -675,16 +709,16 @@ static __always_inline struct item *lookup(struct item_key *k, struct answer_con
 		return 0;
 	}
 	__u64 now = bpf_ktime_get_ns();
-	if (it->expire_ns && now >= it->expire_ns) {
+	if (c->expire_ns && now >= c->expire_ns) {
 		count_answer(op, AO_EXPIRED);
 		return 0;
 	}
-	if (it->cas <= cfg->flush_cas || it->stored_ns <= cfg->flush_past ||
-	    (now >= cfg->flush_at && it->stored_ns <= cfg->flush_at)) {
+	if (c->cas <= cfg->flush_cas || c->stored_ns <= cfg->flush_past ||
+	    (now >= cfg->flush_at && c->stored_ns <= cfg->flush_at)) {
 		count_answer(op, AO_MISS);
 		return 0;
 	}
-	return it;
+	return c;
 }
 
 // bounded checks a reply of plen UDP payload bytes against the path and
@@ -798,7 +832,7 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 	k->len = kl;
 	if (!load_key(ctx, poff + REBOUND_HEADER_LEN + 1, k, kl))
 		return 0;
-	struct item *it = lookup(k, cfg, AOP_GET);
+	struct item_body *it = lookup(k, cfg, AOP_GET);
 	if (!it)
 		return 0;
 	__u32 vlen = it->len;
@@ -869,7 +903,7 @@ __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ule
 	__u8 crlf[2];
 	if (bpf_xdp_load_bytes(ctx, koff + kl, crlf, 2) != 0 || crlf[0] != '\r' || crlf[1] != '\n')
 		return 0;
-	struct item *it = lookup(k, cfg, AOP_MC_GET);
+	struct item_body *it = lookup(k, cfg, AOP_MC_GET);
 	if (!it)
 		return 0;
 	__u32 vlen = it->len;
