@@ -129,6 +129,7 @@ measure() { # label transport server-args...
 	shift 2
 	start_server "$@" || return 1
 	local idle b0 t0 b1 t1 core
+	sleep 2 # the server answers (UDP sockets) before its XDP setup is done
 	idle=$(idle_cpu)
 	read -r b0 t0 < <(cpu_ticks "$SRV_CPU")
 	run_bench "$RESULTS/$label.tput.json" "$transport" "$WINDOW"
