@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -912,5 +913,49 @@ func TestAnswerOverVeth(t *testing.T) {
 				t.Errorf("%s: %v hits moved by %d, want 1 (counters %v -> %v)", name, r.op, d, before, after)
 			}
 		}
+	}
+}
+
+// A trusted source (SetTrust, serve's --trust-src) gets memcached replies
+// over the amplification bound answered here, as userspace answers them;
+// the Rebound protocol's bound has no exceptions, trusted or not. The
+// list is swapped whole, and emptied.
+func TestAnswerTrusted(t *testing.T) {
+	p, items := loadAnswers(t, 100)
+	configure(t, items, true, ansAmp, ansMTU)
+	put(items, "k", value(200, 1), 3, 1)
+	for _, s := range shapes {
+		mc := frame(t, s.pk, mcPort, mcDatagram(7, 0, 1, 0, "get k\r\n"))
+		rb := frame(t, s.pk, 7000, getReq(2, "k", 0))
+		f, _ := codec.ParseFrame(mc)
+		src := f.SrcAddr(mc)
+		other := netip.MustParsePrefix("203.0.113.0/24")
+		if src.Is6() {
+			other = netip.MustParsePrefix("2001:db8::/32")
+		}
+		for _, c := range []struct {
+			name    string
+			list    []netip.Prefix
+			trusted bool
+		}{
+			{"no list", nil, false},
+			{"another source", []netip.Prefix{other}, false},
+			{"the source", []netip.Prefix{other, netip.PrefixFrom(src, src.BitLen())}, true},
+			{"emptied", nil, false},
+		} {
+			if err := p.SetTrust(c.list); err != nil {
+				t.Fatal(err)
+			}
+			name := s.name + " " + c.name
+			if c.trusted {
+				hit(t, p, name+" memcached", mc, bpf.AnswerMemcacheGet, mcReply(7, "k", 3, value(200, 1)))
+			} else {
+				runAnswer(t, p, name+" memcached", mc, xdpPass, bpf.PassNoSocket, bpf.AnswerMemcacheGet, bpf.AnswerAmplification)
+			}
+			runAnswer(t, p, name+" rebound", rb, xdpPass, bpf.PassNoSocket, bpf.AnswerGet, bpf.AnswerAmplification)
+		}
+	}
+	if err := p.SetTrust([]netip.Prefix{{}}); err == nil {
+		t.Fatal("SetTrust took an invalid prefix")
 	}
 }

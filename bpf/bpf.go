@@ -327,6 +327,19 @@ type allowKey struct {
 // update, so a packet sees the old list or the new one, never none. The
 // kernel frees the old trie once no program run can still use it.
 func (p *Program) SetAllow(prefixes []netip.Prefix) error {
+	return p.setList(p.objs.Allow, "allow-list", prefixes)
+}
+
+// SetTrust replaces the trusted sources, while running: memcached replies
+// answered in XDP to them are not bounded by the amplification factor
+// (userspace's --trust-src). An empty list trusts no source. The update is
+// atomic and fails closed, as SetAllow's.
+func (p *Program) SetTrust(prefixes []netip.Prefix) error {
+	return p.setList(p.objs.Trust, "trusted list", prefixes)
+}
+
+// setList builds a trie of prefixes and swaps it into slot 0 of outer.
+func (p *Program) setList(outer *ebpf.Map, what string, prefixes []netip.Prefix) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -335,7 +348,7 @@ func (p *Program) SetAllow(prefixes []netip.Prefix) error {
 	keys := make(map[allowKey]netip.Prefix, len(prefixes))
 	for _, pf := range prefixes {
 		if !pf.IsValid() {
-			return fmt.Errorf("bpf: allow-list entry %v is not a valid prefix", pf)
+			return fmt.Errorf("bpf: %s entry %v is not a valid prefix", what, pf)
 		}
 		pf = pf.Masked()
 		var k allowKey
@@ -353,28 +366,28 @@ func (p *Program) SetAllow(prefixes []netip.Prefix) error {
 		keys[k] = pf
 	}
 	if len(keys) > MaxAllow {
-		return fmt.Errorf("bpf: allow-list of %d prefixes: at most %d", len(keys), MaxAllow)
+		return fmt.Errorf("bpf: %s of %d prefixes: at most %d", what, len(keys), MaxAllow)
 	}
 	if len(keys) == 0 {
-		if err := p.objs.Allow.Delete(uint32(0)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("bpf: clear the allow-list: %w", err)
+		if err := outer.Delete(uint32(0)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("bpf: clear the %s: %w", what, err)
 		}
 		return nil
 	}
 	trie, err := ebpf.NewMap(p.trie)
 	if err != nil {
-		return fmt.Errorf("bpf: create an allow-list trie: %w", err)
+		return fmt.Errorf("bpf: create a trie for the %s: %w", what, err)
 	}
 	// The outer map holds its own reference once the trie is in: ours
 	// goes, and with it the old trie's last one when the slot is replaced.
 	defer trie.Close()
 	for k, pf := range keys {
 		if err := trie.Put(k, uint8(1)); err != nil {
-			return fmt.Errorf("bpf: allow %v: %w", pf, err)
+			return fmt.Errorf("bpf: %s: add %v: %w", what, pf, err)
 		}
 	}
-	if err := p.objs.Allow.Put(uint32(0), trie); err != nil {
-		return fmt.Errorf("bpf: switch to the new allow-list: %w", err)
+	if err := outer.Put(uint32(0), trie); err != nil {
+		return fmt.Errorf("bpf: switch to the new %s: %w", what, err)
 	}
 	return nil
 }

@@ -88,6 +88,7 @@ const (
 	reboundMapLocal6        = "local6"
 	reboundMapMoveScratch   = "move_scratch"
 	reboundMapPorts         = "ports"
+	reboundMapTrust         = "trust"
 	reboundMapXsks          = "xsks"
 	reboundProgReboundSteer = "rebound_steer"
 )
@@ -153,6 +154,7 @@ type reboundMapSpecs struct {
 	Local6      *ebpf.MapSpec `ebpf:"local6"`
 	MoveScratch *ebpf.MapSpec `ebpf:"move_scratch"`
 	Ports       *ebpf.MapSpec `ebpf:"ports"`
+	Trust       *ebpf.MapSpec `ebpf:"trust"`
 	Xsks        *ebpf.MapSpec `ebpf:"xsks"`
 }
 
@@ -194,6 +196,7 @@ type reboundMaps struct {
 	Local6      *ebpf.Map `ebpf:"local6"`
 	MoveScratch *ebpf.Map `ebpf:"move_scratch"`
 	Ports       *ebpf.Map `ebpf:"ports"`
+	Trust       *ebpf.Map `ebpf:"trust"`
 	Xsks        *ebpf.Map `ebpf:"xsks"`
 }
 
@@ -211,6 +214,7 @@ func (m *reboundMaps) Close() error {
 		m.Local6,
 		m.MoveScratch,
 		m.Ports,
+		m.Trust,
 		m.Xsks,
 	)
 }

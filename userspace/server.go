@@ -204,6 +204,14 @@ func (s *Server) SetTrust(list []netip.Prefix) error {
 	if err != nil {
 		return fmt.Errorf("trust-src: %w", err)
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// The XDP program first: a source trusted now is spared there too.
+	if s.prog != nil {
+		if err := s.prog.SetTrust(next); err != nil {
+			return fmt.Errorf("trust-src: %w", err)
+		}
+	}
 	s.trust.Store(&next)
 	return nil
 }
@@ -477,6 +485,11 @@ func (s *Server) startXDP() error {
 	s.pub.Lock()
 	s.prog = prog
 	s.pub.Unlock()
+	if t := s.trust.Load(); t != nil {
+		if err := prog.SetTrust(*t); err != nil {
+			return err
+		}
+	}
 	if items := prog.Items(); items != nil {
 		if err := items.Configure(true, max(s.cfg.Amplification, 0), s.mtu); err != nil {
 			return err

@@ -198,6 +198,15 @@ struct {
 	__array(values, struct allow_trie);
 } allow SEC(".maps");
 
+// trust[0]: the sources memcached replies answered here are not bounded
+// for (--trust-src), or empty for none; swapped whole, as allow.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct allow_trie);
+} trust SEC(".maps");
+
 // The host's own addresses (keys in network order), when config.check_dst.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -244,6 +253,17 @@ static __always_inline int allowed(struct allow_key *key)
 	void *trie = bpf_map_lookup_elem(&allow, &zero);
 	if (!trie)
 		return 1;
+	return bpf_map_lookup_elem(trie, key) != 0;
+}
+
+// trusted reports whether the source is in the trusted list (none when
+// the list is empty).
+static __always_inline int trusted(struct allow_key *key)
+{
+	__u32 zero = 0;
+	void *trie = bpf_map_lookup_elem(&trust, &zero);
+	if (!trie)
+		return 0;
 	return bpf_map_lookup_elem(trie, key) != 0;
 }
 
@@ -424,6 +444,7 @@ struct layout {
 	__u32 ulen; // UDP length, header included
 	__u32 v6;
 	__u32 vlan;
+	__u32 trusted; // the source is in trust: memcached replies are not bounded
 };
 
 // off8 bounds a header offset (all are under 256) in a way the verifier
@@ -737,7 +758,9 @@ static __always_inline int bounded(struct answer_config *cfg, struct layout *lo,
 		return 0;
 	}
 	// In 64 bits: a large factor times a request must not wrap around.
-	if (cfg->amp && plen > (__u64)cfg->amp * req) {
+	// A trusted source is spared for memcached only, as in userspace (the
+	// Rebound protocol's bound has no exceptions).
+	if (cfg->amp && plen > (__u64)cfg->amp * req && !(op == AOP_MC_GET && lo->trusted)) {
 		count_answer(op, AO_AMPLIFICATION);
 		return 0;
 	}
@@ -786,7 +809,7 @@ static __always_inline int begin_reply(struct xdp_md *ctx, struct layout *lo, st
 // magic and version.
 __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u32 shape)
 {
-	struct layout l = {.l3 = l3, .l4 = l4, .ulen = ulen, .v6 = shape & 1, .vlan = shape >> 1};
+	struct layout l = {.l3 = l3, .l4 = l4, .ulen = ulen, .v6 = shape & 1, .vlan = (shape >> 1) & 1, .trusted = (shape >> 2) & 1};
 	struct layout *lo = &l;
 	__u32 zero = 0;
 	struct answer_config *cfg = bpf_map_lookup_elem(&answers, &zero);
@@ -868,7 +891,7 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 // the key is in the map. The frame header was checked (total 1).
 __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u32 shape)
 {
-	struct layout l = {.l3 = l3, .l4 = l4, .ulen = ulen, .v6 = shape & 1, .vlan = shape >> 1};
+	struct layout l = {.l3 = l3, .l4 = l4, .ulen = ulen, .v6 = shape & 1, .vlan = (shape >> 1) & 1, .trusted = (shape >> 2) & 1};
 	struct layout *lo = &l;
 	__u32 zero = 0;
 	struct answer_config *cfg = bpf_map_lookup_elem(&answers, &zero);
@@ -966,7 +989,7 @@ static __always_inline int answer(struct xdp_md *ctx, struct layout *lo, __u8 ki
 	struct answer_config *cfg = bpf_map_lookup_elem(&answers, &zero);
 	if (!cfg || !cfg->on)
 		return 0;
-	__u32 shape = lo->v6 | lo->vlan << 1;
+	__u32 shape = lo->v6 | lo->vlan << 1 | lo->trusted << 2;
 	if (kind == PORT_REBOUND)
 		return answer_rebound(ctx, lo->l3, lo->l4, lo->ulen, shape);
 	if (kind == PORT_MEMCACHE)
@@ -1088,6 +1111,8 @@ int rebound_steer(struct xdp_md *ctx)
 			.ulen = ulen,
 			.v6 = v6,
 			.vlan = vlan,
+			// As in userspace, trust spares memcached replies only.
+			.trusted = *kind == PORT_MEMCACHE && trusted(&key),
 		};
 		int a = answer(ctx, &lo, *kind);
 		if (a > 0)
