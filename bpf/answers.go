@@ -29,17 +29,17 @@ const (
 // Layout of struct item (a lock, then struct item_body) and struct
 // item_key in the C source.
 const (
-	itemOffKey    = 8 // after struct bpf_spin_lock and its padding
-	itemKeySize   = 256
-	itemOffExpire = itemOffKey + 256
-	itemOffStored = itemOffKey + 264
-	itemOffCAS    = itemOffKey + 272
-	itemOffFlags  = itemOffKey + 280
-	itemOffLen    = itemOffKey + 284
-	itemOffSufLen = itemOffKey + 286
-	itemOffSuffix = itemOffKey + 288
+	itemOffKey    = 8                           // after struct bpf_spin_lock and its padding
+	itemKeySize   = (1 + AnswerKeyMax + 7) &^ 7 // length byte, key, zero padding to 8 bytes
+	itemOffExpire = itemOffKey + itemKeySize
+	itemOffStored = itemOffExpire + 8
+	itemOffCAS    = itemOffStored + 8
+	itemOffFlags  = itemOffCAS + 8
+	itemOffLen    = itemOffFlags + 4
+	itemOffSufLen = itemOffLen + 2
+	itemOffSuffix = itemOffSufLen + 2
 	itemSuffixMax = 24
-	itemOffData   = itemOffKey + 312
+	itemOffData   = itemOffSuffix + itemSuffixMax
 	itemSize      = itemOffData + AnswerValueMax
 	answerCfgSize = 40
 	noFlushAt     = ^uint64(0)
