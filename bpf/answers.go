@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -133,9 +135,10 @@ func (p *Program) AnswerCounters() (AnswerCounters, error) {
 // them under the key's lock); Items serializes the rest.
 //
 // An item lives in a slot of the items array, and item_index points its
-// key to the slot. Slots are written under their lock (BPF_F_LOCK), and the
-// program copies a slot out under the same lock, so it reads one version
-// of it, whole. A Put of a key that has a slot rewrites it in place; a new
+// key to the slot. Slots are written in place through a shared mapping,
+// behind a sequence count the program checks around its copy (writeSlot),
+// so it uses one version of a slot, whole, and a write costs no system
+// call. A Put of a key that has a slot rewrites it in place; a new
 // key gets a free slot, filled before the key points to it. A slot freed
 // by a Delete may go to another key at once: a program run that read the
 // old index finds another key in it and leaves the request to userspace.
@@ -145,7 +148,7 @@ func (p *Program) AnswerCounters() (AnswerCounters, error) {
 type Items struct {
 	mu     sync.Mutex
 	index  *ebpf.Map
-	slots  *ebpf.Map
+	slots  []byte // the items map, mapped: itemSize bytes a slot
 	cfgMap *ebpf.Map
 	cap    int
 	slotOf map[string]uint32
@@ -176,9 +179,17 @@ type ItemStats struct {
 	Failures uint64 // map updates that failed (answers are off after one)
 }
 
-func newItems(index, slots, cfg *ebpf.Map) *Items {
+func newItems(index, slots, cfg *ebpf.Map) (*Items, error) {
 	n := int(slots.MaxEntries())
-	it := &Items{index: index, slots: slots, cfgMap: cfg, cap: int(index.MaxEntries()),
+	if slots.ValueSize() != itemSize {
+		return nil, fmt.Errorf("bpf: item slots of %d bytes, want %d: the program and bpf/answers.go disagree", slots.ValueSize(), itemSize)
+	}
+	page := os.Getpagesize()
+	mem, err := unix.Mmap(slots.FD(), 0, (n*itemSize+page-1)/page*page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("bpf: map the item slots: %w", err)
+	}
+	it := &Items{index: index, slots: mem, cfgMap: cfg, cap: int(index.MaxEntries()),
 		slotOf: make(map[string]uint32, index.MaxEntries()), free: make([]uint32, 0, n),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	for i := n - 1; i >= 0; i-- {
@@ -188,7 +199,21 @@ func newItems(index, slots, cfg *ebpf.Map) *Items {
 	it.offset = clockOffset()
 	it.setFlush()
 	go it.watchClock()
-	return it
+	return it, nil
+}
+
+// writeSlot writes b (from itemOffKey on) into slot, in place, between
+// two steps of its sequence count (struct item in the C source): odd while
+// it writes, even again after. Go's atomic stores are full barriers, so a
+// program run that reads the same even count before and after its copy
+// copied no byte of this write. Called with mu held: one writer.
+func (it *Items) writeSlot(slot uint32, b []byte) {
+	s := it.slots[int(slot)*itemSize : int(slot+1)*itemSize]
+	seq := (*uint32)(unsafe.Pointer(&s[0]))
+	n := atomic.LoadUint32(seq)
+	atomic.StoreUint32(seq, n+1)
+	copy(s[itemOffKey:], b[itemOffKey:])
+	atomic.StoreUint32(seq, n+2)
 }
 
 // Items returns the program's item map, or nil when Options.AnswerItems
@@ -305,10 +330,7 @@ func (it *Items) Put(key string, value []byte, flags uint32, cas uint64, exptime
 	suf = append(suf, '\r', '\n')
 	b[itemOffSufLen] = byte(len(suf))
 	copy(b[itemOffData:], value)
-	if err := it.slots.Update(slot, b, ebpf.UpdateLock); err != nil {
-		it.fail(fmt.Errorf("write slot %d: %w", slot, err))
-		return
-	}
+	it.writeSlot(slot, b[:itemOffData+len(value)])
 	if !had {
 		copy(it.key[:], b[itemOffKey:itemOffKey+itemKeySize])
 		if err := it.index.Put(it.key[:], slot); err != nil {
@@ -447,8 +469,13 @@ func (it *Items) checkClock() {
 	}
 }
 
-// close stops the clock watcher.
+// close stops the clock watcher and unmaps the slots.
 func (it *Items) close() {
 	close(it.stop)
 	<-it.done
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	it.broken = true // nothing writes to the slots any more
+	_ = unix.Munmap(it.slots)
+	it.slots = nil
 }

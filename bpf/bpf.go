@@ -199,7 +199,12 @@ func Load(opts Options) (*Program, error) {
 		return nil, fmt.Errorf("bpf: load program: %w", err)
 	}
 	if opts.AnswerItems > 0 {
-		p.items = newItems(p.objs.ItemIndex, p.objs.Items, p.objs.Answers)
+		items, err := newItems(p.objs.ItemIndex, p.objs.Items, p.objs.Answers)
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		p.items = items
 	}
 	if err := p.SetPorts(opts.Ports); err != nil {
 		p.Close()

@@ -37,11 +37,8 @@ type reboundConfig struct {
 }
 
 type reboundItem struct {
-	_    structs.HostLayout
-	Lock struct {
-		_   structs.HostLayout
-		Val uint32
-	}
+	_   structs.HostLayout
+	Seq uint32
 	Pad uint32
 	B   reboundItemBody
 }

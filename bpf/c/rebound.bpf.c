@@ -332,9 +332,9 @@ static __always_inline int local(struct eth_hdr *eth, struct allow_key *src,
 //
 // The items: userspace (the Go store) is the only writer. An item's key,
 // value and metadata live in a slot of the array `items`, behind the
-// slot's spin lock; `item_index` maps a key to its slot. Userspace writes
-// a slot under its lock (BPF_F_LOCK), and a new key's slot before the key
-// points to it; the program copies the slot out under the lock and then
+// slot's sequence count (see struct item); `item_index` maps a key to its
+// slot. Userspace writes a new key's slot before the key points to it; the
+// program copies a slot out while its count shows no write and then
 // checks that it holds the key it looked up (a slot, or a hash element,
 // can pass to another key while a run holds it). So it never answers with
 // a torn or a foreign value.
@@ -371,12 +371,15 @@ struct item_body {
 
 #define ITEM_HEAD_WORDS ((sizeof(struct item_body) - ITEM_VALUE_MAX) / 8)
 
-// A slot: the item, behind a lock. Userspace writes a slot in place under
-// the lock (BPF_F_LOCK); the program copies it out under the lock. So a
-// reader sees one version of a slot, whole, whatever userspace does at the
-// same time, and then checks that it holds the key it looked up.
+// A slot: the item, behind a sequence count. Userspace writes slots in
+// place through a shared mapping of the map (BPF_F_MMAPABLE): it makes seq
+// odd, writes the item, then makes seq even again, each step a full
+// barrier. The program copies the slot out between two readings of seq
+// (atomic operations, so also barriers) and uses the copy only when they
+// are equal and even: one version of the slot, whole. It then checks that
+// the copy holds the key it looked up.
 struct item {
-	struct bpf_spin_lock lock;
+	__u32 seq;
 	__u32 pad;
 	struct item_body b;
 };
@@ -404,6 +407,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 10240); // userspace sets it
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct item);
 } items SEC(".maps");
@@ -706,9 +710,14 @@ static __always_inline struct item_body *lookup(struct item_key *k, struct answe
 		count_answer(op, AO_MISS);
 		return 0;
 	}
-	// Copy the slot out under its lock: the head, then the value's words.
+	// Copy the slot out between two equal, even readings of its sequence
+	// count: the head, then the value's words.
 	__u64 *from = (void *)&it->b, *to = (void *)c;
-	bpf_spin_lock(&it->lock);
+	__u32 seq = __sync_fetch_and_add(&it->seq, 0);
+	if (seq & 1) {
+		count_answer(op, AO_MISS); // being written: userspace answers
+		return 0;
+	}
 	for (int i = 0; i < ITEM_HEAD_WORDS; i++)
 		to[i] = from[i];
 	// Four words a round (a few bytes past the value, inside the slot):
@@ -723,7 +732,10 @@ static __always_inline struct item_body *lookup(struct item_key *k, struct answe
 		to[w + 2] = from[w + 2];
 		to[w + 3] = from[w + 3];
 	}
-	bpf_spin_unlock(&it->lock);
+	if (__sync_fetch_and_add(&it->seq, 0) != seq) {
+		count_answer(op, AO_MISS);
+		return 0;
+	}
 	// The slot must hold this key (it may have been given to another
 	// since the index was read): compare the whole zero-padded keys.
 	__u64 diff = 0;
