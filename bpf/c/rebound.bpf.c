@@ -817,15 +817,31 @@ static __always_inline int begin_reply(struct xdp_md *ctx, struct layout *lo, st
 	return r;
 }
 
+// unpack rebuilds the layout the answer functions get as scalars (global
+// functions take no pointers to the caller's stack; shape: bit 0 IPv6, bit
+// 1 VLAN, bit 2 trusted) and returns the answer config, or 0.
+static __always_inline struct answer_config *unpack(struct layout *lo, __u32 l3, __u32 l4, __u32 ulen, __u32 shape)
+{
+	lo->l3 = l3;
+	lo->l4 = l4;
+	lo->ulen = ulen;
+	lo->v6 = shape & 1;
+	lo->vlan = (shape >> 1) & 1;
+	lo->trusted = (shape >> 2) & 1;
+	__u32 zero = 0;
+	struct answer_config *cfg = bpf_map_lookup_elem(&answers, &zero);
+	if (!cfg || ulen < sizeof(struct udp_hdr))
+		return 0;
+	return cfg;
+}
+
 // answer_rebound answers a PING or a GET hit; the header was checked for
 // magic and version.
 __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u32 shape)
 {
-	struct layout l = {.l3 = l3, .l4 = l4, .ulen = ulen, .v6 = shape & 1, .vlan = (shape >> 1) & 1, .trusted = (shape >> 2) & 1};
-	struct layout *lo = &l;
-	__u32 zero = 0;
-	struct answer_config *cfg = bpf_map_lookup_elem(&answers, &zero);
-	if (!cfg || ulen < sizeof(struct udp_hdr))
+	struct layout l, *lo = &l;
+	struct answer_config *cfg = unpack(lo, l3, l4, ulen, shape);
+	if (!cfg)
 		return 0;
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -866,6 +882,7 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 	__u32 kl = msg[REBOUND_HEADER_LEN];
 	if (kl == 0 || kl > ITEM_KEY_MAX || 1 + kl > len)
 		return 0;
+	__u32 zero = 0;
 	struct item_key *k = bpf_map_lookup_elem(&key_scratch, &zero);
 	if (!k)
 		return 0;
@@ -903,11 +920,9 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 // the key is in the map. The frame header was checked (total 1).
 __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u32 shape)
 {
-	struct layout l = {.l3 = l3, .l4 = l4, .ulen = ulen, .v6 = shape & 1, .vlan = (shape >> 1) & 1, .trusted = (shape >> 2) & 1};
-	struct layout *lo = &l;
-	__u32 zero = 0;
-	struct answer_config *cfg = bpf_map_lookup_elem(&answers, &zero);
-	if (!cfg || ulen < sizeof(struct udp_hdr))
+	struct layout l, *lo = &l;
+	struct answer_config *cfg = unpack(lo, l3, l4, ulen, shape);
+	if (!cfg)
 		return 0;
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -924,6 +939,7 @@ __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ule
 		return 0;
 	if (cmd[0] != 'g' || cmd[1] != 'e' || cmd[2] != 't' || cmd[3] != ' ')
 		return 0;
+	__u32 zero = 0;
 	struct item_key *k = bpf_map_lookup_elem(&key_scratch, &zero);
 	if (!k)
 		return 0;
