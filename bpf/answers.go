@@ -28,10 +28,10 @@ const (
 	DefaultAnswerItems = 8192
 )
 
-// Layout of struct item (a lock, then struct item_body) and struct
-// item_key in the C source.
+// Layout of struct item (a sequence count, then struct item_body) and
+// struct item_key in the C source.
 const (
-	itemOffKey    = 8                           // after struct bpf_spin_lock and its padding
+	itemOffKey    = 8                           // after the sequence count and its padding
 	itemKeySize   = (1 + AnswerKeyMax + 7) &^ 7 // length byte, key, zero padding to 8 bytes
 	itemOffExpire = itemOffKey + itemKeySize
 	itemOffStored = itemOffExpire + 8
@@ -175,7 +175,7 @@ type ItemStats struct {
 	Items    int    // keys in the map now
 	Puts     uint64 // items written
 	Deletes  uint64 // keys removed
-	NoRoom   uint64 // items not written for want of a free slot (removed instead)
+	NoRoom   uint64 // new keys not held for want of a free slot
 	Failures uint64 // map updates that failed (answers are off after one)
 }
 

@@ -10,6 +10,7 @@
 //	p.Attach("eth0", bpf.ModeAuto, false)     // bpf_link: gone when the process dies
 //	p.SetLocal(ifaceMAC, hostAddrs)           // when the host's addresses change
 //	p.SetAllow(prefixes)                      // atomic: old list or new, never none
+//	p.Items().Put(key, value, flags, cas, exp, storedNs) // with AnswerItems: what XDP answers from
 //	c, _ := p.Counters()                      // per-CPU counters, summed
 //	p.Close()                                 // detach and release
 //
@@ -49,6 +50,17 @@
 // other protocols' datagrams sent to a Rebound or memcached port, is passed
 // to the kernel untouched; each outcome has a counter (Counter), shared by
 // every kind of port.
+//
+// Answers (Options.AnswerItems > 0, then Items().Configure(true, ...)):
+// before redirecting a request, the program answers with XDP_TX what it
+// can answer exactly: a Rebound PING, a Rebound GET or a memcached
+// "get <key>" of an item it holds. Items holds those items (keys up to
+// AnswerKeyMax, values up to AnswerValueMax); the server's store keeps it
+// coherent through store.Mirror. The reply is byte for byte the userspace
+// path's (the same bounds, checksums and rewrite); everything it cannot
+// answer goes on unchanged. SetTrust is the trusted list of the memcached
+// amplification bound, swapped like the allow-list. AnswerCounters counts
+// each attempt by request and outcome.
 //
 // SetAllow is atomic and fails closed: the prefixes are checked first (an
 // error leaves the list in force), the new list is built in a trie that is
