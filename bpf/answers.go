@@ -315,8 +315,7 @@ func (it *Items) Put(key string, value []byte, flags uint32, cas uint64, exptime
 	}
 	b := it.buf[:]
 	clear(b[:itemOffData])
-	b[itemOffKey] = byte(len(key))
-	copy(b[itemOffKey+1:], key)
+	putKey(b[itemOffKey:], key)
 	binary.LittleEndian.PutUint64(b[itemOffExpire:], it.expireMono(exptime))
 	binary.LittleEndian.PutUint64(b[itemOffStored:], it.mono(storedNs))
 	binary.LittleEndian.PutUint64(b[itemOffCAS:], cas)
@@ -343,6 +342,13 @@ func (it *Items) Put(key string, value []byte, flags uint32, cas uint64, exptime
 	it.puts.Add(1)
 }
 
+// putKey writes key as struct item_key: its length, then its bytes (the
+// zero padding after them is the caller's).
+func putKey(dst []byte, key string) {
+	dst[0] = byte(len(key))
+	copy(dst[1:], key)
+}
+
 // Delete removes key, if it is held.
 func (it *Items) Delete(key string) {
 	it.mu.Lock()
@@ -356,8 +362,7 @@ func (it *Items) deleteLocked(key string) {
 		return
 	}
 	var k [itemKeySize]byte
-	k[0] = byte(len(key))
-	copy(k[1:], key)
+	putKey(k[:], key)
 	if err := it.index.Delete(k[:]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		// The program could go on answering the old value: stop answering.
 		it.fail(fmt.Errorf("remove key: %w", err))

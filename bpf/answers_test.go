@@ -78,6 +78,20 @@ func frame(t *testing.T, pk testutil.Packet, port uint16, payload []byte) []byte
 	return testutil.Frame(t, pk)
 }
 
+// counters reads both counter sets of p.
+func counters(t *testing.T, p *bpf.Program) (bpf.Counters, bpf.AnswerCounters) {
+	t.Helper()
+	c, err := p.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := p.AnswerCounters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, a
+}
+
 // runAnswer runs the program on req and checks the verdict and that
 // exactly Seen and counter moved by one among the counters, and exactly
 // (op, outcome) among the answer counters (none when op is noAnswer). When
@@ -85,27 +99,13 @@ func frame(t *testing.T, pk testutil.Packet, port uint16, payload []byte) []byte
 // the output frame.
 func runAnswer(t *testing.T, p *bpf.Program, name string, req []byte, verdict uint32, counter bpf.Counter, op bpf.AnswerOp, outcome bpf.AnswerOutcome) []byte {
 	t.Helper()
-	before, err := p.Counters()
-	if err != nil {
-		t.Fatal(err)
-	}
-	abefore, err := p.AnswerCounters()
-	if err != nil {
-		t.Fatal(err)
-	}
+	before, abefore := counters(t, p)
 	in := append([]byte(nil), req...)
 	got, out, err := p.RunFrame(in)
 	if err != nil {
 		t.Fatalf("%s: run: %v", name, err)
 	}
-	after, err := p.Counters()
-	if err != nil {
-		t.Fatal(err)
-	}
-	aafter, err := p.AnswerCounters()
-	if err != nil {
-		t.Fatal(err)
-	}
+	after, aafter := counters(t, p)
 	if got != verdict {
 		t.Errorf("%s: verdict %d, want %d", name, got, verdict)
 	}

@@ -1011,17 +1011,20 @@ __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ule
 // answer tries to answer the request; 1: the frame is the reply, send it
 // with XDP_TX; 0: the frame is unchanged, go on; -1: the frame was
 // changed but could not be finished, drop it.
-static __always_inline int answer(struct xdp_md *ctx, struct layout *lo, __u8 kind)
+static __always_inline int answer(struct xdp_md *ctx, struct allow_key *src, __u32 l3, __u32 l4, __u32 ulen,
+				  __u32 v6, __u32 vlan, __u8 kind)
 {
 	__u32 zero = 0;
 	struct answer_config *cfg = bpf_map_lookup_elem(&answers, &zero);
 	if (!cfg || !cfg->on)
 		return 0;
-	__u32 shape = lo->v6 | lo->vlan << 1 | lo->trusted << 2;
+	__u32 shape = v6 | vlan << 1;
 	if (kind == PORT_REBOUND)
-		return answer_rebound(ctx, lo->l3, lo->l4, lo->ulen, shape);
+		return answer_rebound(ctx, l3, l4, ulen, shape);
+	// As in userspace, trust spares memcached replies only; the list is
+	// looked up only when answering is on.
 	if (kind == PORT_MEMCACHE)
-		return answer_memcache(ctx, lo->l3, lo->l4, lo->ulen, shape);
+		return answer_memcache(ctx, l3, l4, ulen, shape | trusted(src) << 2);
 	return 0;
 }
 
@@ -1133,16 +1136,7 @@ int rebound_steer(struct xdp_md *ctx)
 		return count(CNT_DROP_ALLOWLIST, XDP_DROP);
 
 	if (ulen == ip_payload) {
-		struct layout lo = {
-			.l3 = l3 - data,
-			.l4 = (void *)udp - data,
-			.ulen = ulen,
-			.v6 = v6,
-			.vlan = vlan,
-			// As in userspace, trust spares memcached replies only.
-			.trusted = *kind == PORT_MEMCACHE && trusted(&key),
-		};
-		int a = answer(ctx, &lo, *kind);
+		int a = answer(ctx, &key, l3 - data, (void *)udp - data, ulen, v6, vlan, *kind);
 		if (a > 0)
 			return count(CNT_ANSWERED, XDP_TX);
 		if (a < 0)
