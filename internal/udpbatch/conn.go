@@ -26,6 +26,8 @@ type Stats struct {
 	RxErrors  uint64 // socket errors (ICMP) Read absorbed and retried past
 	Sent      uint64 // datagrams the kernel accepted in Flush
 	Dropped   uint64 // queued datagrams the kernel refused, skipped by Flush
+	GSOSends  uint64 // messages that carried several datagrams (UDP_SEGMENT)
+	GSOOff    bool   // GSO was turned off: refused by the kernel, or SetGSO(false)
 }
 
 // Conn does batched UDP I/O on one socket with recvmmsg and sendmmsg. It is
@@ -46,15 +48,24 @@ type Conn struct {
 	rerr  unix.Errno     // error of the last recvmmsg, if it ended the read
 	recvF func(uintptr) bool
 
-	// send side
-	wh    []unix.Mmsghdr
+	// send side: per queued datagram its iovec and destination; Flush
+	// builds the messages (wh) from them, one per datagram or, with GSO,
+	// one per run of equal-sized datagrams to one destination.
 	wiov  []unix.Iovec
 	wname []unix.RawSockaddrInet6
-	nq    int        // datagrams queued
-	wpos  int        // next queued datagram to hand to the kernel
-	wok   int        // datagrams the kernel accepted in this Flush
-	wtry  bool       // the datagram at wpos already failed once
-	werr  unix.Errno // first refusal in this Flush
+	wnlen []uint32 // sockaddr length of each queued datagram
+	wh    []unix.Mmsghdr
+	wctl  [][gsoCtlLen]byte // per message: a UDP_SEGMENT control message
+	wfrom []int32           // per message: index of its first datagram
+	wcnt  []int32           // per message: how many datagrams it carries
+	nm    int               // messages built for this Flush
+	gso   bool              // group datagrams with UDP_SEGMENT
+	gsoOK bool              // the kernel takes UDP_SEGMENT
+	nq    int               // datagrams queued
+	wpos  int               // next message to hand to the kernel
+	wok   int               // datagrams the kernel accepted in this Flush
+	wtry  bool              // the message at wpos already failed once
+	werr  unix.Errno        // first refusal in this Flush
 	sendF func(uintptr) bool
 
 	stats Stats
@@ -107,7 +118,9 @@ func New(c *net.UDPConn, batch, bufSize int) (*Conn, error) {
 		slab: make([]byte, batch*bufSize), bufs: make([][]byte, batch),
 		rh: make([]unix.Mmsghdr, batch), riov: make([]unix.Iovec, batch), rname: make([]unix.RawSockaddrInet6, batch),
 		rctl: make([][ctlLen]byte, batch),
-		wh:   make([]unix.Mmsghdr, batch), wiov: make([]unix.Iovec, batch), wname: make([]unix.RawSockaddrInet6, batch),
+		wiov: make([]unix.Iovec, batch), wname: make([]unix.RawSockaddrInet6, batch), wnlen: make([]uint32, batch),
+		wh: make([]unix.Mmsghdr, batch), wctl: make([][gsoCtlLen]byte, batch),
+		wfrom: make([]int32, batch), wcnt: make([]int32, batch),
 	}
 	for i := range batch {
 		k.bufs[i] = k.slab[i*bufSize : (i+1)*bufSize : (i+1)*bufSize]
@@ -121,12 +134,17 @@ func New(c *net.UDPConn, batch, bufSize int) (*Conn, error) {
 		h.SetIovlen(1)
 		h.Control = &k.rctl[i][0]
 		h.SetControllen(ctlLen)
-		w := &k.wh[i].Hdr
-		// unsafe: the kernel reads Namelen bytes of sockaddr from here.
-		w.Name = (*byte)(unsafe.Pointer(&k.wname[i]))
-		w.Iov = &k.wiov[i]
-		w.SetIovlen(1)
+		// unsafe: a cmsghdr written at the start of an aligned buffer.
+		m := (*unix.Cmsghdr)(unsafe.Pointer(&k.wctl[i][0]))
+		m.Level, m.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+		m.SetLen(unix.CmsgLen(2))
 	}
+	// GSO when the kernel knows UDP_SEGMENT (Linux 4.18): asking for a
+	// segment size of 0 on the socket changes nothing.
+	k.gsoOK = rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_SEGMENT, 0)
+	}) == nil && serr == nil
+	k.SetGSO(true)
 	k.rn = batch // Read resets every slot the first time
 	// Bound once: passing a stored method value allocates nothing.
 	k.recvF = k.recv
@@ -297,7 +315,7 @@ func (c *Conn) Queue(b []byte, i int) bool {
 	}
 	j := c.nq
 	c.wname[j] = c.rname[i]
-	c.wh[j].Hdr.Namelen = c.rh[i].Hdr.Namelen
+	c.wnlen[j] = c.rh[i].Hdr.Namelen
 	c.queue(j, b)
 	return true
 }
@@ -316,7 +334,7 @@ func (c *Conn) QueueTo(b []byte, to netip.AddrPort) bool {
 	switch {
 	case !a.IsValid():
 		*sa = unix.RawSockaddrInet6{}
-		c.wh[j].Hdr.Namelen = 0
+		c.wnlen[j] = 0
 	case c.family == unix.AF_INET && a.Unmap().Is4():
 		*sa = unix.RawSockaddrInet6{}
 		// unsafe: a sockaddr_in lies at the start of the storage.
@@ -324,11 +342,11 @@ func (c *Conn) QueueTo(b []byte, to netip.AddrPort) bool {
 		s4.Family = unix.AF_INET
 		htons(&s4.Port, to.Port())
 		s4.Addr = a.Unmap().As4()
-		c.wh[j].Hdr.Namelen = sockaddr4Len
+		c.wnlen[j] = sockaddr4Len
 	default:
 		*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
 		htons(&sa.Port, to.Port())
-		c.wh[j].Hdr.Namelen = sockaddrLen
+		c.wnlen[j] = sockaddrLen
 	}
 	c.queue(j, b)
 	return true
@@ -352,7 +370,16 @@ func (c *Conn) Queued() int { return c.nq }
 // Stats.Dropped; err is then the first refusal, a unix.Errno. After the
 // socket is closed, err is net.ErrClosed; past a write deadline,
 // os.ErrDeadlineExceeded (wrapped).
+//
+// With GSO on (see SetGSO), consecutive datagrams of one size to one
+// destination go to the kernel as one message that it cuts into
+// datagrams: one trip through the UDP and IP stack instead of one each.
+// What the peer receives is the same. If the kernel refuses such a
+// message, its datagrams are sent one by one, and GSO stays off for good
+// if the refusal was GSO's own (EINVAL, EIO: no checksum offload on the
+// route, a segment over the path MTU).
 func (c *Conn) Flush() (sent int, err error) {
+	c.build(0, 0)
 	c.wpos, c.wok, c.wtry, c.werr = 0, 0, false, 0
 	if rerr := c.rc.Write(c.sendF); rerr != nil {
 		err = ioError(rerr)
@@ -364,27 +391,108 @@ func (c *Conn) Flush() (sent int, err error) {
 	for j := range c.nq {
 		c.wiov[j].Base = nil // let go of the caller's buffers
 	}
-	c.nq = 0
+	c.nq, c.nm = 0, 0
 	return sent, err
 }
 
-// send is the RawConn.Write callback: sendmmsg until everything queued is
+// GSO limits: at most gsoMaxSegs datagrams (the kernel's UDP_MAX_SEGMENTS
+// is 64 or more) and gsoMaxBytes bytes in one message, and only datagrams
+// of 1 to gsoMaxSeg bytes, which fit a 1500-byte MTU with any IP header.
+const (
+	gsoMaxSegs  = 64
+	gsoMaxBytes = 60000
+	gsoMaxSeg   = 1400
+	gsoCtlLen   = 24 // CMSG_SPACE(sizeof(uint16))
+)
+
+// SetGSO turns grouping with UDP_SEGMENT on or off and reports whether it
+// is on: never where the kernel lacks it. It is on from New where the
+// kernel has it.
+func (c *Conn) SetGSO(on bool) bool {
+	c.gso = on && c.gsoOK
+	c.stats.GSOOff = !c.gso
+	return c.gso
+}
+
+// build makes messages m, m+1, ... of the queued datagrams from j on:
+// runs of equal-sized datagrams to one destination while GSO is on (the
+// last of a run may be shorter, as the kernel allows), one each otherwise.
+func (c *Conn) build(m, j int) {
+	for j < c.nq {
+		n := 1
+		size := c.wiov[j].Len
+		if c.gso && size > 0 && size <= gsoMaxSeg {
+			total := size
+			for j+n < c.nq && n < gsoMaxSegs {
+				l := c.wiov[j+n].Len
+				if l == 0 || l > size || total+l > gsoMaxBytes ||
+					c.wnlen[j+n] != c.wnlen[j] || c.wname[j+n] != c.wname[j] {
+					break
+				}
+				n++
+				total += l
+				if l < size {
+					break // a shorter datagram ends the run
+				}
+			}
+		}
+		h := &c.wh[m].Hdr
+		// unsafe: the kernel reads Namelen bytes of sockaddr from here.
+		h.Name = (*byte)(unsafe.Pointer(&c.wname[j]))
+		h.Namelen = c.wnlen[j]
+		h.Iov = &c.wiov[j]
+		h.SetIovlen(n)
+		if n > 1 {
+			ctl := &c.wctl[m]
+			// unsafe: the segment size, host order, after the cmsghdr.
+			*(*uint16)(unsafe.Pointer(&ctl[unix.SizeofCmsghdr])) = uint16(size)
+			h.Control = &ctl[0]
+			h.SetControllen(gsoCtlLen)
+		} else {
+			h.Control = nil
+			h.SetControllen(0)
+		}
+		c.wfrom[m], c.wcnt[m] = int32(j), int32(n)
+		m++
+		j += n
+	}
+	c.nm = m
+}
+
+// send is the RawConn.Write callback: sendmmsg until every message is
 // sent or skipped. It returns false on EAGAIN so that the netpoller waits.
 func (c *Conn) send(fd uintptr) bool {
-	for c.wpos < c.nq {
+	for c.wpos < c.nm {
 		// unsafe: wh and everything it points to is Go memory that the
 		// Conn (the iovecs) keeps alive; the kernel only reads it.
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&c.wh[c.wpos])), uintptr(c.nq-c.wpos),
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&c.wh[c.wpos])), uintptr(c.nm-c.wpos),
 			unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case 0:
-			c.wpos += int(r)
-			c.wok += int(r)
+			for range int(r) {
+				if c.wcnt[c.wpos] > 1 {
+					c.stats.GSOSends++
+				}
+				c.wok += int(c.wcnt[c.wpos])
+				c.wpos++
+			}
 			c.wtry = false
 		case unix.EAGAIN:
 			return false
 		case unix.EINTR:
 		default:
+			if c.wcnt[c.wpos] > 1 {
+				// Send this run's datagrams one by one; without GSO
+				// for good if the refusal was about GSO itself.
+				if e == unix.EINVAL || e == unix.EIO || e == unix.EOPNOTSUPP {
+					c.gso, c.stats.GSOOff = false, true
+				}
+				gso := c.gso
+				c.gso = false
+				c.build(c.wpos, int(c.wfrom[c.wpos]))
+				c.gso = gso
+				continue
+			}
 			if !c.wtry {
 				c.wtry = true
 				continue

@@ -585,3 +585,107 @@ func TestDst(t *testing.T) {
 		})
 	}
 }
+
+// gsoPlan is what TestGSO sends: datagram sizes, and to which of two
+// clients each goes. Runs of one size to one client are what GSO groups;
+// the rest breaks runs in every way build knows: a shorter datagram (which
+// ends a run), a longer one, an empty one, another client, a size too big
+// to group, and more than gsoMaxSegs of one size.
+func gsoPlan() (sizes []int, to []int) {
+	add := func(n, size, dst int) {
+		for range n {
+			sizes, to = append(sizes, size), append(to, dst)
+		}
+	}
+	add(5, 100, 0)
+	add(1, 60, 0)
+	add(3, 100, 0)
+	add(2, 200, 0)
+	add(1, 0, 0)
+	add(4, 100, 1)
+	add(1, 100, 0)
+	add(3, 2000, 1)
+	add(70, 64, 0)
+	add(2, 1400, 1)
+	add(2, 1401, 1)
+	return sizes, to
+}
+
+// TestGSO sends the plan with GSO on and off, and once through a socket
+// whose kernel refuses GSO messages, and checks that every client gets
+// exactly its datagrams, in order, through the kernel's receive path
+// (which checks their UDP checksums).
+func TestGSO(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		gso     bool
+		noCheck bool // SO_NO_CHECK: the kernel refuses UDP_SEGMENT with EINVAL
+	}{{"on", true, false}, {"off", false, false}, {"refused", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			su := listen(t, "udp4", "127.0.0.1:0")
+			clis := []*net.UDPConn{listen(t, "udp4", "127.0.0.1:0"), listen(t, "udp4", "127.0.0.1:0")}
+			c := newConn(t, su, 128, 2048)
+			if got := c.SetGSO(tc.gso); got != tc.gso {
+				t.Skipf("SetGSO(%v) = %v: the kernel lacks UDP_SEGMENT", tc.gso, got)
+			}
+			if tc.noCheck {
+				rc, _ := su.SyscallConn()
+				var serr error
+				_ = rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_NO_CHECK, 1) })
+				if serr != nil {
+					t.Fatalf("SO_NO_CHECK: %v", serr)
+				}
+			}
+			sizes, to := gsoPlan()
+			bufs := make([][]byte, len(sizes))
+			for k, n := range sizes {
+				bufs[k] = payload(make([]byte, n), k)
+				if !c.QueueTo(bufs[k], addrOf(clis[to[k]])) {
+					if _, err := c.Flush(); err != nil {
+						t.Fatal(err)
+					}
+					c.QueueTo(bufs[k], addrOf(clis[to[k]]))
+				}
+			}
+			if _, err := c.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			st := c.Stats()
+			if st.Sent != uint64(len(sizes)) || st.Dropped != 0 {
+				t.Fatalf("Stats = %+v, want %d sent", st, len(sizes))
+			}
+			switch {
+			case tc.noCheck && (!st.GSOOff || st.GSOSends != 0):
+				t.Fatalf("GSO refused by the kernel: Stats = %+v, want GSOOff and no GSO sends", st)
+			case !tc.gso && (!st.GSOOff || st.GSOSends != 0):
+				t.Fatalf("GSO off: Stats = %+v", st)
+			case tc.gso && !tc.noCheck && (st.GSOOff || st.GSOSends < 6):
+				// runs of 5, 3, 2, 4 (+1 shorter), 64 and 6, 2: at least 6
+				t.Fatalf("GSO on: Stats = %+v, want at least 6 GSO sends", st)
+			}
+			buf := make([]byte, 4096)
+			for ci, cu := range clis {
+				_ = cu.SetReadDeadline(time.Now().Add(5 * time.Second))
+				for k := range sizes {
+					if to[k] != ci {
+						continue
+					}
+					n, from, err := cu.ReadFromUDPAddrPort(buf)
+					if err != nil {
+						t.Fatalf("client %d, datagram %d: %v", ci, k, err)
+					}
+					if from.Port() != addrOf(su).Port() {
+						t.Fatalf("client %d, datagram %d from %v", ci, k, from)
+					}
+					if string(buf[:n]) != string(bufs[k]) {
+						t.Fatalf("client %d: got %d bytes %x..., want datagram %d of %d bytes", ci, n, buf[:min(n, 4)], k, len(bufs[k]))
+					}
+				}
+				_ = cu.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+				if n, _, err := cu.ReadFromUDPAddrPort(buf); err == nil {
+					t.Fatalf("client %d: an extra datagram of %d bytes", ci, n)
+				}
+			}
+		})
+	}
+}
