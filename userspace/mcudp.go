@@ -157,7 +157,7 @@ type mcUDPWorker struct {
 }
 
 func newMCUDPWorker(conn *net.UDPConn, h *mcserve.Handler, stats *WorkerStats, batch, amp int, trust *atomic.Pointer[Prefixes]) (*mcUDPWorker, error) {
-	bio, err := udpbatch.New(conn, batch, udpBufSize)
+	bio, err := newBatchConn(conn, batch)
 	if err != nil {
 		return nil, err
 	}

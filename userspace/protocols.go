@@ -67,7 +67,7 @@ type protoUDPWorker struct {
 }
 
 func newProtoUDPWorker(conn *net.UDPConn, p datagramServer, g *gate, batch, mtu int) (*protoUDPWorker, error) {
-	bio, err := udpbatch.New(conn, batch, udpBufSize)
+	bio, err := newBatchConn(conn, batch)
 	if err != nil {
 		return nil, err
 	}

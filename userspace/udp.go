@@ -66,7 +66,7 @@ type udpWorker struct {
 }
 
 func newUDPWorker(conn *net.UDPConn, h Handler, stats *WorkerStats, batch, amp, mtu int) (*udpWorker, error) {
-	bio, err := udpbatch.New(conn, batch, udpBufSize)
+	bio, err := newBatchConn(conn, batch)
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +124,19 @@ func admitDatagram(io *udpbatch.Conn, i int, src netip.Addr, g *gate, stats *Wor
 		return false
 	}
 	return true
+}
+
+// newBatchConn wraps a UDP socket for batched I/O with slots of
+// udpBufSize, GSO on sends (udpbatch's default) and GRO on receives: a
+// burst from one client then crosses the socket layer as one buffer each
+// way. A kernel without UDP_GRO (before 5.0) just never coalesces.
+func newBatchConn(conn *net.UDPConn, batch int) (*udpbatch.Conn, error) {
+	bio, err := udpbatch.New(conn, batch, udpBufSize)
+	if err != nil {
+		return nil, err
+	}
+	_ = bio.SetGRO(true)
+	return bio, nil
 }
 
 // readBatch reads the next batch of datagrams: n of them (0 after an

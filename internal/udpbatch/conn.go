@@ -26,6 +26,7 @@ type Stats struct {
 	RxErrors  uint64 // socket errors (ICMP) Read absorbed and retried past
 	Sent      uint64 // datagrams the kernel accepted in Flush
 	Dropped   uint64 // queued datagrams the kernel refused, skipped by Flush
+	Coalesced uint64 // of Received, datagrams the kernel handed over coalesced (GRO)
 	GSOSends  uint64 // messages that carried several datagrams (UDP_SEGMENT)
 	GSOOff    bool   // GSO was turned off: refused by the kernel, or SetGSO(false)
 }
@@ -44,9 +45,23 @@ type Conn struct {
 	riov  []unix.Iovec
 	rname []unix.RawSockaddrInet6
 	rctl  [][ctlLen]byte // per slot: IP_PKTINFO / IPV6_PKTINFO control messages
-	rn    int            // datagrams filled by the last recvmmsg
+	rn    int            // slots filled by the last recvmmsg
 	rerr  unix.Errno     // error of the last recvmmsg, if it ended the read
 	recvF func(uintptr) bool
+	size  int // bytes of each slot's buffer
+
+	// What Read returns: datagram i is lbuf[i][:llen[i]], from slot
+	// lslot[i]. Without GRO that is slot i itself; a slot that holds
+	// several coalesced datagrams is cut into them, each copied into its
+	// own spill buffer. Slots from pslot on (segment pseg of it) are left
+	// for the next Read when more datagrams came than Batch().
+	gro   bool
+	spill []byte // Batch() buffers of size bytes, made by SetGRO
+	lbuf  [][]byte
+	llen  []int32
+	lslot []int32
+	pslot int
+	pseg  int
 
 	// send side: per queued datagram its iovec and destination; Flush
 	// builds the messages (wh) from them, one per datagram or, with GSO,
@@ -117,7 +132,8 @@ func New(c *net.UDPConn, batch, bufSize int) (*Conn, error) {
 		rc: rc, family: family,
 		slab: make([]byte, batch*bufSize), bufs: make([][]byte, batch),
 		rh: make([]unix.Mmsghdr, batch), riov: make([]unix.Iovec, batch), rname: make([]unix.RawSockaddrInet6, batch),
-		rctl: make([][ctlLen]byte, batch),
+		rctl: make([][ctlLen]byte, batch), size: bufSize,
+		lbuf: make([][]byte, batch), llen: make([]int32, batch), lslot: make([]int32, batch),
 		wiov: make([]unix.Iovec, batch), wname: make([]unix.RawSockaddrInet6, batch), wnlen: make([]uint32, batch),
 		wh: make([]unix.Mmsghdr, batch), wctl: make([][gsoCtlLen]byte, batch),
 		wfrom: make([]int32, batch), wcnt: make([]int32, batch),
@@ -146,6 +162,7 @@ func New(c *net.UDPConn, batch, bufSize int) (*Conn, error) {
 	}) == nil && serr == nil
 	k.SetGSO(true)
 	k.rn = batch // Read resets every slot the first time
+	k.pslot = batch
 	// Bound once: passing a stored method value allocates nothing.
 	k.recvF = k.recv
 	k.sendF = k.send
@@ -172,6 +189,9 @@ func (c *Conn) Read() (int, error) {
 			return 0, err
 		}
 	}
+	if c.pslot < c.rn { // datagrams left from the last recvmmsg
+		return c.expand(), nil
+	}
 	for i := range c.rn {
 		c.rh[i].Hdr.Namelen = sockaddrLen
 		c.rh[i].Hdr.SetControllen(ctlLen)
@@ -186,15 +206,106 @@ func (c *Conn) Read() (int, error) {
 	if c.rerr != 0 {
 		return 0, c.rerr
 	}
-	n := c.rn
-	c.stats.Received += uint64(n)
-	for i := range n {
-		if c.rh[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
-			c.stats.Truncated++
+	c.pslot, c.pseg = 0, 0
+	return c.expand(), nil
+}
+
+// expand makes the datagrams Read returns of the slots from pslot (its
+// segment pseg) on, at most Batch() of them, and returns how many.
+func (c *Conn) expand() int {
+	n := 0
+	for c.pslot < c.rn && n < len(c.lbuf) {
+		p := c.pslot
+		size := int(c.rh[p].Len)
+		seg := 0
+		if c.gro {
+			seg = c.groSize(p)
+		}
+		if seg <= 0 || size <= seg { // one datagram: served in place
+			if c.rh[p].Hdr.Flags&unix.MSG_TRUNC != 0 {
+				c.stats.Truncated++
+			}
+			c.lbuf[n], c.llen[n], c.lslot[n] = c.bufs[p], int32(size), int32(p)
+			n++
+			c.pslot++
+			continue
+		}
+		// Datagrams of seg bytes, the last one maybe shorter. Each is
+		// copied out, so that a reply written in place never overwrites
+		// one not read yet.
+		for c.pseg*seg < size && n < len(c.lbuf) {
+			off := c.pseg * seg
+			l := min(seg, size-off)
+			b := c.spill[n*c.size : (n+1)*c.size : (n+1)*c.size]
+			copy(b, c.bufs[p][off:off+l])
+			c.lbuf[n], c.llen[n], c.lslot[n] = b, int32(l), int32(p)
+			c.stats.Coalesced++
+			n++
+			c.pseg++
+		}
+		if c.pseg*seg >= size {
+			c.pslot++
+			c.pseg = 0
 		}
 	}
-	return n, nil
+	c.stats.Received += uint64(n)
+	return n
 }
+
+// groSize returns the datagram size of slot p when the kernel coalesced
+// several datagrams into it (its UDP_GRO control message), else 0.
+func (c *Conn) groSize(p int) int {
+	h := &c.rh[p].Hdr
+	ctl := c.rctl[p][:min(int(h.Controllen), ctlLen)]
+	for len(ctl) >= unix.SizeofCmsghdr {
+		// unsafe: a cmsghdr the kernel wrote at an aligned offset of ctl.
+		m := (*unix.Cmsghdr)(unsafe.Pointer(&ctl[0]))
+		if m.Len < unix.SizeofCmsghdr || int(m.Len) > len(ctl) {
+			break
+		}
+		if m.Level == unix.SOL_UDP && m.Type == unix.UDP_GRO && int(m.Len) >= unix.SizeofCmsghdr+4 {
+			// unsafe: the int the kernel wrote after the cmsghdr.
+			return int(*(*int32)(unsafe.Pointer(&ctl[unix.SizeofCmsghdr])))
+		}
+		ctl = ctl[cmsgAlign(int(m.Len)):]
+	}
+	return 0
+}
+
+// SetGRO asks the kernel to hand over datagrams of one flow coalesced
+// (UDP_GRO), as the receiving device's GRO merged them, and Read cuts
+// them apart again: fewer, larger trips through the socket layer when a
+// peer sends bursts. It needs slots of at least 64 KiB (a coalesced
+// buffer is up to that) and costs a second set of buffers (Batch() times
+// the slot size), made on the first call. Read still returns at most
+// Batch() datagrams; the rest wait for the next Read. Without GRO on the
+// device (veth without NAPI) nothing changes.
+func (c *Conn) SetGRO(on bool) error {
+	if on && c.size < groMinBuf {
+		return fmt.Errorf("udpbatch: GRO needs slots of at least %d bytes, not %d", groMinBuf, c.size)
+	}
+	v := 0
+	if on {
+		v = 1
+	}
+	var serr error
+	if err := c.rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, v)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("udpbatch: UDP_GRO: %w", serr)
+	}
+	if on && c.spill == nil {
+		c.spill = make([]byte, len(c.lbuf)*c.size)
+	}
+	c.gro = on
+	return nil
+}
+
+// groMinBuf holds the largest buffer GRO coalesces datagrams into.
+const groMinBuf = 64 << 10
 
 // recv is the RawConn.Read callback: one non-blocking recvmmsg. It returns
 // false on EAGAIN so that the netpoller waits for the socket.
@@ -235,24 +346,24 @@ func pendingError(e unix.Errno) bool {
 
 // Buf returns slot i's receive buffer at its full capacity. A reply may be
 // written into it in place and queued with Queue.
-func (c *Conn) Buf(i int) []byte { return c.bufs[i] }
+func (c *Conn) Buf(i int) []byte { return c.lbuf[i] }
 
 // Data returns the datagram in slot i: Buf(i)[:Len(i)].
-func (c *Conn) Data(i int) []byte { return c.bufs[i][:c.rh[i].Len] }
+func (c *Conn) Data(i int) []byte { return c.lbuf[i][:c.llen[i]] }
 
 // Len returns the size of the datagram in slot i (0 <= i < n of the last
 // Read), at most the buffer size.
-func (c *Conn) Len(i int) int { return int(c.rh[i].Len) }
+func (c *Conn) Len(i int) int { return int(c.llen[i]) }
 
 // Truncated reports whether the datagram in slot i was longer than the
 // buffer and was cut to it.
-func (c *Conn) Truncated(i int) bool { return c.rh[i].Hdr.Flags&unix.MSG_TRUNC != 0 }
+func (c *Conn) Truncated(i int) bool { return c.rh[c.lslot[i]].Hdr.Flags&unix.MSG_TRUNC != 0 }
 
 // From returns the source of the datagram in slot i. IPv4-mapped sources of
 // an IPv6 socket are unmapped. The zone (scope id) of a link-local IPv6
 // source is left out; Queue(b, i) keeps it.
 func (c *Conn) From(i int) netip.AddrPort {
-	sa := &c.rname[i]
+	sa := &c.rname[c.lslot[i]]
 	switch sa.Family {
 	case unix.AF_INET:
 		// unsafe: a sockaddr_in lies at the start of the storage.
@@ -264,9 +375,9 @@ func (c *Conn) From(i int) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// ctlLen holds one IPv6 packet-info control message (the larger kind)
-// with room to spare.
-const ctlLen = 64
+// ctlLen holds the control messages of a datagram: IPv4 and IPv6 packet
+// info (an IPv4 datagram on an IPv6 socket comes with both) and UDP_GRO.
+const ctlLen = 128
 
 // Dst returns the destination address of datagram i, and whether it was
 // addressed to one of this host's unicast addresses: false for a
@@ -275,8 +386,9 @@ const ctlLen = 64
 // (not delivered by the kernel) it reports an invalid address and true.
 // It allocates nothing.
 func (c *Conn) Dst(i int) (netip.Addr, bool) {
-	h := &c.rh[i].Hdr
-	ctl := c.rctl[i][:min(int(h.Controllen), ctlLen)]
+	p := c.lslot[i]
+	h := &c.rh[p].Hdr
+	ctl := c.rctl[p][:min(int(h.Controllen), ctlLen)]
 	v6, unicast6 := netip.Addr{}, true
 	for len(ctl) >= unix.SizeofCmsghdr {
 		// unsafe: a cmsghdr the kernel wrote at an aligned offset of ctl.
@@ -313,9 +425,9 @@ func (c *Conn) Queue(b []byte, i int) bool {
 	if c.nq == len(c.wh) {
 		return false
 	}
-	j := c.nq
-	c.wname[j] = c.rname[i]
-	c.wnlen[j] = c.rh[i].Hdr.Namelen
+	j, p := c.nq, c.lslot[i]
+	c.wname[j] = c.rname[p]
+	c.wnlen[j] = c.rh[p].Hdr.Namelen
 	c.queue(j, b)
 	return true
 }

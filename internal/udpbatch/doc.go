@@ -61,6 +61,21 @@
 //     sendmmsg of 64 large datagrams can take long enough that the
 //     scheduler should be told.
 //
+// Segmentation offload, both ways:
+//   - GSO (on from New where the kernel has UDP_SEGMENT; SetGSO): Flush
+//     sends consecutive queued datagrams of one size to one destination
+//     as one message that the kernel cuts up (up to 64 datagrams of at
+//     most 1400 bytes): one trip through the stack instead of one each.
+//     A refused run is sent one by one; a refusal that is GSO's own
+//     (EINVAL, EIO) turns it off for good (Stats.GSOOff).
+//   - GRO (off until SetGRO(true); slots of at least 64 KiB): the kernel
+//     hands over a burst of one flow that the device's GRO merged as one
+//     buffer, and Read cuts it into its datagrams again, each copied into
+//     a spill buffer of its own so that replies in place stay independent
+//     (Stats.Coalesced). Read returns at most Batch() datagrams; the rest
+//     of a merged buffer waits for the next Read, which then does no
+//     system call.
+//
 // Why unsafe is here: the house rule keeps unsafe in xdp/, behind a safe
 // API, because that is where the kernel ABI is. This package is the one
 // other place, for the same reason: mmsghdr, msghdr, iovec and sockaddr
