@@ -31,18 +31,25 @@ const (
 // Layout of struct item (a sequence count, then struct item_body) and
 // struct item_key in the C source.
 const (
-	itemOffKey    = 8                           // after the sequence count and its padding
-	itemKeySize   = (1 + AnswerKeyMax + 7) &^ 7 // length byte, key, zero padding to 8 bytes
-	itemOffExpire = itemOffKey + itemKeySize
-	itemOffStored = itemOffExpire + 8
-	itemOffCAS    = itemOffStored + 8
-	itemOffFlags  = itemOffCAS + 8
-	itemOffLen    = itemOffFlags + 4
-	itemOffSufLen = itemOffLen + 2
-	itemOffSuffix = itemOffSufLen + 2
-	itemSuffixMax = 24
-	itemOffData   = itemOffSuffix + itemSuffixMax
-	itemSize      = itemOffData + AnswerValueMax
+	itemOffBody    = 8 // after the sequence count and its padding
+	itemOffExpire  = itemOffBody
+	itemOffStored  = itemOffExpire + 8
+	itemOffCAS     = itemOffStored + 8
+	itemOffFlags   = itemOffCAS + 8
+	itemOffLen     = itemOffFlags + 4
+	itemOffSufLen  = itemOffLen + 2
+	itemOffDataSum = itemOffSufLen + 2
+	itemOffKey     = itemOffDataSum + 8
+	itemKeySize    = (1 + AnswerKeyMax + 7) &^ 7 // length byte, key, zero padding to 8 bytes
+	itemOffSuffix  = itemOffKey + itemKeySize
+	itemSuffixMax  = 24
+	itemOffData    = itemOffSuffix + itemSuffixMax
+	itemSize       = itemOffData + AnswerValueMax
+	// Keys of up to shortKeyMax bytes are indexed by the first
+	// shortKeySize bytes of their item_key (ITEM_SKEY_MAX, struct
+	// item_skey), longer ones by all of it.
+	shortKeyMax   = 47
+	shortKeySize  = 1 + shortKeyMax
 	answerCfgSize = 40
 	noFlushAt     = ^uint64(0)
 	clockEvery    = time.Second
@@ -147,8 +154,9 @@ func (p *Program) AnswerCounters() (AnswerCounters, error) {
 // userspace, which is always right.
 type Items struct {
 	mu     sync.Mutex
-	index  *ebpf.Map
-	slots  []byte // the items map, mapped: itemSize bytes a slot
+	index  *ebpf.Map // keys over shortKeyMax bytes
+	short  *ebpf.Map // keys of up to shortKeyMax bytes
+	slots  []byte    // the items map, mapped: itemSize bytes a slot
 	cfgMap *ebpf.Map
 	cap    int
 	slotOf map[string]uint32
@@ -179,7 +187,7 @@ type ItemStats struct {
 	Failures uint64 // map updates that failed (answers are off after one)
 }
 
-func newItems(index, slots, cfg *ebpf.Map) (*Items, error) {
+func newItems(index, short, slots, cfg *ebpf.Map) (*Items, error) {
 	n := int(slots.MaxEntries())
 	if slots.ValueSize() != itemSize {
 		return nil, fmt.Errorf("bpf: item slots of %d bytes, want %d: the program and bpf/answers.go disagree", slots.ValueSize(), itemSize)
@@ -189,7 +197,7 @@ func newItems(index, slots, cfg *ebpf.Map) (*Items, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bpf: map the item slots: %w", err)
 	}
-	it := &Items{index: index, slots: mem, cfgMap: cfg, cap: int(index.MaxEntries()),
+	it := &Items{index: index, short: short, slots: mem, cfgMap: cfg, cap: int(index.MaxEntries()),
 		slotOf: make(map[string]uint32, index.MaxEntries()), free: make([]uint32, 0, n),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	for i := n - 1; i >= 0; i-- {
@@ -202,7 +210,7 @@ func newItems(index, slots, cfg *ebpf.Map) (*Items, error) {
 	return it, nil
 }
 
-// writeSlot writes b (from itemOffKey on) into slot, in place, between
+// writeSlot writes b (from itemOffBody on) into slot, in place, between
 // two steps of its sequence count (struct item in the C source): odd while
 // it writes, even again after. Go's atomic stores are full barriers, so a
 // program run that reads the same even count before and after its copy
@@ -212,7 +220,7 @@ func (it *Items) writeSlot(slot uint32, b []byte) {
 	seq := (*uint32)(unsafe.Pointer(&s[0]))
 	n := atomic.LoadUint32(seq)
 	atomic.StoreUint32(seq, n+1)
-	copy(s[itemOffKey:], b[itemOffKey:])
+	copy(s[itemOffBody:], b[itemOffBody:])
 	atomic.StoreUint32(seq, n+2)
 }
 
@@ -321,6 +329,7 @@ func (it *Items) Put(key string, value []byte, flags uint32, cas uint64, exptime
 	binary.LittleEndian.PutUint64(b[itemOffCAS:], cas)
 	binary.LittleEndian.PutUint32(b[itemOffFlags:], flags)
 	binary.LittleEndian.PutUint16(b[itemOffLen:], uint16(len(value)))
+	binary.LittleEndian.PutUint16(b[itemOffDataSum:], onesSum(value))
 	suf := b[itemOffSuffix : itemOffSuffix : itemOffSuffix+itemSuffixMax]
 	suf = append(suf, ' ')
 	suf = strconv.AppendUint(suf, uint64(flags), 10)
@@ -332,7 +341,7 @@ func (it *Items) Put(key string, value []byte, flags uint32, cas uint64, exptime
 	it.writeSlot(slot, b[:itemOffData+len(value)])
 	if !had {
 		copy(it.key[:], b[itemOffKey:itemOffKey+itemKeySize])
-		if err := it.index.Put(it.key[:], slot); err != nil {
+		if err := it.indexOf(key).Put(it.indexKey(it.key[:], key), slot); err != nil {
 			it.fail(fmt.Errorf("index key: %w", err))
 			return
 		}
@@ -349,6 +358,42 @@ func putKey(dst []byte, key string) {
 	copy(dst[1:], key)
 }
 
+// indexOf returns the index map of key: the short one up to shortKeyMax
+// bytes.
+func (it *Items) indexOf(key string) *ebpf.Map {
+	if len(key) <= shortKeyMax {
+		return it.short
+	}
+	return it.index
+}
+
+// indexKey returns k, key's struct item_key, cut to the form its index
+// map takes.
+func (it *Items) indexKey(k []byte, key string) []byte {
+	if len(key) <= shortKeyMax {
+		return k[:shortKeySize]
+	}
+	return k[:itemKeySize]
+}
+
+// onesSum is the 16-bit one's complement sum of b as the program sums
+// frame bytes: 16-bit words in memory (little-endian) order from b's
+// start, a last odd byte as the low byte of a word.
+func onesSum(b []byte) uint16 {
+	var acc uint64
+	for len(b) >= 2 {
+		acc += uint64(b[0]) | uint64(b[1])<<8
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		acc += uint64(b[0])
+	}
+	for acc > 0xffff {
+		acc = acc>>16 + acc&0xffff
+	}
+	return uint16(acc)
+}
+
 // Delete removes key, if it is held.
 func (it *Items) Delete(key string) {
 	it.mu.Lock()
@@ -363,7 +408,7 @@ func (it *Items) deleteLocked(key string) {
 	}
 	var k [itemKeySize]byte
 	putKey(k[:], key)
-	if err := it.index.Delete(k[:]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := it.indexOf(key).Delete(it.indexKey(k[:], key)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		// The program could go on answering the old value: stop answering.
 		it.fail(fmt.Errorf("remove key: %w", err))
 		return

@@ -42,7 +42,7 @@ var shapes = []struct {
 
 // loadAnswers loads the program with a Rebound and a memcached port and
 // an item map, answering on with the default bounds.
-func loadAnswers(t *testing.T, n int) (*bpf.Program, *bpf.Items) {
+func loadAnswers(t testing.TB, n int) (*bpf.Program, *bpf.Items) {
 	t.Helper()
 	testutil.RequirePriv(t)
 	p, err := bpf.Load(bpf.Options{Ports: []uint16{7000}, MemcachePorts: []uint16{mcPort}, AnswerItems: n})
@@ -58,7 +58,7 @@ func loadAnswers(t *testing.T, n int) (*bpf.Program, *bpf.Items) {
 	return p, items
 }
 
-func configure(t *testing.T, items *bpf.Items, on bool, amp, mtu int) {
+func configure(t testing.TB, items *bpf.Items, on bool, amp, mtu int) {
 	t.Helper()
 	if err := items.Configure(on, amp, mtu); err != nil {
 		t.Fatalf("configure: %v", err)

@@ -181,6 +181,7 @@ func Load(opts Options) (*Program, error) {
 	}
 	index, slots := answerSizes(opts.AnswerItems)
 	spec.Maps["item_index"].MaxEntries = index
+	spec.Maps["item_index_short"].MaxEntries = index
 	spec.Maps["items"].MaxEntries = slots
 	if in := spec.Maps["allow"].InnerMap; in == nil {
 		return nil, errors.New("bpf: the embedded program has no allow-list template")
@@ -199,7 +200,7 @@ func Load(opts Options) (*Program, error) {
 		return nil, fmt.Errorf("bpf: load program: %w", err)
 	}
 	if opts.AnswerItems > 0 {
-		items, err := newItems(p.objs.ItemIndex, p.objs.Items, p.objs.Answers)
+		items, err := newItems(p.objs.ItemIndex, p.objs.ItemIndexShort, p.objs.Items, p.objs.Answers)
 		if err != nil {
 			p.Close()
 			return nil, err

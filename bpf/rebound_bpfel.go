@@ -45,7 +45,6 @@ type reboundItem struct {
 
 type reboundItemBody struct {
 	_         structs.HostLayout
-	Key       reboundItemKey
 	ExpireNs  uint64
 	StoredNs  uint64
 	Cas       uint64
@@ -53,6 +52,9 @@ type reboundItemBody struct {
 	Len       uint16
 	SuffixLen uint8
 	Pad       uint8
+	DataSum   uint16
+	Pad2      [3]uint16
+	Key       reboundItemKey
 	Suffix    [24]uint8
 	Data      [1024]uint8
 }
@@ -64,6 +66,12 @@ type reboundItemKey struct {
 	Pad [5]uint8
 }
 
+type reboundItemSkey struct {
+	_   structs.HostLayout
+	Len uint8
+	B   [47]uint8
+}
+
 type reboundMoveBuf struct {
 	_ structs.HostLayout
 	B [128]uint8
@@ -73,21 +81,22 @@ type reboundMoveBuf struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	reboundMapAllow         = "allow"
-	reboundMapAnswers       = "answers"
-	reboundMapConfig        = "config"
-	reboundMapCounters      = "counters"
-	reboundMapItemCopy      = "item_copy"
-	reboundMapItemIndex     = "item_index"
-	reboundMapItems         = "items"
-	reboundMapKeyScratch    = "key_scratch"
-	reboundMapLocal4        = "local4"
-	reboundMapLocal6        = "local6"
-	reboundMapMoveScratch   = "move_scratch"
-	reboundMapPorts         = "ports"
-	reboundMapTrust         = "trust"
-	reboundMapXsks          = "xsks"
-	reboundProgReboundSteer = "rebound_steer"
+	reboundMapAllow          = "allow"
+	reboundMapAnswers        = "answers"
+	reboundMapConfig         = "config"
+	reboundMapCounters       = "counters"
+	reboundMapItemCopy       = "item_copy"
+	reboundMapItemIndex      = "item_index"
+	reboundMapItemIndexShort = "item_index_short"
+	reboundMapItems          = "items"
+	reboundMapKeyScratch     = "key_scratch"
+	reboundMapLocal4         = "local4"
+	reboundMapLocal6         = "local6"
+	reboundMapMoveScratch    = "move_scratch"
+	reboundMapPorts          = "ports"
+	reboundMapTrust          = "trust"
+	reboundMapXsks           = "xsks"
+	reboundProgReboundSteer  = "rebound_steer"
 )
 
 // loadRebound returns the embedded CollectionSpec for rebound.
@@ -139,20 +148,21 @@ type reboundProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type reboundMapSpecs struct {
-	Allow       *ebpf.MapSpec `ebpf:"allow"`
-	Answers     *ebpf.MapSpec `ebpf:"answers"`
-	Config      *ebpf.MapSpec `ebpf:"config"`
-	Counters    *ebpf.MapSpec `ebpf:"counters"`
-	ItemCopy    *ebpf.MapSpec `ebpf:"item_copy"`
-	ItemIndex   *ebpf.MapSpec `ebpf:"item_index"`
-	Items       *ebpf.MapSpec `ebpf:"items"`
-	KeyScratch  *ebpf.MapSpec `ebpf:"key_scratch"`
-	Local4      *ebpf.MapSpec `ebpf:"local4"`
-	Local6      *ebpf.MapSpec `ebpf:"local6"`
-	MoveScratch *ebpf.MapSpec `ebpf:"move_scratch"`
-	Ports       *ebpf.MapSpec `ebpf:"ports"`
-	Trust       *ebpf.MapSpec `ebpf:"trust"`
-	Xsks        *ebpf.MapSpec `ebpf:"xsks"`
+	Allow          *ebpf.MapSpec `ebpf:"allow"`
+	Answers        *ebpf.MapSpec `ebpf:"answers"`
+	Config         *ebpf.MapSpec `ebpf:"config"`
+	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	ItemCopy       *ebpf.MapSpec `ebpf:"item_copy"`
+	ItemIndex      *ebpf.MapSpec `ebpf:"item_index"`
+	ItemIndexShort *ebpf.MapSpec `ebpf:"item_index_short"`
+	Items          *ebpf.MapSpec `ebpf:"items"`
+	KeyScratch     *ebpf.MapSpec `ebpf:"key_scratch"`
+	Local4         *ebpf.MapSpec `ebpf:"local4"`
+	Local6         *ebpf.MapSpec `ebpf:"local6"`
+	MoveScratch    *ebpf.MapSpec `ebpf:"move_scratch"`
+	Ports          *ebpf.MapSpec `ebpf:"ports"`
+	Trust          *ebpf.MapSpec `ebpf:"trust"`
+	Xsks           *ebpf.MapSpec `ebpf:"xsks"`
 }
 
 // reboundVariableSpecs contains global variables before they are loaded into the kernel.
@@ -181,20 +191,21 @@ func (o *reboundObjects) Close() error {
 //
 // It can be passed to loadReboundObjects or ebpf.CollectionSpec.LoadAndAssign.
 type reboundMaps struct {
-	Allow       *ebpf.Map `ebpf:"allow"`
-	Answers     *ebpf.Map `ebpf:"answers"`
-	Config      *ebpf.Map `ebpf:"config"`
-	Counters    *ebpf.Map `ebpf:"counters"`
-	ItemCopy    *ebpf.Map `ebpf:"item_copy"`
-	ItemIndex   *ebpf.Map `ebpf:"item_index"`
-	Items       *ebpf.Map `ebpf:"items"`
-	KeyScratch  *ebpf.Map `ebpf:"key_scratch"`
-	Local4      *ebpf.Map `ebpf:"local4"`
-	Local6      *ebpf.Map `ebpf:"local6"`
-	MoveScratch *ebpf.Map `ebpf:"move_scratch"`
-	Ports       *ebpf.Map `ebpf:"ports"`
-	Trust       *ebpf.Map `ebpf:"trust"`
-	Xsks        *ebpf.Map `ebpf:"xsks"`
+	Allow          *ebpf.Map `ebpf:"allow"`
+	Answers        *ebpf.Map `ebpf:"answers"`
+	Config         *ebpf.Map `ebpf:"config"`
+	Counters       *ebpf.Map `ebpf:"counters"`
+	ItemCopy       *ebpf.Map `ebpf:"item_copy"`
+	ItemIndex      *ebpf.Map `ebpf:"item_index"`
+	ItemIndexShort *ebpf.Map `ebpf:"item_index_short"`
+	Items          *ebpf.Map `ebpf:"items"`
+	KeyScratch     *ebpf.Map `ebpf:"key_scratch"`
+	Local4         *ebpf.Map `ebpf:"local4"`
+	Local6         *ebpf.Map `ebpf:"local6"`
+	MoveScratch    *ebpf.Map `ebpf:"move_scratch"`
+	Ports          *ebpf.Map `ebpf:"ports"`
+	Trust          *ebpf.Map `ebpf:"trust"`
+	Xsks           *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *reboundMaps) Close() error {
@@ -205,6 +216,7 @@ func (m *reboundMaps) Close() error {
 		m.Counters,
 		m.ItemCopy,
 		m.ItemIndex,
+		m.ItemIndexShort,
 		m.Items,
 		m.KeyScratch,
 		m.Local4,

@@ -356,8 +356,16 @@ struct item_key {
 	__u8 pad[5];
 };
 
+// Keys of up to ITEM_SKEY_MAX bytes are indexed by this shorter form, the
+// first bytes of their struct item_key: hashing and comparing 48 bytes
+// instead of 256 is most of a lookup's cost.
+#define ITEM_SKEY_MAX 47
+struct item_skey {
+	__u8 len;
+	__u8 b[ITEM_SKEY_MAX];
+};
+
 struct item_body {
-	struct item_key key;
 	__u64 expire_ns; // bpf_ktime_get_ns() deadline: expired from then on; 0: never
 	__u64 stored_ns; // when it was stored, on the same clock (flush_all)
 	__u64 cas;
@@ -365,11 +373,18 @@ struct item_body {
 	__u16 len;        // bytes of data
 	__u8 suffix_len;  // bytes of suffix
 	__u8 pad;
+	__u16 data_sum;   // one's complement sum of data, in memory order, as from an even offset
+	__u16 pad2[3];
+	struct item_key key;
 	__u8 suffix[MC_SUFFIX_MAX]; // " <flags> <len>\r\n", written by userspace
 	__u8 data[ITEM_VALUE_MAX];
 };
 
-#define ITEM_HEAD_WORDS ((sizeof(struct item_body) - ITEM_VALUE_MAX) / 8)
+#define ITEM_META_WORDS 5 // expire_ns to pad2
+#define ITEM_KEY_WORDS (sizeof(struct item_key) / 8)
+#define ITEM_SKEY_WORDS (sizeof(struct item_skey) / 8)
+#define ITEM_SUFFIX_WORD (ITEM_META_WORDS + ITEM_KEY_WORDS)
+#define ITEM_DATA_WORD (ITEM_SUFFIX_WORD + MC_SUFFIX_MAX / 8)
 
 // A slot: the item, behind a sequence count. Userspace writes slots in
 // place through a shared mapping of the map (BPF_F_MMAPABLE): it makes seq
@@ -403,6 +418,13 @@ struct {
 	__type(key, struct item_key);
 	__type(value, __u32);
 } item_index SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192); // userspace sets it
+	__type(key, struct item_skey);
+	__type(value, __u32);
+} item_index_short SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -557,8 +579,12 @@ static __always_inline int request_sums_ok(struct xdp_md *ctx, struct layout *lo
 
 // finish_reply turns the frame, whose UDP payload (plen bytes) is already
 // the reply, into the reply frame: codec.Frame.Reply in Go does the same.
-// The frame must already have its final length.
-static __always_inline int finish_reply(struct xdp_md *ctx, struct layout *lo, __u32 plen)
+// The frame must already have its final length. The UDP checksum covers
+// the first head payload bytes, summed here, and the rest, whose sum the
+// caller knows (tail_sum, in memory order as from an even offset of the
+// UDP header: item values come with their sum).
+static __always_inline int finish_reply(struct xdp_md *ctx, struct layout *lo, __u32 plen, __u32 head,
+					__u32 tail_sum)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -615,10 +641,10 @@ static __always_inline int finish_reply(struct xdp_md *ctx, struct layout *lo, _
 	udp->len = bpf_htons(ulen);
 	udp->check = 0;
 	__u32 ps = pseudo_sum(ctx, lo, ulen);
-	__u32 us = sum_range(ctx, lo->l4, ulen);
-	if (ps == SUM_ERR || us == SUM_ERR)
+	__u32 us = sum_range(ctx, lo->l4, sizeof(struct udp_hdr) + head);
+	if (ps == SUM_ERR || us == SUM_ERR || head > plen)
 		return 0;
-	__u16 c = ~fold16(ps + us) & 0xffff;
+	__u16 c = ~fold16(ps + us + tail_sum) & 0xffff;
 	if (c == 0)
 		c = 0xffff;
 	data = (void *)(long)ctx->data;
@@ -694,12 +720,21 @@ static __always_inline int resize(struct xdp_md *ctx, struct layout *lo, __u32 p
 	return grow_head(ctx, lo->l4 + sizeof(struct udp_hdr) + keep, want - have);
 }
 
-// lookup finds the live item of the key in scratch, or counts why not.
+// lookup finds the live item of the key in scratch, or counts why not,
+// and returns a copy of what a reply needs of it: metadata, key, suffix
+// and value (the rest of the copy is left as it was).
 static __always_inline struct item_body *lookup(struct item_key *k, struct answer_config *cfg, __u32 op)
 {
 	__u32 zero = 0;
 	struct item_body *c = bpf_map_lookup_elem(&item_copy, &zero);
-	__u32 *slot = bpf_map_lookup_elem(&item_index, k);
+	__u32 *slot, kw;
+	if (k->len <= ITEM_SKEY_MAX) {
+		slot = bpf_map_lookup_elem(&item_index_short, k);
+		kw = ITEM_SKEY_WORDS;
+	} else {
+		slot = bpf_map_lookup_elem(&item_index, k);
+		kw = ITEM_KEY_WORDS;
+	}
 	if (!c || !slot) {
 		count_answer(op, AO_MISS);
 		return 0;
@@ -711,22 +746,30 @@ static __always_inline struct item_body *lookup(struct item_key *k, struct answe
 		return 0;
 	}
 	// Copy the slot out between two equal, even readings of its sequence
-	// count: the head, then the value's words.
+	// count: the metadata, the key's words (zero-padded: the short form's
+	// for a short key), the suffix, then the value's.
 	__u64 *from = (void *)&it->b, *to = (void *)c;
 	__u32 seq = __sync_fetch_and_add(&it->seq, 0);
 	if (seq & 1) {
 		count_answer(op, AO_MISS); // being written: userspace answers
 		return 0;
 	}
-	for (int i = 0; i < ITEM_HEAD_WORDS; i++)
+	for (int i = 0; i < ITEM_META_WORDS; i++)
 		to[i] = from[i];
+	for (int i = 0; i < ITEM_KEY_WORDS; i++) {
+		if (i >= kw)
+			break;
+		to[ITEM_META_WORDS + i] = from[ITEM_META_WORDS + i];
+	}
+	for (int i = 0; i < MC_SUFFIX_MAX / 8; i++)
+		to[ITEM_SUFFIX_WORD + i] = from[ITEM_SUFFIX_WORD + i];
 	// Four words a round (a few bytes past the value, inside the slot):
 	// a quarter of the rounds for the verifier to walk through at load.
-	__u32 rounds = (it->b.len + 31) / 32;
+	__u32 rounds = (c->len + 31) / 32;
 	for (int i = 0; i < ITEM_VALUE_MAX / 32; i++) {
 		if (i >= rounds)
 			break;
-		__u32 w = ITEM_HEAD_WORDS + i * 4;
+		__u32 w = ITEM_DATA_WORD + i * 4;
 		to[w] = from[w];
 		to[w + 1] = from[w + 1];
 		to[w + 2] = from[w + 2];
@@ -737,12 +780,14 @@ static __always_inline struct item_body *lookup(struct item_key *k, struct answe
 		return 0;
 	}
 	// The slot must hold this key (it may have been given to another
-	// since the index was read): compare the whole zero-padded keys.
+	// since the index was read): compare the zero-padded keys.
 	__u64 diff = 0;
 	__u64 *a = (void *)k, *b = (void *)&c->key;
-#pragma unroll
-	for (int i = 0; i < sizeof(struct item_key) / 8; i++)
+	for (int i = 0; i < ITEM_KEY_WORDS; i++) {
+		if (i >= kw)
+			break;
 		diff |= a[i] ^ b[i];
+	}
 	if (diff) {
 		count_answer(op, AO_MISS);
 		return 0;
@@ -758,6 +803,22 @@ static __always_inline struct item_body *lookup(struct item_key *k, struct answe
 		return 0;
 	}
 	return c;
+}
+
+// swap16 turns a one's complement sum as from an even offset into the sum
+// of the same bytes at an odd one.
+static __always_inline __u32 swap16(__u32 s)
+{
+	return ((s & 0xff) << 8) | ((s >> 8) & 0xff);
+}
+
+// zero_key clears the part of the key scratch a key of kl bytes uses.
+static __always_inline void zero_key(struct item_key *k, __u32 kl)
+{
+	if (kl <= ITEM_SKEY_MAX)
+		__builtin_memset(k, 0, sizeof(struct item_skey));
+	else
+		__builtin_memset(k, 0, sizeof(*k));
 }
 
 // bounded checks a reply of plen UDP payload bytes against the path and
@@ -869,7 +930,7 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 		if ((void *)(msg + REBOUND_HEADER_LEN) > data_end)
 			return -1;
 		msg[3] = FLAG_RESPONSE;
-		if (!finish_reply(ctx, lo, plen))
+		if (!finish_reply(ctx, lo, plen, plen, 0))
 			return -1;
 		count_answer(AOP_PING, AO_HIT);
 		return 1;
@@ -886,7 +947,7 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 	struct item_key *k = bpf_map_lookup_elem(&key_scratch, &zero);
 	if (!k)
 		return 0;
-	__builtin_memset(k, 0, sizeof(*k));
+	zero_key(k, kl);
 	k->len = kl;
 	if (!load_key(ctx, poff + REBOUND_HEADER_LEN + 1, k, kl))
 		return 0;
@@ -910,7 +971,8 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 	msg[9] = vlen;
 	if (vlen > 0 && !store(ctx, poff + REBOUND_HEADER_LEN, it->data, vlen, ITEM_VALUE_MAX))
 		return -1;
-	if (!finish_reply(ctx, lo, rlen))
+	// The value starts 8 + 12 bytes into the UDP header: an even offset.
+	if (!finish_reply(ctx, lo, rlen, REBOUND_HEADER_LEN, it->data_sum))
 		return -1;
 	count_answer(AOP_GET, AO_HIT);
 	return 1;
@@ -943,7 +1005,7 @@ __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ule
 	struct item_key *k = bpf_map_lookup_elem(&key_scratch, &zero);
 	if (!k)
 		return 0;
-	__builtin_memset(k, 0, sizeof(*k));
+	zero_key(k, kl);
 	k->len = kl;
 	__u32 koff = poff + MEMCACHE_HEADER_LEN + 4;
 	if (!load_key(ctx, koff, k, kl))
@@ -1002,7 +1064,19 @@ __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ule
 	off += vlen;
 	if (!store(ctx, off, "\r\nEND\r\n", 7, 7))
 		return -1;
-	if (!finish_reply(ctx, lo, rlen))
+	// The value and the end line are summed apart: the value's sum from
+	// the item, the end line's from a constant, each turned for an odd
+	// offset (the UDP header and frame header are 16 bytes, even).
+	__u32 head = MEMCACHE_HEADER_LEN + 6 + kl + slen;
+	__u32 tail = it->data_sum;
+	if (head & 1)
+		tail = swap16(tail);
+	// "\r\nEND\r\n" as 16-bit words in memory order from an even offset:
+	// 0x0a0d + 0x4e45 + 0x0d44 + 0x000a.
+	__u32 end = fold16(0x0a0d + 0x4e45 + 0x0d44 + 0x000a);
+	if ((head + vlen) & 1)
+		end = swap16(end);
+	if (!finish_reply(ctx, lo, rlen, head, tail + end))
 		return -1;
 	count_answer(AOP_MC_GET, AO_HIT);
 	return 1;
