@@ -499,7 +499,19 @@ __noinline __u32 sum_range(struct xdp_md *ctx, __u64 off, __u64 len)
 	if (off > MAX_FRAME || len > MAX_FRAME)
 		return SUM_ERR;
 	__u8 *p = data + off;
-	for (i = 0; i < MAX_FRAME / 4; i++) {
+	// 32 bytes a round with one bounds check, then 4 a round.
+	__u32 blocks = len / 32;
+	for (i = 0; i < MAX_FRAME / 32; i++) {
+		if (i >= blocks)
+			break;
+		__u32 *w = (void *)(p + i * 32);
+		if ((void *)(w + 8) > data_end)
+			return SUM_ERR;
+		acc += (__u64)w[0] + w[1] + w[2] + w[3] + w[4] + w[5] + w[6] + w[7];
+	}
+	p += blocks * 32;
+	len -= blocks * 32;
+	for (i = 0; i < 8; i++) {
 		if (i * 4 + 4 > len)
 			break;
 		__u32 *w = (void *)(p + i * 4);
