@@ -24,7 +24,7 @@ const (
 	// MaxAnswerItems bounds Options.AnswerItems.
 	MaxAnswerItems = 1 << 20
 	// DefaultAnswerItems is what the server asks for unless told otherwise:
-	// about 13 MiB of kernel memory for the slots.
+	// about 15 MiB of kernel memory for the slots and the two indexes.
 	DefaultAnswerItems = 8192
 )
 
@@ -70,13 +70,14 @@ type AnswerOp int
 
 // The answered requests.
 const (
-	AnswerPing        AnswerOp = iota // Rebound PING
-	AnswerGet                         // Rebound GET
-	AnswerMemcacheGet                 // memcached "get <key>"
+	AnswerPing            AnswerOp = iota // Rebound PING
+	AnswerGet                             // Rebound GET
+	AnswerMemcacheGet                     // memcached "get <key>"
+	AnswerMemcacheMetaGet                 // memcached "mg <key>" with v and f, one of them or neither
 	NumAnswerOps
 )
 
-var answerOpNames = [NumAnswerOps]string{"ping", "get", "memcache_get"}
+var answerOpNames = [NumAnswerOps]string{"ping", "get", "memcache_get", "memcache_mg"}
 
 func (o AnswerOp) String() string {
 	if o >= 0 && o < NumAnswerOps {

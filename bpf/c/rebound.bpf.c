@@ -78,6 +78,7 @@ enum answer_op {
 	AOP_PING = 0, // Rebound PING
 	AOP_GET,      // Rebound GET
 	AOP_MC_GET,   // memcached "get <key>"
+	AOP_MC_MG,    // memcached "mg <key>" with v and f or neither
 	AOP_MAX,
 };
 
@@ -845,7 +846,7 @@ static __always_inline int bounded(struct answer_config *cfg, struct layout *lo,
 	// In 64 bits: a large factor times a request must not wrap around.
 	// A trusted source is spared for memcached only, as in userspace (the
 	// Rebound protocol's bound has no exceptions).
-	if (cfg->amp && plen > (__u64)cfg->amp * req && !(op == AOP_MC_GET && lo->trusted)) {
+	if (cfg->amp && plen > (__u64)cfg->amp * req && !((op == AOP_MC_GET || op == AOP_MC_MG) && lo->trusted)) {
 		count_answer(op, AO_AMPLIFICATION);
 		return 0;
 	}
@@ -990,6 +991,145 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 	return 1;
 }
 
+// plain_key reports whether the key holds no space, CR or LF: one key,
+// as the Go parser splits on spaces and lines (a stray CR is left to it).
+static __always_inline int plain_key(struct item_key *k, __u32 kl)
+{
+	for (int i = 0; i < ITEM_KEY_MAX; i++) {
+		if (i >= kl)
+			break;
+		__u8 c = k->b[i];
+		if (c == ' ' || c == '\r' || c == '\n')
+			return 0;
+	}
+	return 1;
+}
+
+// answer_mg answers a meta get hit: "mg <key>" then " v", " f", " v f",
+// " f v" or nothing, then CRLF, alone in its datagram. The reply is
+// memcached's: "VA <bytes>[ f<flags>]\r\n<data>\r\n" with v, else
+// "HD[ f<flags>]\r\n". Other flags (and base64 keys) are left to
+// userspace.
+__noinline int answer_mg(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u32 shape)
+{
+	struct layout l, *lo = &l;
+	struct answer_config *cfg = unpack(lo, l3, l4, ulen, shape);
+	if (!cfg)
+		return 0;
+	__u32 poff = off8(lo->l4 + sizeof(struct udp_hdr));
+	__u32 plen = lo->ulen - sizeof(struct udp_hdr);
+	if (poff > 128)
+		return 0;
+	// frame header, "mg ", 1 to 250 key bytes, the flags, CRLF
+	if (plen < MEMCACHE_HEADER_LEN + 3 + 1 + 2 || plen > MEMCACHE_HEADER_LEN + 3 + ITEM_KEY_MAX + 6)
+		return 0;
+	__u32 rest = plen - MEMCACHE_HEADER_LEN - 3; // key and what follows it
+	// The last 8 bytes of the payload (at least 14 long): the flags are in
+	// its last 6.
+	__u8 t[8];
+	if (bpf_xdp_load_bytes(ctx, poff + plen - 8, t, 8) != 0)
+		return 0;
+	if (t[6] != '\r' || t[7] != '\n')
+		return 0;
+	__u32 tl = 2, want_v = 0, want_f = 0;
+	if (t[2] == ' ' && t[4] == ' ' && ((t[3] == 'v' && t[5] == 'f') || (t[3] == 'f' && t[5] == 'v'))) {
+		tl = 6;
+		want_v = want_f = 1;
+	} else if (t[4] == ' ' && (t[5] == 'v' || t[5] == 'f')) {
+		tl = 4;
+		want_v = t[5] == 'v';
+		want_f = !want_v;
+	}
+	if (rest < tl + 1 || rest - tl > ITEM_KEY_MAX)
+		return 0;
+	__u32 kl = rest - tl;
+	__u32 zero = 0;
+	struct item_key *k = bpf_map_lookup_elem(&key_scratch, &zero);
+	if (!k)
+		return 0;
+	zero_key(k, kl);
+	k->len = kl;
+	__u32 koff = poff + MEMCACHE_HEADER_LEN + 3;
+	if (!load_key(ctx, koff, k, kl) || !plain_key(k, kl))
+		return 0;
+	struct item_body *it = lookup(k, cfg, AOP_MC_MG);
+	if (!it)
+		return 0;
+	__u32 vlen = it->len;
+	__u32 slen = it->suffix_len;
+	if (vlen > ITEM_VALUE_MAX || slen > MC_SUFFIX_MAX || slen < 6)
+		return 0;
+	// The suffix is " <flags> <bytes>\r\n": flags from 1 to the second
+	// space, bytes from after it to the CRLF.
+	__u32 sp = 0;
+	for (int i = 2; i < MC_SUFFIX_MAX; i++) {
+		if (it->suffix[i] == ' ') {
+			sp = i;
+			break;
+		}
+	}
+	if (sp == 0 || sp + 3 > slen)
+		return 0;
+	__u32 flen = sp - 1, blen = slen - 2 - (sp + 1);
+	// "VA <bytes>" or "HD", " f<flags>", CRLF, then data and CRLF
+	__u32 head = MEMCACHE_HEADER_LEN + (want_v ? 3 + blen : 2) + (want_f ? 2 + flen : 0) + 2;
+	__u32 rlen = head + (want_v ? vlen + 2 : 0);
+	if (rlen - MEMCACHE_HEADER_LEN > MC_UDP_MAX_PAYLOAD) {
+		count_answer(AOP_MC_MG, AO_TOO_LARGE);
+		return 0;
+	}
+	int r = begin_reply(ctx, lo, cfg, AOP_MC_MG, rlen, MEMCACHE_HEADER_LEN);
+	if (r <= 0)
+		return r;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u8 *h = data + poff;
+	if ((void *)(h + MEMCACHE_HEADER_LEN) > data_end)
+		return -1;
+	// Request id kept; sequence 0, total 1, reserved 0.
+	h[2] = 0;
+	h[3] = 0;
+	h[4] = 0;
+	h[5] = 1;
+	h[6] = 0;
+	h[7] = 0;
+	__u32 off = poff + MEMCACHE_HEADER_LEN;
+	if (want_v) {
+		if (!store(ctx, off, "VA ", 3, 3) || !store(ctx, off + 3, it->suffix + ((sp + 1) & 0x1f), blen, 8))
+			return -1;
+		off += 3 + blen;
+	} else {
+		if (!store(ctx, off, "HD", 2, 2))
+			return -1;
+		off += 2;
+	}
+	if (want_f) {
+		if (!store(ctx, off, " f", 2, 2) || !store(ctx, off + 2, it->suffix + 1, flen, 10))
+			return -1;
+		off += 2 + flen;
+	}
+	if (!store(ctx, off, "\r\n", 2, 2))
+		return -1;
+	off += 2;
+	__u32 tail = 0;
+	if (want_v) {
+		if (vlen > 0 && !store(ctx, off, it->data, vlen, ITEM_VALUE_MAX))
+			return -1;
+		if (!store(ctx, off + vlen, "\r\n", 2, 2))
+			return -1;
+		// As for get: the value's sum from the item, CRLF's (0x0a0d in
+		// memory order) from a constant, each turned at an odd offset.
+		tail = it->data_sum;
+		if (head & 1)
+			tail = swap16(tail);
+		tail += (head + vlen) & 1 ? 0x0d0a : 0x0a0d;
+	}
+	if (!finish_reply(ctx, lo, rlen, want_v ? head : rlen, tail))
+		return -1;
+	count_answer(AOP_MC_MG, AO_HIT);
+	return 1;
+}
+
 // answer_memcache answers "get <key>\r\n", alone in its datagram, when
 // the key is in the map. The frame header was checked (total 1).
 __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u32 shape)
@@ -1004,13 +1144,13 @@ __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ule
 	__u32 plen = lo->ulen - sizeof(struct udp_hdr);
 	if (poff > 128)
 		return 0;
+	__u8 *cmd = data + poff + MEMCACHE_HEADER_LEN;
+	if ((void *)(cmd + 4) > data_end)
+		return 0;
 	// 8-byte frame header, "get ", 1 to 250 key bytes, "\r\n".
 	if (plen < MEMCACHE_HEADER_LEN + 4 + 1 + 2 || plen > MEMCACHE_HEADER_LEN + 4 + ITEM_KEY_MAX + 2)
 		return 0;
 	__u32 kl = plen - MEMCACHE_HEADER_LEN - 4 - 2;
-	__u8 *cmd = data + poff + MEMCACHE_HEADER_LEN;
-	if ((void *)(cmd + 4) > data_end)
-		return 0;
 	if (cmd[0] != 'g' || cmd[1] != 'e' || cmd[2] != 't' || cmd[3] != ' ')
 		return 0;
 	__u32 zero = 0;
@@ -1022,15 +1162,8 @@ __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ule
 	__u32 koff = poff + MEMCACHE_HEADER_LEN + 4;
 	if (!load_key(ctx, koff, k, kl))
 		return 0;
-	// One key: no space, CR or LF in it (the Go parser splits on spaces
-	// and lines; a stray CR is left to it), then exactly CRLF.
-	for (int i = 0; i < ITEM_KEY_MAX; i++) {
-		if (i >= kl)
-			break;
-		__u8 c = k->b[i];
-		if (c == ' ' || c == '\r' || c == '\n')
-			return 0;
-	}
+	if (!plain_key(k, kl))
+		return 0;
 	__u8 crlf[2];
 	if (bpf_xdp_load_bytes(ctx, koff + kl, crlf, 2) != 0 || crlf[0] != '\r' || crlf[1] != '\n')
 		return 0;
@@ -1109,9 +1242,15 @@ static __always_inline int answer(struct xdp_md *ctx, struct allow_key *src, __u
 		return answer_rebound(ctx, l3, l4, ulen, shape);
 	// As in userspace, trust spares memcached replies only; the list is
 	// looked up only when answering is on.
-	if (kind == PORT_MEMCACHE)
-		return answer_memcache(ctx, l3, l4, ulen, shape | trusted(src) << 2);
-	return 0;
+	if (kind != PORT_MEMCACHE)
+		return 0;
+	shape |= trusted(src) << 2;
+	// "mg " or anything else after the frame header.
+	__u8 cmd[3];
+	if (bpf_xdp_load_bytes(ctx, l4 + sizeof(struct udp_hdr) + MEMCACHE_HEADER_LEN, cmd, 3) == 0 &&
+	    cmd[0] == 'm' && cmd[1] == 'g' && cmd[2] == ' ')
+		return answer_mg(ctx, l3, l4, ulen, shape);
+	return answer_memcache(ctx, l3, l4, ulen, shape);
 }
 
 SEC("xdp")
