@@ -1,7 +1,6 @@
 package userspace
 
 import (
-	"errors"
 	"math"
 	"net"
 	"net/netip"
@@ -203,10 +202,4 @@ func (w *mcUDPWorker) run() error {
 
 // flush sends what is queued; a datagram that cannot be sent is lost like
 // any UDP datagram, counted.
-func (w *mcUDPWorker) flush() {
-	sent, err := w.io.Flush()
-	w.stats.Tx.Add(uint64(sent))
-	if err != nil && !errors.Is(err, net.ErrClosed) {
-		w.stats.TxErrors.Add(1)
-	}
-}
+func (w *mcUDPWorker) flush() { flushBatch(w.io, w.stats) }

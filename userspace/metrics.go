@@ -21,6 +21,11 @@ type WorkerStats struct {
 	Rejects  [codec.NumReasons]atomic.Uint64 // answered with an error status, by reason
 	TxErrors atomic.Uint64                   // replies the transport failed to send
 	RxErrors atomic.Uint64                   // receive calls that failed
+	// UDP sockets only: requests that arrived merged by GRO, sends that
+	// carried several replies (GSO), and whether GSO was turned off
+	// after the kernel refused it.
+	Coalesced, GSOSends atomic.Uint64
+	GSOOff              atomic.Bool
 	// BatchSize counts batches by size: bucket i holds sizes in
 	// [2^i, 2^(i+1)), up to the largest batch a server takes (1024).
 	BatchSize [11]atomic.Uint64

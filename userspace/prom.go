@@ -3,6 +3,7 @@ package userspace
 import (
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -27,6 +28,9 @@ var (
 	descRejects = prometheus.NewDesc("rebound_rejects_total", "Requests answered with an error status, by reason.", []string{"transport", "queue", "reason"}, nil)
 	descTxErr   = prometheus.NewDesc("rebound_tx_errors_total", "Replies the transport failed to send.", []string{"transport", "queue"}, nil)
 	descRxErr   = prometheus.NewDesc("rebound_rx_errors_total", "Receive calls that failed.", []string{"transport", "queue"}, nil)
+	descGRO     = prometheus.NewDesc("rebound_udp_coalesced_total", "UDP requests that arrived merged by GRO (UDP_GRO) and were cut apart.", []string{"transport", "queue"}, nil)
+	descGSO     = prometheus.NewDesc("rebound_udp_gso_sends_total", "UDP sends that carried several replies as one GSO message (UDP_SEGMENT).", []string{"transport", "queue"}, nil)
+	descGSOOff  = prometheus.NewDesc("rebound_udp_gso_off", "1 when GSO is off on the worker's socket: the kernel lacks or refused it (replies then go one by one).", []string{"transport", "queue"}, nil)
 	descBatch   = prometheus.NewDesc("rebound_batch_size", "Requests per handler batch.", []string{"transport", "queue"}, nil)
 	descService = prometheus.NewDesc("rebound_handler_seconds", "Handler time per batch.", []string{"transport", "queue"}, nil)
 	descUp      = prometheus.NewDesc("rebound_worker_up", "1 while the worker serves; 0 once it stopped on an error (an AF_XDP queue then falls back to the kernel).", []string{"transport", "queue"}, nil)
@@ -67,6 +71,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descTx, w.Tx.Load(), w.Transport, q)
 		counter(descTxErr, w.TxErrors.Load(), w.Transport, q)
 		counter(descRxErr, w.RxErrors.Load(), w.Transport, q)
+		if strings.HasSuffix(w.Transport, "udp") { // the socket workers
+			counter(descGRO, w.Coalesced.Load(), w.Transport, q)
+			counter(descGSO, w.GSOSends.Load(), w.Transport, q)
+			gauge(descGSOOff, w.GSOOff.Load())
+		}
 		for r := range w.Drops {
 			if v := w.Drops[r].Load(); v > 0 {
 				counter(descDrops, v, w.Transport, q, codec.Reason(r).String())

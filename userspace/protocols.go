@@ -2,7 +2,6 @@ package userspace
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -94,11 +93,7 @@ func (w *protoUDPWorker) run() error {
 			}
 		}
 		w.stats.batch(n)
-		sent, err := w.io.Flush()
-		w.stats.Tx.Add(uint64(sent))
-		if err != nil && !errors.Is(err, net.ErrClosed) {
-			w.stats.TxErrors.Add(1)
-		}
+		flushBatch(w.io, w.stats)
 	}
 }
 

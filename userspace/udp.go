@@ -98,14 +98,23 @@ func (w *udpWorker) run() error {
 			}
 		}
 		w.b.reset()
-		sent, err := w.io.Flush()
-		w.stats.Tx.Add(uint64(sent))
-		if err != nil && !errors.Is(err, net.ErrClosed) {
-			// A reply that cannot be sent (unreachable client, full
-			// buffer) is lost like any UDP datagram.
-			w.stats.TxErrors.Add(1)
-		}
+		flushBatch(w.io, w.stats)
 	}
+}
+
+// flushBatch sends the replies queued on io and counts what happened. A
+// reply that cannot be sent (unreachable client, full buffer) is lost
+// like any UDP datagram, counted.
+func flushBatch(io *udpbatch.Conn, stats *WorkerStats) {
+	sent, err := io.Flush()
+	stats.Tx.Add(uint64(sent))
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		stats.TxErrors.Add(1)
+	}
+	st := io.Stats()
+	stats.Coalesced.Store(st.Coalesced)
+	stats.GSOSends.Store(st.GSOSends)
+	stats.GSOOff.Store(st.GSOOff)
 }
 
 // admitDatagram reports whether datagram i of the last read, from src,
