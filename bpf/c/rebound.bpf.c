@@ -825,13 +825,43 @@ static __always_inline __u32 swap16(__u32 s)
 	return ((s & 0xff) << 8) | ((s >> 8) & 0xff);
 }
 
-// zero_key clears the part of the key scratch a key of kl bytes uses.
-static __always_inline void zero_key(struct item_key *k, __u32 kl)
+// read_key reads the key of a request (kl bytes, 1 to ITEM_KEY_MAX, at
+// frame offset off) into the per-CPU scratch, as the index takes it: its
+// length, its bytes, zeros after them as far as the form the lookup
+// compares (struct item_skey for a short key). It returns the scratch, or
+// 0.
+static __always_inline struct item_key *read_key(struct xdp_md *ctx, __u32 off, __u64 kl)
 {
+	__u32 zero = 0;
+	struct item_key *k = bpf_map_lookup_elem(&key_scratch, &zero);
+	asm volatile("" : "+r"(kl));
+	if (!k || kl == 0 || kl > ITEM_KEY_MAX)
+		return 0;
 	if (kl <= ITEM_SKEY_MAX)
 		__builtin_memset(k, 0, sizeof(struct item_skey));
 	else
 		__builtin_memset(k, 0, sizeof(*k));
+	k->len = kl;
+	return bpf_xdp_load_bytes(ctx, off, k->b, kl) == 0 ? k : 0;
+}
+
+// mc_frame_header makes the memcached frame header of the request at
+// frame offset poff that of a reply in one datagram: the request id kept,
+// sequence 0, total 1, reserved 0.
+static __always_inline int mc_frame_header(struct xdp_md *ctx, __u32 poff)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u8 *h = data + off8(poff);
+	if ((void *)(h + MEMCACHE_HEADER_LEN) > data_end)
+		return 0;
+	h[2] = 0;
+	h[3] = 0;
+	h[4] = 0;
+	h[5] = 1;
+	h[6] = 0;
+	h[7] = 0;
+	return 1;
 }
 
 // bounded checks a reply of plen UDP payload bytes against the path and
@@ -860,15 +890,6 @@ static __always_inline int store(struct xdp_md *ctx, __u32 off, const void *from
 	if (len == 0 || len > max)
 		return 0;
 	return bpf_xdp_store_bytes(ctx, off, (void *)from, len) == 0;
-}
-
-// load_key reads the key (kl bytes, 1 to ITEM_KEY_MAX) at off into k.
-static __always_inline int load_key(struct xdp_md *ctx, __u32 off, struct item_key *k, __u64 kl)
-{
-	asm volatile("" : "+r"(kl));
-	if (kl == 0 || kl > ITEM_KEY_MAX)
-		return 0;
-	return bpf_xdp_load_bytes(ctx, off, k->b, kl) == 0;
 }
 
 // begin_reply checks a reply of plen UDP payload bytes against the
@@ -956,13 +977,8 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 	__u32 kl = msg[REBOUND_HEADER_LEN];
 	if (kl == 0 || kl > ITEM_KEY_MAX || 1 + kl > len)
 		return 0;
-	__u32 zero = 0;
-	struct item_key *k = bpf_map_lookup_elem(&key_scratch, &zero);
+	struct item_key *k = read_key(ctx, poff + REBOUND_HEADER_LEN + 1, kl);
 	if (!k)
-		return 0;
-	zero_key(k, kl);
-	k->len = kl;
-	if (!load_key(ctx, poff + REBOUND_HEADER_LEN + 1, k, kl))
 		return 0;
 	struct item_body *it = lookup(k, cfg, AOP_GET);
 	if (!it)
@@ -1043,14 +1059,8 @@ __noinline int answer_mg(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u
 	if (rest < tl + 1 || rest - tl > ITEM_KEY_MAX)
 		return 0;
 	__u32 kl = rest - tl;
-	__u32 zero = 0;
-	struct item_key *k = bpf_map_lookup_elem(&key_scratch, &zero);
-	if (!k)
-		return 0;
-	zero_key(k, kl);
-	k->len = kl;
-	__u32 koff = poff + MEMCACHE_HEADER_LEN + 3;
-	if (!load_key(ctx, koff, k, kl) || !plain_key(k, kl))
+	struct item_key *k = read_key(ctx, poff + MEMCACHE_HEADER_LEN + 3, kl);
+	if (!k || !plain_key(k, kl))
 		return 0;
 	struct item_body *it = lookup(k, cfg, AOP_MC_MG);
 	if (!it)
@@ -1081,18 +1091,8 @@ __noinline int answer_mg(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u
 	int r = begin_reply(ctx, lo, cfg, AOP_MC_MG, rlen, MEMCACHE_HEADER_LEN);
 	if (r <= 0)
 		return r;
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	__u8 *h = data + poff;
-	if ((void *)(h + MEMCACHE_HEADER_LEN) > data_end)
+	if (!mc_frame_header(ctx, poff))
 		return -1;
-	// Request id kept; sequence 0, total 1, reserved 0.
-	h[2] = 0;
-	h[3] = 0;
-	h[4] = 0;
-	h[5] = 1;
-	h[6] = 0;
-	h[7] = 0;
 	__u32 off = poff + MEMCACHE_HEADER_LEN;
 	if (want_v) {
 		if (!store(ctx, off, "VA ", 3, 3) || !store(ctx, off + 3, it->suffix + ((sp + 1) & 0x1f), blen, 8))
@@ -1153,16 +1153,9 @@ __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ule
 	__u32 kl = plen - MEMCACHE_HEADER_LEN - 4 - 2;
 	if (cmd[0] != 'g' || cmd[1] != 'e' || cmd[2] != 't' || cmd[3] != ' ')
 		return 0;
-	__u32 zero = 0;
-	struct item_key *k = bpf_map_lookup_elem(&key_scratch, &zero);
-	if (!k)
-		return 0;
-	zero_key(k, kl);
-	k->len = kl;
 	__u32 koff = poff + MEMCACHE_HEADER_LEN + 4;
-	if (!load_key(ctx, koff, k, kl))
-		return 0;
-	if (!plain_key(k, kl))
+	struct item_key *k = read_key(ctx, koff, kl);
+	if (!k || !plain_key(k, kl))
 		return 0;
 	__u8 crlf[2];
 	if (bpf_xdp_load_bytes(ctx, koff + kl, crlf, 2) != 0 || crlf[0] != '\r' || crlf[1] != '\n')
@@ -1184,19 +1177,8 @@ __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ule
 	int r = begin_reply(ctx, lo, cfg, AOP_MC_GET, rlen, MEMCACHE_HEADER_LEN);
 	if (r <= 0)
 		return r;
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
-	__u8 *h = data + poff;
-	if ((void *)(h + MEMCACHE_HEADER_LEN + 6) > data_end)
+	if (!mc_frame_header(ctx, poff) || !store(ctx, poff + MEMCACHE_HEADER_LEN, "VALUE ", 6, 6))
 		return -1;
-	// Request id kept; sequence 0, total 1, reserved 0.
-	h[2] = 0;
-	h[3] = 0;
-	h[4] = 0;
-	h[5] = 1;
-	h[6] = 0;
-	h[7] = 0;
-	__builtin_memcpy(h + MEMCACHE_HEADER_LEN, "VALUE ", 6);
 	__u32 off = koff + 2;
 	if (!store(ctx, off, k->b, kl, ITEM_KEY_MAX))
 		return -1;
