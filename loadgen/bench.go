@@ -532,6 +532,10 @@ func (f *flow) run(ctx context.Context) {
 			f.lost.Add(uint64(len(f.slots) - len(f.free)))
 			return
 		}
+		// Datagrams one by one, as clients on a network send them: a
+		// GSO train stays one frame up to the server's device, and a
+		// server behind generic XDP would see it as one request.
+		uc.SetGSO(false)
 		bufs = make([][]byte, batch)
 		for i := range bufs {
 			bufs[i] = make([]byte, msgBytes)

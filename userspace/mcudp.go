@@ -155,8 +155,8 @@ type mcUDPWorker struct {
 	to    []int // per reply datagram of the batch: the slot it answers
 }
 
-func newMCUDPWorker(conn *net.UDPConn, h *mcserve.Handler, stats *WorkerStats, batch, amp int, trust *atomic.Pointer[Prefixes]) (*mcUDPWorker, error) {
-	bio, err := newBatchConn(conn, batch)
+func newMCUDPWorker(conn *net.UDPConn, h *mcserve.Handler, stats *WorkerStats, batch, amp int, trust *atomic.Pointer[Prefixes], gro bool) (*mcUDPWorker, error) {
+	bio, err := newBatchConn(conn, batch, gro)
 	if err != nil {
 		return nil, err
 	}

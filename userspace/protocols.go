@@ -65,8 +65,8 @@ type protoUDPWorker struct {
 	stats *WorkerStats
 }
 
-func newProtoUDPWorker(conn *net.UDPConn, p datagramServer, g *gate, batch, mtu int) (*protoUDPWorker, error) {
-	bio, err := newBatchConn(conn, batch)
+func newProtoUDPWorker(conn *net.UDPConn, p datagramServer, g *gate, batch, mtu int, gro bool) (*protoUDPWorker, error) {
+	bio, err := newBatchConn(conn, batch, gro)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +134,7 @@ func (s *Server) startProtocols(ctx context.Context) error {
 		stats := s.workerStats(pl.Name + "-udp")
 		conns, err := s.openUDP(ctx, pl.Listen, func(conn *net.UDPConn, q int) (func() error, error) {
 			ds := datagramServer{d: pl.Datagram, amp: s.cfg.Amplification, trust: &s.trust, stats: stats[q]}
-			w, err := newProtoUDPWorker(conn, ds, &s.gate, s.cfg.Batch, s.mtu)
+			w, err := newProtoUDPWorker(conn, ds, &s.gate, s.cfg.Batch, s.mtu, s.cfg.Mode == ModeUDP)
 			if err != nil {
 				return nil, err
 			}

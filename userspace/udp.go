@@ -65,8 +65,8 @@ type udpWorker struct {
 	b     batcher
 }
 
-func newUDPWorker(conn *net.UDPConn, h Handler, stats *WorkerStats, batch, amp, mtu int) (*udpWorker, error) {
-	bio, err := newBatchConn(conn, batch)
+func newUDPWorker(conn *net.UDPConn, h Handler, stats *WorkerStats, batch, amp, mtu int, gro bool) (*udpWorker, error) {
+	bio, err := newBatchConn(conn, batch, gro)
 	if err != nil {
 		return nil, err
 	}
@@ -136,15 +136,20 @@ func admitDatagram(io *udpbatch.Conn, i int, src netip.Addr, g *gate, stats *Wor
 }
 
 // newBatchConn wraps a UDP socket for batched I/O with slots of
-// udpBufSize, GSO on sends (udpbatch's default) and GRO on receives: a
-// burst from one client then crosses the socket layer as one buffer each
-// way. A kernel without UDP_GRO (before 5.0) just never coalesces.
-func newBatchConn(conn *net.UDPConn, batch int) (*udpbatch.Conn, error) {
+// udpBufSize, GSO on sends (udpbatch's default) and, with gro, GRO on
+// receives: a burst from one client then crosses the socket layer as one
+// buffer each way. A kernel without UDP_GRO (before 5.0) just never
+// coalesces. GRO is for udp mode only: asking for it makes the device's
+// GRO merge the port's datagrams before generic XDP runs, and the XDP
+// program would then see one merged frame instead of the requests.
+func newBatchConn(conn *net.UDPConn, batch int, gro bool) (*udpbatch.Conn, error) {
 	bio, err := udpbatch.New(conn, batch, udpBufSize)
 	if err != nil {
 		return nil, err
 	}
-	_ = bio.SetGRO(true)
+	if gro {
+		_ = bio.SetGRO(true)
+	}
 	return bio, nil
 }
 
