@@ -244,6 +244,28 @@ func coherenceStress(t *testing.T, l *testutil.Lab, metrics string) {
 	if answered < float64(hits.Load())/4 {
 		t.Fatalf("only %.0f of %d hits were answered in XDP", answered, hits.Load())
 	}
+	// memcached's stats count the gets answered in XDP too.
+	mcHits := metric(t, l.Srv, metrics, "rebound_xdp_answers_total", `op="memcache_get"`, `outcome="hit"`)
+	var mc *client.Memcache
+	var err error
+	l.Cli.Do(t, func() { mc, err = client.DialMemcache(ctx, "198.18.0.2:11211", client.MemcacheOptions{}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mc.Close()
+	out, err := mc.Raw(ctx, "stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var getHits float64
+	for _, line := range strings.Split(string(out), "\r\n") {
+		if v, ok := strings.CutPrefix(line, "STAT get_hits "); ok {
+			getHits, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if mcHits == 0 || getHits < mcHits {
+		t.Fatalf("stats get_hits %.0f, want at least the %.0f memcached gets answered in XDP", getHits, mcHits)
+	}
 }
 
 // --busy-poll serves through AF_XDP with the sockets busy-polled, and is

@@ -173,6 +173,9 @@ type Server struct {
 	stopped           bool
 	mu                sync.Mutex
 	fatal             chan error // the server cannot go on (its interface is gone)
+	// memcached get and mg hits answered in XDP, the highest seen (the
+	// program's counters go with it)
+	xdpGets, xdpMetaGets atomic.Uint64
 	// pub guards what readers outside the workers see (stats, prog,
 	// socks): a metrics scrape during Start or Stop reads them while they
 	// are built or torn down, and must never see a closed socket.
@@ -316,6 +319,33 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.log.Info("serving", "mode", string(s.mode), "why", s.why, "listen", s.cfg.Listen,
 		"memcache", s.cfg.MemcacheListen, "udp_sockets", len(s.rebUDP)+len(s.mcUDP)+len(s.udp), "xdp_queues", len(s.xdpW), "iface", s.cfg.Iface)
 	return nil
+}
+
+// AnsweredMemcacheGets returns the memcached get and meta get hits the
+// XDP program answered since the start, for memcached's "stats". The
+// figures never go down, also once the program is gone (a fallback to
+// udp mode, a stop).
+func (s *Server) AnsweredMemcacheGets() (gets, metaGets uint64) {
+	s.inspect(func(prog *bpf.Program, _ []*xdp.Socket) {
+		if prog == nil {
+			return
+		}
+		if as, err := prog.AnswerCounters(); err == nil {
+			storeMax(&s.xdpGets, as[bpf.AnswerMemcacheGet][bpf.AnswerHit])
+			storeMax(&s.xdpMetaGets, as[bpf.AnswerMemcacheMetaGet][bpf.AnswerHit])
+		}
+	})
+	return s.xdpGets.Load(), s.xdpMetaGets.Load()
+}
+
+// storeMax raises a to v if v is larger.
+func storeMax(a *atomic.Uint64, v uint64) {
+	for {
+		old := a.Load()
+		if v <= old || a.CompareAndSwap(old, v) {
+			return
+		}
+	}
 }
 
 // MemcacheConns returns the memcached TCP connections open now and since

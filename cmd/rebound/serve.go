@@ -140,7 +140,8 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 			threads = runtime.NumCPU()
 		}
 		mch = mcserve.New(mcserve.Config{Store: st, MaxItemSize: itemMax, Threads: threads,
-			Conns: func() (uint64, uint64) { return srv.MemcacheConns() }})
+			Conns:        func() (uint64, uint64) { return srv.MemcacheConns() },
+			AnsweredGets: func() (uint64, uint64) { return srv.AnsweredMemcacheGets() }})
 	}
 	if *busyPoll < 0 || *busyPoll > time.Second {
 		return fail(exitUsage, "--busy-poll %v: want 0 (off) to 1s", *busyPoll)

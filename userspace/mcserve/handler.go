@@ -26,6 +26,12 @@ type Config struct {
 	// Conns reports the transports' connection gauges for "stats"
 	// (curr_connections, total_connections); nil reports 0.
 	Conns func() (curr, total uint64)
+	// AnsweredGets reports the gets answered outside the handler, every
+	// one a hit of one key: the XDP program's memcached "get" and meta
+	// get ("mg") answers. "stats" counts them in cmd_get and get_hits
+	// (the meta gets in cmd_meta too), as memcached counts what it
+	// answers; nil: none.
+	AnsweredGets func() (gets, metaGets uint64)
 	// Threads is reported as "threads" by stats.
 	Threads int
 	// Now is the clock (default: the store's). It must agree with the
@@ -118,6 +124,12 @@ func (h *Handler) Stats() Stats {
 	}
 	if h.cfg.Conns != nil {
 		s.CurrConnections, s.TotalConnections = h.cfg.Conns()
+	}
+	if h.cfg.AnsweredGets != nil {
+		g, m := h.cfg.AnsweredGets()
+		s.CmdGet += g + m
+		s.GetHits += g + m
+		s.CmdMeta += m
 	}
 	return s
 }

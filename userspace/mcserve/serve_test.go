@@ -206,3 +206,25 @@ func TestDifferenceUnsupportedMetaFlagsRefused(t *testing.T) {
 		t.Fatalf("a refused command changed the item: %q", out)
 	}
 }
+
+// Gets answered outside the handler (in XDP) count in stats as hits.
+func TestStatsCountAnsweredGets(t *testing.T) {
+	h := mcserve.New(mcserve.Config{Store: store.New(store.Config{}),
+		AnsweredGets: func() (uint64, uint64) { return 5, 2 }})
+	_, out, _, _ := h.NewConn().Serve([]byte("get nokey\r\nstats\r\n"), nil)
+	want := map[string]string{"cmd_get": "8", "get_hits": "7", "get_misses": "1", "cmd_meta": "2"}
+	for _, line := range strings.Split(string(out), "\r\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[0] == "STAT" {
+			if w, ok := want[f[1]]; ok {
+				if f[2] != w {
+					t.Errorf("%s = %s, want %s", f[1], f[2], w)
+				}
+				delete(want, f[1])
+			}
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("stats lacks %v:\n%s", want, out)
+	}
+}
