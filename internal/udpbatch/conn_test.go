@@ -626,7 +626,7 @@ func TestGSO(t *testing.T) {
 			clis := []*net.UDPConn{listen(t, "udp4", "127.0.0.1:0"), listen(t, "udp4", "127.0.0.1:0")}
 			c := newConn(t, su, 128, 2048)
 			if got := c.SetGSO(tc.gso); got != tc.gso {
-				t.Skipf("SetGSO(%v) = %v: the kernel lacks UDP_SEGMENT", tc.gso, got)
+				testenv.Skip(t, "SetGSO(%v) = %v: the kernel lacks UDP_SEGMENT (Linux 4.18)", tc.gso, got)
 			}
 			if tc.noCheck {
 				rc, _ := su.SyscallConn()
