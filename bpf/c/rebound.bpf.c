@@ -825,6 +825,21 @@ static __always_inline __u32 swap16(__u32 s)
 	return ((s & 0xff) << 8) | ((s >> 8) & 0xff);
 }
 
+// value_tail_sum is the sum, for finish_reply, of what follows the first
+// head payload bytes of a memcached reply: the item's value, then a fixed
+// end of after_sum (its sum from an even offset). The value's sum comes
+// with the item; each is turned where it starts at an odd offset (the
+// UDP header before the payload is 8 bytes, even).
+static __always_inline __u32 value_tail_sum(struct item_body *it, __u32 head, __u32 after_sum)
+{
+	__u32 v = it->data_sum;
+	if (head & 1)
+		v = swap16(v);
+	if ((head + it->len) & 1)
+		after_sum = swap16(after_sum);
+	return v + after_sum;
+}
+
 // read_key reads the key of a request (kl bytes, 1 to ITEM_KEY_MAX, at
 // frame offset off) into the per-CPU scratch, as the index takes it: its
 // length, its bytes, zeros after them as far as the form the lookup
@@ -1117,12 +1132,7 @@ __noinline int answer_mg(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u
 			return -1;
 		if (!store(ctx, off + vlen, "\r\n", 2, 2))
 			return -1;
-		// As for get: the value's sum from the item, CRLF's (0x0a0d in
-		// memory order) from a constant, each turned at an odd offset.
-		tail = it->data_sum;
-		if (head & 1)
-			tail = swap16(tail);
-		tail += (head + vlen) & 1 ? 0x0d0a : 0x0a0d;
+		tail = value_tail_sum(it, head, 0x0a0d); // CRLF
 	}
 	if (!finish_reply(ctx, lo, rlen, want_v ? head : rlen, tail))
 		return -1;
@@ -1191,19 +1201,11 @@ __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ule
 	off += vlen;
 	if (!store(ctx, off, "\r\nEND\r\n", 7, 7))
 		return -1;
-	// The value and the end line are summed apart: the value's sum from
-	// the item, the end line's from a constant, each turned for an odd
-	// offset (the UDP header and frame header are 16 bytes, even).
-	__u32 head = MEMCACHE_HEADER_LEN + 6 + kl + slen;
-	__u32 tail = it->data_sum;
-	if (head & 1)
-		tail = swap16(tail);
 	// "\r\nEND\r\n" as 16-bit words in memory order from an even offset:
 	// 0x0a0d + 0x4e45 + 0x0d44 + 0x000a.
-	__u32 end = fold16(0x0a0d + 0x4e45 + 0x0d44 + 0x000a);
-	if ((head + vlen) & 1)
-		end = swap16(end);
-	if (!finish_reply(ctx, lo, rlen, head, tail + end))
+	__u32 head = MEMCACHE_HEADER_LEN + 6 + kl + slen;
+	__u32 tail = value_tail_sum(it, head, fold16(0x0a0d + 0x4e45 + 0x0d44 + 0x000a));
+	if (!finish_reply(ctx, lo, rlen, head, tail))
 		return -1;
 	count_answer(AOP_MC_GET, AO_HIT);
 	return 1;
