@@ -708,19 +708,23 @@ func TestAnswerFlush(t *testing.T) {
 	answered("stored after the flush")
 }
 
+// answerCase is a request answered in XDP: its payload, port, answer op
+// and the reply payload it must get.
+type answerCase struct {
+	name    string
+	payload []byte
+	port    uint16
+	op      bpf.AnswerOp
+	reply   []byte
+}
+
 // TestAnswerChecksumForms: no checksum (IPv4 only) and partial checksums
 // are accepted, and the reply always has a full one.
 func TestAnswerChecksumForms(t *testing.T) {
 	p, items := loadAnswers(t, 100)
 	put(items, "k", []byte("value"), 0, 1)
 	for _, s := range shapes {
-		for _, c := range []struct {
-			name    string
-			payload []byte
-			port    uint16
-			op      bpf.AnswerOp
-			reply   []byte
-		}{
+		for _, c := range []answerCase{
 			{"ping", pingReq(5, []byte("abc")), 7000, bpf.AnswerPing, reboundReply(rebound.OpPing, 5, []byte("abc"))},
 			{"get", getReq(5, "k", 3), 7000, bpf.AnswerGet, reboundReply(rebound.OpGet, 5, []byte("value"))},
 			{"memcached", mcDatagram(5, 0, 1, 0, "get k\r\n"), mcPort, bpf.AnswerMemcacheGet, mcReply(5, "k", 0, []byte("value"))},
@@ -757,13 +761,7 @@ func TestAnswerPadding(t *testing.T) {
 	put(items, "k", []byte("v"), 0, 1)
 	put(items, "big", value(40, 1), 0, 2)
 	for _, s := range shapes {
-		for _, c := range []struct {
-			name    string
-			payload []byte
-			port    uint16
-			op      bpf.AnswerOp
-			reply   []byte
-		}{
+		for _, c := range []answerCase{
 			{"ping", pingReq(5, nil), 7000, bpf.AnswerPing, reboundReply(rebound.OpPing, 5, nil)},
 			{"get", getReq(5, "k", 0), 7000, bpf.AnswerGet, reboundReply(rebound.OpGet, 5, []byte("v"))},
 			{"get growing", getReq(5, "big", 0), 7000, bpf.AnswerGet, reboundReply(rebound.OpGet, 5, value(40, 1))},

@@ -85,7 +85,7 @@ func (s *Server) workerStats(transport string) []*WorkerStats {
 // worker, and starts their workers; on error it closes what it opened.
 func (s *Server) openReboundUDP(ctx context.Context, addr string) (conns []*net.UDPConn, err error) {
 	return s.openUDP(ctx, addr, func(conn *net.UDPConn, i int) (func() error, error) {
-		w, err := newUDPWorker(conn, s.cfg.Handler, s.rebStats[i], s.cfg.Batch, s.cfg.Amplification, s.mtu, s.cfg.Mode == ModeUDP)
+		w, err := newUDPWorker(conn, s.cfg.Handler, s.rebStats[i], s.cfg.Batch, s.cfg.Amplification, s.mtu, s.socketGRO())
 		if err != nil {
 			return nil, err
 		}
@@ -97,7 +97,7 @@ func (s *Server) openReboundUDP(ctx context.Context, addr string) (conns []*net.
 // openMemcacheUDP is openReboundUDP for memcached.
 func (s *Server) openMemcacheUDP(ctx context.Context, addr string) ([]*net.UDPConn, error) {
 	return s.openUDP(ctx, addr, func(conn *net.UDPConn, i int) (func() error, error) {
-		w, err := newMCUDPWorker(conn, s.cfg.Memcache, s.mcStats[i], s.cfg.Batch, s.cfg.Amplification, &s.trust, s.cfg.Mode == ModeUDP)
+		w, err := newMCUDPWorker(conn, s.cfg.Memcache, s.mcStats[i], s.cfg.Batch, s.cfg.Amplification, &s.trust, s.socketGRO())
 		if err != nil {
 			return nil, err
 		}

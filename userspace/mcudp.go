@@ -191,15 +191,11 @@ func (w *mcUDPWorker) run() error {
 			d := w.mc.out[off : off+l]
 			off += l
 			if !w.io.Queue(d, w.to[k]) {
-				w.flush()
+				flushBatch(w.io, w.stats)
 				w.io.Queue(d, w.to[k])
 			}
 		}
-		w.flush()
+		flushBatch(w.io, w.stats)
 		w.stats.batch(n)
 	}
 }
-
-// flush sends what is queued; a datagram that cannot be sent is lost like
-// any UDP datagram, counted.
-func (w *mcUDPWorker) flush() { flushBatch(w.io, w.stats) }

@@ -57,10 +57,11 @@ func TestUDPOffloadBurst(t *testing.T) {
 					string(cli.Data(i)[rebound.HeaderLen:]) != "twenty bytes of ping" {
 					t.Fatalf("burst %d: bad reply %x", b, cli.Data(i))
 				}
-				if seq := h.Seq - uint32(b*per); seq >= per || seen[seq] {
+				seq := h.Seq - uint32(b*per)
+				if seq >= per || seen[seq] {
 					t.Fatalf("burst %d: reply to seq %d unexpected or twice", b, h.Seq)
 				}
-				seen[h.Seq-uint32(b*per)] = true
+				seen[seq] = true
 			}
 		}
 	}

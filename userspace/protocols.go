@@ -134,7 +134,7 @@ func (s *Server) startProtocols(ctx context.Context) error {
 		stats := s.workerStats(pl.Name + "-udp")
 		conns, err := s.openUDP(ctx, pl.Listen, func(conn *net.UDPConn, q int) (func() error, error) {
 			ds := datagramServer{d: pl.Datagram, amp: s.cfg.Amplification, trust: &s.trust, stats: stats[q]}
-			w, err := newProtoUDPWorker(conn, ds, &s.gate, s.cfg.Batch, s.mtu, s.cfg.Mode == ModeUDP)
+			w, err := newProtoUDPWorker(conn, ds, &s.gate, s.cfg.Batch, s.mtu, s.socketGRO())
 			if err != nil {
 				return nil, err
 			}

@@ -135,13 +135,17 @@ func admitDatagram(io *udpbatch.Conn, i int, src netip.Addr, g *gate, stats *Wor
 	return true
 }
 
+// socketGRO reports whether the UDP sockets ask for GRO: in udp mode
+// only. Asking for it makes the device's GRO merge the port's datagrams
+// before generic XDP runs, and the XDP program would then see one merged
+// frame instead of the requests.
+func (s *Server) socketGRO() bool { return s.cfg.Mode == ModeUDP }
+
 // newBatchConn wraps a UDP socket for batched I/O with slots of
 // udpBufSize, GSO on sends (udpbatch's default) and, with gro, GRO on
 // receives: a burst from one client then crosses the socket layer as one
 // buffer each way. A kernel without UDP_GRO (before 5.0) just never
-// coalesces. GRO is for udp mode only: asking for it makes the device's
-// GRO merge the port's datagrams before generic XDP runs, and the XDP
-// program would then see one merged frame instead of the requests.
+// coalesces.
 func newBatchConn(conn *net.UDPConn, batch int, gro bool) (*udpbatch.Conn, error) {
 	bio, err := udpbatch.New(conn, batch, udpBufSize)
 	if err != nil {

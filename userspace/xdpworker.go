@@ -21,6 +21,9 @@ const (
 	// while the worker polls, so it keeps polling through short lulls.
 	busySpinFor = time.Second
 	pollTimeout = 100 * time.Millisecond
+	// clockEvery: an idle worker reads the clock every this many empty
+	// rounds (a read costs more than a round).
+	clockEvery = 64
 	// txStallAfter: a tx ring that has not moved for this long is stalled
 	// (link down, say): the worker says so and kicks it only every
 	// txStallKick instead of spinning on it.
@@ -144,12 +147,10 @@ func (w *xdpWorker) run(stop *atomic.Bool) {
 			w.err = err
 			return
 		}
-		// Read the clock only every 64 empty rounds: it costs more than
-		// a round.
 		if idle++; idle == 1 {
 			idleSince = time.Now()
 		}
-		if idle%64 != 0 {
+		if idle%clockEvery != 0 {
 			continue
 		}
 		if time.Since(idleSince) < w.spin {
@@ -175,7 +176,7 @@ func (w *xdpWorker) run(stop *atomic.Bool) {
 			// A timeout, not traffic: look at the rings once more,
 			// then sleep again without spinning first (spinning after
 			// every timeout cost an idle server 0.5% of a core).
-			idle = 63
+			idle = clockEvery - 1
 		}
 	}
 	w.drain()
