@@ -255,21 +255,17 @@ func (c *Conn) expand() int {
 // groSize returns the datagram size of slot p when the kernel coalesced
 // several datagrams into it (its UDP_GRO control message), else 0.
 func (c *Conn) groSize(p int) int {
-	h := &c.rh[p].Hdr
-	ctl := c.rctl[p][:min(int(h.Controllen), ctlLen)]
-	for len(ctl) >= unix.SizeofCmsghdr {
-		// unsafe: a cmsghdr the kernel wrote at an aligned offset of ctl.
-		m := (*unix.Cmsghdr)(unsafe.Pointer(&ctl[0]))
-		if m.Len < unix.SizeofCmsghdr || int(m.Len) > len(ctl) {
-			break
+	for ctl := c.control(p); ; {
+		m, data, rest, ok := nextCmsg(ctl)
+		if !ok {
+			return 0
 		}
-		if m.Level == unix.SOL_UDP && m.Type == unix.UDP_GRO && int(m.Len) >= unix.SizeofCmsghdr+4 {
+		if m.Level == unix.SOL_UDP && m.Type == unix.UDP_GRO && len(data) >= 4 {
 			// unsafe: the int the kernel wrote after the cmsghdr.
-			return int(*(*int32)(unsafe.Pointer(&ctl[unix.SizeofCmsghdr])))
+			return int(*(*int32)(unsafe.Pointer(&data[0])))
 		}
-		ctl = ctl[cmsgAlign(int(m.Len)):]
+		ctl = rest
 	}
-	return 0
 }
 
 // SetGRO asks the kernel to hand over datagrams of one flow coalesced
@@ -386,17 +382,12 @@ const ctlLen = 128
 // (not delivered by the kernel) it reports an invalid address and true.
 // It allocates nothing.
 func (c *Conn) Dst(i int) (netip.Addr, bool) {
-	p := c.lslot[i]
-	h := &c.rh[p].Hdr
-	ctl := c.rctl[p][:min(int(h.Controllen), ctlLen)]
 	v6, unicast6 := netip.Addr{}, true
-	for len(ctl) >= unix.SizeofCmsghdr {
-		// unsafe: a cmsghdr the kernel wrote at an aligned offset of ctl.
-		m := (*unix.Cmsghdr)(unsafe.Pointer(&ctl[0]))
-		if m.Len < unix.SizeofCmsghdr || int(m.Len) > len(ctl) {
+	for ctl := c.control(int(c.lslot[i])); ; {
+		m, data, rest, ok := nextCmsg(ctl)
+		if !ok {
 			break
 		}
-		data := ctl[unix.SizeofCmsghdr:m.Len]
 		switch {
 		case m.Level == unix.IPPROTO_IP && m.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
 			// struct in_pktinfo: ifindex, spec_dst (the local address the
@@ -411,9 +402,28 @@ func (c *Conn) Dst(i int) (netip.Addr, bool) {
 			v6 = netip.AddrFrom16([16]byte(data[0:16])).Unmap()
 			unicast6 = !v6.IsMulticast() && v6 != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 		}
-		ctl = ctl[cmsgAlign(int(m.Len)):]
+		ctl = rest
 	}
 	return v6, unicast6
+}
+
+// control returns the control messages the kernel wrote for slot p.
+func (c *Conn) control(p int) []byte {
+	return c.rctl[p][:min(int(c.rh[p].Hdr.Controllen), ctlLen)]
+}
+
+// nextCmsg splits the first control message off ctl: its header, its
+// data and what follows it; ok is false when ctl holds no whole one.
+func nextCmsg(ctl []byte) (m *unix.Cmsghdr, data, rest []byte, ok bool) {
+	if len(ctl) < unix.SizeofCmsghdr {
+		return nil, nil, nil, false
+	}
+	// unsafe: a cmsghdr the kernel wrote at an aligned offset of ctl.
+	m = (*unix.Cmsghdr)(unsafe.Pointer(&ctl[0]))
+	if m.Len < unix.SizeofCmsghdr || int(m.Len) > len(ctl) {
+		return nil, nil, nil, false
+	}
+	return m, ctl[unix.SizeofCmsghdr:m.Len], ctl[min(cmsgAlign(int(m.Len)), len(ctl)):], true
 }
 
 func cmsgAlign(n int) int { return (n + unix.SizeofPtr - 1) &^ (unix.SizeofPtr - 1) }
