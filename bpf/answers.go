@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"os"
 	"strconv"
 	"sync"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/rebound-net/rebound/codec"
 )
 
 // Limits of the items the program answers from (ITEM_KEY_MAX and
@@ -342,7 +345,8 @@ func (it *Items) Put(key string, value []byte, flags uint32, cas uint64, exptime
 	it.writeSlot(slot, b[:itemOffData+len(value)])
 	if !had {
 		copy(it.key[:], b[itemOffKey:itemOffKey+itemKeySize])
-		if err := it.indexOf(key).Put(it.indexKey(it.key[:], key), slot); err != nil {
+		m, k := it.indexFor(it.key[:], key)
+		if err := m.Put(k, slot); err != nil {
 			it.fail(fmt.Errorf("index key: %w", err))
 			return
 		}
@@ -359,41 +363,21 @@ func putKey(dst []byte, key string) {
 	copy(dst[1:], key)
 }
 
-// indexOf returns the index map of key: the short one up to shortKeyMax
-// bytes.
-func (it *Items) indexOf(key string) *ebpf.Map {
+// indexFor returns the index map of key, the short one up to shortKeyMax
+// bytes, and k, key's struct item_key, cut to the form that map takes.
+func (it *Items) indexFor(k []byte, key string) (*ebpf.Map, []byte) {
 	if len(key) <= shortKeyMax {
-		return it.short
+		return it.short, k[:shortKeySize]
 	}
-	return it.index
-}
-
-// indexKey returns k, key's struct item_key, cut to the form its index
-// map takes.
-func (it *Items) indexKey(k []byte, key string) []byte {
-	if len(key) <= shortKeyMax {
-		return k[:shortKeySize]
-	}
-	return k[:itemKeySize]
+	return it.index, k[:itemKeySize]
 }
 
 // onesSum is the 16-bit one's complement sum of b as the program sums
 // frame bytes: 16-bit words in memory (little-endian) order from b's
-// start, a last odd byte as the low byte of a word.
-func onesSum(b []byte) uint16 {
-	var acc uint64
-	for len(b) >= 2 {
-		acc += uint64(b[0]) | uint64(b[1])<<8
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		acc += uint64(b[0])
-	}
-	for acc > 0xffff {
-		acc = acc>>16 + acc&0xffff
-	}
-	return uint16(acc)
-}
+// start, a last odd byte as the low byte of a word. That is the
+// network-order sum (the complement of codec.Checksum) with its bytes
+// swapped.
+func onesSum(b []byte) uint16 { return bits.ReverseBytes16(^codec.Checksum(b)) }
 
 // Delete removes key, if it is held.
 func (it *Items) Delete(key string) {
@@ -409,7 +393,8 @@ func (it *Items) deleteLocked(key string) {
 	}
 	var k [itemKeySize]byte
 	putKey(k[:], key)
-	if err := it.indexOf(key).Delete(it.indexKey(k[:], key)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	m, ik := it.indexFor(k[:], key)
+	if err := m.Delete(ik); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		// The program could go on answering the old value: stop answering.
 		it.fail(fmt.Errorf("remove key: %w", err))
 		return
