@@ -472,6 +472,8 @@ struct layout {
 	__u32 v6;
 	__u32 vlan;
 	__u32 trusted; // the source is in trust: memcached replies are not bounded
+	__u32 poff;    // UDP payload (at most 128: checked by unpack)
+	__u32 plen;    // its length
 };
 
 // off8 bounds a header offset (all are under 256) in a way the verifier
@@ -929,7 +931,9 @@ static __always_inline int begin_reply(struct xdp_md *ctx, struct layout *lo, st
 
 // unpack rebuilds the layout the answer functions get as scalars (global
 // functions take no pointers to the caller's stack; shape: bit 0 IPv6, bit
-// 1 VLAN, bit 2 trusted) and returns the answer config, or 0.
+// 1 VLAN, bit 2 trusted) with where the UDP payload starts and its
+// length, and returns the answer config, or 0 (also for a payload that
+// starts past byte 128, which no header stack here reaches).
 static __always_inline struct answer_config *unpack(struct layout *lo, __u32 l3, __u32 l4, __u32 ulen, __u32 shape)
 {
 	lo->l3 = l3;
@@ -940,7 +944,9 @@ static __always_inline struct answer_config *unpack(struct layout *lo, __u32 l3,
 	lo->trusted = (shape >> 2) & 1;
 	__u32 zero = 0;
 	struct answer_config *cfg = bpf_map_lookup_elem(&answers, &zero);
-	if (!cfg || ulen < sizeof(struct udp_hdr))
+	lo->poff = l4 + sizeof(struct udp_hdr);
+	lo->plen = ulen - sizeof(struct udp_hdr);
+	if (!cfg || ulen < sizeof(struct udp_hdr) || lo->poff > 128)
 		return 0;
 	return cfg;
 }
@@ -955,10 +961,7 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 		return 0;
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u32 poff = off8(lo->l4 + sizeof(struct udp_hdr));
-	__u32 plen = lo->ulen - sizeof(struct udp_hdr);
-	if (poff > 128)
-		return 0;
+	__u32 poff = off8(lo->poff), plen = lo->plen;
 	__u8 *msg = data + poff;
 	// The header only: a PING may carry nothing after it, and its frame
 	// may end there (IPv6 has no Ethernet padding at that size). The GET
@@ -1047,10 +1050,7 @@ __noinline int answer_mg(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u
 	struct answer_config *cfg = unpack(lo, l3, l4, ulen, shape);
 	if (!cfg)
 		return 0;
-	__u32 poff = off8(lo->l4 + sizeof(struct udp_hdr));
-	__u32 plen = lo->ulen - sizeof(struct udp_hdr);
-	if (poff > 128)
-		return 0;
+	__u32 poff = off8(lo->poff), plen = lo->plen;
 	// frame header, "mg ", 1 to 250 key bytes, the flags, CRLF
 	if (plen < MEMCACHE_HEADER_LEN + 3 + 1 + 2 || plen > MEMCACHE_HEADER_LEN + 3 + ITEM_KEY_MAX + 6)
 		return 0;
@@ -1150,10 +1150,7 @@ __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ule
 		return 0;
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u32 poff = off8(lo->l4 + sizeof(struct udp_hdr));
-	__u32 plen = lo->ulen - sizeof(struct udp_hdr);
-	if (poff > 128)
-		return 0;
+	__u32 poff = off8(lo->poff), plen = lo->plen;
 	__u8 *cmd = data + poff + MEMCACHE_HEADER_LEN;
 	if ((void *)(cmd + 4) > data_end)
 		return 0;
