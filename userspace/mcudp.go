@@ -17,6 +17,15 @@ import (
 // flag, so the client is told to ask again over TCP.
 const mcTooLarge = "SERVER_ERROR reply too large for UDP; use TCP\r\n"
 
+const (
+	// mcUDPFramable is the largest reply message memcached's UDP framing
+	// can carry: a 16-bit datagram count of UDPMaxPayload bytes each
+	// (about 90 MB). Every message of a reply is within it, so is the whole.
+	mcUDPFramable = 0xFFFF * mc.UDPMaxPayload
+	// mcKeepBuf is the most reply memory a worker keeps between datagrams.
+	mcKeepBuf = 256 << 10
+)
+
 // Prefixes is a small set of address prefixes (an allow-list, trusted
 // sources). A linear scan: the lists are short, and it allocates nothing.
 type Prefixes []netip.Prefix
@@ -61,8 +70,14 @@ func (m *mcDatagram) trusted(src netip.Addr) bool {
 	return p != nil && p.Contains(src)
 }
 
-// reset empties out and lens.
-func (m *mcDatagram) reset() { m.out, m.lens = m.out[:0], m.lens[:0] }
+// reset empties out and lens, and gives back an out grown for a large
+// reply.
+func (m *mcDatagram) reset() {
+	m.out, m.lens = m.out[:0], m.lens[:0]
+	if cap(m.out) > mcKeepBuf {
+		m.out = make([]byte, 0, 2048)
+	}
+}
 
 // serve answers the request datagram req (its UDP payload) from src: its
 // reply datagrams are appended to out, in order, with their sizes to lens,
@@ -89,10 +104,32 @@ func (m *mcDatagram) tooLarge(requestID uint16, room int) {
 
 func (m *mcDatagram) serveInto(req []byte, src netip.Addr, pathMax int) {
 	m.stats.Rx.Add(1)
-	reply, ends, hdr, ok := m.conn.ServeDatagram(req, m.reply[:0])
+	// The budget is fixed before the request runs: the amplification
+	// bound for an untrusted source (the framed reply is larger than the
+	// unframed one, so the exact check below still decides), else what
+	// memcached's framing can number.
+	budget := mcUDPFramable
+	bounded := m.amp > 0 && !m.trusted(src)
+	if bounded {
+		budget = min(budget, m.amp*len(req))
+	}
+	reply, ends, hdr, ok, over := m.conn.ServeDatagramWithin(req, m.reply[:0], budget)
 	m.reply = reply[:0]
+	if cap(m.reply) > mcKeepBuf {
+		m.reply = make([]byte, 0, 2048) // one large reply is done: give it back
+	}
 	if !ok {
 		m.stats.Drops[codec.ReasonBadFrameHeader].Add(1)
+		return
+	}
+	if over {
+		if bounded {
+			m.stats.Rejects[codec.ReasonAmplification].Add(1)
+			m.tooLarge(hdr.RequestID, min(m.amp*len(req), pathMax))
+		} else {
+			m.stats.Rejects[codec.ReasonTooLarge].Add(1)
+			m.tooLarge(hdr.RequestID, pathMax)
+		}
 		return
 	}
 	// An empty message (a multi-get whose first key misses) goes out as a
@@ -107,7 +144,7 @@ func (m *mcDatagram) serveInto(req []byte, src netip.Addr, pathMax int) {
 	if size == 0 {
 		return // noreply, or a quiet meta command
 	}
-	if m.amp > 0 && size > m.amp*len(req) && !m.trusted(src) {
+	if bounded && size > m.amp*len(req) {
 		m.stats.Rejects[codec.ReasonAmplification].Add(1)
 		m.tooLarge(hdr.RequestID, min(m.amp*len(req), pathMax))
 		return
@@ -127,11 +164,6 @@ func (m *mcDatagram) serveInto(req []byte, src netip.Addr, pathMax int) {
 		if total == 0 {
 			m.out = mc.AppendUDPHeader(m.out, mc.UDPHeader{RequestID: hdr.RequestID})
 			m.lens = append(m.lens, mc.UDPHeaderLen)
-			continue
-		}
-		if total > 0xFFFF {
-			// Past what a 16-bit total can number (about 90 MB).
-			m.stats.Rejects[codec.ReasonTooLarge].Add(1)
 			continue
 		}
 		for i := range total {

@@ -23,12 +23,29 @@ import mc "github.com/rebound-net/rebound/codec/memcache"
 // Every datagram stands alone: an incomplete command at its end is dropped,
 // and a refused value is not swallowed into the next datagram.
 func (c *Conn) ServeDatagram(payload, out []byte) (out2 []byte, ends []int, hdr mc.UDPHeader, ok bool) {
+	out2, ends, hdr, ok, _ = c.ServeDatagramWithin(payload, out, 0)
+	return out2, ends, hdr, ok
+}
+
+// ServeDatagramWithin is ServeDatagram with a budget fixed before the
+// request runs: the reply (unframed) may take at most budget bytes (0: no
+// bound). A command that would pass it stops the datagram there, before its
+// value is copied: over is then true, out holds nothing of this datagram,
+// and the transport answers with an error of its own instead (commands
+// before it have run, as memcached runs them).
+func (c *Conn) ServeDatagramWithin(payload, out []byte, budget int) (out2 []byte, ends []int, hdr mc.UDPHeader, ok, over bool) {
 	hdr, ok = mc.ParseUDPHeader(payload)
 	if !ok || hdr.Total != 1 {
-		return out, nil, hdr, false
+		return out, nil, hdr, false, false
 	}
 	c.udp, c.base, c.ends, c.swallow = true, len(out), c.ends[:0], 0
+	c.budget, c.over = budget, false
+	defer func() { c.budget, c.over = 0, false }()
 	_, out, _, closed := c.Serve(payload[mc.UDPHeaderLen:], out)
+	if c.over {
+		c.udp, c.swallow = false, 0
+		return out[:c.base], nil, hdr, true, true
+	}
 	c.endMessage(out)
 	if closed { // quit: an empty message, and nothing after it
 		c.ends = append(c.ends, len(out))
@@ -43,5 +60,5 @@ func (c *Conn) ServeDatagram(payload, out []byte) (out2 []byte, ends []int, hdr 
 	}
 	c.ends = ends
 	c.udp, c.swallow = false, 0
-	return out, c.ends, hdr, true
+	return out, c.ends, hdr, true, false
 }
