@@ -18,6 +18,12 @@ type Conn struct {
 	base    int   // UDP: start of the reply in out
 	hdr     []byte
 
+	// budget, when > 0, is the most reply bytes (unframed) the datagram
+	// being served may build; over says a command would have passed it:
+	// the executor stopped there, before building the rest (UDP only).
+	budget int
+	over   bool
+
 	// Flush, when set (by a stream transport), is called with the replies
 	// gathered so far whenever a multi-get has gathered FlushAt bytes or
 	// more, and they are dropped from out: a connection then holds about
@@ -64,7 +70,7 @@ func (c *Conn) Serve(in, out []byte) (consumed int, out2 []byte, need int, close
 				return consumed, out, 0, false
 			}
 		}
-		if consumed == len(in) || c.flushErr != nil {
+		if consumed == len(in) || c.flushErr != nil || c.over {
 			return consumed, out, 0, c.flushErr != nil
 		}
 		cmd := &c.cmd
@@ -101,6 +107,14 @@ func (c *Conn) Serve(in, out []byte) (consumed int, out2 []byte, need int, close
 			}
 			c.endMessage(out)
 		}
+		if c.overBudget(out, 0) {
+			return len(in), out, 0, false
+		}
+		// Every command's replies stream out once they pass FlushAt, not
+		// only a multi-get's: a pipeline of meta gets of large values that
+		// the client does not read holds one FlushAt and one reply, then
+		// the transport's write blocks and reading stops.
+		out = c.flushLarge(out)
 	}
 }
 
@@ -114,6 +128,19 @@ func (c *Conn) flushLarge(out []byte) []byte {
 	c.flushErr = c.Flush(out)
 	c.flushed += len(out)
 	return out[:0]
+}
+
+// overBudget reports whether out, grown by n more bytes, passes the
+// datagram's budget; if so it marks the datagram over, and the executor
+// stops: what a datagram may cost is fixed before it runs, so a request
+// naming many large items builds at most one of them before it is
+// refused.
+func (c *Conn) overBudget(out []byte, n int) bool {
+	if c.budget <= 0 || len(out)-c.base+n <= c.budget {
+		return false
+	}
+	c.over = true
+	return true
 }
 
 // endMessage closes the reply message of one command (UDP).
@@ -327,6 +354,10 @@ func (c *Conn) get(cmd *mc.Command, out []byte, now time.Time) []byte {
 			// The stored value itself: header first, then one copy.
 			v, m, hit = s.View(key)
 		}
+		// The VALUE line is at most its key and five numbers.
+		if hit && c.overBudget(out, len(v)+len(key)+valueLineMax) {
+			return out[:p]
+		}
 		switch {
 		case hit && touch:
 			h.c.touchHits.Add(1)
@@ -354,6 +385,9 @@ func (c *Conn) get(cmd *mc.Command, out []byte, now time.Time) []byte {
 	}
 	return append(out, mc.ReplyEnd...)
 }
+
+// valueLineMax bounds a VALUE line's length beyond its key.
+const valueLineMax = len("VALUE  4294967295 18446744073709551615 18446744073709551615\r\n")
 
 // insert slides out[p:] right by len(b) and copies b to out[p:].
 func (c *Conn) insert(out []byte, p int, b []byte) []byte {
