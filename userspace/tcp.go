@@ -84,7 +84,7 @@ func (s *tcpServer) serve() {
 		if s.closed || len(s.conns) >= s.maxConns {
 			s.mu.Unlock()
 			s.stats.Drops[codec.ReasonBusy].Add(1)
-			c.Close()
+			s.refuseBusy(c) // memcached's error line, then close
 			continue
 		}
 		s.conns[c] = struct{}{}
