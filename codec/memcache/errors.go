@@ -26,6 +26,7 @@ const (
 	ErrOpaqueTooLong        // CLIENT_ERROR opaque token too long
 	ErrLineTooLong          // no reply: the connection is closed
 	ErrNonNumeric           // CLIENT_ERROR cannot increment or decrement non-numeric value
+	ErrHTTP                 // no reply: an HTTP request line; the connection is closed
 	numErrors
 )
 
@@ -49,6 +50,7 @@ var errorReplies = [numErrors]string{
 	ErrOpaqueTooLong:  "CLIENT_ERROR opaque token too long\r\n",
 	ErrLineTooLong:    "",
 	ErrNonNumeric:     "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
+	ErrHTTP:           "",
 }
 
 // Reply is the exact reply line, with its \r\n; empty for ErrNone and for
@@ -67,7 +69,7 @@ func (e Error) Reply() string {
 func AppendError(dst []byte, e Error) []byte { return append(dst, e.Reply()...) }
 
 // Closes reports whether memcached closes the connection after this error.
-func (e Error) Closes() bool { return e == ErrLineTooLong }
+func (e Error) Closes() bool { return e == ErrLineTooLong || e == ErrHTTP }
 
 func (e Error) String() string {
 	if e == ErrNone {
@@ -75,6 +77,9 @@ func (e Error) String() string {
 	}
 	if e == ErrLineTooLong {
 		return "line too long"
+	}
+	if e == ErrHTTP {
+		return "HTTP request"
 	}
 	r := e.Reply()
 	if r == "" {

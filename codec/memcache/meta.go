@@ -2,7 +2,6 @@ package memcache
 
 import (
 	"bytes"
-	"encoding/base64"
 )
 
 // Meta holds the flags of a meta command (mg, ms, md, ma). Numeric flag
@@ -21,12 +20,14 @@ type Meta struct {
 	HasViv  bool
 	Compare uint64 // C: compare CAS (HasCompare)
 	HasCmp  bool
-	NewCAS  uint64 // E: explicit new CAS (HasNewCAS)
-	HasE    bool
 	Mode    byte   // M: mode letter; 0 if absent
 	Initial uint64 // J: ma initial value on autovivify
 	Delta   uint64 // D: ma delta (1 if absent)
 	Stale   bool   // I: invalidate (md) / stale-if-older (ms)
+	// LongOpaque: mg or ma has an O token longer than MaxOpaqueLen, which
+	// memcached refuses only when it writes the reply, after running the
+	// command: the executor runs it, then answers ErrOpaqueTooLong.
+	LongOpaque bool
 }
 
 func flagBit(f byte) uint64 {
@@ -62,9 +63,10 @@ func (r *ReturnFlags) Next() (flag byte, tok []byte, ok bool) {
 // MaxOpaqueLen is the longest O token memcached takes, its 'O' included.
 const MaxOpaqueLen = 32
 
-// The flags memcached 1.6 knows on any meta command; any other letter is
-// CLIENT_ERROR invalid flag.
-const knownMetaFlags = "bNTRlOPLkstcfvhuqFCMJDIE"
+// The flags memcached 1.6.18 knows on any meta command; any other letter
+// (E, the explicit CAS of later versions, included) is CLIENT_ERROR
+// invalid flag.
+const knownMetaFlags = "bNTRlOPLkstcfvhuqFCMJDI"
 
 // MetaError lines not in the Error set of the text protocol.
 const (
@@ -90,6 +92,14 @@ func (c *Command) parseMeta(k Kind, rest, in []byte, maxValue int) Status {
 		return c.fail(ErrBadFormat)
 	}
 	c.Key, c.RawKey = key, key
+	// memcached's order: too many tokens, then (ms) the length, then the
+	// flags; an error before the length is known swallows nothing.
+	if countTokens(rest)+3 > maxMetaTokens {
+		if k == KindMetaGet {
+			return c.fail(ErrFlagsTooLongMg)
+		}
+		return c.fail(ErrFlagsTooLong)
+	}
 	vlen := -1
 	if k == KindMetaSet {
 		var lt []byte
@@ -101,15 +111,15 @@ func (c *Command) parseMeta(k Kind, rest, in []byte, maxValue int) Status {
 		vlen = int(v)
 	}
 	c.Meta.flags = rest
-	if countTokens(rest)+countTokens(key)+1 >= maxMetaTokens-boolInt(k == KindMetaSet) {
-		if k == KindMetaGet {
-			return c.fail(ErrFlagsTooLongMg)
-		}
-		return c.fail(ErrFlagsTooLong)
+	e := c.parseFlags(rest)
+	if e == ErrNone {
+		e = c.lateMetaError()
 	}
-	if e := c.Meta.parse(rest); e != ErrNone {
+	if e != ErrNone {
 		if k == KindMetaDelete || k == KindMetaArithmetic {
-			e = ErrInvalidOrDup
+			if e != ErrOpaqueTooLong {
+				e = ErrInvalidOrDup // memcached's md and ma say only this
+			}
 		}
 		c.Err = e
 		if vlen >= 0 {
@@ -121,21 +131,38 @@ func (c *Command) parseMeta(k Kind, rest, in []byte, maxValue int) Status {
 	if k == KindMetaSet && c.Meta.Has('F') {
 		c.Flags, _ = ParseFlags(c.Meta.token('F'))
 	}
-	if c.Meta.Base64 {
-		n, err := base64.StdEncoding.Decode(c.keyBuf[:], key)
-		if err != nil || n == 0 || len(key) > (MaxKeyLen+2)/3*4 {
-			c.Err = ErrKeyDecode
-			if vlen >= 0 {
-				c.Swallow = vlen + 2
-			}
-			return Invalid
-		}
-		c.RawKey, c.Key = key, c.keyBuf[:n]
-	}
 	if vlen >= 0 {
 		return c.data(vlen, in, maxValue)
 	}
 	return Complete
+}
+
+// lateMetaError is what memcached finds after the flags parse: for ms an
+// invalid mode, else an opaque token that is too long; for md a long
+// opaque token. mg and ma find a long opaque token only as they write
+// their reply, after the command has run: Meta.LongOpaque tells the
+// executor.
+func (c *Command) lateMetaError() Error {
+	m := &c.Meta
+	long := len(m.Opaque) > MaxOpaqueLen
+	switch c.Kind {
+	case KindMetaSet:
+		switch m.Mode {
+		case 0, 'E', 'A', 'P', 'R', 'S':
+		default:
+			return ErrInvalidMode
+		}
+		if long {
+			return ErrOpaqueTooLong
+		}
+	case KindMetaDelete:
+		if long {
+			return ErrOpaqueTooLong
+		}
+	default:
+		m.LongOpaque = long
+	}
+	return ErrNone
 }
 
 // maxMetaTokens: a meta line of this many tokens or more (command, key,
@@ -163,71 +190,163 @@ func (m *Meta) token(f byte) []byte {
 	}
 }
 
-func (m *Meta) parse(flags []byte) Error {
+// parseFlags reads the flag tokens as memcached's meta flag pass does: a
+// repeated flag, or any byte from 127 up, is "duplicate flag" and an
+// unknown flag "invalid flag", both at once; a bad argument is noted and
+// the pass goes on, so that of several the last one's error is answered
+// (a bad F has none of its own: "bad command line format" unless another
+// was noted). The b flag decodes the key where it stands.
+func (c *Command) parseFlags(flags []byte) Error {
+	m := &c.Meta
 	m.Delta = 1
+	e, failed := ErrNone, false
+	bad := func(err Error) {
+		failed = true
+		if err != ErrNone {
+			e = err
+		}
+	}
 	for {
 		var tok []byte
 		tok, flags = nextToken(flags)
 		if tok == nil {
-			return ErrNone
+			break
 		}
 		f := tok[0]
 		bit := flagBit(f)
+		if f >= 127 || m.present&bit != 0 {
+			return ErrDuplicateFlag
+		}
 		if bit == 0 || bytes.IndexByte([]byte(knownMetaFlags), f) < 0 {
 			return ErrInvalidFlag
 		}
-		if m.present&bit != 0 {
-			return ErrDuplicateFlag
-		}
 		m.present |= bit
 		arg := tok[1:]
-		var ok = true
+		var ok bool
 		switch f {
 		case 'b':
 			m.Base64 = true
+			n := decodeBase64(c.keyBuf[:], c.RawKey)
+			if n == 0 {
+				bad(ErrKeyDecode)
+			}
+			c.Key = c.keyBuf[:n]
 		case 'q':
 			m.Quiet = true
 		case 'O':
-			if len(tok) > MaxOpaqueLen {
-				return ErrOpaqueTooLong
-			}
 			m.Opaque = tok
 		case 'N':
-			m.Vivify, ok = ParseInt32(arg)
+			if m.Vivify, ok = ParseInt32(arg); !ok {
+				bad(ErrBadToken)
+			}
 			m.HasViv = true
 		case 'T':
-			m.TTL, ok = ParseInt32(arg)
+			if m.TTL, ok = ParseInt32(arg); !ok {
+				bad(ErrBadToken)
+			}
 			m.HasTTL = true
 		case 'R':
-			_, ok = ParseInt32(arg)
+			if _, ok = ParseInt32(arg); !ok {
+				bad(ErrBadToken)
+			}
 		case 'F':
 			if _, ok = ParseFlags(arg); !ok {
-				return ErrBadFormat
+				bad(ErrNone)
 			}
 		case 'C':
-			m.Compare, ok = ParseUint64(arg)
+			if m.Compare, ok = ParseUint64(arg); !ok {
+				bad(ErrBadToken)
+			}
 			m.HasCmp = true
-		case 'E':
-			m.NewCAS, ok = ParseUint64(arg)
-			m.HasE = true
 		case 'M':
 			if len(tok) != 2 {
-				return ErrMLength
+				bad(ErrMLength)
+			} else {
+				m.Mode = tok[1]
 			}
-			m.Mode = tok[1]
 		case 'J':
 			if m.Initial, ok = ParseUint64(arg); !ok {
-				return ErrInitial
+				bad(ErrInitial)
 			}
 		case 'D':
 			if m.Delta, ok = ParseUint64(arg); !ok {
-				return ErrDeltaVal
+				bad(ErrDeltaVal)
 			}
 		case 'I':
 			m.Stale = true
 		}
-		if !ok {
-			return ErrBadToken
+	}
+	if !failed {
+		return ErrNone
+	}
+	if e == ErrNone {
+		return ErrBadFormat
+	}
+	return e
+}
+
+// decodeBase64 decodes a key as memcached's base64_decode does, into dst,
+// and returns its length, 0 if it cannot be decoded. It is more lenient
+// than encoding/base64: bytes outside the alphabet are skipped, and
+// decoding stops after the first group with padding; but the number of
+// alphabet bytes ('=' included) must be a non-zero multiple of 4 and a
+// group may not end in three '='.
+func decodeBase64(dst, src []byte) int {
+	count := 0
+	for _, b := range src {
+		if b64Value(b) >= 0 {
+			count++
 		}
 	}
+	if count == 0 || count%4 != 0 || count/4*3 > len(dst) {
+		return 0
+	}
+	n, got, pad := 0, 0, 0
+	var block [4]byte
+	for _, b := range src {
+		v := b64Value(b)
+		if v < 0 {
+			continue
+		}
+		if b == '=' {
+			pad++
+		}
+		block[got] = byte(v)
+		got++
+		if got < 4 {
+			continue
+		}
+		dst[n] = block[0]<<2 | block[1]>>4
+		dst[n+1] = block[1]<<4 | block[2]>>2
+		dst[n+2] = block[2]<<6 | block[3]
+		n += 3
+		got = 0
+		if pad > 0 {
+			if pad > 2 {
+				return 0
+			}
+			return n - pad
+		}
+	}
+	return n
+}
+
+// b64Value is a byte's value in the standard base64 alphabet, 0 for the
+// padding '=', -1 for a byte outside it.
+func b64Value(b byte) int {
+	switch {
+	case b >= 'A' && b <= 'Z':
+		return int(b - 'A')
+	case b >= 'a' && b <= 'z':
+		return int(b-'a') + 26
+	case b >= '0' && b <= '9':
+		return int(b-'0') + 52
+	case b == '+':
+		return 62
+	case b == '/':
+		return 63
+	case b == '=':
+		return 0
+	}
+	return -1
 }

@@ -1,6 +1,7 @@
 package memcache
 
 import (
+	"bytes"
 	"math"
 	"strconv"
 )
@@ -11,26 +12,37 @@ import (
 // wrap to a signed 32-bit integer, and a minus sign is refused only where
 // the value would otherwise come out negative.
 
-// parseMagnitude reads an optional sign and at least one decimal digit,
-// failing on anything else or on overflow of 64 bits.
+// isSpace is C's isspace in the C locale, which strtoul skips before a
+// number and which, right after one, ends it.
+func isSpace(b byte) bool { return b == ' ' || (b >= '\t' && b <= '\r') }
+
+// parseMagnitude reads a number as strtoull does inside memcached's
+// safe_strto* checks: leading white space (tab, \v, \f, \r, \n), an
+// optional sign, at least one decimal digit, then the end of the token or
+// a white-space byte, after which the rest of the token is ignored
+// ("1\tjunk" reads as 1). Overflow of 64 bits fails.
 func parseMagnitude(tok []byte) (mag uint64, neg, ok bool) {
 	i := 0
-	if len(tok) > 0 && (tok[0] == '+' || tok[0] == '-') {
-		neg = tok[0] == '-'
-		i = 1
+	for i < len(tok) && isSpace(tok[i]) {
+		i++
 	}
-	if i == len(tok) {
-		return 0, false, false
+	if i < len(tok) && (tok[i] == '+' || tok[i] == '-') {
+		neg = tok[i] == '-'
+		i++
 	}
+	start := i
 	for ; i < len(tok); i++ {
 		d := tok[i] - '0'
 		if d > 9 {
-			return 0, false, false
+			break
 		}
 		if mag > (math.MaxUint64-uint64(d))/10 {
 			return 0, false, false
 		}
 		mag = mag*10 + uint64(d)
+	}
+	if i == start || (i < len(tok) && !isSpace(tok[i])) {
+		return 0, false, false
 	}
 	return mag, neg, true
 }
@@ -47,7 +59,7 @@ func ParseUint64(tok []byte) (uint64, bool) {
 	if neg {
 		v = -mag
 	}
-	if int64(v) < 0 && neg {
+	if int64(v) < 0 && bytes.IndexByte(tok, '-') >= 0 { // anywhere in the token, as strchr
 		return 0, false
 	}
 	return v, true

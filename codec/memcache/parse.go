@@ -181,8 +181,14 @@ func Parse(in []byte, maxValue int, c *Command) Status {
 	}
 	c.Consumed = nl + 1
 	line := in[:nl]
-	if len(line) > 0 && line[len(line)-1] == '\r' {
+	if len(line) > 1 && line[len(line)-1] == '\r' {
 		line = line[:len(line)-1]
+	}
+	// memcached reads the line as a C string: a NUL ends it, and what
+	// follows up to the newline is ignored (the data block of a storage
+	// command is still counted from the newline).
+	if i := bytes.IndexByte(line, 0); i >= 0 {
+		line = line[:i]
 	}
 	name, rest := nextToken(line)
 	switch string(name) {
@@ -238,6 +244,33 @@ func Parse(in []byte, maxValue int, c *Command) Status {
 	case "mn":
 		c.Kind = KindMetaNoop
 		return Complete
+	}
+	return c.unknown(name, rest)
+}
+
+// maxTokens is memcached's MAX_TOKENS less its terminal token: a line is
+// split into at most 23 tokens, the last one the rest of the line.
+const maxTokens = 23
+
+// unknown answers a line naming no command memcached knows: ERROR, or,
+// when it looks like an HTTP request (its last token starts with "HTTP/"),
+// no answer and the connection closed, as memcached does. Like memcached,
+// only lines whose command is not one of the letters it dispatches on
+// first (g, s, a, c, i, d, t; m of two letters) are checked.
+func (c *Command) unknown(name, rest []byte) Status {
+	if len(name) < 2 || bytes.IndexByte([]byte("gsacidt"), name[0]) >= 0 || name[0] == 'm' && len(name) == 2 {
+		return c.fail(ErrUnknown)
+	}
+	last := name
+	for n := 1; n < maxTokens; n++ {
+		var tok []byte
+		if tok, rest = nextToken(rest); tok == nil {
+			break
+		}
+		last = tok
+	}
+	if bytes.HasPrefix(last, []byte("HTTP/")) {
+		return c.fail(ErrHTTP)
 	}
 	return c.fail(ErrUnknown)
 }
@@ -320,7 +353,9 @@ func (c *Command) parseStorage(k Kind, rest, in []byte, maxValue int) Status {
 	if n != want && n != want+1 {
 		return c.fail(ErrUnknown)
 	}
-	c.NoReply = n == want+1 && bytes.Equal(t[n-1], tokNoreply)
+	// memcached looks for noreply in the last token whatever the count,
+	// so "set k 0 0 noreply" fails silently.
+	c.NoReply = bytes.Equal(t[n-1], tokNoreply)
 	c.Key = t[0]
 	if len(c.Key) > MaxKeyLen {
 		return c.fail(ErrBadFormat)
@@ -396,7 +431,7 @@ func (c *Command) keyAndArg(k Kind, rest []byte) ([]byte, Status) {
 	if n != 2 && n != 3 {
 		return nil, c.fail(ErrUnknown)
 	}
-	c.NoReply = n == 3 && bytes.Equal(t[2], tokNoreply)
+	c.NoReply = bytes.Equal(t[n-1], tokNoreply) // "incr k noreply": silent
 	c.Key = t[0]
 	if len(c.Key) > MaxKeyLen {
 		return nil, c.fail(ErrBadFormat)
@@ -460,5 +495,8 @@ func (c *Command) parseVerbosity(rest []byte) Status {
 		return c.fail(ErrUnknown)
 	}
 	c.NoReply = bytes.Equal(t[n-1], tokNoreply)
+	if _, ok := ParseFlags(t[0]); !ok {
+		return c.fail(ErrBadFormat)
+	}
 	return Complete
 }

@@ -201,6 +201,7 @@ func (c *Conn) exec(cmd *mc.Command, out []byte, now time.Time) ([]byte, bool) {
 		_, ok := s.Touch(cmd.Key, mc.Deadline(cmd.Exptime, now.Unix()))
 		if ok {
 			h.c.touchHits.Add(1)
+			s.View(cmd.Key) // memcached's touch fetches the item: mg h says 1
 		} else {
 			h.c.touchMisses.Add(1)
 		}

@@ -1,6 +1,7 @@
 package mcserve
 
 import (
+	"encoding/base64"
 	"time"
 
 	mc "github.com/rebound-net/rebound/codec/memcache"
@@ -21,11 +22,15 @@ func appendReturnFlags(out []byte, cmd *mc.Command, m *store.Meta, now int64, va
 		case 'O':
 			out = mc.AppendMetaFlagBytes(out, 0, tok)
 		case 'k':
-			// The key as sent (base64 with b), then b, as memcached
-			// writes them: a decoded binary key could hold "\r\n".
-			out = mc.AppendMetaFlagBytes(out, 'k', cmd.RawKey)
-			if cmd.Meta.Has('b') {
+			// With b, the decoded key encoded again (memcached's
+			// canonical form, whatever the client sent), then b: a
+			// binary key could hold "\r\n".
+			if cmd.Meta.Base64 {
+				out = mc.AppendMetaFlagBytes(out, 'k', nil)
+				out = base64.StdEncoding.AppendEncode(out, cmd.Key)
 				out = mc.AppendMetaFlagBytes(out, 'b', nil)
+			} else {
+				out = mc.AppendMetaFlagBytes(out, 'k', cmd.Key)
 			}
 		}
 		if m == nil {
@@ -65,6 +70,9 @@ func appendReturnFlags(out []byte, cmd *mc.Command, m *store.Meta, now int64, va
 func (c *Conn) metaGet(cmd *mc.Command, out []byte, now time.Time) []byte {
 	h := c.h
 	s := h.cfg.Store
+	if cmd.Meta.LongOpaque {
+		return c.metaGetLongOpaque(cmd, out, now)
+	}
 	h.c.cmdGet.Add(1)
 	p := len(out)
 	var m store.Meta
@@ -108,13 +116,45 @@ func (c *Conn) metaGet(cmd *mc.Command, out []byte, now time.Time) []byte {
 	return out
 }
 
+// metaGetLongOpaque runs an mg whose O token is too long as memcached
+// does: it refuses the token only while writing the reply, after a T
+// given before the O has changed the TTL, and after a plain read (no h, l
+// or T: memcached then bumps the item as it fetches it) has marked the
+// item fetched.
+func (c *Conn) metaGetLongOpaque(cmd *mc.Command, out []byte, now time.Time) []byte {
+	s := c.h.cfg.Store
+	if _, _, hit := s.Peek(cmd.Key, nil); hit {
+		m := &cmd.Meta
+		switch {
+		case m.HasTTL && flagBefore(cmd, 'T', 'O'):
+			s.Touch(cmd.Key, mc.Deadline(m.TTL, now.Unix()))
+		case !m.Has('h') && !m.Has('l') && !m.HasTTL:
+			s.View(cmd.Key)
+		}
+	}
+	return mc.AppendError(out, mc.ErrOpaqueTooLong)
+}
+
+// flagBefore reports whether flag a comes before flag b in the command.
+func flagBefore(cmd *mc.Command, a, b byte) bool {
+	rf := cmd.Meta.Returns()
+	for {
+		f, _, ok := rf.Next()
+		if !ok || f == b {
+			return false
+		}
+		if f == a {
+			return true
+		}
+	}
+}
+
 func (c *Conn) metaSet(cmd *mc.Command, out []byte, now time.Time) []byte {
 	h := c.h
 	s := h.cfg.Store
 	h.c.cmdSet.Add(1)
 	mode := store.ModeSet
-	switch cmd.Meta.Mode {
-	case 0, 'S':
+	switch cmd.Meta.Mode { // the parser refuses any other
 	case 'E':
 		mode = store.ModeAdd
 	case 'A':
@@ -123,26 +163,34 @@ func (c *Conn) metaSet(cmd *mc.Command, out []byte, now time.Time) []byte {
 		mode = store.ModePrepend
 	case 'R':
 		mode = store.ModeReplace
-	default:
-		return mc.AppendError(out, mc.ErrInvalidMode)
 	}
 	var exp int64
 	if cmd.Meta.HasTTL {
 		exp = mc.Deadline(cmd.Meta.TTL, now.Unix())
 	}
+	// C makes set and replace a cas (C0 never matches); append and
+	// prepend compare only a C other than 0, and answer NS on a miss; add
+	// ignores it. So memcached's store does.
 	cas := cmd.Meta.Compare
 	var r store.Result
 	var newCAS uint64
-	if cmd.Meta.HasCmp && cas == 0 {
+	isCAS := cmd.Meta.HasCmp && (mode == store.ModeSet || mode == store.ModeReplace)
+	switch {
+	case isCAS && cas == 0:
 		if _, _, ok := s.Peek(cmd.Key, nil); ok {
 			r = store.Exists
 		} else {
 			r = store.NotFound
 		}
-	} else {
+	case mode == store.ModeAdd:
+		r, newCAS = s.Set(cmd.Key, cmd.Data, mode, cmd.Flags, exp, 0)
+	default:
 		r, newCAS = s.Set(cmd.Key, cmd.Data, mode, cmd.Flags, exp, cas)
+		if r == store.NotFound && !isCAS {
+			r = store.NotStored // append/prepend with C on a missing key
+		}
 	}
-	if cmd.Meta.HasCmp {
+	if isCAS {
 		switch r {
 		case store.Stored:
 			h.c.casHits.Add(1)
@@ -225,6 +273,11 @@ func (c *Conn) metaArith(cmd *mc.Command, out []byte, now time.Time) []byte {
 	}
 	v, cas, r := s.IncrCAS(cmd.Key, cmd.Meta.Delta, decr, viv, cmd.Meta.Compare)
 	h.countArith(decr, r)
+	if cmd.Meta.LongOpaque && r != store.NonNumeric {
+		// memcached refuses the token as it writes the reply, after the
+		// change
+		return mc.AppendError(out, mc.ErrOpaqueTooLong)
+	}
 	var code string
 	switch r {
 	case store.Stored:
@@ -270,22 +323,22 @@ func (c *Conn) arithMeta(cmd *mc.Command, cas uint64, now time.Time) store.Meta 
 
 // unsupportedMeta reports a meta flag this executor does not implement:
 // refused with "CLIENT_ERROR invalid flag" rather than ignored, so that a
-// client relying on it learns at once. E (an explicit CAS) is refused by
-// memcached 1.6.18 too; the others memcached implements: mg N (create on
-// miss, with the W/Z win flags) and R (recache), md I (mark stale instead
-// of deleting), ma T (a new TTL). ms I and md T stay accepted: without
-// stale items (md I) they change nothing, in memcached as here.
+// client relying on it learns at once. memcached implements them: mg N
+// (create on miss, with the W/Z win flags) and R (recache), md I (mark
+// stale instead of deleting), ms I with C (store a value older than the
+// item's CAS as stale), ma T (a new TTL). Without stale items, ms I alone
+// (no C) and md T change nothing, in memcached as here: accepted.
 func unsupportedMeta(cmd *mc.Command) bool {
 	m := &cmd.Meta
 	switch cmd.Kind {
 	case mc.KindMetaGet:
-		return m.Has('N') || m.Has('R') || m.Has('E')
+		return m.Has('N') || m.Has('R')
 	case mc.KindMetaSet:
-		return m.Has('E')
+		return m.Has('I') && m.HasCmp
 	case mc.KindMetaDelete:
-		return m.Has('I') || m.Has('E')
+		return m.Has('I')
 	case mc.KindMetaArithmetic:
-		return m.Has('T') || m.Has('E')
+		return m.Has('T')
 	}
 	return false
 }

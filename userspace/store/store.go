@@ -447,6 +447,7 @@ func (s *Store) Set(key, value []byte, mode Mode, flags uint32, exptime int64, c
 		}
 		res = Stored
 		if expiredAt(it.exptime, now) {
+			newCAS = s.cas.Add(1) // numbered, as memcached numbers it, then gone
 			if old != nil {
 				return nil, otter.InvalidateOp
 			}
@@ -553,6 +554,7 @@ func (s *Store) IncrCAS(key []byte, delta uint64, decr bool, vivify *Vivify, cas
 		case !found:
 			if expiredAt(vivify.Exptime, now) {
 				newValue, r = vivify.Initial, Stored
+				newCAS = s.cas.Add(1) // numbered, as memcached numbers it, then gone
 				if old != nil {
 					return nil, otter.InvalidateOp
 				}
@@ -583,6 +585,11 @@ func (s *Store) IncrCAS(key []byte, delta uint64, decr bool, vivify *Vivify, cas
 				v = append(v, ' ')
 			}
 			it = &item{value: v, flags: old.flags, exptime: old.exptime}
+			if len(v) == len(old.value) {
+				// memcached changes a number that fits in place: the
+				// item stays fetched (mg h)
+				it.fetched.Store(old.fetched.Load())
+			}
 		}
 		r = Stored
 		it.cas = s.cas.Add(1)
@@ -606,8 +613,10 @@ func parseUint(b []byte) (uint64, bool) {
 	for i < len(b) && isSpace(b[i]) {
 		i++
 	}
-	if i < len(b) && b[i] == '+' {
-		i++ // strtoull takes a sign; '-' is refused below
+	neg := false
+	if i < len(b) && (b[i] == '+' || b[i] == '-') {
+		neg = b[i] == '-'
+		i++ // strtoull takes a sign
 	}
 	start := i
 	var n uint64
@@ -620,6 +629,13 @@ func parseUint(b []byte) (uint64, bool) {
 	}
 	if i == start || (i < len(b) && !isSpace(b[i])) {
 		return 0, false
+	}
+	if neg {
+		// strtoull negates; memcached refuses a '-' only when the
+		// result reads as negative signed: "-0" is 0
+		if n = -n; int64(n) < 0 {
+			return 0, false
+		}
 	}
 	return n, true
 }
