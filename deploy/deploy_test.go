@@ -6,10 +6,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/rebound-net/rebound/doctor"
 	"github.com/rebound-net/rebound/internal/testenv"
+	"github.com/rebound-net/rebound/userspace"
 )
 
 const installedBinary = "/usr/local/bin/rebound"
@@ -197,5 +200,30 @@ func TestDefaultFile(t *testing.T) {
 	}
 	if !seen["REBOUND_IFACE"] || !seen["REBOUND_ARGS"] {
 		t.Errorf("rebound.default sets %v, want both REBOUND_IFACE and REBOUND_ARGS", seen)
+	}
+}
+
+// TestUnitOpenFiles: the unit's LimitNOFILE holds serve's default
+// --max-conns on both TCP ports, with its sockets, on a large host (256
+// CPUs, 256 queues): serve and doctor count the same way.
+func TestUnitOpenFiles(t *testing.T) {
+	b, err := os.ReadFile("rebound.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var limit uint64
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "LimitNOFILE="); ok {
+			if limit, err = strconv.ParseUint(v, 10, 64); err != nil {
+				t.Fatalf("LimitNOFILE=%s: %v", v, err)
+			}
+		}
+	}
+	need := doctor.ServeFiles(doctor.DefaultMaxConns, 256, 256)
+	if limit < need {
+		t.Fatalf("LimitNOFILE=%d, want at least %d (--max-conns %d on 2 ports, 256 CPUs and queues)", limit, need, doctor.DefaultMaxConns)
+	}
+	if doctor.DefaultMaxConns != userspace.DefaultMaxConns {
+		t.Fatalf("doctor counts %d connections a port, serve defaults to %d", doctor.DefaultMaxConns, userspace.DefaultMaxConns)
 	}
 }

@@ -63,8 +63,11 @@ type Options struct {
 	Iface  string // interface serve will attach to; "" checks the machine only
 	Queues int    // rx queues serve will use (serve --queues); 0: every queue of Iface
 	Frames int    // UMEM frames per queue (serve --frames); 0: serve's default, 4096
-	Probe  bool   // try a native XDP attach on Iface (briefly attaches an XDP_PASS program)
-	Sys    *System
+	// MaxConns is serve --max-conns: TCP connections per port; 0: serve's
+	// default, 1024.
+	MaxConns int
+	Probe    bool // try a native XDP attach on Iface (briefly attaches an XDP_PASS program)
+	Sys      *System
 }
 
 // Defaults of serve that the checks size things by.
@@ -101,6 +104,7 @@ func Checks() []Check {
 		{Name: "zero-copy", Iface: true, Run: checkZeroCopy},
 		{Name: "queues", Iface: true, Run: checkQueues},
 		{Name: "memlock", Run: checkMemlock},
+		{Name: "open-files", Run: checkOpenFiles},
 		{Name: "mtu", Iface: true, Run: checkMTU},
 		{Name: "xdp-attached", Iface: true, Run: checkAttached},
 		{Name: "rx-vlan-offload", Iface: true, Run: checkRxVLAN},

@@ -472,7 +472,7 @@ func TestRun(t *testing.T) {
 		for _, fi := range got {
 			names = append(names, fi.Check)
 		}
-		want := "kernel kernel-config bpf-jit capabilities af-xdp interface driver zero-copy queues memlock mtu xdp-attached rx-vlan-offload busy-poll"
+		want := "kernel kernel-config bpf-jit capabilities af-xdp interface driver zero-copy queues memlock open-files mtu xdp-attached rx-vlan-offload busy-poll"
 		if strings.Join(names, " ") != want {
 			t.Errorf("checks %v, want %s", names, want)
 		}
@@ -527,4 +527,45 @@ func TestExitAndJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"status":"MAYBE"}`), &back); err == nil {
 		t.Error("status MAYBE accepted")
 	}
+}
+
+// nofile writes /proc/self/limits with the given soft and hard open-files
+// limit and no locked-memory limit.
+func (f *fake) nofile(soft, hard string) {
+	f.write("/proc/1/limits", "Limit                     Soft Limit           Hard Limit           Units     \n"+
+		fmt.Sprintf("Max open files            %-20s %-20s files     \n", soft, hard)+
+		"Max locked memory         unlimited            unlimited            bytes     \n")
+}
+
+func TestOpenFiles(t *testing.T) {
+	// 4 CPUs: 8 UDP sockets, 2 TCP listeners, 128 more; with eth0 4 queues.
+	for _, tc := range []struct {
+		name, soft, hard string
+		caps             uint64
+		iface            string
+		maxConns         int
+		want             Status
+		substr           []string
+	}{
+		{"default limits", "1024", "524288", capsXDP, "", 0, Pass, []string{"RLIMIT_NOFILE 1024, hard 524288 >= serve needs 2186 descriptors", "--max-conns 1024", "raises the soft limit 1024"}},
+		{"soft fits", "65536", "65536", capsXDP, "eth0", 0, Pass, []string{"2190 descriptors", "4 AF_XDP"}},
+		{"unlimited", "unlimited", "unlimited", capsXDP, "", 0, Pass, []string{"hard 18446744073709551615"}},
+		{"hard too low", "1024", "1024", capsXDP, "", 0, Warn, []string{"hard 1024 < serve needs 2186", "about 443 connections", "LimitNOFILE=2186", "--max-conns 443"}},
+		{"this class", "20000", "20000", capsXDP, "eth0", 18000, Warn, []string{"36142 descriptors", "about 9929 connections", "--max-conns 9929"}},
+		{"CAP_SYS_RESOURCE raises the hard limit", "1024", "1024", capsXDP | 1<<capSysResource, "", 0, Pass, []string{"serve raises it", "nr_open 1048576"}},
+		{"beyond nr_open", "1024", "1024", capsXDP | 1<<capSysResource, "", 600000, Warn, []string{"LimitNOFILE=1200138"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(t)
+			f.nofile(tc.soft, tc.hard)
+			f.caps(tc.caps)
+			f.write("/proc/sys/fs/nr_open", "1048576\n")
+			expect(t, checkOpenFiles(f.ctx(Options{Iface: tc.iface, MaxConns: tc.maxConns})), tc.want, tc.substr...)
+		})
+	}
+	t.Run("unreadable", func(t *testing.T) {
+		f := newFake(t)
+		f.remove("/proc/1/limits")
+		expect(t, checkOpenFiles(f.ctx(Options{})), Warn, "cannot read")
+	})
 }

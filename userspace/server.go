@@ -56,7 +56,7 @@ type Config struct {
 	Workers        int            // UDP sockets (default: number of CPUs)
 	Frames         int            // UMEM frames per queue (default 4096)
 	Bind           xdp.BindMode   // AF_XDP copy, zero-copy or auto
-	MaxConns       int            // TCP connections (default 1024)
+	MaxConns       int            // TCP connections served at once on each TCP port (default 1024); past it a new one is closed, on memcached's port after memcached's "ERROR Too many open connections"
 	IdleTimeout    time.Duration  // TCP idle timeout (default 60s)
 	WriteTimeout   time.Duration  // TCP write timeout for clients that do not read (default 5s)
 	RequestTimeout time.Duration  // TCP: longest a request may take to arrive once begun (default 10s)
@@ -196,6 +196,9 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("trust-src: %w", err)
 	}
 	s.trust.Store(&trust)
+	if cfg.Memcache != nil {
+		cfg.Memcache.SetServer(s.memcacheInfo) // memcached's stats and stats settings
+	}
 	return s, nil
 }
 

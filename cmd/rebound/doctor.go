@@ -10,7 +10,7 @@ import (
 	"github.com/rebound-net/rebound/doctor"
 )
 
-const doctorSynopsis = `doctor [--iface NAME] [--queues N] [--frames N] [--probe] [--json]
+const doctorSynopsis = `doctor [--iface NAME] [--queues N] [--frames N] [--max-conns N] [--probe] [--json]
 
 Preflight checks to run before 'rebound serve': can this machine, this
 process (its user, capabilities, limits) and this interface run serve in
@@ -29,6 +29,7 @@ FAIL, the command that fixes it:
   zero-copy        AF_XDP zero-copy (a list of drivers); without it, copy mode
   queues           rx queues against CPUs: one worker per queue
   memlock          RLIMIT_MEMLOCK against the UMEMs: queues x frames x 4 KiB
+  open-files       RLIMIT_NOFILE against --max-conns on both TCP ports, the sockets and a margin
   mtu              MTU + headers fit a 4096-byte frame; native XDP up to ~3500
   xdp-attached     another XDP program on the interface (serve will not replace it)
   rx-vlan-offload  on: serve turns it off while it runs
@@ -59,6 +60,7 @@ func doctorCmd(args []string, stdout, stderr io.Writer) int {
 	iface := fs.String("iface", "", "`NAME` of the interface serve will attach to (without it: the machine and process only)")
 	queues := fs.Int("queues", 0, "rx queues serve will use, as serve --queues (0: all of --iface)")
 	frames := fs.Int("frames", doctor.DefaultFrames, "UMEM frames per queue, as serve --frames: sizes the locked memory needed")
+	maxConns := fs.Int("max-conns", doctor.DefaultMaxConns, "TCP connections per port, as serve --max-conns: sizes the open files needed")
 	probe := fs.Bool("probe", false, "try a native XDP attach on --iface (an XDP_PASS program through a bpf_link, detached at once)")
 	asJSON := fs.Bool("json", false, "print the findings as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -68,15 +70,15 @@ func doctorCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rebound doctor: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	if *frames < 2 || *queues < 0 {
-		fmt.Fprintf(stderr, "rebound doctor: --frames at least 2, --queues 0 or more\n")
+	if *frames < 2 || *queues < 0 || *maxConns < 1 {
+		fmt.Fprintf(stderr, "rebound doctor: --frames at least 2, --queues 0 or more, --max-conns at least 1\n")
 		return exitUsage
 	}
 	if *probe && *iface == "" {
 		fmt.Fprintf(stderr, "rebound doctor: --probe needs --iface\n")
 		return exitUsage
 	}
-	findings := doctor.Run(doctor.Options{Iface: *iface, Queues: *queues, Frames: *frames, Probe: *probe})
+	findings := doctor.Run(doctor.Options{Iface: *iface, Queues: *queues, Frames: *frames, MaxConns: *maxConns, Probe: *probe})
 	code, verdict := doctor.Exit(findings)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)

@@ -46,6 +46,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	maxItem := fs.String("max-item-size", "1MiB", "largest memcached value (`SIZE`); a larger one is answered SERVER_ERROR object too large for cache")
 	trust := fs.String("trust-src", "", "comma-separated `CIDR`s whose UDP replies are not bound by --amplification (a datacenter's own clients)")
 	allow := fs.String("allow-src", "", "comma-separated `CIDR`s: requests from other sources are not served, on any path and protocol (dropped in XDP in xdp mode)")
+	maxConns := fs.Int("max-conns", userspace.DefaultMaxConns, "TCP connections each port serves at once (memcached's -c); past it a new one is closed, on memcached's port after memcached's 'ERROR Too many open connections'. serve raises its open-files limit to fit them, and says when it cannot")
 	kvMem := fs.String("kv-memory", "256MiB", "memory bound of the kv store (`SIZE`, e.g. 64MiB, 1GiB)")
 	maxValue := fs.Int("max-value", 0, "largest value SET stores, in bytes (0: what the store can hold, at most 65535)")
 	amp := fs.Int("amplification", 4, "a UDP reply is at most this many times its request, both protocols (Rebound: TRUNCATED; memcached: a SERVER_ERROR datagram); -1: off")
@@ -152,6 +153,24 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	if *answerItems < 1 || *answerItems > bpf.MaxAnswerItems {
 		return fail(exitUsage, "--xdp-answer-items %d: want 1 to %d", *answerItems, bpf.MaxAnswerItems)
 	}
+	if *maxConns < 1 {
+		return fail(exitUsage, "--max-conns %d: at least 1", *maxConns)
+	}
+	budget := fileBudget{maxConns: *maxConns, tcpListeners: 1, udpSockets: *workers}
+	if budget.udpSockets <= 0 {
+		budget.udpSockets = runtime.NumCPU()
+	}
+	if *mcListen != "" {
+		budget.tcpListeners, budget.udpSockets = 2, 2*budget.udpSockets
+	}
+	if *mode != string(userspace.ModeUDP) && *iface != "" {
+		if budget.queues = *queues; budget.queues <= 0 {
+			budget.queues = rxQueues(*iface)
+		}
+	}
+	if err := fitFiles(realRlimit, budget, log); err != nil {
+		return fail(exitUsage, "%v", err)
+	}
 	var answerStore *store.Store
 	if *answers {
 		answerStore = st
@@ -162,7 +181,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		Queues: *queues, Batch: *batch, AllowSrc: prefixes, Amplification: *amp, Workers: *workers,
 		Frames: *frames, Bind: bm, Handler: svc, Logger: log,
 		Memcache: mch, MemcacheListen: *mcListen, MaxItemSize: itemMax, TrustSrc: trusted,
-		AnswerItems: *answerItems, BusyPoll: *busyPoll,
+		AnswerItems: *answerItems, BusyPoll: *busyPoll, MaxConns: *maxConns,
 	})
 	if err != nil {
 		return fail(exitUsage, "%v", err)

@@ -231,10 +231,7 @@ func (c *Conn) exec(cmd *mc.Command, out []byte, now time.Time) ([]byte, bool) {
 	case mc.KindQuit:
 		return out, true
 	case mc.KindStats:
-		if len(cmd.Args()) != 0 {
-			return append(out, mc.ReplyError...), false
-		}
-		out = h.appendStats(out)
+		out = h.appendStatsCmd(out, cmd.Args())
 	case mc.KindMetaNoop:
 		out = append(out, mc.MetaNoop...)
 	case mc.KindMetaGet:

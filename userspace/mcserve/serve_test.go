@@ -140,9 +140,9 @@ func TestDifferenceGetBadKeyKeepsEarlierReplies(t *testing.T) {
 	}
 }
 
-func TestDifferenceMeAndStatsArgs(t *testing.T) {
+func TestDifferenceMe(t *testing.T) {
 	c := newHandler().NewConn()
-	_, out, _, _ := c.Serve([]byte("me a\r\nstats items\r\n"), nil)
+	_, out, _, _ := c.Serve([]byte("me a\r\nstats nosuch\r\n"), nil)
 	if string(out) != "ERROR\r\nERROR\r\n" {
 		t.Fatalf("%q", out)
 	}
