@@ -42,10 +42,11 @@ const (
 	PassNotLocal                  // request not addressed to this host, or from a group/unset source: to the kernel
 	Answered                      // request answered in XDP (XDP_TX); see AnswerCounters for which
 	DropUnfinished                // reply begun in XDP that could not be finished: dropped (never expected)
+	DropOwnSource                 // request whose source IP is one of ours (the destination, a local address, loopback): dropped
 	NumCounters
 )
 
-var counterNames = [NumCounters]string{"seen", "redirected", "pass_not_ours", "pass_no_socket", "drop_allowlist", "pass_malformed", "pass_fragment", "pass_not_local", "answered", "drop_unfinished"}
+var counterNames = [NumCounters]string{"seen", "redirected", "pass_not_ours", "pass_no_socket", "drop_allowlist", "pass_malformed", "pass_fragment", "pass_not_local", "answered", "drop_unfinished", "drop_own_source"}
 
 func (c Counter) String() string {
 	if c >= 0 && c < NumCounters {
@@ -122,6 +123,11 @@ type Options struct {
 	// multicast) are passed to the kernel. Empty turns the check off. The
 	// server always sets them.
 	LocalAddrs []netip.Addr
+	// PortHosts narrows the steering of a port (of any kind) to one
+	// destination address, its listen host: requests to the port at any
+	// other address are passed to the kernel (PassNotLocal). A port not
+	// in it is steered at every local address. See SetPortHosts.
+	PortHosts map[uint16]netip.Addr
 	// AnswerItems, when above 0, sizes the map of items the program
 	// answers GETs from (see Answers); 0 leaves answering off and the
 	// maps minimal.
@@ -138,6 +144,7 @@ type Program struct {
 	local4 map[[4]byte]bool              // IPv4 addresses in the local4 map now
 	local6 map[[16]byte]bool             // IPv6 addresses in the local6 map now
 	kinds  [numPortKinds]map[uint32]bool // ports of each kind steered now (index: portRebound...)
+	hosts  map[uint32]bool               // ports in the port_hosts map now
 	queues int                           // entries of the socket map
 	items  *Items                        // nil unless Options.AnswerItems > 0
 	link   link.Link
@@ -183,6 +190,10 @@ func Load(opts Options) (*Program, error) {
 	spec.Maps["item_index"].MaxEntries = index
 	spec.Maps["item_index_short"].MaxEntries = index
 	spec.Maps["items"].MaxEntries = slots
+	clock, err := pickClock(spec)
+	if err != nil {
+		return nil, err
+	}
 	if in := spec.Maps["allow"].InnerMap; in == nil {
 		return nil, errors.New("bpf: the embedded program has no allow-list template")
 	} else {
@@ -200,7 +211,7 @@ func Load(opts Options) (*Program, error) {
 		return nil, fmt.Errorf("bpf: load program: %w", err)
 	}
 	if opts.AnswerItems > 0 {
-		items, err := newItems(p.objs.ItemIndex, p.objs.ItemIndexShort, p.objs.Items, p.objs.Answers)
+		items, err := newItems(p.objs.ItemIndex, p.objs.ItemIndexShort, p.objs.Items, p.objs.Answers, p.objs.Flush, clock)
 		if err != nil {
 			p.Close()
 			return nil, err
@@ -216,6 +227,10 @@ func Load(opts Options) (*Program, error) {
 		return nil, err
 	}
 	if err := p.SetRawPorts(opts.RawPorts); err != nil {
+		p.Close()
+		return nil, err
+	}
+	if err := p.SetPortHosts(opts.PortHosts); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -310,6 +325,76 @@ func (p *Program) setKind(ports []uint16, kind uint8) error {
 				return fmt.Errorf("bpf: clear port %d: %w", port, err)
 			}
 			delete(cur, port)
+		}
+	}
+	return nil
+}
+
+// portHost is a value of the port_hosts map (struct port_host in the C
+// source).
+type portHost struct {
+	Family uint8 // 4 or 6
+	_      [3]byte
+	Addr   [16]byte
+}
+
+// MaxPortHosts is the number of ports SetPortHosts can narrow.
+const MaxPortHosts = 4096
+
+// SetPortHosts replaces, while running, the ports steered at one
+// destination address only: each port in hosts is steered for requests
+// to its address, and passed to the kernel (PassNotLocal) at any other;
+// a port not in hosts is steered at every local address (SetLocal). A
+// server sets it from its listen addresses, so that a port listening on
+// 127.0.0.1 is not served at the interface's address.
+//
+// The new entries go in first (one element each, replaced whole), then
+// the ones no longer wanted go: a port whose address changes is never
+// steered for every address in between. Invalid input is an error and
+// changes nothing.
+func (p *Program) SetPortHosts(hosts map[uint16]netip.Addr) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errClosed
+	}
+	if len(hosts) > MaxPortHosts {
+		return fmt.Errorf("bpf: %d port hosts: at most %d", len(hosts), MaxPortHosts)
+	}
+	want := make(map[uint32]portHost, len(hosts))
+	for port, a := range hosts {
+		if port == 0 {
+			return errors.New("bpf: port host for port 0")
+		}
+		if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() {
+			return fmt.Errorf("bpf: host %v of port %d: want a unicast address", a, port)
+		}
+		var h portHost
+		if a = a.Unmap(); a.Is4() {
+			h.Family = 4
+			a4 := a.As4()
+			copy(h.Addr[:], a4[:])
+		} else {
+			h.Family = 6
+			h.Addr = a.WithZone("").As16()
+		}
+		want[uint32(port)] = h
+	}
+	if p.hosts == nil {
+		p.hosts = make(map[uint32]bool)
+	}
+	for port, h := range want {
+		if err := p.objs.PortHosts.Put(port, h); err != nil {
+			return fmt.Errorf("bpf: host of port %d: %w", port, err)
+		}
+		p.hosts[port] = true
+	}
+	for port := range p.hosts {
+		if _, ok := want[port]; !ok {
+			if err := p.objs.PortHosts.Delete(port); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("bpf: clear the host of port %d: %w", port, err)
+			}
+			delete(p.hosts, port)
 		}
 	}
 	return nil

@@ -809,7 +809,23 @@ func TestLocalVerdicts(t *testing.T) {
 			run(t, p, proto.name+" from 223.255.255.255", f(testutil.Packet{Src: net.IPv4(223, 255, 255, 255)}), xdpRedirect, bpf.Redirected)
 			run(t, p, proto.name+" from 240.0.0.1", f(testutil.Packet{Src: net.IPv4(240, 0, 0, 1)}), xdpRedirect, bpf.Redirected)
 			run(t, p, proto.name+" from fe80::1", f(testutil.Packet{IPv6: true, Src: net.ParseIP("fe80::1")}), xdpRedirect, bpf.Redirected)
-			run(t, p, proto.name+" from ::1", f(testutil.Packet{IPv6: true, Src: net.IPv6loopback}), xdpRedirect, bpf.Redirected)
+			// Sources that are ours (the destination, loopback; for
+			// other local addresses see TestOwnSource) are dropped: no host sends them on a
+			// wire, and an answer could loop between our own sockets.
+			for _, c := range []struct {
+				name string
+				pk   testutil.Packet
+			}{
+				{"the destination v4", testutil.Packet{Src: net.IPv4(198, 18, 0, 2)}},
+				{"the destination v6", testutil.Packet{IPv6: true, Src: net.ParseIP("2001:2::2")}},
+				{"127.0.0.1", testutil.Packet{Src: net.IPv4(127, 0, 0, 1)}},
+				{"127.1.2.3", testutil.Packet{Src: net.IPv4(127, 1, 2, 3)}},
+				{"::1", testutil.Packet{IPv6: true, Src: net.IPv6loopback}},
+			} {
+				run(t, p, proto.name+" from "+c.name, f(c.pk), xdpDrop, bpf.DropOwnSource)
+			}
+			run(t, p, proto.name+" from ::2", f(testutil.Packet{IPv6: true, Src: net.ParseIP("::2")}), xdpRedirect, bpf.Redirected)
+			run(t, p, proto.name+" from 126.255.255.255", f(testutil.Packet{Src: net.IPv4(126, 255, 255, 255)}), xdpRedirect, bpf.Redirected)
 
 			// Traffic that is not a request stays "not ours" wherever it goes.
 			other := testutil.Frame(t, testutil.Packet{DstPort: 53, Payload: proto.payload})

@@ -19,14 +19,11 @@ type reboundAddr6 struct {
 }
 
 type reboundAnswerConfig struct {
-	_         structs.HostLayout
-	On        uint32
-	Amp       uint32
-	Mtu       uint32
-	Pad       uint32
-	FlushCas  uint64
-	FlushPast uint64
-	FlushAt   uint64
+	_   structs.HostLayout
+	On  uint32
+	Amp uint32
+	Mtu uint32
+	Pad uint32
 }
 
 type reboundConfig struct {
@@ -34,6 +31,16 @@ type reboundConfig struct {
 	Mac      [6]uint8
 	CheckMac uint8
 	CheckDst uint8
+}
+
+type reboundFlushState struct {
+	_       structs.HostLayout
+	Seq     uint32
+	Pad     uint32
+	Cas     uint64
+	Past    uint64
+	At      uint64
+	AtClock uint64
 }
 
 type reboundItem struct {
@@ -77,6 +84,13 @@ type reboundMoveBuf struct {
 	B [128]uint8
 }
 
+type reboundPortHost struct {
+	_      structs.HostLayout
+	Family uint8
+	Pad    [3]uint8
+	Addr   [16]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -85,6 +99,7 @@ const (
 	reboundMapAnswers        = "answers"
 	reboundMapConfig         = "config"
 	reboundMapCounters       = "counters"
+	reboundMapFlush          = "flush"
 	reboundMapItemCopy       = "item_copy"
 	reboundMapItemIndex      = "item_index"
 	reboundMapItemIndexShort = "item_index_short"
@@ -93,6 +108,7 @@ const (
 	reboundMapLocal4         = "local4"
 	reboundMapLocal6         = "local6"
 	reboundMapMoveScratch    = "move_scratch"
+	reboundMapPortHosts      = "port_hosts"
 	reboundMapPorts          = "ports"
 	reboundMapTrust          = "trust"
 	reboundMapXsks           = "xsks"
@@ -152,6 +168,7 @@ type reboundMapSpecs struct {
 	Answers        *ebpf.MapSpec `ebpf:"answers"`
 	Config         *ebpf.MapSpec `ebpf:"config"`
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	Flush          *ebpf.MapSpec `ebpf:"flush"`
 	ItemCopy       *ebpf.MapSpec `ebpf:"item_copy"`
 	ItemIndex      *ebpf.MapSpec `ebpf:"item_index"`
 	ItemIndexShort *ebpf.MapSpec `ebpf:"item_index_short"`
@@ -160,6 +177,7 @@ type reboundMapSpecs struct {
 	Local4         *ebpf.MapSpec `ebpf:"local4"`
 	Local6         *ebpf.MapSpec `ebpf:"local6"`
 	MoveScratch    *ebpf.MapSpec `ebpf:"move_scratch"`
+	PortHosts      *ebpf.MapSpec `ebpf:"port_hosts"`
 	Ports          *ebpf.MapSpec `ebpf:"ports"`
 	Trust          *ebpf.MapSpec `ebpf:"trust"`
 	Xsks           *ebpf.MapSpec `ebpf:"xsks"`
@@ -195,6 +213,7 @@ type reboundMaps struct {
 	Answers        *ebpf.Map `ebpf:"answers"`
 	Config         *ebpf.Map `ebpf:"config"`
 	Counters       *ebpf.Map `ebpf:"counters"`
+	Flush          *ebpf.Map `ebpf:"flush"`
 	ItemCopy       *ebpf.Map `ebpf:"item_copy"`
 	ItemIndex      *ebpf.Map `ebpf:"item_index"`
 	ItemIndexShort *ebpf.Map `ebpf:"item_index_short"`
@@ -203,6 +222,7 @@ type reboundMaps struct {
 	Local4         *ebpf.Map `ebpf:"local4"`
 	Local6         *ebpf.Map `ebpf:"local6"`
 	MoveScratch    *ebpf.Map `ebpf:"move_scratch"`
+	PortHosts      *ebpf.Map `ebpf:"port_hosts"`
 	Ports          *ebpf.Map `ebpf:"ports"`
 	Trust          *ebpf.Map `ebpf:"trust"`
 	Xsks           *ebpf.Map `ebpf:"xsks"`
@@ -214,6 +234,7 @@ func (m *reboundMaps) Close() error {
 		m.Answers,
 		m.Config,
 		m.Counters,
+		m.Flush,
 		m.ItemCopy,
 		m.ItemIndex,
 		m.ItemIndexShort,
@@ -222,6 +243,7 @@ func (m *reboundMaps) Close() error {
 		m.Local4,
 		m.Local6,
 		m.MoveScratch,
+		m.PortHosts,
 		m.Ports,
 		m.Trust,
 		m.Xsks,

@@ -28,14 +28,21 @@
 //   - when config.check_mac: the destination MAC is config.mac, the
 //     interface's own;
 //   - when config.check_dst: the destination IP is in local4/local6, the
-//     host's own addresses. Routed traffic passing through is not ours.
+//     host's own addresses. Routed traffic passing through is not ours;
+//   - when the port has an entry in port_hosts (its listen address names
+//     one host): the destination IP is that address. A port listening on
+//     every address has none.
 // Userspace fills local4/local6 before it sets check_dst and clears
 // check_dst before it empties them, so an address in both the old and the
 // new set is never refused during an update.
 //
-// A local match from a source outside the allow-list (when one is set) is
-// dropped; otherwise it goes to the socket of its rx queue in `xsks`, or to
-// the kernel when that queue has none.
+// A local match whose source IP is one of ours (the destination itself,
+// an address in local4/local6, or a loopback address) is dropped
+// (CNT_DROP_OWN_SOURCE): no host sends that on a wire, the kernel drops it
+// as a martian, and an answer to it could start a loop between our own
+// sockets. A local match from a source outside the allow-list (when one is
+// set) is dropped; otherwise it goes to the socket of its rx queue in
+// `xsks`, or to the kernel when that queue has none.
 //
 // The allow-list is one LPM trie (IPv4 and IPv6 keyed apart by a family
 // byte) held in slot 0 of the array-of-maps `allow`; an empty slot means no
@@ -68,6 +75,7 @@ enum counter {
 	CNT_PASS_NOT_LOCAL,  // request not addressed to us, or from a group/unset source
 	CNT_ANSWERED,        // request answered here with XDP_TX (see answer())
 	CNT_DROP_UNFINISHED, // a reply begun here that could not be finished: dropped
+	CNT_DROP_OWN_SOURCE, // request whose source IP is one of ours (or loopback): dropped
 	CNT_MAX,
 };
 
@@ -208,6 +216,24 @@ struct {
 	__array(values, struct allow_trie);
 } trust SEC(".maps");
 
+// port_hosts[port]: the one destination address a port is steered for
+// (its listen host); no entry: any local address. Elements are freed
+// after an RCU grace period (no preallocation), so a lookup never reads
+// one that an update is reusing.
+struct port_host {
+	__u8 family; // ALLOW_FAMILY_V4 or ALLOW_FAMILY_V6
+	__u8 pad[3];
+	__u8 addr[16]; // IPv4: the first 4 bytes
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct port_host);
+} port_hosts SEC(".maps");
+
 // The host's own addresses (keys in network order), when config.check_dst.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -297,20 +323,69 @@ static __always_inline int src_answerable(struct allow_key *key, int v6)
 	return a != 0 && a != 0xffffffff && (a & 0xf0000000) != 0xe0000000;
 }
 
-// local reports whether a request is addressed to this host, from a source
-// that can be answered (see the header).
+// port_host_ok reports whether the destination is the port's listen
+// host, when it has one.
+static __always_inline int port_host_ok(__u32 port, __be32 dst4, struct addr6 *dst6, int v6)
+{
+	struct port_host *h = bpf_map_lookup_elem(&port_hosts, &port);
+	if (!h)
+		return 1;
+	if (v6) {
+		if (h->family != ALLOW_FAMILY_V6)
+			return 0;
+		__u8 diff = 0;
+#pragma unroll
+		for (int i = 0; i < 16; i++)
+			diff |= h->addr[i] ^ dst6->b[i];
+		return diff == 0;
+	}
+	return h->family == ALLOW_FAMILY_V4 && __builtin_memcmp(h->addr, &dst4, 4) == 0;
+}
+
+// local reports whether a request is addressed to this host on its port,
+// from a source that can be answered (see the header).
 static __always_inline int local(struct eth_hdr *eth, struct allow_key *src,
-				 __be32 dst4, struct addr6 *dst6, int v6)
+				 __be32 dst4, struct addr6 *dst6, int v6, __u32 port)
 {
 	__u32 zero = 0;
 	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!mac_local(eth, cfg) || !src_answerable(src, v6))
+		return 0;
+	if (!port_host_ok(port, dst4, dst6, v6))
 		return 0;
 	if (!cfg || !cfg->check_dst)
 		return 1;
 	if (v6)
 		return bpf_map_lookup_elem(&local6, dst6) != 0;
 	return bpf_map_lookup_elem(&local4, &dst4) != 0;
+}
+
+// own_source reports whether the source IP (in src) is one of ours: the
+// destination itself, one of the host's addresses (when they are set), or
+// a loopback address. See the header.
+static __always_inline int own_source(struct allow_key *src, __be32 dst4, struct addr6 *dst6, int v6)
+{
+	if (v6) {
+		__u8 diff = 0, low = 0;
+#pragma unroll
+		for (int i = 0; i < 16; i++)
+			diff |= src->addr[i] ^ dst6->b[i];
+#pragma unroll
+		for (int i = 0; i < 15; i++)
+			low |= src->addr[i];
+		if (diff == 0 || (low == 0 && src->addr[15] == 1)) // the destination, ::1
+			return 1;
+	} else {
+		if (__builtin_memcmp(src->addr, &dst4, 4) == 0 || src->addr[0] == 127)
+			return 1;
+	}
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg || !cfg->check_dst)
+		return 0;
+	if (v6)
+		return bpf_map_lookup_elem(&local6, src->addr) != 0;
+	return bpf_map_lookup_elem(&local4, src->addr) != 0;
 }
 
 // ---- Answers in XDP -------------------------------------------------------
@@ -367,8 +442,8 @@ struct item_skey {
 };
 
 struct item_body {
-	__u64 expire_ns; // bpf_ktime_get_ns() deadline: expired from then on; 0: never
-	__u64 stored_ns; // when it was stored, on the same clock (flush_all)
+	__u64 expire_ns; // now_ns() deadline: expired from then on; 0: never
+	__u64 stored_ns; // when it was stored, in unix ns (compared with the flush state only)
 	__u64 cas;
 	__u32 flags;
 	__u16 len;        // bytes of data
@@ -405,12 +480,21 @@ struct answer_config {
 	__u32 amp; // amplification factor; 0: no bound
 	__u32 mtu; // of the interface
 	__u32 pad;
-	// flush_all, as the store applies it: an item with cas <= flush_cas or
-	// stored_ns <= flush_past is gone; so is, from flush_at on, one stored
-	// at or before flush_at. 0 and ~0 mean none.
-	__u64 flush_cas;
-	__u64 flush_past;
-	__u64 flush_at;
+};
+
+// flush_all, as the store applies it: an item with cas <= cas or
+// stored_ns <= past is gone; so is, from at_clock on (now_ns()), one
+// stored at or before at. past and at are unix ns, as stored_ns; 0 and ~0
+// mean none. Userspace writes it in place behind seq, as an item slot
+// (struct item), and the program reads it the same way: one version of
+// the three, never a mix of two flushes.
+struct flush_state {
+	__u32 seq;
+	__u32 pad;
+	__u64 cas;
+	__u64 past;
+	__u64 at;
+	__u64 at_clock;
 };
 
 struct {
@@ -441,6 +525,43 @@ struct {
 	__type(key, __u32);
 	__type(value, struct answer_config);
 } answers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct flush_state);
+} flush SEC(".maps");
+
+// now_ns is the clock item deadlines are on: CLOCK_TAI, which steps with
+// the wall clock the store compares expiry times with (it is the wall
+// clock plus a whole number of seconds). On a kernel without the helper
+// (before 6.1) the loader turns the call into bpf_ktime_get_ns (the
+// monotonic clock) and userspace rebases the deadlines when the wall
+// clock steps (bpf/answers.go).
+static __always_inline __u64 now_ns(void)
+{
+	return bpf_ktime_get_tai_ns();
+}
+
+// flushed reports whether flush_all covers an item (cas, stored at
+// stored_ns, unix ns) at now; 1 also when the flush state is being
+// written (userspace then answers).
+static __always_inline int flushed(__u64 cas, __u64 stored_ns, __u64 now)
+{
+	__u32 zero = 0;
+	struct flush_state *f = bpf_map_lookup_elem(&flush, &zero);
+	if (!f)
+		return 1;
+	__u32 seq = __sync_fetch_and_add(&f->seq, 0);
+	if (seq & 1)
+		return 1;
+	__u64 fc = f->cas, past = f->past, at = f->at, at_clock = f->at_clock;
+	if (__sync_fetch_and_add(&f->seq, 0) != seq)
+		return 1;
+	return cas <= fc || stored_ns <= past || (now >= at_clock && stored_ns <= at);
+}
 
 // Per-CPU room for the item being answered, copied out of its slot.
 struct {
@@ -807,13 +928,12 @@ static __always_inline struct item_body *lookup(struct item_key *k, struct answe
 		count_answer(op, AO_MISS);
 		return 0;
 	}
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = now_ns();
 	if (c->expire_ns && now >= c->expire_ns) {
 		count_answer(op, AO_EXPIRED);
 		return 0;
 	}
-	if (c->cas <= cfg->flush_cas || c->stored_ns <= cfg->flush_past ||
-	    (now >= cfg->flush_at && c->stored_ns <= cfg->flush_at)) {
+	if (flushed(c->cas, c->stored_ns, now)) {
 		count_answer(op, AO_MISS);
 		return 0;
 	}
@@ -1336,8 +1456,10 @@ int rebound_steer(struct xdp_md *ctx)
 		return count(CNT_PASS_NOT_OURS, XDP_PASS);
 	}
 
-	if (!local(eth, &key, dst4, &dst6, v6))
+	if (!local(eth, &key, dst4, &dst6, v6, port))
 		return count(CNT_PASS_NOT_LOCAL, XDP_PASS);
+	if (own_source(&key, dst4, &dst6, v6))
+		return count(CNT_DROP_OWN_SOURCE, XDP_DROP);
 	if (!allowed(&key))
 		return count(CNT_DROP_ALLOWLIST, XDP_DROP);
 
