@@ -34,7 +34,10 @@ const (
 	ReasonNotAllowed  // source outside the allow-list (--allow-src)
 	ReasonNotUnicast  // broadcast or multicast source or destination: never answered
 	ReasonBadChecksum // AF_XDP: IPv4 header or UDP checksum wrong (the kernel would drop it)
-	NumReasons        // number of reasons, for counter arrays
+	// No reply loops.
+	ReasonNotRequest // memcached over UDP: the datagram is not a request (a reply, or noise): never answered
+	ReasonOwnSource  // the source is one of our own service sockets (a spoofed self-loop): never answered
+	NumReasons       // number of reasons, for counter arrays
 )
 
 var reasonNames = [NumReasons]string{
@@ -63,6 +66,9 @@ var reasonNames = [NumReasons]string{
 	ReasonNotAllowed:  "not_allowed",
 	ReasonNotUnicast:  "not_unicast",
 	ReasonBadChecksum: "bad_checksum",
+
+	ReasonNotRequest: "not_request",
+	ReasonOwnSource:  "own_source",
 }
 
 // String returns the reason's metric label.

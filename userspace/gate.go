@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 
 	"github.com/rebound-net/rebound/codec"
@@ -16,6 +17,10 @@ import (
 // the old list or the new one, never against none.
 type gate struct {
 	allow atomic.Pointer[Prefixes] // nil or empty: every unicast source
+	// ports are the ports our own services listen on: a datagram from one
+	// of them at the address it was sent to came from ourselves (spoofed:
+	// we never send requests), and answering it would start a loop.
+	ports atomic.Pointer[[]uint16]
 }
 
 var bcast4 = netip.AddrFrom4([4]byte{255, 255, 255, 255})
@@ -30,6 +35,28 @@ func (g *gate) admit(src netip.Addr) codec.Reason {
 		return codec.ReasonNotAllowed
 	}
 	return codec.ReasonNone
+}
+
+// ownSource reports whether a datagram from src to dst came from one of our
+// own service sockets: the same address, one of our ports.
+func (g *gate) ownSource(src netip.AddrPort, dst netip.Addr) bool {
+	if !dst.IsValid() || src.Addr().Unmap() != dst.Unmap() {
+		return false
+	}
+	if p := g.ports.Load(); p != nil {
+		for _, port := range *p {
+			if port == src.Port() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// setPorts puts the ports our services listen on in force.
+func (g *gate) setPorts(ports []uint16) {
+	ports = slices.Clone(ports)
+	g.ports.Store(&ports)
 }
 
 // set validates list and then puts it in force in one step; an invalid

@@ -240,7 +240,28 @@ func (s *Server) SetListen(listen, memcacheListen string) (err error) {
 		s.mcTCP, s.mcUDP, s.cfg.MemcacheListen = mcTCP, mcUDP, memcacheListen
 	}
 	s.pub.Unlock()
+	s.setOwnPorts(oldReb, oldMC) // what is in flight to the old ports too
 	return nil
+}
+
+// setOwnPorts tells the gate the ports our services listen on (and extra,
+// ports just left), for its own-source check: a datagram from one of them
+// at our address is ourselves, spoofed.
+func (s *Server) setOwnPorts(extra ...uint16) {
+	addrs := []string{s.cfg.Listen}
+	if s.cfg.Memcache != nil {
+		addrs = append(addrs, s.cfg.MemcacheListen)
+	}
+	for _, pl := range s.cfg.Protocols {
+		addrs = append(addrs, pl.Listen)
+	}
+	ports := slices.Clone(extra)
+	for _, addr := range addrs {
+		if p, err := listenPort(addr); err == nil {
+			ports = append(ports, p)
+		}
+	}
+	s.gate.setPorts(ports)
 }
 
 // steer points the XDP program at the given ports and at the host of

@@ -104,6 +104,11 @@ func (m *mcDatagram) tooLarge(requestID uint16, room int) {
 
 func (m *mcDatagram) serveInto(req []byte, src netip.Addr, pathMax int) {
 	m.stats.Rx.Add(1)
+	if len(req) >= mc.UDPHeaderLen && !mc.IsRequest(req[mc.UDPHeaderLen:]) {
+		// A reply (or noise) is never answered: no reply loops.
+		m.stats.Drops[codec.ReasonNotRequest].Add(1)
+		return
+	}
 	// The budget is fixed before the request runs: the amplification
 	// bound for an untrusted source (the framed reply is larger than the
 	// unframed one, so the exact check below still decides), else what

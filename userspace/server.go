@@ -299,6 +299,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.startProtocols(ctx); err != nil {
 		return err
 	}
+	s.setOwnPorts()
 
 	switch s.cfg.Mode {
 	case ModeUDP:

@@ -119,14 +119,17 @@ func flushBatch(io *udpbatch.Conn, stats *WorkerStats) {
 
 // admitDatagram reports whether datagram i of the last read, from src,
 // may be answered: addressed to a unicast address of ours (never to a
-// broadcast or multicast one) and from a source the gate admits (nil:
-// any); a refusal is counted.
+// broadcast or multicast one), from a source the gate admits (nil: any)
+// and not from one of our own service sockets; a refusal is counted.
 func admitDatagram(io *udpbatch.Conn, i int, src netip.Addr, g *gate, stats *WorkerStats) bool {
 	why := codec.ReasonNone
-	if _, unicast := io.Dst(i); !unicast {
+	if dst, unicast := io.Dst(i); !unicast {
 		why = codec.ReasonNotUnicast
 	} else if g != nil {
 		why = g.admit(src)
+		if why == codec.ReasonNone && g.ownSource(io.From(i), dst) {
+			why = codec.ReasonOwnSource
+		}
 	}
 	if why != codec.ReasonNone {
 		stats.Drops[why].Add(1)

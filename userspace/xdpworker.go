@@ -1,6 +1,7 @@
 package userspace
 
 import (
+	"net/netip"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -299,6 +300,9 @@ func (w *xdpWorker) admit(pkt []byte, f codec.Frame) codec.Reason {
 	if w.gate != nil {
 		if why := w.gate.admit(f.SrcAddr(pkt)); why != codec.ReasonNone {
 			return why
+		}
+		if w.gate.ownSource(netip.AddrPortFrom(f.SrcAddr(pkt), f.SrcPort(pkt)), f.DstAddr(pkt)) {
+			return codec.ReasonOwnSource
 		}
 	}
 	if !f.ChecksumsOK(pkt) {

@@ -23,6 +23,7 @@ type Conn struct {
 	// the executor stopped there, before building the rest (UDP only).
 	budget int
 	over   bool
+	silent bool // UDP: the datagram closed the "connection" (an HTTP line): no reply
 
 	// Flush, when set (by a stream transport), is called with the replies
 	// gathered so far whenever a multi-get has gathered FlushAt bytes or
@@ -83,6 +84,9 @@ func (c *Conn) Serve(in, out []byte) (consumed int, out2 []byte, need int, close
 			return consumed, out, need, false
 		case mc.Invalid:
 			if cmd.Err.Closes() {
+				if c.udp {
+					c.silent = true // over UDP: nothing at all
+				}
 				return len(in), out, 0, true
 			}
 			consumed += cmd.Consumed
@@ -95,7 +99,10 @@ func (c *Conn) Serve(in, out []byte) (consumed int, out2 []byte, need int, close
 					h.cfg.Store.Delete(cmd.Key, 0)
 				}
 			}
-			if !cmd.NoReply || cmd.Kind >= mc.KindMetaGet {
+			// Over UDP an unknown command gets no ERROR: a peer that
+			// answers ERROR to what it does not know (memcached itself)
+			// would otherwise bounce it back and forth with us.
+			if (!cmd.NoReply || cmd.Kind >= mc.KindMetaGet) && !(c.udp && cmd.Err == mc.ErrUnknown) {
 				out = append(out, cmd.Err.Reply()...)
 			}
 			c.endMessage(out)
@@ -352,10 +359,6 @@ func (c *Conn) get(cmd *mc.Command, out []byte, now time.Time) []byte {
 			// The stored value itself: header first, then one copy.
 			v, m, hit = s.View(key)
 		}
-		// The VALUE line is at most its key and five numbers.
-		if hit && c.overBudget(out, len(v)+len(key)+valueLineMax) {
-			return out[:p]
-		}
 		switch {
 		case hit && touch:
 			h.c.touchHits.Add(1)
@@ -371,11 +374,19 @@ func (c *Conn) get(cmd *mc.Command, out []byte, now time.Time) []byte {
 		if !hit {
 			continue
 		}
+		// Over UDP a value that would pass the budget is not copied: the
+		// datagram stops here (a touched one was, but only one).
 		if touch {
 			c.hdr = mc.AppendValueHeader(c.hdr[:0], key, m.Flags, len(out)-p, m.CAS, withCAS)
+			if c.overBudget(out, len(c.hdr)+2) {
+				return out[:p]
+			}
 			out = c.insert(out, p, c.hdr)
 		} else {
 			out = mc.AppendValueHeader(out, key, m.Flags, len(v), m.CAS, withCAS)
+			if c.overBudget(out, len(v)+2) {
+				return out[:p]
+			}
 			out = append(out, v...)
 		}
 		out = append(out, '\r', '\n')
@@ -383,9 +394,6 @@ func (c *Conn) get(cmd *mc.Command, out []byte, now time.Time) []byte {
 	}
 	return append(out, mc.ReplyEnd...)
 }
-
-// valueLineMax bounds a VALUE line's length beyond its key.
-const valueLineMax = len("VALUE  4294967295 18446744073709551615 18446744073709551615\r\n")
 
 // insert slides out[p:] right by len(b) and copies b to out[p:].
 func (c *Conn) insert(out []byte, p int, b []byte) []byte {

@@ -39,9 +39,13 @@ func (c *Conn) ServeDatagramWithin(payload, out []byte, budget int) (out2 []byte
 		return out, nil, hdr, false, false
 	}
 	c.udp, c.base, c.ends, c.swallow = true, len(out), c.ends[:0], 0
-	c.budget, c.over = budget, false
-	defer func() { c.budget, c.over = 0, false }()
+	c.budget, c.over, c.silent = budget, false, false
+	defer func() { c.budget, c.over, c.silent = 0, false, false }()
 	_, out, _, closed := c.Serve(payload[mc.UDPHeaderLen:], out)
+	if c.silent {
+		c.udp, c.swallow = false, 0
+		return out[:c.base], nil, hdr, true, false
+	}
 	if c.over {
 		c.udp, c.swallow = false, 0
 		return out[:c.base], nil, hdr, true, true
