@@ -345,9 +345,10 @@ func (c *Conn) get(cmd *mc.Command, out []byte, now time.Time) []byte {
 			// UDP: one message per key, empty for a miss; END joins the last
 			c.ends = append(c.ends, len(out))
 		}
-		h.c.cmdGet.Add(1)
 		if touch {
-			h.c.cmdTouch.Add(1)
+			h.c.cmdTouch.Add(1) // memcached counts gat as a touch only
+		} else {
+			h.c.cmdGet.Add(1)
 		}
 		p := len(out)
 		var m store.Meta
@@ -362,12 +363,10 @@ func (c *Conn) get(cmd *mc.Command, out []byte, now time.Time) []byte {
 		switch {
 		case hit && touch:
 			h.c.touchHits.Add(1)
-			h.c.getHits.Add(1)
 		case hit:
 			h.c.getHits.Add(1)
 		case touch:
 			h.c.touchMisses.Add(1)
-			h.c.getMisses.Add(1)
 		default:
 			h.c.getMisses.Add(1)
 		}

@@ -4,15 +4,26 @@
 //
 // # Design
 //
-// Items live in a github.com/maypok86/otter/v2 cache keyed by string, bounded
-// by weight (key + value + ItemOverhead bytes) with W-TinyLFU eviction. An
-// item is immutable once stored: every write (set, append, incr, touch)
-// builds a new item inside the cache's per-key Compute, which runs under the
-// lock of the key's hash bucket. That makes CAS, add/replace, append/prepend
-// and incr/decr atomic per key without a global lock, and lets Get copy a
-// value straight into the caller's buffer without holding any lock. Only the
-// access fields (last access, fetched) change in place, with atomics that
-// write only when the value changes.
+// Items live in a table of 256 shards, each a Go map under its own lock,
+// bounded by weight (key + value + ItemOverhead bytes). An item is
+// immutable once stored: every write (set, append, incr, touch) builds a
+// new item under the key's shard lock (compute), which makes CAS,
+// add/replace, append/prepend and incr/decr atomic per key without a global
+// lock, and lets Get copy a value straight into the caller's buffer after a
+// read lock of one map lookup. Only the access fields (last access,
+// fetched, ref) change in place, with atomics that write only when the
+// value changes.
+//
+// Eviction follows memcached's LRU: every item is on one
+// list, newest write first, and a write that takes the table over its limit
+// evicts from the oldest end before it returns, as a CLOCK: an item read
+// since the walk last passed it gets one more round at the front, a dead
+// one (expired, flushed) goes whatever its reads. So what was written
+// longest ago and not read since goes first, and a set just acknowledged
+// stays while anything older is left. (A frequency-based admission, such
+// as the W-TinyLFU of the otter library this store was built on before,
+// refuses new keys once the store is full of popular old ones: a client
+// whose sets were acknowledged then missed almost every one of them.)
 //
 // # Lifecycle
 //
@@ -41,10 +52,11 @@
 //     builds a new slice, and a Get into a too-small dst allocates; the old
 //     slice is garbage until the GC runs. Size the heap (GOMEMLIMIT) with
 //     some room above Config.MemoryLimit.
-//   - Eviction is asynchronous and by frequency, not pure LRU: the cache may
-//     briefly exceed the limit between maintenance passes (Stats runs one
-//     first), and a value stored once and never read may be dropped before an
-//     older, hot one. A Stored result does not promise the item survives.
+//   - Eviction runs in the writer, after its write: concurrent writes may
+//     take the table briefly over its limit, by at most their own items.
+//     The evictor passes over a shard busy with a write and gives up after
+//     one round of the list; the next write goes on. A Stored result does
+//     not promise the item survives, only that older unread items go first.
 //   - Meta.LastAccess and Meta.Fetched describe the item before the call
 //     that returns them, as memcached's meta flags l and h do.
 //   - Incr keeps memcached's text: a result shorter than the stored number is

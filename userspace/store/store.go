@@ -6,9 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
-
-	"github.com/maypok86/otter/v2"
 )
 
 // Defaults of Config.
@@ -104,8 +101,10 @@ type Stats struct {
 	Flushed    int64 // FlushAll calls
 }
 
-// item is immutable once it is in the cache, except for the access fields.
+// item is immutable once it is in the table, except for the access fields
+// and its place on the table's list.
 type item struct {
+	key      string // the table's copy, set when the item is stored
 	value    []byte
 	flags    uint32
 	cas      uint64
@@ -113,6 +112,9 @@ type item struct {
 	storedNs int64 // when the value was stored, for FlushAll
 	access   atomic.Int64
 	fetched  atomic.Bool
+	ref      atomic.Bool // read since eviction last passed it
+	// prev and next place the item on the table's recency list.
+	prev, next *item
 }
 
 // flush is the state FlushAll leaves: items with a CAS up to cas, or stored
@@ -146,7 +148,7 @@ type mirrorBox struct{ m Mirror }
 
 // Store is a memory-bounded item store, safe for concurrent use.
 type Store struct {
-	c       *otter.Cache[string, *item]
+	t       table
 	mirror  atomic.Pointer[mirrorBox]
 	now     func() time.Time
 	maxItem int
@@ -175,21 +177,7 @@ func New(cfg Config) *Store {
 		cfg.Now = coarseNow
 	}
 	s := &Store{now: cfg.Now, maxItem: cfg.MaxItemSize, limit: cfg.MemoryLimit}
-	s.c = otter.Must(&otter.Options[string, *item]{
-		MaximumWeight: uint64(cfg.MemoryLimit),
-		Weigher:       weigh,
-		OnAtomicDeletion: func(e otter.DeletionEvent[string, *item]) {
-			if e.WasEvicted() {
-				s.evictions.Add(1)
-			}
-			// A replacement was told to the mirror as a Put already.
-			if e.Cause != otter.CauseReplacement {
-				if b := s.mirror.Load(); b != nil {
-					b.m.Delete(e.Key)
-				}
-			}
-		},
-	})
+	s.t.init()
 	return s
 }
 
@@ -219,10 +207,6 @@ func (s *Store) put(key string, it *item) {
 	}
 }
 
-func weigh(key string, it *item) uint32 {
-	return uint32(len(key) + len(it.value) + ItemOverhead)
-}
-
 // MaxItemSize is the largest value Set accepts.
 func (s *Store) MaxItemSize() int { return s.maxItem }
 
@@ -244,63 +228,39 @@ func (s *Store) live(it *item, now time.Time) bool {
 
 // lookup returns the live item of key, removing a dead one it finds.
 func (s *Store) lookup(key []byte, now time.Time) (*item, bool) {
-	// The read path does not keep the key: no copy needed.
-	it, ok := s.c.GetIfPresent(unsafe.String(unsafe.SliceData(key), len(key)))
+	it, ok := s.t.get(key)
 	if !ok {
 		return nil, false
 	}
 	if !s.live(it, now) {
-		if k, present := s.keyOf(key); present {
-			s.removeDead(k, it)
-		}
+		s.removeDead(key, it)
 		return nil, false
 	}
 	return it, true
 }
 
-// keyOf returns the cache's own copy of key, if key is present: writes
-// then need no new copy.
-func (s *Store) keyOf(key []byte) (k string, present bool) {
-	if e, ok := s.c.GetEntryQuietly(unsafe.String(unsafe.SliceData(key), len(key))); ok {
-		return e.Key, true
-	}
-	return "", false
-}
-
-// writeKey is keyOf, or a new copy of key if it is missing.
-func (s *Store) writeKey(key []byte) string {
-	if k, ok := s.keyOf(key); ok {
-		return k
-	}
-	return string(key)
-}
-
-// updateLive runs fn on key's item (with the cache's own copy of the
-// key) inside the cache's per-key compute, if
-// the key is present and its item live; a dead item found instead is
-// removed (counted as expired) and fn is not called.
-func (s *Store) updateLive(key []byte, now time.Time, fn func(k string, old *item) (*item, otter.ComputeOp)) {
-	k, present := s.keyOf(key)
-	if !present {
-		return
-	}
-	s.c.ComputeIfPresent(k, func(old *item) (*item, otter.ComputeOp) {
+// updateLive runs fn on key's item (with the table's own copy of the
+// key) under the key's lock, if the key is present and its item live; a
+// dead item found instead is removed (counted as expired) and fn is not
+// called.
+func (s *Store) updateLive(key []byte, now time.Time, fn func(k string, old *item) (*item, op)) {
+	s.compute(key, true, func(k string, old *item, _ bool) (*item, op) {
 		if !s.live(old, now) {
 			s.expired.Add(1)
-			return nil, otter.InvalidateOp
+			return nil, opInvalidate
 		}
 		return fn(k, old)
 	})
 }
 
 // removeDead removes it if key still maps to it.
-func (s *Store) removeDead(key string, it *item) {
-	s.c.ComputeIfPresent(key, func(old *item) (*item, otter.ComputeOp) {
+func (s *Store) removeDead(key []byte, it *item) {
+	s.compute(key, true, func(_ string, old *item, _ bool) (*item, op) {
 		if old != it {
-			return old, otter.CancelOp
+			return old, opCancel
 		}
 		s.expired.Add(1)
-		return nil, otter.InvalidateOp
+		return nil, opInvalidate
 	})
 }
 
@@ -324,6 +284,9 @@ func markFetched(it *item, now time.Time) {
 	}
 	if !it.fetched.Load() {
 		it.fetched.Store(true)
+	}
+	if !it.ref.Load() {
+		it.ref.Store(true)
 	}
 }
 
@@ -403,8 +366,7 @@ func (s *Store) Set(key, value []byte, mode Mode, flags uint32, exptime int64, c
 	now := s.now()
 	res := NotStored
 	var newCAS uint64
-	k := s.writeKey(key)
-	s.c.Compute(k, func(old *item, found bool) (*item, otter.ComputeOp) {
+	s.compute(key, false, func(k string, old *item, found bool) (*item, op) {
 		if found && !s.live(old, now) {
 			found = false
 		}
@@ -412,29 +374,29 @@ func (s *Store) Set(key, value []byte, mode Mode, flags uint32, exptime int64, c
 			switch {
 			case !found:
 				res = NotFound
-				return old, otter.CancelOp
+				return old, opCancel
 			case old.cas != cas:
 				res = Exists
-				return old, otter.CancelOp
+				return old, opCancel
 			}
 		}
 		it := &item{flags: flags, exptime: exptime}
 		switch mode {
 		case ModeAdd:
 			if found {
-				return old, otter.CancelOp
+				return old, opCancel
 			}
 		case ModeReplace:
 			if !found {
-				return old, otter.CancelOp
+				return old, opCancel
 			}
 		case ModeAppend, ModePrepend:
 			if !found {
-				return old, otter.CancelOp
+				return old, opCancel
 			}
 			if len(old.value)+len(value) > s.maxItem {
 				res = TooLarge
-				return old, otter.CancelOp
+				return old, opCancel
 			}
 			it.flags, it.exptime = old.flags, old.exptime
 			v := make([]byte, 0, len(old.value)+len(value))
@@ -449,9 +411,9 @@ func (s *Store) Set(key, value []byte, mode Mode, flags uint32, exptime int64, c
 		if expiredAt(it.exptime, now) {
 			newCAS = s.cas.Add(1) // numbered, as memcached numbers it, then gone
 			if old != nil {
-				return nil, otter.InvalidateOp
+				return nil, opInvalidate
 			}
-			return old, otter.CancelOp
+			return old, opCancel
 		}
 		if it.value == nil {
 			it.value = append(make([]byte, 0, len(value)), value...)
@@ -461,7 +423,7 @@ func (s *Store) Set(key, value []byte, mode Mode, flags uint32, exptime int64, c
 		it.access.Store(now.Unix()) // storing is an access, as memcached counts it
 		newCAS = it.cas
 		s.put(k, it)
-		return it, otter.WriteOp
+		return it, opWrite
 	})
 	if newCAS != 0 {
 		s.total.Add(1)
@@ -472,13 +434,13 @@ func (s *Store) Set(key, value []byte, mode Mode, flags uint32, exptime int64, c
 // Delete removes key; cas, when not 0, must match the item's CAS.
 func (s *Store) Delete(key []byte, cas uint64) Result {
 	res := NotFound
-	s.updateLive(key, s.now(), func(_ string, old *item) (*item, otter.ComputeOp) {
+	s.updateLive(key, s.now(), func(_ string, old *item) (*item, op) {
 		if cas != 0 && old.cas != cas {
 			res = Exists
-			return old, otter.CancelOp
+			return old, opCancel
 		}
 		res = Deleted
-		return nil, otter.InvalidateOp
+		return nil, opInvalidate
 	})
 	return res
 }
@@ -487,17 +449,17 @@ func (s *Store) Delete(key []byte, cas uint64) Result {
 // returns the item now stored (nil if none).
 func (s *Store) touch(key []byte, exptime int64, now time.Time) *item {
 	var cur *item
-	s.updateLive(key, now, func(k string, old *item) (*item, otter.ComputeOp) {
+	s.updateLive(key, now, func(k string, old *item) (*item, op) {
 		if expiredAt(exptime, now) {
 			cur = old // visible to this call, gone after it
-			return nil, otter.InvalidateOp
+			return nil, opInvalidate
 		}
 		it := &item{value: old.value, flags: old.flags, cas: old.cas, exptime: exptime, storedNs: old.storedNs}
 		it.access.Store(old.access.Load())
 		it.fetched.Store(old.fetched.Load())
 		cur = it
 		s.put(k, it)
-		return it, otter.WriteOp
+		return it, opWrite
 	})
 	return cur
 }
@@ -542,34 +504,33 @@ func (s *Store) Incr(key []byte, delta uint64, decr bool, vivify *Vivify) (newVa
 func (s *Store) IncrCAS(key []byte, delta uint64, decr bool, vivify *Vivify, cas uint64) (newValue uint64, newCAS uint64, r Result) {
 	now := s.now()
 	r = NotFound
-	k := s.writeKey(key)
-	s.c.Compute(k, func(old *item, found bool) (*item, otter.ComputeOp) {
+	s.compute(key, false, func(k string, old *item, found bool) (*item, op) {
 		if found && !s.live(old, now) {
 			found = false
 		}
 		var it *item
 		switch {
 		case !found && (vivify == nil || cas != 0):
-			return old, otter.CancelOp
+			return old, opCancel
 		case !found:
 			if expiredAt(vivify.Exptime, now) {
 				newValue, r = vivify.Initial, Stored
 				newCAS = s.cas.Add(1) // numbered, as memcached numbers it, then gone
 				if old != nil {
-					return nil, otter.InvalidateOp
+					return nil, opInvalidate
 				}
-				return old, otter.CancelOp
+				return old, opCancel
 			}
 			newValue = vivify.Initial
 			it = &item{value: strconv.AppendUint(nil, newValue, 10), exptime: vivify.Exptime}
 		case cas != 0 && old.cas != cas:
 			r = Exists
-			return old, otter.CancelOp
+			return old, opCancel
 		default:
 			n, ok := parseUint(old.value)
 			if !ok {
 				r = NonNumeric
-				return old, otter.CancelOp
+				return old, opCancel
 			}
 			switch {
 			case !decr:
@@ -598,7 +559,7 @@ func (s *Store) IncrCAS(key []byte, delta uint64, decr bool, vivify *Vivify, cas
 		it.access.Store(now.Unix()) // storing is an access, as memcached counts it
 		newCAS = it.cas
 		s.put(k, it)
-		return it, otter.WriteOp
+		return it, opWrite
 	})
 	if newCAS != 0 {
 		s.total.Add(1)
@@ -672,14 +633,11 @@ func (s *Store) FlushAll(delay time.Duration) {
 	}
 }
 
-// Stats returns the store's counters. It first runs the cache's pending
-// maintenance, so that Bytes is not above the limit while an eviction is
-// still queued.
+// Stats returns the store's counters.
 func (s *Store) Stats() Stats {
-	s.c.CleanUp()
 	return Stats{
-		Items:      int64(s.c.EstimatedSize()),
-		Bytes:      int64(s.c.WeightedSize()),
+		Items:      s.t.items.Load(),
+		Bytes:      s.t.bytes.Load(),
 		LimitBytes: s.limit,
 		Evictions:  s.evictions.Load(),
 		Expired:    s.expired.Load(),

@@ -1,0 +1,52 @@
+package store
+
+import (
+	"fmt"
+	"testing"
+)
+
+// TestRecentSetsSurviveAFullStore is what memcaslap saw after earlier runs
+// had filled the store with items that were read many times (issue 18,
+// item 7): the store must evict the least recently used items, as
+// memcached's LRU does, never a set it has just acknowledged because an
+// older item was read more often. A frequency-based admission (TinyLFU)
+// refuses almost every new key once the store is full of popular ones.
+func TestRecentSetsSurviveAFullStore(t *testing.T) {
+	const limit = 4 << 20
+	s := newStore(t, Config{MemoryLimit: limit})
+	val := make([]byte, 900)
+	per := int64(len(val) + 16 + ItemOverhead)
+	n := int(2 * limit / per) // twice what fits
+
+	// A first client: each key set, then read a few times.
+	for i := range n {
+		k := fmt.Appendf(nil, "old-%012d", i)
+		s.Set(k, val, ModeSet, 0, 0, 0)
+		for range 4 {
+			s.Get(k, nil)
+		}
+	}
+	// A later client: a window of new keys that fits in a quarter of the
+	// store, set and then read back as memcaslap does.
+	window := int(limit / 4 / per)
+	var misses, lastMisses int
+	for i := range 4 * n {
+		k := fmt.Appendf(nil, "new-%012d", i)
+		if r, _ := s.Set(k, val, ModeSet, 0, 0, 0); r != Stored {
+			t.Fatalf("set %s: %v", k, r)
+		}
+		if _, _, ok := s.Get(k, nil); !ok {
+			misses++
+		}
+		if i >= window {
+			old := fmt.Appendf(nil, "new-%012d", i-window)
+			if _, _, ok := s.Get(old, nil); !ok {
+				lastMisses++
+			}
+		}
+	}
+	if misses != 0 || lastMisses != 0 {
+		t.Fatalf("of %d new keys: %d missed right after their set, %d missed %d sets later (a quarter of the store); stats %+v",
+			4*n, misses, lastMisses, window, s.Stats())
+	}
+}
