@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"syscall"
@@ -155,9 +157,9 @@ func (s *Server) SetListen(listen, memcacheListen string) (err error) {
 	}
 	oldReb, _ := listenPort(s.cfg.Listen)
 	oldMC, _ := listenPort(s.cfg.MemcacheListen)
-	newReb, newMC := oldReb, oldMC
+	newMC := oldMC
 	if moveReb {
-		if newReb, err = listenPort(listen); err != nil {
+		if _, err = listenPort(listen); err != nil {
 			return err
 		}
 	}
@@ -186,7 +188,7 @@ func (s *Server) SetListen(listen, memcacheListen string) (err error) {
 		}
 		if steered {
 			// Put steering back; what cannot be put back is logged.
-			if e := s.steer(oldReb, oldMC, s.cfg.Listen); e != nil {
+			if e := s.steer(s.cfg.Listen, s.cfg.MemcacheListen); e != nil {
 				s.log.Error("SetListen failed and steering could not be put back as it was", "err", e)
 			}
 		}
@@ -212,11 +214,14 @@ func (s *Server) SetListen(listen, memcacheListen string) (err error) {
 			w.mcNext.Store(uint32(newMC)) // answered from the moment it is steered
 		}
 		steered = true
-		host := s.cfg.Listen
+		nextReb, nextMC := s.cfg.Listen, s.cfg.MemcacheListen
 		if moveReb {
-			host = listen
+			nextReb = listen
 		}
-		if err = s.steer(newReb, newMC, host); err != nil {
+		if moveMC {
+			nextMC = memcacheListen
+		}
+		if err = s.steer(nextReb, nextMC); err != nil {
 			return err
 		}
 		for _, w := range s.xdpW {
@@ -264,35 +269,82 @@ func (s *Server) setOwnPorts(extra ...uint16) {
 	s.gate.setPorts(ports)
 }
 
-// steer points the XDP program at the given ports and at the host of
-// listen for the local-address check.
-func (s *Server) steer(reb, mc uint16, listen string) error {
+// steer points the XDP program at the ports of the listen addresses
+// given (Rebound's, memcached's; the protocols of your own do not move),
+// each for its own listen host only (portHosts). s.cfg holds the
+// addresses in force: their hosts stay in force until the ports switch,
+// so that no port is ever steered at an address it does not listen on,
+// and are dropped after.
+func (s *Server) steer(listen, memcacheListen string) error {
+	reb, err := listenPort(listen)
+	if err != nil {
+		return err
+	}
+	next, err := s.portHosts(listen, memcacheListen)
+	if err != nil {
+		return err
+	}
+	both, err := s.portHosts(s.cfg.Listen, s.cfg.MemcacheListen)
+	if err != nil {
+		both = map[uint16]netip.Addr{}
+	}
+	maps.Copy(both, next)
+	if err := s.prog.SetPortHosts(both); err != nil {
+		return err
+	}
 	if err := s.prog.SetPorts([]uint16{reb}); err != nil {
 		return err
 	}
 	if s.cfg.Memcache != nil {
+		mc, err := listenPort(memcacheListen)
+		if err != nil {
+			return err
+		}
 		if err := s.prog.SetMemcachePorts([]uint16{mc}); err != nil {
 			return err
 		}
 	}
-	return s.steerLocal(listen)
+	return s.prog.SetPortHosts(next)
 }
 
-// steerLocal points the XDP program's local-address check at the host of
-// listen (every address of the interface when it has none).
-func (s *Server) steerLocal(listen string) error {
-	ifi, err := net.InterfaceByName(s.cfg.Iface)
-	if err != nil {
-		return err
+// portHosts returns the listen host of each UDP port XDP steers, given
+// Rebound's and memcached's listen addresses (the protocols of your own
+// come from s.cfg): the address a host names (a name resolved as the
+// socket resolved it). A port listening on every address (no host,
+// 0.0.0.0, ::) has none: it is steered at every local address.
+func (s *Server) portHosts(listen, memcacheListen string) (map[uint16]netip.Addr, error) {
+	addrs := []string{listen}
+	if s.cfg.Memcache != nil {
+		addrs = append(addrs, memcacheListen)
 	}
-	saved := s.cfg.Listen
-	s.cfg.Listen = listen
-	addrs, err := s.localAddrs(ifi)
-	s.cfg.Listen = saved
-	if err != nil {
-		return err
+	for _, pl := range s.cfg.Protocols {
+		if pl.Datagram != nil {
+			addrs = append(addrs, pl.Listen)
+		}
 	}
-	return s.prog.SetLocal(ifi.HardwareAddr, addrs)
+	hosts := make(map[uint16]netip.Addr, len(addrs))
+	for _, addr := range addrs {
+		port, err := listenPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		host, _, _ := net.SplitHostPort(addr)
+		if host == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(host)
+		if err != nil {
+			ua, rerr := net.ResolveUDPAddr("udp", addr)
+			if rerr != nil {
+				return nil, fmt.Errorf("listen address %q: %w", addr, rerr)
+			}
+			a = ua.AddrPort().Addr()
+		}
+		if a = a.Unmap(); !a.IsUnspecified() {
+			hosts[port] = a.WithZone("")
+		}
+	}
+	return hosts, nil
 }
 
 // retire stops a replaced listener accepting (its connections run on

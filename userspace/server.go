@@ -381,13 +381,10 @@ func (s *Server) MemcacheAddr() net.Addr {
 	return s.mcTCP.ln.Addr()
 }
 
-// localAddrs returns the addresses XDP answers on: the --listen host when
-// one is given, else every address of the interface.
+// localAddrs returns the interface's addresses: XDP steers what is
+// addressed to one of them (and, for a port with a listen host, to that
+// host only: portHosts), and drops what comes from one of them.
 func (s *Server) localAddrs(ifi *net.Interface) ([]netip.Addr, error) {
-	host, _, _ := net.SplitHostPort(s.cfg.Listen)
-	if a, err := netip.ParseAddr(host); err == nil && !a.IsUnspecified() {
-		return []netip.Addr{a.Unmap()}, nil
-	}
 	addrs, err := ifi.Addrs()
 	if err != nil {
 		return nil, fmt.Errorf("addresses of %s: %w", ifi.Name, err)
@@ -476,10 +473,14 @@ func (s *Server) startXDP() error {
 	if err != nil {
 		return err
 	}
-	// Steer only what is addressed to us: this interface's MAC and the
-	// addresses we listen on.
+	hosts, err := s.portHosts(s.cfg.Listen, s.cfg.MemcacheListen)
+	if err != nil {
+		return err
+	}
+	// Steer only what is addressed to us: this interface's MAC and
+	// addresses, and each port's own listen host.
 	opts := bpf.Options{Ports: []uint16{uint16(port)}, Allow: s.cfg.AllowSrc, Queues: queues,
-		LocalMAC: ifi.HardwareAddr, LocalAddrs: local}
+		LocalMAC: ifi.HardwareAddr, LocalAddrs: local, PortHosts: hosts}
 	var mcPort uint16
 	if s.cfg.Memcache != nil {
 		p, err := listenPort(s.cfg.MemcacheListen)
