@@ -40,12 +40,16 @@
 //   - when Options.LocalMAC is set: the destination MAC is that one;
 //   - when Options.LocalAddrs is set: the destination IP is one of them
 //     (so routed traffic passing through, or a request to a broadcast or
-//     multicast IP, is left to the kernel).
+//     multicast IP, is left to the kernel);
+//   - when Options.PortHosts has the port: the destination IP is its
+//     listen host (SetPortHosts updates them live).
 //
 // The server always sets both (SetLocal updates them live); leaving them
-// empty, as tests do, keeps only the always-on checks. Then, with an
-// allow-list, requests from other sources are dropped, whatever their
-// protocol. The rest is redirected to the socket of its rx queue, or passed
+// empty, as tests do, keeps only the always-on checks. A request whose
+// source IP is one of ours (the destination, one of LocalAddrs, loopback)
+// is then dropped (DropOwnSource): answered, it could loop between our
+// own sockets. Then, with an allow-list, requests from other sources are
+// dropped, whatever their protocol. The rest is redirected to the socket of its rx queue, or passed
 // to the kernel when the queue has none. Everything else, including the
 // other protocols' datagrams sent to a Rebound or memcached port, is passed
 // to the kernel untouched; each outcome has a counter (Counter), shared by
@@ -58,7 +62,8 @@
 // AnswerKeyMax, values up to AnswerValueMax); the server's store keeps it
 // coherent through store.Mirror. The reply is byte for byte the userspace
 // path's (the same bounds, checksums and rewrite); everything it cannot
-// answer goes on unchanged. SetTrust is the trusted list of the memcached
+// answer goes on unchanged, replies (the response flag, memcached's
+// reply lines) included: userspace's admission refuses those. SetTrust is the trusted list of the memcached
 // amplification bound, swapped like the allow-list. AnswerCounters counts
 // each attempt by request and outcome.
 //
