@@ -44,9 +44,9 @@ var exporterExceptions = map[string]string{
 	"memcached_lru_crawler_hot_max_factor":    "no LRU crawler",
 	"memcached_lru_crawler_warm_max_factor":   "no LRU crawler",
 	"memcached_lru_crawler_starts_total":      "no LRU crawler",
-	// No segmented LRU (hot, warm, cold): the store's W-TinyLFU
-	// segments are not visible, so nothing is said of them, as memcached
-	// with -o no_lru_maintainer says nothing.
+	// No segmented LRU (hot, warm, cold): the store keeps one recency
+	// list, so nothing is said of segments, as memcached with -o
+	// no_lru_maintainer says nothing.
 	"memcached_lru_crawler_moves_to_cold_total":    "no segmented LRU",
 	"memcached_lru_crawler_moves_to_warm_total":    "no segmented LRU",
 	"memcached_lru_crawler_moves_within_lru_total": "no segmented LRU",

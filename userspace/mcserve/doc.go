@@ -32,10 +32,9 @@
 //     goes on), an artefact of its read buffer; mcserve runs every command.
 //   - me (meta debug) is an unknown command (ERROR): its fields are slab
 //     internals.
-//   - "stats <args>" answers ERROR for every argument (memcached knows
-//     items, slabs, settings, conns, ...); the general "stats" block has a
-//     subset of memcached's fields, in its order, with get_expired and
-//     get_flushed always 0 (the store does not tell them from misses).
+//   - The stats family (stats.go) answers in the shape of memcached run
+//     with -o no_lru_maintainer,no_lru_crawler -X, less the fields with no
+//     true value here; the store is reported as one slab class.
 //   - The size limit is on the value alone (Config.MaxItemSize, 1 MiB by
 //     default); memcached's is on the whole item (header, key, value), so
 //     values within ~100 bytes under 1 MiB are refused by memcached only.
