@@ -39,6 +39,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; done
+	REBOUND_FUZZ_TIME=$(FUZZTIME) REBOUND_FUZZ_SEED=$$(date +%s) $(GO) test -count=1 -run '^TestDifferentialFuzz' ./userspace/mcserve/
 
 generate: ## regenerate the BPF objects and their Go bindings (needs clang, llvm, libbpf-dev)
 	$(GO) generate ./bpf/...

@@ -170,13 +170,6 @@ func (c *Command) lateMetaError() Error {
 // too long".
 const maxMetaTokens = 20
 
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 func (m *Meta) token(f byte) []byte {
 	r := m.Returns()
 	for {
