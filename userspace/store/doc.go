@@ -11,19 +11,19 @@
 // add/replace, append/prepend and incr/decr atomic per key without a global
 // lock, and lets Get copy a value straight into the caller's buffer after a
 // read lock of one map lookup. Only the access fields (last access,
-// fetched, ref) change in place, with atomics that write only when the
-// value changes.
+// fetched) change in place, with atomics that write only when the value
+// changes.
 //
-// Eviction follows memcached's LRU: every item is on one
-// list, newest write first, and a write that takes the table over its limit
-// evicts from the oldest end before it returns, as a CLOCK: an item read
-// since the walk last passed it gets one more round at the front, a dead
-// one (expired, flushed) goes whatever its reads. So what was written
-// longest ago and not read since goes first, and a set just acknowledged
-// stays while anything older is left. (A frequency-based admission, such
-// as the W-TinyLFU of the otter library this store was built on before,
-// refuses new keys once the store is full of popular old ones: a client
-// whose sets were acknowledged then missed almost every one of them.)
+// Eviction follows memcached's LRU: every item is on one list, most
+// recently written or read first, and a write that takes the table over its
+// limit evicts from the other end before it returns. A read moves an item
+// to the front at most once a second (memcached: once a minute). So what
+// was written or read longest ago goes first, dead or alive, and a set just
+// acknowledged stays while anything older is left. (A frequency-based
+// admission, such as the W-TinyLFU of the otter library this store was
+// built on before, refuses new keys once the store is full of popular old
+// ones: a client whose sets were acknowledged then missed almost all of
+// them.)
 //
 // # Lifecycle
 //

@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"testing"
+	"time"
 )
 
 // TestRecentSetsSurviveAFullStore is what memcaslap saw after earlier runs
@@ -48,5 +49,40 @@ func TestRecentSetsSurviveAFullStore(t *testing.T) {
 	if misses != 0 || lastMisses != 0 {
 		t.Fatalf("of %d new keys: %d missed right after their set, %d missed %d sets later (a quarter of the store); stats %+v",
 			4*n, misses, lastMisses, window, s.Stats())
+	}
+}
+
+// TestEvictionIsLeastRecentFirst: items read long ago go before items
+// written since, read or not (memcaslap's later runs read only their own
+// keys). A CLOCK that gives every item read since its last pass another
+// round keeps the old items and evicts the new unread ones first.
+func TestEvictionIsLeastRecentFirst(t *testing.T) {
+	const limit = 1 << 20
+	c := newClock()
+	s := newStore(t, Config{MemoryLimit: limit, Now: c.Now})
+	val := make([]byte, 400)
+	per := int64(len(val) + 16 + ItemOverhead)
+	n := int(limit / per)
+	for i := range n {
+		k := fmt.Appendf(nil, "old-%012d", i)
+		s.Set(k, val, ModeSet, 0, 0, 0)
+	}
+	c.Add(time.Second)
+	for i := range n {
+		s.Get(fmt.Appendf(nil, "old-%012d", i), nil)
+	}
+	c.Add(time.Second)
+	fresh := n / 2
+	for i := range fresh {
+		s.Set(fmt.Appendf(nil, "new-%012d", i), val, ModeSet, 0, 0, 0)
+	}
+	var lost int
+	for i := range fresh {
+		if _, _, ok := s.Peek(fmt.Appendf(nil, "new-%012d", i), nil); !ok {
+			lost++
+		}
+	}
+	if lost != 0 {
+		t.Fatalf("%d of %d new items evicted while older ones stayed; stats %+v", lost, fresh, s.Stats())
 	}
 }

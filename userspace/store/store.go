@@ -112,7 +112,6 @@ type item struct {
 	storedNs int64 // when the value was stored, for FlushAll
 	access   atomic.Int64
 	fetched  atomic.Bool
-	ref      atomic.Bool // read since eviction last passed it
 	// prev and next place the item on the table's recency list.
 	prev, next *item
 }
@@ -276,17 +275,15 @@ func metaOf(it *item) Meta {
 }
 
 // markFetched records a read; it writes only what changed, so that hot keys
-// read by many cores do not bounce a cache line on every read.
-func markFetched(it *item, now time.Time) {
+// read by many cores do not bounce a cache line on every read. The first
+// read of an item in a second moves it to the front of the eviction order.
+func (s *Store) markFetched(it *item, now time.Time) {
 	sec := now.Unix()
-	if it.access.Load() != sec {
-		it.access.Store(sec)
+	if last := it.access.Load(); last != sec && it.access.CompareAndSwap(last, sec) {
+		s.t.lru.bump(it)
 	}
 	if !it.fetched.Load() {
 		it.fetched.Store(true)
-	}
-	if !it.ref.Load() {
-		it.ref.Store(true)
 	}
 }
 
@@ -299,7 +296,7 @@ func (s *Store) Get(key []byte, dst []byte) (value []byte, m Meta, ok bool) {
 		return dst, Meta{}, false
 	}
 	m = metaOf(it)
-	markFetched(it, now)
+	s.markFetched(it, now)
 	return append(dst, it.value...), m, true
 }
 
@@ -314,7 +311,7 @@ func (s *Store) View(key []byte) (value []byte, m Meta, ok bool) {
 	if !ok {
 		return nil, Meta{}, false
 	}
-	markFetched(it, now)
+	s.markFetched(it, now)
 	return it.value[:len(it.value):len(it.value)], metaOf(it), true
 }
 
@@ -332,7 +329,7 @@ func (s *Store) GetInto(key []byte, dst []byte) (n int, m Meta, ok bool) {
 		return n, metaOf(it), true
 	}
 	m = metaOf(it)
-	markFetched(it, now)
+	s.markFetched(it, now)
 	copy(dst[:n], it.value)
 	return n, m, true
 }
@@ -485,7 +482,7 @@ func (s *Store) GetAndTouch(key []byte, exptime int64, dst []byte) ([]byte, Meta
 	}
 	m := metaOf(it)
 	m.Exptime = exptime
-	markFetched(it, now)
+	s.markFetched(it, now)
 	return append(dst, it.value...), m, true
 }
 

@@ -26,12 +26,13 @@ type shard struct {
 	_  [32]byte // its own cache line, apart from its neighbours' locks
 }
 
-// recency is every item in the table, on one list, newest write first:
-// eviction walks it from the oldest end as a CLOCK, giving an item read
-// since its last pass (item.ref) one more round, as memcached's LRU bumps
-// an item that was fetched. What it evicts first is what was written
-// longest ago and not read since: never a write just acknowledged because
-// an older item was read more often.
+// recency is every item in the table on one list, most recently written
+// or read first: eviction takes items from the other end, as memcached's
+// LRU does. A read moves an item to the front at most once a second (the
+// first read in a new second of the store's clock; memcached bumps at most
+// once a minute), so that hot keys do not take the list's lock on every
+// read. What goes first is what was written or read longest ago: never a
+// write just acknowledged because an older item was read more often.
 type recency struct {
 	mu   sync.Mutex
 	root item // sentinel: root.next is the newest item, root.prev the oldest
@@ -84,6 +85,17 @@ func (l *recency) pushFront(it *item) {
 	it.prev, it.next = &l.root, l.root.next
 	l.root.next.prev = it
 	l.root.next = it
+}
+
+// bump moves it to the front, if it is still on the list (a write may have
+// replaced it or an eviction removed it since it was read).
+func (l *recency) bump(it *item) {
+	l.mu.Lock()
+	if it.prev != nil && l.root.next != it {
+		l.unlink(it)
+		l.pushFront(it)
+	}
+	l.mu.Unlock()
 }
 
 // compute runs fn on key's item (found false if none) under the key's
@@ -140,10 +152,10 @@ func (s *Store) compute(key []byte, ifPresent bool, fn func(k string, old *item,
 }
 
 // evict removes items from the oldest end of the list until the table is
-// within its limit: dead ones (expired, flushed) first as they come, live
-// ones unless read since their last pass, never keep. It gives up after a
-// pass over every item (reads set ref concurrently; shards busy with a
-// write are passed over), leaving the rest to the next write.
+// within its limit, never keep, counting a dead one (expired, flushed) as
+// expired and a live one as evicted. It passes over items whose shard is
+// busy with a write, and stops after one pass over the list, leaving the
+// rest to the next write.
 func (s *Store) evict(keep *item) {
 	t := &s.t
 	now := s.now()
@@ -153,27 +165,18 @@ func (s *Store) evict(keep *item) {
 	budget := t.items.Load() + 1
 	for cur := l.root.prev; cur != &l.root && t.bytes.Load() > s.limit && budget > 0; budget-- {
 		prev := cur.prev
-		live := s.live(cur, now)
-		switch {
-		case cur == keep:
-		case live && cur.ref.Load():
-			cur.ref.Store(false)
+		if sh := t.shardOfString(cur.key); cur != keep && sh.mu.TryLock() {
+			delete(sh.m, cur.key)
 			l.unlink(cur)
-			l.pushFront(cur)
-		default:
-			if sh := t.shardOfString(cur.key); sh.mu.TryLock() {
-				delete(sh.m, cur.key)
-				l.unlink(cur)
-				t.items.Add(-1)
-				t.bytes.Add(-weight(cur))
-				if live {
-					s.evictions.Add(1)
-				} else {
-					s.expired.Add(1)
-				}
-				s.tellDelete(cur.key)
-				sh.mu.Unlock()
+			t.items.Add(-1)
+			t.bytes.Add(-weight(cur))
+			if s.live(cur, now) {
+				s.evictions.Add(1)
+			} else {
+				s.expired.Add(1)
 			}
+			s.tellDelete(cur.key)
+			sh.mu.Unlock()
 		}
 		cur = prev
 	}
