@@ -48,8 +48,8 @@ func (s *Server) listenReboundTCP(addr string, st *WorkerStats) (*tcpServer, err
 		}
 		return nil, fmt.Errorf("listen tcp %s: %w", addr, err)
 	}
-	ts := &tcpServer{ln: ln, h: s.cfg.Handler, stats: st, gate: &s.gate, maxConns: s.cfg.MaxConns,
-		idleTimeout: s.cfg.IdleTimeout, writeTimeout: s.cfg.WriteTimeout, reqTimeout: s.cfg.RequestTimeout, conns: map[net.Conn]struct{}{}}
+	ts := newStreamTCP(ln, func() handler.Stream { return newRBStream(s.cfg.Handler, st) }, tcpMaxReq, st, &s.cfg)
+	ts.gate = &s.gate
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); ts.serve() }()
 	return ts, nil
@@ -66,7 +66,7 @@ func (s *Server) listenMemcacheTCP(addr string, st *WorkerStats) (*tcpServer, er
 	}
 	h := s.cfg.Memcache
 	ts := newStreamTCP(ln, func() handler.Stream { return mcStream{h.NewConn()} }, s.cfg.MaxItemSize, st, &s.cfg)
-	ts.gate = &s.gate
+	ts.gate, ts.tooLarge = &s.gate, mcOutOfMemory
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); ts.serve() }()
 	return ts, nil

@@ -115,9 +115,9 @@ func TestDifferentialUDP(t *testing.T) {
 		frame(11, 0, 1, 0, "mg v v\r\nmg v v\r\nmg u v\r\n"),
 		frame(12, 0, 1, 0, "mn\r\nmn\r\n"),
 		frame(13, 0, 1, 0, "set y 0 0 1\r\nb\r\nget y\r\ndelete y\r\n"), // no "bogus": TestUDPNotARequestUnanswered
-		frame(14, 0, 2, 0, "get v\r\n"), // total != 1: dropped
-		frame(15, 1, 1, 0, "get v\r\n"), // seq ignored
-		frame(16, 0, 1, 5, "get v\r\n"), // reserved ignored
+		frame(14, 0, 2, 0, "get v\r\n"),                                 // total != 1: dropped
+		frame(15, 1, 1, 0, "get v\r\n"),                                 // seq ignored
+		frame(16, 0, 1, 5, "get v\r\n"),                                 // reserved ignored
 		frame(17, 0, 1, 0, "set z 0 0 1 noreply\r\nz\r\nget z\r\n"),
 		frame(18, 0, 1, 0, "mn\r\nget x\r\n"),
 		frame(19, 0, 1, 0, ""),
