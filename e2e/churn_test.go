@@ -16,13 +16,16 @@ import (
 
 var churnFor = flag.Duration("churn", 20*time.Second, "length of TestRSSUnderTTLChurn, half for each value size (-churn 2m: a minute each)")
 
-// churnKVMemory is the --kv-memory of TestRSSUnderTTLChurn, and
-// churnOverhead what the server's RSS may hold above it: the documented
-// overhead (docs/operations.md, Memory): as much again as --kv-memory
-// (the heap holds more than the store counts for small items) and 48 MiB.
+// churnKVMemory and churnMaxConns are the --kv-memory and --max-conns of
+// TestRSSUnderTTLChurn, and churnOverhead what the server's RSS may hold
+// above --kv-memory: the documented overhead (docs/operations.md,
+// Connections and memory): as much again as --kv-memory (the heap holds
+// more than the store counts for small items), 32 KiB for each connection
+// --max-conns allows on each of the two TCP ports, and 48 MiB.
 const (
 	churnKVMemory = 64 << 20
-	churnOverhead = churnKVMemory + 48<<20
+	churnMaxConns = 16
+	churnOverhead = churnKVMemory + 2*churnMaxConns*32<<10 + 48<<20
 )
 
 // Sets with 1-3 s TTLs at full speed, from several pipelining
@@ -47,7 +50,7 @@ func churn(t *testing.T, minV, maxV int, length time.Duration) {
 		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(mcFreePort(t)))
 		var err error
 		s, err = startLocalServer(t, "--mode", "udp", "--workers", "1", "--listen", rb, "--memcache-listen", addr,
-			"--kv-memory", strconv.Itoa(churnKVMemory>>20)+"MiB", "--log-level", "info")
+			"--kv-memory", strconv.Itoa(churnKVMemory>>20)+"MiB", "--max-conns", strconv.Itoa(churnMaxConns), "--log-level", "info")
 		if err == nil {
 			break
 		}

@@ -129,7 +129,6 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	if int64(itemMax) > int64(mem)/2 {
 		return fail(exitUsage, "--max-item-size %s: at most half of --kv-memory (%s)", *maxItem, *kvMem)
 	}
-	heapLimit(int64(mem), log)
 	// One store behind both protocols: a key set over memcached is read
 	// over the Rebound protocol and the other way round.
 	st := store.New(store.Config{MemoryLimit: int64(mem), MaxItemSize: itemMax})
@@ -172,6 +171,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	if err := fitFiles(realRlimit, budget, log); err != nil {
 		return fail(exitUsage, "%v", err)
 	}
+	heapLimit(int64(mem), budget.maxConns*budget.tcpListeners, log)
 	var answerStore *store.Store
 	if *answers {
 		answerStore = st
