@@ -116,6 +116,9 @@ func (s *Server) openUDP(ctx context.Context, addr string, worker func(*net.UDPC
 			}
 		}
 	}()
+	if s.udpOff() != "" {
+		return nil, nil
+	}
 	runs := make([]func() error, 0, s.cfg.Workers)
 	for i := 0; i < s.cfg.Workers; i++ {
 		conn, err := listenUDP(ctx, addr)

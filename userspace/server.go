@@ -59,8 +59,11 @@ type Config struct {
 	MaxConns       int            // TCP connections served at once on each TCP port (default 1024); past it a new one is closed, on memcached's port after memcached's "ERROR Too many open connections"
 	IdleTimeout    time.Duration  // TCP idle timeout (default 60s)
 	WriteTimeout   time.Duration  // TCP write timeout for clients that do not read (default 5s)
-	RequestTimeout time.Duration  // TCP: longest a request may take to arrive once begun (default 10s)
-	Handler        Handler        // required: the Rebound protocol's service
+	RequestTimeout time.Duration  // TCP: longest a request may take to arrive once begun, and a TLS handshake (default 10s)
+	// TLS, when set, is required on every TCP listener (memcached's -Z),
+	// and UDP is off: it cannot be encrypted.
+	TLS     *TLS
+	Handler Handler // required: the Rebound protocol's service
 
 	// Memcache, when set, serves memcached's protocol (text and meta over
 	// TCP, the 8-byte frame header over UDP and AF_XDP) on MemcacheListen.
@@ -256,6 +259,16 @@ func (s *Server) SetAllow(list []netip.Prefix) error {
 	return nil
 }
 
+// udpOff says why UDP is off, or "" when it is served: it cannot be
+// encrypted, so it is off while TLS is required (no UDP socket is opened
+// and XDP is not attached).
+func (s *Server) udpOff() string {
+	if s.cfg.TLS != nil {
+		return "UDP is off: TLS is required on TCP (--tls-cert), and UDP cannot be encrypted"
+	}
+	return ""
+}
+
 // Mode returns the UDP mode the server runs in (xdp or udp) and why.
 func (s *Server) Mode() (Mode, string) { return s.mode, s.why }
 
@@ -301,15 +314,20 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	s.setOwnPorts()
 
-	switch s.cfg.Mode {
-	case ModeUDP:
+	switch off := s.udpOff(); {
+	case off != "" && s.cfg.Mode == ModeXDP:
+		return fmt.Errorf("mode xdp serves UDP, and %s: use --mode udp or auto", off)
+	case off != "":
+		s.mode, s.why = ModeUDP, off
+		s.log.Warn(off)
+	case s.cfg.Mode == ModeUDP:
 		s.mode, s.why = ModeUDP, "asked for with --mode udp"
-	case ModeXDP:
+	case s.cfg.Mode == ModeXDP:
 		if err := s.startXDP(); err != nil {
 			return err
 		}
 		s.mode, s.why = ModeXDP, "asked for with --mode xdp"
-	case ModeAuto:
+	case s.cfg.Mode == ModeAuto:
 		if reason := s.xdpUnavailable(); reason != "" {
 			s.mode, s.why = ModeUDP, reason
 		} else if err := s.startXDP(); err != nil {

@@ -189,5 +189,6 @@ func (s *tcpServer) write(c net.Conn, b []byte, count bool) error {
 // ln, each request at most maxRequest bytes.
 func newStreamTCP(ln net.Listener, newStream func() handler.Stream, maxRequest int, stats *WorkerStats, cfg *Config) *tcpServer {
 	return &tcpServer{ln: ln, newStream: newStream, maxRequest: maxRequest, stats: stats, maxConns: cfg.MaxConns,
-		idleTimeout: cfg.IdleTimeout, writeTimeout: cfg.WriteTimeout, reqTimeout: cfg.RequestTimeout, conns: map[net.Conn]struct{}{}}
+		idleTimeout: cfg.IdleTimeout, writeTimeout: cfg.WriteTimeout, reqTimeout: cfg.RequestTimeout, conns: map[net.Conn]struct{}{},
+		tls: cfg.TLS, handshakeTimeout: cfg.RequestTimeout}
 }

@@ -43,6 +43,10 @@ type tcpServer struct {
 	// passes maxRequest (memcached's out-of-memory line); empty: nothing.
 	tooLarge string
 	gate     *gate // sources served; nil: all
+	// tls, when set, wraps every connection in TLS; a handshake not done
+	// within handshakeTimeout closes it.
+	tls              *TLS
+	handshakeTimeout time.Duration
 
 	total  atomic.Uint64 // connections accepted since the start
 	mu     sync.Mutex
@@ -83,11 +87,21 @@ func (s *tcpServer) serve() {
 		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
-			s.serveConn(c)
+			// conns holds the plain connection: close and refuse shut it
+			// without waiting on TLS's close_notify.
+			served := c
+			if s.tls != nil {
+				served = s.handshake(c)
+			}
+			if served != nil {
+				s.serveConn(served)
+			} else {
+				served = c
+			}
 			s.mu.Lock()
 			delete(s.conns, c)
 			s.mu.Unlock()
-			c.Close()
+			served.Close()
 		}()
 	}
 }
