@@ -9,13 +9,16 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
 	"time"
 
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/prometheus/procfs"
 	"github.com/rebound-net/rebound/codec/rebound"
+	"github.com/rebound-net/rebound/internal/svgplot"
 	"github.com/rebound-net/rebound/loadgen"
 )
 
@@ -38,7 +41,13 @@ frame header (the request id matches replies; a reply may span datagrams).
 
 Output: a line a second (rate, p50, p99, errors, lost), then a summary with
 throughput, p50/p90/p99/p99.9/max latency from an HDR histogram, and GET
-hits, misses and bad replies.
+hits, misses and bad replies. With --hist FILE, the latency percentile
+spectrum as text (HdrHistogram's, in µs) and as a plot (FILE.svg); with
+--plot OUT.svg NAME=FILE..., no load: the spectra saved earlier, one curve
+each, in one plot:
+
+  rebound bench --target 127.0.0.1:7000 --hist udp.hist      # udp.hist and udp.svg
+  rebound bench --plot both.svg --title "PING, 32 in flight" udp=udp.hist tcp=tcp.hist
 `
 
 func benchCmd(args []string, stdout, stderr io.Writer) int {
@@ -60,12 +69,21 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	warmup := fs.Duration("warmup", time.Second, "unmeasured time before")
 	timeout := fs.Duration("timeout", time.Second, "a request unanswered this long counts as lost")
 	asJSON := fs.Bool("json", false, "print the summary as JSON on stdout")
-	histFile := fs.String("hist", "", "write the latency percentile spectrum (HdrHistogram text) to `FILE`")
+	histFile := fs.String("hist", "", "write the latency percentile spectrum to `FILE` (HdrHistogram text) and its plot beside it (FILE with .svg for its extension)")
+	plotFile := fs.String("plot", "", "draw no load: plot the NAME=HISTFILE arguments (files written by --hist) together into `SVG`")
+	plotTitle := fs.String("title", "", "with --plot: the plot's `TITLE`")
 	serverPid := fs.Int("server-pid", 0, "report the CPU time of this process over the measured period")
 	quiet := fs.Bool("quiet", false, "no live line")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load generator to `FILE` (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
+	}
+	if *plotFile != "" {
+		return plotCmd(*plotFile, *plotTitle, fs.Args(), stderr)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "rebound bench: unexpected arguments %q (NAME=HISTFILE arguments go with --plot)\n", fs.Args())
+		return exitUsage
 	}
 	mix, err := loadgen.ParseMix(*op)
 	if err != nil {
@@ -159,6 +177,10 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 			_, err = res.Hist.PercentilesPrint(f, 5, 1000) // values in microseconds
 			err = errors.Join(err, f.Close())
 		}
+		if err == nil {
+			title := fmt.Sprintf("%s (%s over %s), op %s, %.0f replies/s", *target, proto, *transport, *op, res.Throughput)
+			err = writeSpectrum(svgName(*histFile), title, svgplot.Series{Name: *target, Points: spectrum(res.Hist)})
+		}
 		if err != nil {
 			fmt.Fprintf(stderr, "rebound bench: --hist: %v\n", err)
 		}
@@ -201,6 +223,70 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	if res.Bad > 0 {
 		fmt.Fprintf(stderr, "rebound bench: %d replies were not what their request asked for\n", res.Bad)
 		return exitStatus
+	}
+	return exitOK
+}
+
+// svgName is where the plot of --hist FILE goes: FILE with .svg for its
+// extension (FILE.svg when FILE is already an .svg).
+func svgName(file string) string {
+	name := strings.TrimSuffix(file, filepath.Ext(file)) + ".svg"
+	if name == file {
+		name += ".svg"
+	}
+	return name
+}
+
+// spectrum is the histogram's percentile distribution in microseconds, at
+// the points --hist writes (5 ticks per half distance).
+func spectrum(h *hdrhistogram.Histogram) []svgplot.Point {
+	var pts []svgplot.Point
+	for _, b := range h.CumulativeDistributionWithTicks(5) {
+		pts = append(pts, svgplot.Point{Percentile: b.Quantile, Value: float64(b.ValueAt) / 1000})
+	}
+	return pts
+}
+
+// writeSpectrum draws the series into the SVG file name.
+func writeSpectrum(name, title string, series ...svgplot.Series) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	plot := svgplot.Spectrum{Title: title, Unit: "µs", Series: series}
+	return errors.Join(plot.Render(f), f.Close())
+}
+
+// plotCmd is 'rebound bench --plot SVG NAME=HISTFILE...': the curves of
+// earlier runs in one picture (make bench draws every mode's).
+func plotCmd(out, title string, args []string, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "rebound bench: --plot: name at least one NAME=HISTFILE (a file written by --hist)")
+		return exitUsage
+	}
+	var series []svgplot.Series
+	for _, a := range args {
+		name, file, ok := strings.Cut(a, "=")
+		if !ok || name == "" || file == "" {
+			fmt.Fprintf(stderr, "rebound bench: --plot: %q: want NAME=HISTFILE\n", a)
+			return exitUsage
+		}
+		f, err := os.Open(file)
+		if err != nil {
+			fmt.Fprintf(stderr, "rebound bench: --plot: %v\n", err)
+			return exitFailure
+		}
+		pts, err := svgplot.ParsePercentiles(f)
+		f.Close()
+		if err != nil {
+			fmt.Fprintf(stderr, "rebound bench: --plot: %s: %v\n", file, err)
+			return exitFailure
+		}
+		series = append(series, svgplot.Series{Name: name, Points: pts})
+	}
+	if err := writeSpectrum(out, title, series...); err != nil {
+		fmt.Fprintf(stderr, "rebound bench: --plot: %v\n", err)
+		return exitFailure
 	}
 	return exitOK
 }
