@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +24,7 @@ import (
 	"github.com/rebound-net/rebound/client"
 	"github.com/rebound-net/rebound/codec/memcache"
 	"github.com/rebound-net/rebound/codec/rebound"
+	"github.com/rebound-net/rebound/internal/cpuset"
 	"github.com/rebound-net/rebound/internal/udpbatch"
 )
 
@@ -49,6 +52,9 @@ type BenchConfig struct {
 	// XDP, when set, sends through an AF_XDP socket on the load
 	// generator's interface instead of a UDP socket (root only).
 	XDP *XDPLoad
+	// CPUs, when set, pins flow i's goroutine (and OS thread) to CPU
+	// CPUs[i % len(CPUs)].
+	CPUs []int
 	// Tick, when set, is called about every second with the last second's
 	// figures (the live line).
 	Tick func(Tick)
@@ -122,6 +128,8 @@ type BenchResult struct {
 	Elapsed           time.Duration
 	Throughput        float64 // replies per second
 	Hist              *hdrhistogram.Histogram
+	// Queues, with XDP, is what each queue's socket carried.
+	Queues []QueueResult
 }
 
 // Percentile returns a latency percentile (0-100).
@@ -182,6 +190,14 @@ func (c *BenchConfig) defaults() error {
 	}
 	if c.Flows <= 0 {
 		c.Flows = 1
+		if c.XDP != nil {
+			c.Flows = max(c.XDP.Queues, 1)
+		}
+	}
+	for _, cpu := range c.CPUs {
+		if cpu < 0 || cpu >= cpuset.MaxCPU {
+			return fmt.Errorf("bench: CPU %d: out of range", cpu)
+		}
 	}
 	if c.Duration <= 0 {
 		c.Duration = 10 * time.Second
@@ -212,9 +228,20 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 			return nil, err
 		}
 	}
+	var group *xdpGroup
+	if cfg.XDP != nil {
+		if err := checkXDP(cfg); err != nil {
+			return nil, err
+		}
+		var err error
+		if group, err = openXDPGroup(cfg); err != nil {
+			return nil, err
+		}
+		defer group.Close()
+	}
 	flows := make([]*flow, cfg.Flows)
 	for i := range flows {
-		f, err := newFlow(ctx, cfg, i)
+		f, err := newFlow(ctx, cfg, i, group)
 		if err != nil {
 			for _, g := range flows[:i] {
 				g.close()
@@ -226,10 +253,25 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	measureFrom := time.Now().Add(cfg.Warmup)
 	end := measureFrom.Add(cfg.Duration)
 	var wg sync.WaitGroup
-	for _, f := range flows {
+	for i, f := range flows {
 		f.measureFrom, f.end = measureFrom, end
 		wg.Add(1)
-		go func() { defer wg.Done(); f.run(ctx) }()
+		go func() {
+			defer wg.Done()
+			if len(cfg.CPUs) > 0 {
+				// Pinned: the goroutine ends locked, so the pinned
+				// thread exits with it instead of running others.
+				runtime.LockOSThread()
+				if err := cpuset.Pin(cfg.CPUs[i%len(cfg.CPUs)]); err != nil {
+					f.pinErr = err
+					if group != nil {
+						group.active.Add(-1) // the other queues need not wait for it
+					}
+					return
+				}
+			}
+			f.run(ctx)
+		}()
 	}
 	done := make(chan struct{})
 	if cfg.Tick != nil {
@@ -238,8 +280,15 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	wg.Wait()
 	close(done)
 	res := &BenchResult{Errors: map[string]uint64{}, Hist: newHist()}
+	var pinErr error
 	for _, f := range flows {
 		f.close()
+		pinErr = cmp.Or(pinErr, f.pinErr)
+		if f.xdp != nil {
+			q := f.xdp.result()
+			q.Sent, q.Received = f.sent.Load(), f.received.Load()
+			res.Queues = append(res.Queues, q)
+		}
 		res.Sent += f.sent.Load()
 		res.Received += f.received.Load()
 		res.Lost += f.lost.Load()
@@ -258,6 +307,9 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	}
 	res.Elapsed = cfg.Duration
 	res.Throughput = float64(res.Hist.TotalCount()) / cfg.Duration.Seconds()
+	if pinErr != nil {
+		return nil, fmt.Errorf("bench: %w", pinErr)
+	}
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -369,6 +421,9 @@ type flow struct {
 
 	mc *mcFlow // Memcache only
 
+	xdpDone bool  // xdp: this flow's own work is done
+	pinErr  error // pinning its thread to a CPU failed
+
 	mu     sync.Mutex
 	hist   *hdrhistogram.Histogram // measured period
 	window *hdrhistogram.Histogram // since the last tick
@@ -382,18 +437,23 @@ func (f *flow) close() {
 	f.conn.Close()
 }
 
-func newFlow(ctx context.Context, cfg BenchConfig, i int) (*flow, error) {
+// checkXDP checks the settings an AF_XDP bench cannot run with.
+func checkXDP(cfg BenchConfig) error {
+	if cfg.TCP {
+		return errors.New("bench: xdp sends UDP datagrams: not with TCP")
+	}
+	if n := max(cfg.XDP.Queues, 1); cfg.Flows != n {
+		return fmt.Errorf("bench: xdp runs one flow per queue: %d flows for %d queues (set the queues, not the workers)", cfg.Flows, n)
+	}
+	return nil
+}
+
+func newFlow(ctx context.Context, cfg BenchConfig, i int, g *xdpGroup) (*flow, error) {
 	f, err := newFlowState(cfg, i)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.XDP != nil {
-		if cfg.TCP {
-			return nil, errors.New("bench: xdp sends UDP datagrams: not with TCP")
-		}
-		if cfg.Flows > 1 {
-			return nil, errors.New("bench: xdp drives one AF_XDP socket: use --workers 1 and a larger --window")
-		}
+	if g != nil {
 		if f.msgBytes() > 1400 {
 			return nil, errors.New("bench: xdp sends one frame per request: keep messages under 1400 bytes")
 		}
@@ -401,7 +461,7 @@ func newFlow(ctx context.Context, cfg BenchConfig, i int) (*flow, error) {
 			return nil, fmt.Errorf("bench: xdp takes memcache replies of one datagram: keep --value-size under %d",
 				len(f.mc.value)-(f.mc.maxReply()-memcache.UDPMaxPayload))
 		}
-		if f.xdp, err = openXDPPort(cfg, i); err != nil {
+		if f.xdp, err = g.openXDPPort(i); err != nil {
 			return nil, err
 		}
 		return f, nil

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -17,48 +19,58 @@ import (
 	"github.com/rebound-net/rebound/xdp"
 )
 
-// XDPLoad makes the bench drive its load through an AF_XDP socket of its
+// XDPLoad makes the bench drive its load through AF_XDP sockets of its
 // own on Iface, so that the load generator, like the server, bypasses the
 // kernel's socket layer and is not the bottleneck. It needs root. The
 // target must be an IPv4 address on the same link; its MAC address comes
 // from the neighbour table.
+//
+// With Queues > 1 the bench opens one socket, with its own UMEM, on each
+// of the queues Queue .. Queue+Queues-1, and runs one flow (goroutine) on
+// each: flow i sends from UDP source port SrcPort+i on tx queue Queue+i,
+// which a veth delivers to the peer's rx queue of the same number and a
+// NIC spreads by RSS. Each flow matches the replies to its own requests.
+// A reply that arrives on another queue's socket (a peer that sends it
+// from another queue) is handed over to the flow that owns its port and
+// counted as crossed.
 type XDPLoad struct {
 	Iface   string
-	Queue   int    // rx/tx queue of Iface to use (default 0)
-	SrcPort uint16 // UDP source port of the requests (default 40000); replies to it are steered to the socket
+	Queue   int    // first rx/tx queue of Iface to use (default 0)
+	Queues  int    // queues to load, one socket and flow each (default 1)
+	SrcPort uint16 // UDP source port of the first flow's requests (default 40000); flow i uses SrcPort+i
 }
 
-// xdpPort is one AF_XDP socket sending requests and receiving replies.
-type xdpPort struct {
-	sock *xdp.Socket
-	umem *xdp.UMEM
-	pool *xdp.Pool
-	prog *bpf.Program
-
-	tmpl    [42]byte // Ethernet + IPv4 + UDP headers of every request
-	src     [4]byte
-	dst     [4]byte
-	srcPort uint16
-	dstPort uint16
+// QueueResult is what one queue of an AF_XDP bench carried.
+type QueueResult struct {
+	Queue    int    `json:"queue"`
+	Sent     uint64 `json:"sent"`      // requests sent from this queue
+	Received uint64 `json:"received"`  // replies to them, matched
+	RxFrames uint64 `json:"rx_frames"` // frames that arrived on this queue's socket
+	// CrossedIn are replies to this queue's requests that arrived on
+	// another queue's socket; CrossedOut those that arrived here for
+	// another queue.
+	CrossedIn  uint64 `json:"crossed_in"`
+	CrossedOut uint64 `json:"crossed_out"`
 }
 
-func (p *xdpPort) Close() error {
-	var errs []error
-	if p.prog != nil {
-		errs = append(errs, p.prog.Close())
-	}
-	if p.sock != nil {
-		errs = append(errs, p.sock.Close())
-	}
-	if p.umem != nil {
-		errs = append(errs, p.umem.Close())
-	}
-	return errors.Join(errs...)
+// xdpGroup is what the queues of an AF_XDP bench share: the addresses,
+// the steering program on the interface, and each flow's inbox for replies
+// that arrive on another queue.
+type xdpGroup struct {
+	ifi      *net.Interface
+	dstMAC   net.HardwareAddr
+	src, dst [4]byte
+	dstPort  uint16
+	basePort uint16
+	queue0   int
+	prog     *bpf.Program
+	inboxes  []*xdpInbox
+	active   atomic.Int32 // flows still sending or waiting for their replies
 }
 
-// openXDPPort sets up the socket, the UMEM and the steering program on the
-// load generator's interface.
-func openXDPPort(cfg BenchConfig, flowIndex int) (*xdpPort, error) {
+// openXDPGroup resolves the addresses and attaches one steering program
+// for every queue's source port.
+func openXDPGroup(cfg BenchConfig) (*xdpGroup, error) {
 	x := cfg.XDP
 	host, portStr, err := net.SplitHostPort(cfg.Target)
 	if err != nil {
@@ -76,6 +88,10 @@ func openXDPPort(cfg BenchConfig, flowIndex int) (*xdpPort, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: interface %s not found", x.Iface)
 	}
+	n := max(x.Queues, 1)
+	if x.Queue < 0 || n > bpf.MaxQueues || x.Queue+n > bpf.MaxQueues {
+		return nil, fmt.Errorf("bench: queues %d..%d: at most %d", x.Queue, x.Queue+n-1, bpf.MaxQueues)
+	}
 	srcIP, err := ifaceIPv4(ifi)
 	if err != nil {
 		return nil, err
@@ -84,50 +100,158 @@ func openXDPPort(cfg BenchConfig, flowIndex int) (*xdpPort, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &xdpPort{srcPort: x.SrcPort + uint16(flowIndex), dstPort: uint16(dport), src: srcIP.As4(), dst: dstIP.As4()}
-	if p.srcPort == uint16(flowIndex) {
-		p.srcPort = 40000 + uint16(flowIndex)
+	g := &xdpGroup{ifi: ifi, dstMAC: dstMAC, src: srcIP.As4(), dst: dstIP.As4(), dstPort: uint16(dport),
+		basePort: x.SrcPort, queue0: x.Queue}
+	if g.basePort == 0 {
+		g.basePort = 40000
 	}
-	fail := func(err error) (*xdpPort, error) { p.Close(); return nil, err }
+	if int(g.basePort)+n > 65536 {
+		return nil, fmt.Errorf("bench: source ports %d and %d more: past 65535", g.basePort, n-1)
+	}
 	// The steering program checks what it steers: replies to the source
-	// port are Rebound messages, or memcached datagrams (single-datagram
+	// ports are Rebound messages, or memcached datagrams (single-datagram
 	// ones: a reply in pieces would go to the kernel).
-	opts := bpf.Options{Ports: []uint16{p.srcPort}}
-	if cfg.Protocol == Memcache {
-		opts = bpf.Options{MemcachePorts: []uint16{p.srcPort}}
+	var ports []uint16
+	for i := 0; i < n; i++ {
+		ports = append(ports, g.basePort+uint16(i))
+		g.inboxes = append(g.inboxes, newXDPInbox())
 	}
-	p.prog, err = bpf.Load(opts)
-	if err != nil {
-		return fail(err)
+	g.active.Store(int32(n))
+	opts := bpf.Options{Ports: ports, Queues: x.Queue + n}
+	if cfg.Protocol == Memcache {
+		opts = bpf.Options{MemcachePorts: ports, Queues: x.Queue + n}
+	}
+	if g.prog, err = bpf.Load(opts); err != nil {
+		return nil, err
 	}
 	// The load generator's interface often carries a pass-through program
 	// (the lab's): replace it for the run.
-	if err := p.prog.Attach(x.Iface, bpf.ModeAuto, true); err != nil {
-		return fail(err)
+	if err := g.prog.Attach(x.Iface, bpf.ModeAuto, true); err != nil {
+		g.Close()
+		return nil, err
 	}
+	return g, nil
+}
+
+func (g *xdpGroup) Close() error {
+	if g == nil || g.prog == nil {
+		return nil
+	}
+	return g.prog.Close()
+}
+
+// xdpInbox holds replies for one flow that arrived on another flow's
+// socket, copied out of that socket's UMEM, until the owner takes them.
+// Its buffers are made once: handing over allocates nothing.
+type xdpInbox struct {
+	pending atomic.Int32 // len(msgs), read without the lock
+	mu      sync.Mutex
+	msgs    [][]byte // the held replies, in bufs
+	bufs    [][]byte
+	dropped uint64 // replies that found the inbox full (they time out as lost)
+}
+
+const (
+	inboxSize = 512
+	inboxMsg  = 2048 // a frame: no reply steered to the socket is larger
+)
+
+func newXDPInbox() *xdpInbox {
+	in := &xdpInbox{msgs: make([][]byte, 0, inboxSize), bufs: make([][]byte, inboxSize)}
+	for i := range in.bufs {
+		in.bufs[i] = make([]byte, inboxMsg)
+	}
+	return in
+}
+
+// put copies one reply in; it reports false when the inbox is full.
+func (in *xdpInbox) put(b []byte) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	n := len(in.msgs)
+	if n == inboxSize || len(b) > inboxMsg {
+		in.dropped++
+		return false
+	}
+	in.msgs = append(in.msgs, in.bufs[n][:copy(in.bufs[n], b)])
+	in.pending.Store(int32(n + 1))
+	return true
+}
+
+// take passes every held reply to f and empties the inbox.
+func (in *xdpInbox) take(f func([]byte)) int {
+	if in.pending.Load() == 0 {
+		return 0
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	n := len(in.msgs)
+	for _, m := range in.msgs {
+		f(m)
+	}
+	in.msgs = in.msgs[:0]
+	in.pending.Store(0)
+	return n
+}
+
+// xdpPort is one AF_XDP socket sending requests and receiving replies.
+type xdpPort struct {
+	g     *xdpGroup
+	index int // flow and queue index within the group
+	queue int
+	sock  *xdp.Socket
+	umem  *xdp.UMEM
+	pool  *xdp.Pool
+
+	tmpl    [42]byte // Ethernet + IPv4 + UDP headers of every request
+	src     [4]byte
+	dst     [4]byte
+	srcPort uint16
+	dstPort uint16
+
+	rxFrames, crossedIn, crossedOut atomic.Uint64
+}
+
+func (p *xdpPort) Close() error {
+	var errs []error
+	if p.sock != nil {
+		errs = append(errs, p.sock.Close())
+	}
+	if p.umem != nil {
+		errs = append(errs, p.umem.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// openXDPPort sets up the socket and the UMEM of flow i on queue
+// queue0+i, and registers it with the group's steering program.
+func (g *xdpGroup) openXDPPort(i int) (*xdpPort, error) {
+	p := &xdpPort{g: g, index: i, queue: g.queue0 + i, srcPort: g.basePort + uint16(i), dstPort: g.dstPort, src: g.src, dst: g.dst}
+	fail := func(err error) (*xdpPort, error) { p.Close(); return nil, err }
+	var err error
 	p.umem, err = xdp.NewUMEM(xdp.UMEMConfig{FrameSize: 2048, FrameCount: 4096})
 	if err != nil {
 		return fail(err)
 	}
-	p.sock, err = xdp.Open(ifi.Index, x.Queue, p.umem, xdp.Config{TxBudget: 256})
+	p.sock, err = xdp.Open(g.ifi.Index, p.queue, p.umem, xdp.Config{TxBudget: 256})
 	if err != nil {
-		p.sock, err = xdp.Open(ifi.Index, x.Queue, p.umem, xdp.Config{})
+		p.sock, err = xdp.Open(g.ifi.Index, p.queue, p.umem, xdp.Config{})
 	}
 	if err != nil {
-		return fail(err)
+		return fail(fmt.Errorf("bench: queue %d of %s: %w", p.queue, g.ifi.Name, err))
 	}
 	p.pool, err = p.umem.NewPool(p.umem.Frames())
 	if err != nil {
 		return fail(err)
 	}
-	if err := p.prog.RegisterSocket(x.Queue, p.sock.FD()); err != nil {
+	if err := g.prog.RegisterSocket(p.queue, p.sock.FD()); err != nil {
 		return fail(err)
 	}
 	// Headers: Ethernet, IPv4 (no options, DF), UDP; lengths and checksums
 	// are set per request.
 	h := p.tmpl[:]
-	copy(h[0:6], dstMAC)
-	copy(h[6:12], ifi.HardwareAddr)
+	copy(h[0:6], g.dstMAC)
+	copy(h[6:12], g.ifi.HardwareAddr)
 	binary.BigEndian.PutUint16(h[12:14], 0x0800)
 	h[14], h[15] = 0x45, 0
 	binary.BigEndian.PutUint16(h[20:22], 0x4000)
@@ -137,6 +261,10 @@ func openXDPPort(cfg BenchConfig, flowIndex int) (*xdpPort, error) {
 	binary.BigEndian.PutUint16(h[34:36], p.srcPort)
 	binary.BigEndian.PutUint16(h[36:38], p.dstPort)
 	return p, nil
+}
+
+func (p *xdpPort) result() QueueResult {
+	return QueueResult{Queue: p.queue, RxFrames: p.rxFrames.Load(), CrossedIn: p.crossedIn.Load(), CrossedOut: p.crossedOut.Load()}
 }
 
 // frame writes the headers for a message of n bytes already at
@@ -180,14 +308,23 @@ func (f *flow) runXDP(ctx context.Context) {
 	lastScan := start
 	sending := true
 	idle := 0
+	complete := f.complete // one method value, not one per round
 	for {
 		now := time.Now()
 		if sending && (now.After(f.end) || ctx.Err() != nil) {
 			sending = false
 		}
 		if !sending && (len(f.free) == len(f.slots) || now.After(f.end.Add(f.cfg.Timeout))) {
-			f.lost.Add(uint64(len(f.slots) - len(f.free)))
-			return
+			// Done; but replies of other queues may still arrive on
+			// this socket: keep receiving until every flow is done.
+			if !f.xdpDone {
+				f.xdpDone = true
+				p.g.active.Add(-1)
+			}
+			if p.g.active.Load() <= 0 || now.After(f.end.Add(f.cfg.Timeout)) {
+				f.lost.Add(uint64(len(f.slots) - len(f.free)))
+				return
+			}
 		}
 		// Send.
 		submitted := 0
@@ -231,15 +368,27 @@ func (f *flow) runXDP(ctx context.Context) {
 		for _, d := range rx {
 			if pkt := p.umem.Packet(d.Addr, d.Len); pkt != nil {
 				if fr, why := codec.ParseFrame(pkt); why == codec.ReasonNone {
-					f.complete(fr.UDPPayload(pkt))
+					// The reply's port names the flow that sent its
+					// request; another queue's go to that flow's inbox.
+					if owner := int(fr.DstPort(pkt)) - int(p.g.basePort); owner == p.index || owner < 0 || owner >= len(p.g.inboxes) {
+						f.complete(fr.UDPPayload(pkt))
+					} else if p.g.inboxes[owner].put(fr.UDPPayload(pkt)) {
+						p.crossedOut.Add(1)
+					}
 				}
 			}
 			p.pool.Put(d.Addr)
 		}
+		p.rxFrames.Add(uint64(len(rx)))
 		p.sock.Rx.Release(len(rx))
 		p.sock.Refill(p.pool)
+		busy := len(rx)
+		if n := p.g.inboxes[p.index].take(complete); n > 0 {
+			p.crossedIn.Add(uint64(n))
+			busy += n
+		}
 		// A wake-up is a syscall: only when nothing came for a while.
-		if len(rx) == 0 {
+		if busy == 0 {
 			if idle++; idle%64 == 0 {
 				_ = p.sock.WakeRx()
 			}
@@ -256,7 +405,7 @@ func (f *flow) runXDP(ctx context.Context) {
 		// thread of this side of the link, which often shares our CPU: a
 		// spinning loop would hold that CPU for its time slice while the
 		// replies it waits for cannot be delivered.
-		if len(rx) == 0 && (!sending || len(f.free) == 0) {
+		if busy == 0 && (!sending || len(f.free) == 0) {
 			if p.sock.Tx.Outstanding() > 0 {
 				_ = p.sock.KickTx()
 			}
