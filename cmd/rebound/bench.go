@@ -18,6 +18,7 @@ import (
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/prometheus/procfs"
 	"github.com/rebound-net/rebound/codec/rebound"
+	"github.com/rebound-net/rebound/internal/cpuset"
 	"github.com/rebound-net/rebound/internal/svgplot"
 	"github.com/rebound-net/rebound/loadgen"
 )
@@ -27,6 +28,7 @@ const benchExamples = `  rebound bench --target 127.0.0.1:7000 --duration 5s    
   rebound bench --target 127.0.0.1:7000 --rate 50000 --duration 10s     # open loop: latency from intended send time
   rebound bench --target 127.0.0.1:7000 --transport tcp --connections 4 --window 64 --json
   sudo rebound bench --target 198.18.0.2:7000 --transport xdp --iface rbc0 --window 256   # AF_XDP load
+  sudo rebound bench --target 198.18.0.2:7000 --transport xdp --iface rbc0 --queues 2 --cpus 0-1   # a socket per queue, pinned
 
   # memcached's protocol (target port 11211 by default), against memcached or 'rebound serve':
   rebound bench --protocol memcache --op mix=get:90,set:10 --key-size 32 --value-size 64 --window 256
@@ -56,6 +58,8 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	protocol := fs.String("protocol", "rebound", "`PROTOCOL` of the requests: rebound, or memcache (memcached's text protocol: get and set)")
 	transport := fs.String("transport", "udp", "`TRANSPORT`: udp, tcp, or xdp (UDP through the bench's own AF_XDP socket on --iface, root only)")
 	iface := fs.String("iface", "", "with --transport xdp: the load generator's `NAME`, on the target's link")
+	queues := fs.Int("queues", 1, "with --transport xdp: queues of --iface to load from 0 up, one AF_XDP socket and flow each (the flows)")
+	cpus := fs.String("cpus", "", "pin flow i (a worker, connection or queue) to the i-th CPU of this `LIST` (e.g. 0-3 or 2,3), wrapping round")
 	op := fs.String("op", "ping", "`OP`: ping, get, set, del, or a mix like mix=get:90,set:10 (memcache: get, set or a mix of them; default get)")
 	keys := fs.Int("keys", 1000, "key space for get/set/del (GET keys are stored first)")
 	keySize := fs.Int("key-size", 0, "key `bytes`: \"key:\" and the key number zero-padded (default 12; 32 with --protocol memcache)")
@@ -128,11 +132,32 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	if *transport == "tcp" && *conns > 0 {
 		flows = *conns
 	}
+	if *queues < 1 || (*queues > 1 && *transport != "xdp") {
+		fmt.Fprintln(stderr, "rebound bench: --queues is 1 or more, and goes with --transport xdp")
+		return exitUsage
+	}
+	if *transport == "xdp" {
+		if flagSet(fs, "workers") && *workers != *queues {
+			fmt.Fprintln(stderr, "rebound bench: --transport xdp runs one flow per queue: set --queues, not --workers")
+			return exitUsage
+		}
+		flows = *queues
+	}
+	var cpuList []int
+	if *cpus != "" {
+		if cpuList, err = cpuset.Parse(*cpus); err == nil {
+			err = cpuset.Check(cpuList)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "rebound bench: --cpus: %v\n", err)
+			return exitUsage
+		}
+	}
 	cfg := loadgen.BenchConfig{Target: *target, TCP: *transport == "tcp", Protocol: proto, Mix: mix, Keys: *keys, KeySize: *keySize, ValueSize: *valueSize,
 		Payload: *payload, Window: *window, Rate: *rate, Flows: flows, Duration: *duration, Warmup: *warmup,
-		Timeout: *timeout, Preload: true}
+		Timeout: *timeout, Preload: true, CPUs: cpuList}
 	if *transport == "xdp" {
-		cfg.XDP = &loadgen.XDPLoad{Iface: *iface}
+		cfg.XDP = &loadgen.XDPLoad{Iface: *iface, Queues: *queues}
 	}
 	if !*quiet {
 		cfg.Tick = func(t loadgen.Tick) {
@@ -168,6 +193,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		"p50_us": us(pct(50)), "p90_us": us(pct(90)), "p99_us": us(pct(99)), "p999_us": us(pct(99.9)),
 		"max_us": us(time.Duration(res.Hist.Max())),
 	}
+	if len(res.Queues) > 0 {
+		summary["queues"] = res.Queues
+	}
 	if *serverPid > 0 && cpuErr == nil {
 		summary["server_cpu"] = (cpu1 - cpu0).Seconds() / wall.Seconds()
 	}
@@ -200,6 +228,10 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 			time.Duration(res.Hist.Max()).Round(time.Microsecond))
 		fmt.Fprintf(stdout, "requests    sent %d  answered %d  lost %d  truncated %d\n", res.Sent, res.Received, res.Lost, res.Truncated)
 		fmt.Fprintf(stdout, "replies     get hits %d  misses %d  bad %d\n", res.Hits, res.Misses, res.Bad)
+		for _, q := range res.Queues {
+			fmt.Fprintf(stdout, "queue %-5d sent %d  answered %d  frames in %d  crossed in %d out %d\n", q.Queue, q.Sent, q.Received,
+				q.RxFrames, q.CrossedIn, q.CrossedOut)
+		}
 		if len(res.Errors) > 0 {
 			var parts []string
 			for k, v := range res.Errors {
