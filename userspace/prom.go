@@ -48,6 +48,7 @@ var (
 	descMCCmds  = prometheus.NewDesc("rebound_memcache_commands_total", "memcached commands executed, by command.", []string{"cmd"}, nil)
 	descMCOut   = prometheus.NewDesc("rebound_memcache_outcomes_total", "memcached command outcomes, by command and outcome.", []string{"cmd", "outcome"}, nil)
 	descMCConns = prometheus.NewDesc("rebound_memcache_connections", "memcached TCP connections open.", nil, nil)
+	descMCBytes = prometheus.NewDesc("rebound_memcache_bytes_total", "Bytes of memcached's protocol read from clients and written to them (memcached's bytes_read, bytes_written).", []string{"direction"}, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
@@ -166,6 +167,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		} {
 			counter(descMCOut, v.n, v.cmd, v.outcome)
 		}
+		counter(descMCBytes, m.BytesRead, "read")
+		counter(descMCBytes, m.BytesWritten, "written")
 		curr, _ := c.srv.MemcacheConns()
 		ch <- prometheus.MustNewConstMetric(descMCConns, prometheus.GaugeValue, float64(curr))
 	}

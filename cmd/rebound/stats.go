@@ -2,11 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/signal"
 	"sort"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -16,6 +20,18 @@ import (
 
 const statsExamples = `  rebound stats --metrics 127.0.0.1:9100          # a summary of a server started with --metrics 127.0.0.1:9100
   rebound stats --metrics 127.0.0.1:9100 --raw    # the rebound_* metric lines as they are
+  rebound stats --metrics 127.0.0.1:9100 --watch 1s             # rates each second until interrupted
+  rebound stats --metrics 127.0.0.1:9100 --watch 5s --count 12  # a minute of 5-second rates
+
+With --watch, a line per interval: per-second rates over the interval of
+requests (as the transports count them: a datagram or AF_XDP frame each,
+a read of a TCP stream, and the GETs the XDP program answered), replies, GET hits and misses (memcached's protocol, and hits answered in
+XDP), memcached sets, bytes read and written over memcached's protocol,
+dropped requests, error replies and send errors, and evictions; then the
+items and bytes the store holds and the memcached connections open. A
+counter that went down (the server restarted) counts from zero. When it
+stops (after --count lines, or on an interrupt) it prints the totals over
+the whole watch.
 `
 
 // sample is one metric line: name, labels, value.
@@ -65,23 +81,27 @@ func statsCmd(args []string, stdout, stderr io.Writer) int {
 	addr := fs.String("metrics", "127.0.0.1:9100", "the server's --metrics `HOST:PORT`")
 	raw := fs.Bool("raw", false, "print the rebound_* metric lines as they are")
 	all := fs.Bool("all", false, "print every metric line, the Go runtime's and the process's included")
+	every := fs.Duration("watch", 0, "print per-second rates every `INTERVAL` (e.g. 1s) until interrupted")
+	count := fs.Int("count", 0, "with --watch: stop after `N` lines (0: until interrupted)")
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
 	}
-	hc := &http.Client{Timeout: 5 * time.Second}
-	resp, err := hc.Get("http://" + *addr + "/metrics")
-	if err != nil {
-		fmt.Fprintf(stderr, "rebound stats: %v (is the server running with --metrics %s?)\n", err, *addr)
-		return exitFailure
+	if *every != 0 {
+		if *every < 10*time.Millisecond || *count < 0 || *raw || *all {
+			fmt.Fprintln(stderr, "rebound stats: --watch takes an interval of 10ms or more, a --count of 0 or more, and neither --raw nor --all")
+			return exitUsage
+		}
+		ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer cancel()
+		return watch(ctx, *addr, *every, *count, stdout, stderr)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintf(stderr, "rebound stats: %s answered %s\n", *addr, resp.Status)
-		return exitFailure
+	if *count != 0 {
+		fmt.Fprintln(stderr, "rebound stats: --count goes with --watch")
+		return exitUsage
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	body, err := scrape(*addr)
 	if err != nil {
-		fmt.Fprintf(stderr, "rebound stats: read %s: %v\n", *addr, err)
+		fmt.Fprintf(stderr, "rebound stats: %v\n", err)
 		return exitFailure
 	}
 	if *raw || *all {
@@ -101,6 +121,176 @@ func statsCmd(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	printSummary(stdout, samples)
+	return exitOK
+}
+
+// scrape fetches the server's metrics page.
+func scrape(addr string) ([]byte, error) {
+	hc := &http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, fmt.Errorf("%w (is the server running with --metrics %s?)", err, addr)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s answered %s", addr, resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", addr, err)
+	}
+	return body, nil
+}
+
+// counters is what --watch follows: the counters it turns into rates (in
+// the order of rateNames) and the gauges it prints as they are.
+type counters struct {
+	at                  time.Time
+	c                   [numRates]float64
+	items, bytes, conns float64
+}
+
+// The rates --watch prints, in its columns' order.
+const (
+	rateRequests = iota
+	rateReplies
+	rateHits
+	rateMisses
+	rateSets
+	rateReadBytes
+	rateWrittenBytes
+	rateDrops
+	rateErrors
+	rateEvictions
+	numRates
+)
+
+var rateNames = [numRates]string{"req/s", "replies/s", "hits/s", "misses/s", "sets/s", "bytes-in/s", "bytes-out/s", "drops/s", "errors/s", "evict/s"}
+
+// countersOf adds the samples up into what --watch follows.
+func countersOf(samples []sample, at time.Time) counters {
+	k := counters{at: at}
+	for _, s := range samples {
+		switch s.name {
+		case "rebound_requests_total":
+			k.c[rateRequests] += s.value
+		case "rebound_replies_total":
+			k.c[rateReplies] += s.value
+		case "rebound_xdp_answers_total":
+			if s.labels["outcome"] == "hit" { // answered in XDP: never reached a worker
+				k.c[rateRequests] += s.value
+				k.c[rateReplies] += s.value
+				k.c[rateHits] += s.value
+			}
+		case "rebound_memcache_outcomes_total":
+			if s.labels["cmd"] == "get" && s.labels["outcome"] == "hit" {
+				k.c[rateHits] += s.value
+			} else if s.labels["cmd"] == "get" && s.labels["outcome"] == "miss" {
+				k.c[rateMisses] += s.value
+			}
+		case "rebound_memcache_commands_total":
+			if s.labels["cmd"] == "set" {
+				k.c[rateSets] += s.value
+			}
+		case "rebound_memcache_bytes_total":
+			if s.labels["direction"] == "read" {
+				k.c[rateReadBytes] += s.value
+			} else {
+				k.c[rateWrittenBytes] += s.value
+			}
+		case "rebound_drops_total":
+			k.c[rateDrops] += s.value
+		case "rebound_rejects_total", "rebound_tx_errors_total":
+			k.c[rateErrors] += s.value
+		case "rebound_kv_evictions_total":
+			k.c[rateEvictions] += s.value
+		case "rebound_kv_items":
+			k.items = s.value
+		case "rebound_kv_bytes":
+			k.bytes = s.value
+		case "rebound_memcache_connections":
+			k.conns = s.value
+		}
+	}
+	return k
+}
+
+// deltas returns how much each counter grew from prev to cur; a counter
+// that went down was reset (the server restarted) and counts from zero.
+func deltas(prev, cur counters) [numRates]float64 {
+	var d [numRates]float64
+	for i := range d {
+		d[i] = cur.c[i] - prev.c[i]
+		if d[i] < 0 {
+			d[i] = cur.c[i]
+		}
+	}
+	return d
+}
+
+// watch prints a line of rates every interval until ctx ends or count
+// lines are out (count 0: no bound), then the totals over the watch.
+func watch(ctx context.Context, addr string, every time.Duration, count int, stdout, stderr io.Writer) int {
+	read := func() (counters, error) {
+		body, err := scrape(addr)
+		if err != nil {
+			return counters{}, err
+		}
+		at := time.Now()
+		samples, err := parseSamples(bytes.NewReader(body))
+		if err != nil {
+			return counters{}, fmt.Errorf("%s: not the Prometheus text format: %w", addr, err)
+		}
+		return countersOf(samples, at), nil
+	}
+	first, err := read()
+	if err != nil {
+		fmt.Fprintf(stderr, "rebound stats: %v\n", err)
+		return exitFailure
+	}
+	header := "time    "
+	for _, n := range append(rateNames[:], "items", "bytes", "conns") {
+		header += fmt.Sprintf(" %11s", n)
+	}
+	var total [numRates]float64
+	prev, lines := first, 0
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for count == 0 || lines < count {
+		select {
+		case <-ctx.Done():
+			count = lines // stop: print the totals
+			continue
+		case <-tick.C:
+		}
+		cur, err := read()
+		if err != nil { // the server went away for a moment: say so, go on
+			fmt.Fprintf(stderr, "rebound stats: %v\n", err)
+			continue
+		}
+		d := deltas(prev, cur)
+		secs := cur.at.Sub(prev.at).Seconds()
+		if lines%20 == 0 {
+			fmt.Fprintln(stdout, header)
+		}
+		line := cur.at.Format("15:04:05")
+		for i := range d {
+			total[i] += d[i]
+			line += fmt.Sprintf(" %11.0f", d[i]/secs)
+		}
+		fmt.Fprintf(stdout, "%s %11.0f %11.0f %11.0f\n", line, cur.items, cur.bytes, cur.conns)
+		prev = cur
+		lines++
+	}
+	secs := prev.at.Sub(first.at).Seconds()
+	fmt.Fprintf(stdout, "total over %.1fs:", secs)
+	for i, n := range rateNames {
+		fmt.Fprintf(stdout, " %s %.0f", strings.TrimSuffix(n, "/s"), total[i])
+		if i < len(rateNames)-1 {
+			fmt.Fprint(stdout, ",")
+		}
+	}
+	fmt.Fprintln(stdout)
 	return exitOK
 }
 
