@@ -28,6 +28,7 @@ const serveExamples = `  rebound serve --mode udp                      # Rebound
   sudo rebound serve --iface eth0               # XDP on eth0 if possible (one log line says which mode)
   sudo rebound serve --iface eth0 --mode xdp --xdp-mode generic --queues 2 --metrics :9100
   sudo rebound serve --iface eth0 --allow-src 198.18.0.0/15,2001:2::/48
+  rebound serve --tls-cert server.pem --tls-key server-key.pem --tls-ca clients-ca.pem  # TLS on TCP only (memcached's -Z), UDP off
 `
 
 func serveCmd(args []string, stdout, stderr io.Writer) int {
@@ -56,6 +57,9 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	bind := fs.String("bind", "auto", "AF_XDP bind `MODE`: zerocopy (driver support needed), copy, or auto (zero-copy where the driver has it)")
 	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to `FILE` until it stops (go tool pprof)")
+	tlsCert := fs.String("tls-cert", "", "TLS on every TCP listener, as memcached's -Z: the server's certificate chain (PEM `FILE`); UDP is then off (it cannot be encrypted); SIGHUP re-reads the files")
+	tlsKey := fs.String("tls-key", "", "the private key of --tls-cert (PEM `FILE`)")
+	tlsCA := fs.String("tls-ca", "", "with --tls-cert: clients must present a certificate signed by a CA in this PEM `FILE` (memcached's ssl_verify_mode=2 and ssl_ca_cert)")
 	configPath := fs.String("config", "", "read settings from a TOML `FILE` (keys are these flags' names with _ for -; flags given here win); SIGHUP reloads its allow_src, trust_src, listen and memcache_listen")
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
@@ -129,6 +133,16 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	if int64(itemMax) > int64(mem)/2 {
 		return fail(exitUsage, "--max-item-size %s: at most half of --kv-memory (%s)", *maxItem, *kvMem)
 	}
+	var tlsSetup *userspace.TLS
+	switch {
+	case *tlsCert != "" || *tlsKey != "":
+		if tlsSetup, err = userspace.NewTLS(userspace.TLSFiles{Cert: *tlsCert, Key: *tlsKey, CA: *tlsCA}); err != nil {
+			return fail(exitUsage, "--tls-cert: %v", err)
+		}
+		logTLS(log, "TLS on TCP", tlsSetup)
+	case *tlsCA != "":
+		return fail(exitUsage, "--tls-ca needs --tls-cert and --tls-key")
+	}
 	// One store behind both protocols: a key set over memcached is read
 	// over the Rebound protocol and the other way round.
 	st := store.New(store.Config{MemoryLimit: int64(mem), MaxItemSize: itemMax})
@@ -182,7 +196,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		Queues: *queues, Batch: *batch, AllowSrc: prefixes, Amplification: *amp, Workers: *workers,
 		Frames: *frames, Bind: bm, Handler: svc, Logger: log,
 		Memcache: mch, MemcacheListen: *mcListen, MaxItemSize: itemMax, TrustSrc: trusted,
-		AnswerItems: *answerItems, BusyPoll: *busyPoll, MaxConns: *maxConns,
+		AnswerItems: *answerItems, BusyPoll: *busyPoll, MaxConns: *maxConns, TLS: tlsSetup,
 	})
 	if err != nil {
 		return fail(exitUsage, "%v", err)
@@ -232,7 +246,16 @@ wait:
 			code = exitFailure
 			break wait
 		case <-hup:
-			reload(log, srv, fs, *configPath, onCommandLine)
+			if tlsSetup != nil {
+				if err := tlsSetup.Reload(); err != nil {
+					log.Error("SIGHUP: TLS files not reloaded: the certificate in force stays", "err", err)
+				} else {
+					logTLS(log, "SIGHUP: reloaded TLS", tlsSetup)
+				}
+			}
+			if *configPath != "" || tlsSetup == nil {
+				reload(log, srv, fs, *configPath, onCommandLine)
+			}
 		}
 	}
 	srv.Stop()
@@ -243,6 +266,13 @@ wait:
 	}
 	log.Info("stopped")
 	return code
+}
+
+// logTLS logs the certificate TLS handshakes present now.
+func logTLS(log *slog.Logger, msg string, t *userspace.TLS) {
+	leaf := t.Leaf()
+	log.Info(msg, "subject", leaf.Subject.String(), "serial", leaf.SerialNumber.String(),
+		"not_after", leaf.NotAfter.UTC().Format(time.RFC3339), "client_certs", t.ClientCerts())
 }
 
 // parsePrefixes parses a comma-separated list of CIDRs (or bare addresses,
