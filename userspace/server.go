@@ -21,6 +21,7 @@ import (
 	"github.com/rebound-net/rebound/bpf"
 	"github.com/rebound-net/rebound/codec"
 	"github.com/rebound-net/rebound/codec/rebound"
+	"github.com/rebound-net/rebound/internal/cpuset"
 	"github.com/rebound-net/rebound/userspace/mcserve"
 	"github.com/rebound-net/rebound/userspace/store"
 	"github.com/rebound-net/rebound/xdp"
@@ -83,6 +84,11 @@ type Config struct {
 	// its queue (xdp.Config.BusyPoll): lower tail latency, a core kept
 	// busy while there is traffic.
 	BusyPoll time.Duration
+	// CPUs, in xdp mode, pins queue q's worker (its OS thread) to CPU
+	// CPUs[q]; the list must name a CPU for every queue served. Empty:
+	// the workers run where the Go scheduler puts them. udp mode ignores
+	// it (taskset the process instead).
+	CPUs []int
 
 	// Protocols are protocols of your own, each on an address of its own
 	// (UDP and TCP) next to the built-in ones; in xdp mode their UDP ports
@@ -603,6 +609,17 @@ func (s *Server) startXDP() error {
 		}
 		s.xdpW = append(s.xdpW, w)
 	}
+	if n := len(s.cfg.CPUs); n > 0 {
+		if n < queues {
+			return fmt.Errorf("cpus %s: %d CPU(s) for %d queues: name one for each queue's worker", cpuset.Format(s.cfg.CPUs), n, queues)
+		}
+		if err := cpuset.Check(s.cfg.CPUs[:queues]); err != nil {
+			return fmt.Errorf("cpus: %w", err)
+		}
+		for q, w := range s.xdpW {
+			w.cpu = s.cfg.CPUs[q]
+		}
+	}
 	// Register every socket before any worker starts: after this point
 	// nothing can fail, so a failed setup never closes a socket under a
 	// running worker.
@@ -629,7 +646,7 @@ func (s *Server) startXDP() error {
 	_, m, _ := prog.Attached()
 	zc := len(s.socks) > 0 && s.socks[0].ZeroCopy()
 	s.log.Info("xdp attached", "iface", s.cfg.Iface, "xdp_mode", m.String(), "queues", queues, "zerocopy", zc,
-		"frames_per_queue", s.cfg.Frames, "ring", ring)
+		"frames_per_queue", s.cfg.Frames, "ring", ring, "cpus", cpuset.Format(s.cfg.CPUs[:min(len(s.cfg.CPUs), queues)]))
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rebound-net/rebound/codec"
+	"github.com/rebound-net/rebound/internal/cpuset"
 	"github.com/rebound-net/rebound/xdp"
 )
 
@@ -67,6 +68,7 @@ type xdpWorker struct {
 	refs  []frameRef
 	err   error         // why the loop stopped, if not asked to
 	spin  time.Duration // how long an idle worker spins before it sleeps in poll
+	cpu   int           // CPU its thread is pinned to (Config.CPUs); -1: not pinned
 
 	// memcached datagrams (to mcPort), answered one at a time after the
 	// batch of Rebound ones; a reply of several datagrams takes frames
@@ -94,7 +96,7 @@ func newXDPWorker(sock *xdp.Socket, pool *xdp.Pool, h Handler, stats *WorkerStat
 		spin = busySpinFor
 	}
 	return &xdpWorker{
-		sock: sock, umem: sock.UMEM(), pool: pool, h: h, stats: stats, size: batch, mtu: mtu, spin: spin,
+		sock: sock, umem: sock.UMEM(), pool: pool, h: h, stats: stats, size: batch, mtu: mtu, spin: spin, cpu: -1,
 		b: newBatcher(batch, amp, stats), refs: make([]frameRef, 0, batch),
 	}
 }
@@ -102,7 +104,16 @@ func newXDPWorker(sock *xdp.Socket, pool *xdp.Pool, h Handler, stats *WorkerStat
 // run serves until stop is set, then drains what is in flight.
 func (w *xdpWorker) run(stop *atomic.Bool) {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	if w.cpu >= 0 {
+		// Pinned: the goroutine ends locked, so its thread exits with
+		// it rather than run other goroutines on this CPU alone.
+		if err := cpuset.Pin(w.cpu); err != nil {
+			w.err = err
+			return
+		}
+	} else {
+		defer runtime.UnlockOSThread()
+	}
 	w.refill() // the server filled it before registering the socket; top up
 	idle := 0
 	var idleSince, txSince time.Time

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rebound-net/rebound/bpf"
+	"github.com/rebound-net/rebound/internal/cpuset"
 	"github.com/rebound-net/rebound/userspace"
 	"github.com/rebound-net/rebound/userspace/mcserve"
 	"github.com/rebound-net/rebound/userspace/store"
@@ -42,6 +43,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	answerItems := fs.Int("xdp-answer-items", bpf.DefaultAnswerItems, "xdp mode: items the XDP program holds for --xdp-answers (about 1.8 KiB of kernel memory each)")
 	busyPoll := fs.Duration("busy-poll", 0, "xdp mode: busy-poll each AF_XDP queue from its worker for up to this long per call (e.g. 50us; 0: off): lower tail latency, and the worker's core stays busy while traffic flows; set the interface's napi_defer_hard_irqs and gro_flush_timeout with it (docs/operations.md)")
 	queues := fs.Int("queues", 0, "rx queues to serve, one AF_XDP socket and worker each (0: all of --iface)")
+	cpus := fs.String("cpus", "", "xdp mode: pin queue q's worker to the q-th CPU of this `LIST` (e.g. 2-3 or 4,6; one CPU per queue); align each queue's interrupts or NAPI thread with it (rebound doctor shows how)")
 	batch := fs.Int("batch", 64, "requests per batch")
 	mcListen := fs.String("memcache-listen", ":11211", "`ADDR:PORT` for memcached's protocol over UDP and TCP, on the same store; in xdp mode XDP steers this port too (empty: off)")
 	maxItem := fs.String("max-item-size", "1MiB", "largest memcached value (`SIZE`); a larger one is answered SERVER_ERROR object too large for cache")
@@ -158,6 +160,15 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 			Conns:        func() (uint64, uint64) { return srv.MemcacheConns() },
 			AnsweredGets: func() (uint64, uint64) { return srv.AnsweredMemcacheGets() }})
 	}
+	var cpuList []int
+	if *cpus != "" {
+		if cpuList, err = cpuset.Parse(*cpus); err != nil {
+			return fail(exitUsage, "--cpus: %v", err)
+		}
+		if *mode == "udp" {
+			log.Warn("--cpus pins AF_XDP workers: udp mode ignores it (run serve under taskset instead)")
+		}
+	}
 	if *busyPoll < 0 || *busyPoll > time.Second {
 		return fail(exitUsage, "--busy-poll %v: want 0 (off) to 1s", *busyPoll)
 	}
@@ -196,7 +207,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		Queues: *queues, Batch: *batch, AllowSrc: prefixes, Amplification: *amp, Workers: *workers,
 		Frames: *frames, Bind: bm, Handler: svc, Logger: log,
 		Memcache: mch, MemcacheListen: *mcListen, MaxItemSize: itemMax, TrustSrc: trusted,
-		AnswerItems: *answerItems, BusyPoll: *busyPoll, MaxConns: *maxConns, TLS: tlsSetup,
+		AnswerItems: *answerItems, BusyPoll: *busyPoll, CPUs: cpuList, MaxConns: *maxConns, TLS: tlsSetup,
 	})
 	if err != nil {
 		return fail(exitUsage, "%v", err)
