@@ -34,7 +34,26 @@ type Conn struct {
 	FlushAt  int
 	flushed  int
 	flushErr error
+
+	// proto is what the connection speaks, decided by its first byte as
+	// memcached decides it (0x80: binary); per datagram over UDP.
+	proto   uint8
+	scratch []byte // binary stat: the text stats, converted
+
+	// Authentication (Config.Auth): authed once logged in; loginData > 0:
+	// a text login's data block of that many bytes comes next;
+	// saslPending: SASL PLAIN waits for its step.
+	authed      bool
+	loginData   int
+	saslPending bool
 }
+
+// What a connection speaks.
+const (
+	protoUnknown uint8 = iota
+	protoText
+	protoBinary
+)
 
 // NewConn returns the state of a new connection.
 func (h *Handler) NewConn() *Conn {
@@ -62,6 +81,21 @@ func (c *Conn) Serve(in, out []byte) (consumed int, out2 []byte, need int, close
 		}
 	}()
 	now := h.cfg.Now()
+	if c.udp && h.cfg.Auth != nil {
+		// No login over UDP: nothing is answered (the transport does
+		// not open UDP while auth is on; this covers every path).
+		c.silent = true
+		return len(in), out, 0, true
+	}
+	if c.proto == protoUnknown && len(in) > 0 {
+		c.proto = protoText
+		if in[0] == mc.BinaryRequest {
+			c.proto = protoBinary
+		}
+	}
+	if c.proto == protoBinary {
+		return c.serveBinary(in, out, now)
+	}
 	for {
 		if c.swallow > 0 {
 			k := min(c.swallow, len(in)-consumed)
@@ -73,6 +107,18 @@ func (c *Conn) Serve(in, out []byte) (consumed int, out2 []byte, need int, close
 		}
 		if consumed == len(in) || c.flushErr != nil || c.over {
 			return consumed, out, 0, c.flushErr != nil
+		}
+		if h.cfg.Auth != nil && !c.authed {
+			n, o, nd, cl := c.textLogin(in[consumed:], out)
+			out = o
+			switch {
+			case cl:
+				return len(in), out, 0, true
+			case nd > 0:
+				return consumed, out, nd, false
+			}
+			consumed += n
+			continue
 		}
 		cmd := &c.cmd
 		switch mc.Parse(in[consumed:], h.maxVal, cmd) {

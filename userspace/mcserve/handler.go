@@ -38,6 +38,10 @@ type Config struct {
 	// Now is the clock (default: the store's). It must agree with the
 	// store's.
 	Now func() time.Time
+	// Auth, when set, requires every connection to log in before it is
+	// served (auth.go): text as memcached -Y, binary through SASL PLAIN;
+	// UDP is not answered. Nil: no authentication.
+	Auth *Auth
 }
 
 // Handler executes memcached commands against a store. It is safe for
