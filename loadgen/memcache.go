@@ -308,6 +308,11 @@ func preloadMemcache(ctx context.Context, cfg BenchConfig) error {
 	if err != nil {
 		return fmt.Errorf("preload keys over TCP: %w", err)
 	}
+	if cfg.TLS != nil {
+		if conn, err = handshake(ctx, conn, cfg.TLS); err != nil {
+			return fmt.Errorf("preload keys: %w", err)
+		}
+	}
 	defer conn.Close()
 	deadline := time.Now().Add(30*time.Second + time.Duration(cfg.Keys)*100*time.Microsecond)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -33,6 +36,7 @@ const benchExamples = `  rebound bench --target 127.0.0.1:7000 --duration 5s    
   # memcached's protocol (target port 11211 by default), against memcached or 'rebound serve':
   rebound bench --protocol memcache --op mix=get:90,set:10 --key-size 32 --value-size 64 --window 256
   rebound bench --protocol memcache --transport tcp --connections 4 --window 64 --target 127.0.0.1:11211
+  rebound bench --protocol memcache --transport tcp --tls --tls-ca ca.pem --tls-cert client.pem --tls-key client-key.pem
   sudo rebound bench --protocol memcache --target 198.18.0.2:11211 --transport xdp --iface rbc0 --window 256
 
 With --protocol memcache every key is stored first (over TCP) so that GETs
@@ -78,6 +82,10 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	plotTitle := fs.String("title", "", "with --plot: the plot's `TITLE`")
 	serverPid := fs.Int("server-pid", 0, "report the CPU time of this process over the measured period")
 	quiet := fs.Bool("quiet", false, "no live line")
+	useTLS := fs.Bool("tls", false, "with --transport tcp: TLS on every connection (a server with --tls-cert, memcached -Z); the server's certificate is not checked unless --tls-ca is given")
+	tlsCA := fs.String("tls-ca", "", "with --tls: check the server's certificate against the CAs in this PEM `FILE`")
+	tlsCert := fs.String("tls-cert", "", "with --tls: present this client certificate (PEM `FILE`; --tls-key with it)")
+	tlsKey := fs.String("tls-key", "", "the private key of --tls-cert (PEM `FILE`)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load generator to `FILE` (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
@@ -156,6 +164,16 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	cfg := loadgen.BenchConfig{Target: *target, TCP: *transport == "tcp", Protocol: proto, Mix: mix, Keys: *keys, KeySize: *keySize, ValueSize: *valueSize,
 		Payload: *payload, Window: *window, Rate: *rate, Flows: flows, Duration: *duration, Warmup: *warmup,
 		Timeout: *timeout, Preload: true, CPUs: cpuList}
+	if *useTLS || *tlsCA != "" || *tlsCert != "" || *tlsKey != "" {
+		if !*useTLS || *transport != "tcp" {
+			fmt.Fprintln(stderr, "rebound bench: the --tls flags go with --tls and --transport tcp")
+			return exitUsage
+		}
+		if cfg.TLS, err = benchTLS(*target, *tlsCA, *tlsCert, *tlsKey); err != nil {
+			fmt.Fprintf(stderr, "rebound bench: %v\n", err)
+			return exitUsage
+		}
+	}
 	if *transport == "xdp" {
 		cfg.XDP = &loadgen.XDPLoad{Iface: *iface, Queues: *queues}
 	}
@@ -186,7 +204,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	wall := time.Since(t0)
 	pct := func(p float64) time.Duration { return res.Percentile(p) }
 	summary := map[string]any{
-		"target": *target, "protocol": proto.String(), "transport": *transport, "op": *op, "window": *window, "rate": *rate, "flows": flows,
+		"target": *target, "protocol": proto.String(), "transport": *transport, "tls": *useTLS, "op": *op, "window": *window, "rate": *rate, "flows": flows,
 		"sent": res.Sent, "received": res.Received, "lost": res.Lost, "errors": res.Errors, "truncated": res.Truncated,
 		"hits": res.Hits, "misses": res.Misses, "bad": res.Bad,
 		"throughput": res.Throughput, "duration_s": res.Elapsed.Seconds(),
@@ -216,7 +234,11 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	if *asJSON {
 		_ = json.NewEncoder(stdout).Encode(summary)
 	} else {
-		fmt.Fprintf(stdout, "target %s (%s) over %s, op %s, %d flows, ", *target, proto, *transport, *op, flows)
+		over := *transport
+		if *useTLS {
+			over += " with TLS"
+		}
+		fmt.Fprintf(stdout, "target %s (%s) over %s, op %s, %d flows, ", *target, proto, over, *op, flows)
 		if *rate > 0 {
 			fmt.Fprintf(stdout, "open loop at %.0f req/s\n", *rate)
 		} else {
@@ -321,6 +343,32 @@ func plotCmd(out, title string, args []string, stderr io.Writer) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// benchTLS is the load generator's TLS client configuration: the server's
+// certificate checked against ca (not at all without one), the client
+// certificate presented when cert is given.
+func benchTLS(target, ca, cert, key string) (*tls.Config, error) {
+	host, _, _ := net.SplitHostPort(target)
+	conf := &tls.Config{ServerName: host, InsecureSkipVerify: ca == ""} // a bench measures; --tls-ca checks
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		conf.RootCAs = x509.NewCertPool()
+		if !conf.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-ca %s: no PEM certificate in it", ca)
+		}
+	}
+	if cert != "" || key != "" {
+		c, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{c}
+	}
+	return conf, nil
 }
 
 // flagSet reports whether the command line set the flag name.
