@@ -204,7 +204,7 @@ func TestDefaultFile(t *testing.T) {
 }
 
 // TestUnitOpenFiles: the unit's LimitNOFILE holds serve's default
-// --max-conns on both TCP ports, with its sockets, on a large host (256
+// --max-conns (every TCP port together), with its sockets, on a large host (256
 // CPUs, 256 queues): serve and doctor count the same way.
 func TestUnitOpenFiles(t *testing.T) {
 	b, err := os.ReadFile("rebound.service")
@@ -221,7 +221,7 @@ func TestUnitOpenFiles(t *testing.T) {
 	}
 	need := doctor.ServeFiles(doctor.DefaultMaxConns, 256, 256)
 	if limit < need {
-		t.Fatalf("LimitNOFILE=%d, want at least %d (--max-conns %d on 2 ports, 256 CPUs and queues)", limit, need, doctor.DefaultMaxConns)
+		t.Fatalf("LimitNOFILE=%d, want at least %d (--max-conns %d, 256 CPUs and queues)", limit, need, doctor.DefaultMaxConns)
 	}
 	if doctor.DefaultMaxConns != userspace.DefaultMaxConns {
 		t.Fatalf("doctor counts %d connections a port, serve defaults to %d", doctor.DefaultMaxConns, userspace.DefaultMaxConns)

@@ -547,13 +547,14 @@ func TestOpenFiles(t *testing.T) {
 		want             Status
 		substr           []string
 	}{
-		{"default limits", "1024", "524288", capsXDP, "", 0, Pass, []string{"RLIMIT_NOFILE 1024, hard 524288 >= serve needs 2186 descriptors", "--max-conns 1024", "raises the soft limit 1024"}},
-		{"soft fits", "65536", "65536", capsXDP, "eth0", 0, Pass, []string{"2190 descriptors", "4 AF_XDP"}},
+		{"default limits", "1024", "524288", capsXDP, "", 0, Pass, []string{"RLIMIT_NOFILE 1024, hard 524288 >= serve needs 1162 descriptors", "--max-conns 1024", "raises the soft limit 1024"}},
+		{"soft fits", "65536", "65536", capsXDP, "eth0", 0, Pass, []string{"1166 descriptors", "4 AF_XDP"}},
 		{"unlimited", "unlimited", "unlimited", capsXDP, "", 0, Pass, []string{"hard 18446744073709551615"}},
-		{"hard too low", "1024", "1024", capsXDP, "", 0, Warn, []string{"hard 1024 < serve needs 2186", "about 443 connections", "LimitNOFILE=2186", "--max-conns 443"}},
-		{"this class", "20000", "20000", capsXDP, "eth0", 18000, Warn, []string{"36142 descriptors", "about 9929 connections", "--max-conns 9929"}},
+		{"hard too low", "1024", "1024", capsXDP, "", 0, Warn, []string{"hard 1024 < serve needs 1162", "about 886 connections", "LimitNOFILE=1162", "--max-conns 886"}},
+		{"this class", "20000", "20000", capsXDP, "eth0", 18000, Pass, []string{"18142 descriptors"}},
+		{"this class, past it", "20000", "20000", capsXDP, "eth0", 19900, Warn, []string{"20042 descriptors", "about 19858 connections", "--max-conns 19858"}},
 		{"CAP_SYS_RESOURCE raises the hard limit", "1024", "1024", capsXDP | 1<<capSysResource, "", 0, Pass, []string{"serve raises it", "nr_open 1048576"}},
-		{"beyond nr_open", "1024", "1024", capsXDP | 1<<capSysResource, "", 600000, Warn, []string{"LimitNOFILE=1200138"}},
+		{"beyond nr_open", "1024", "1024", capsXDP | 1<<capSysResource, "", 1100000, Warn, []string{"LimitNOFILE=1100138"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFake(t)

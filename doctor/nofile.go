@@ -9,7 +9,8 @@ import (
 
 // Defaults of serve that the open-files check sizes things by.
 const (
-	// DefaultMaxConns is serve --max-conns: TCP connections per listener.
+	// DefaultMaxConns is serve --max-conns: TCP connections of the
+	// process, every listener together (memcached's -c).
 	DefaultMaxConns = 1024
 	// FilesMargin is what serve holds open besides its sockets and
 	// connections: standard streams, the poller, the BPF program, maps and
@@ -20,11 +21,11 @@ const (
 )
 
 // FilesNeed is the number of file descriptors serve needs: maxConns
-// connections on each of tcpListeners TCP listeners, the listeners
+// connections (every TCP listener together), the tcpListeners listeners
 // themselves, udpSockets UDP sockets, one AF_XDP socket per queue, and
 // FilesMargin.
 func FilesNeed(maxConns, tcpListeners, udpSockets, queues int) uint64 {
-	return uint64(maxConns)*uint64(tcpListeners) + uint64(tcpListeners) + uint64(udpSockets) + uint64(queues) + FilesMargin
+	return uint64(maxConns) + uint64(tcpListeners) + uint64(udpSockets) + uint64(queues) + FilesMargin
 }
 
 // ServeFiles is FilesNeed for serve with both protocols on (two TCP
@@ -40,15 +41,14 @@ func ServeFiles(maxConns, workers, queues int) uint64 {
 	return FilesNeed(maxConns, 2, 2*workers, queues)
 }
 
-// FilesFit is the number of connections per listener that limit
-// descriptors hold, the rest of need (for maxConns per listener on
-// tcpListeners listeners) being taken first.
-func FilesFit(limit, need uint64, maxConns, tcpListeners int) int {
-	base := need - uint64(maxConns)*uint64(tcpListeners)
-	if limit <= base || tcpListeners <= 0 {
+// FilesFit is the number of connections that limit descriptors hold, the
+// rest of need (for maxConns connections) being taken first.
+func FilesFit(limit, need uint64, maxConns int) int {
+	base := need - uint64(maxConns)
+	if limit <= base {
 		return 0
 	}
-	return int(min((limit-base)/uint64(tcpListeners), uint64(maxConns)))
+	return int(min(limit-base, uint64(maxConns)))
 }
 
 // openFiles reads the soft and hard "Max open files" of /proc/self/limits
@@ -93,7 +93,7 @@ func checkOpenFiles(c *Context) []Finding {
 	}
 	cpus := c.Sys.NumCPU()
 	need := ServeFiles(conns, cpus, queues)
-	what := fmt.Sprintf("serve needs %d descriptors (--max-conns %d on each of 2 TCP ports, %d UDP sockets, %d AF_XDP socket(s), %d more)",
+	what := fmt.Sprintf("serve needs %d descriptors (--max-conns %d connections, 2 TCP listeners, %d UDP sockets, %d AF_XDP socket(s), %d more)",
 		need, conns, 2*cpus, queues, FilesMargin)
 	soft, hard, err := c.Sys.openFiles()
 	if err != nil {
@@ -110,7 +110,7 @@ func checkOpenFiles(c *Context) []Finding {
 	if n, err := strconv.ParseUint(nrOpen, 10, 64); err == nil && c.has(capSysResource) && need <= n {
 		return []Finding{pass("RLIMIT_NOFILE hard %d < %s; serve raises it (it has CAP_SYS_RESOURCE; fs.nr_open %d)", hard, what, n)}
 	}
-	fit := FilesFit(hard, need, conns, 2)
+	fit := FilesFit(hard, need, conns)
 	fix := fmt.Sprintf("LimitNOFILE=%d in the systemd unit (ulimit -n %d), or rebound serve --max-conns %d", need, need, max(fit, 1))
 	return []Finding{warn(fix, "RLIMIT_NOFILE hard %d < %s: past about %d connections a port, accepting fails (EMFILE) and new clients wait", hard, what, fit)}
 }

@@ -21,11 +21,11 @@ var churnFor = flag.Duration("churn", 20*time.Second, "length of TestRSSUnderTTL
 // above --kv-memory: the documented overhead (docs/operations.md,
 // Connections and memory): as much again as --kv-memory (the heap holds
 // more than the store counts for small items), 32 KiB for each connection
-// --max-conns allows on each of the two TCP ports, and 48 MiB.
+// --max-conns allows, and 48 MiB.
 const (
 	churnKVMemory = 64 << 20
 	churnMaxConns = 16
-	churnOverhead = churnKVMemory + 2*churnMaxConns*32<<10 + 48<<20
+	churnOverhead = churnKVMemory + churnMaxConns*32<<10 + 48<<20
 )
 
 // Sets with 1-3 s TTLs at full speed, from several pipelining

@@ -49,7 +49,7 @@ func (s *Server) listenReboundTCP(addr string, st *WorkerStats) (*tcpServer, err
 		return nil, fmt.Errorf("listen tcp %s: %w", addr, err)
 	}
 	ts := newStreamTCP(ln, func() handler.Stream { return newRBStream(s.cfg.Handler, st) }, tcpMaxReq, st, &s.cfg)
-	ts.gate = &s.gate
+	ts.gate, ts.limit = &s.gate, &s.conns
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); ts.serve() }()
 	return ts, nil
@@ -66,7 +66,7 @@ func (s *Server) listenMemcacheTCP(addr string, st *WorkerStats) (*tcpServer, er
 	}
 	h := s.cfg.Memcache
 	ts := newStreamTCP(ln, func() handler.Stream { return mcStream{h.NewConn()} }, s.cfg.MaxItemSize, st, &s.cfg)
-	ts.gate, ts.tooLarge = &s.gate, mcOutOfMemory
+	ts.gate, ts.limit, ts.tooLarge, ts.busy = &s.gate, &s.conns, mcOutOfMemory, tooManyConns
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); ts.serve() }()
 	return ts, nil
@@ -236,8 +236,8 @@ func (s *Server) SetListen(listen, memcacheListen string) (err error) {
 	}
 
 	// Commit: the new sockets serve; the old ones stop. Connections still
-	// open on a retired listener count against MaxConns no more: each
-	// listener has its own bound.
+	// open on a retired listener go on counting against MaxConns, the
+	// process's one bound, until they close.
 	s.pub.Lock()
 	if moveReb {
 		s.retire(s.tcp, s.rebUDP)

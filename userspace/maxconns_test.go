@@ -115,3 +115,27 @@ func TestMaxConnsRefusal(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxConnsCountsTheProcess: --max-conns bounds the server's connections
+// on every port together, as memcached's -c bounds its process: a
+// connection held on the Rebound port takes a place memcached's port no
+// longer has.
+func TestMaxConnsCountsTheProcess(t *testing.T) {
+	version := []byte("version\r\n")
+	ts := startMC(t, userspace.Config{Mode: userspace.ModeUDP, Workers: 1, MaxConns: 2})
+	ping := raw(rebound.OpPing, 0, 1, -1, 0, nil)
+	pong := reply(rebound.OpPing, 0, 1, rebound.StatusOK, nil)
+	reb, mc := ts.srv.Addr().String(), ts.srv.MemcacheAddr().String()
+	if _, served, _ := probeConn(t, reb, ping, pong); !served {
+		t.Fatal("the first Rebound connection was refused")
+	}
+	if _, served, _ := probeConn(t, mc, version, []byte("VERSION ")); !served {
+		t.Fatal("the first memcached connection was refused")
+	}
+	if _, served, refusal := probeConn(t, mc, version, []byte("VERSION ")); served || string(refusal) != "ERROR Too many open connections\r\n" {
+		t.Fatalf("a third connection, on memcached's port: served %v, %q", served, refusal)
+	}
+	if _, served, _ := probeConn(t, reb, ping, pong); served {
+		t.Fatal("a third connection, on the Rebound port, was served past a limit of 2")
+	}
+}

@@ -120,6 +120,7 @@ func (s *Server) startProtocols(ctx context.Context) error {
 			st := &WorkerStats{Transport: pl.Name + "-tcp"}
 			s.addStats(st)
 			ts := newStreamTCP(ln, pl.NewStream, pl.MaxRequest, st, &s.cfg)
+			ts.limit = &s.conns
 			ts.gate = &s.gate
 			s.extraTCP = append(s.extraTCP, ts)
 			s.wg.Add(1)

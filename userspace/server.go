@@ -57,7 +57,7 @@ type Config struct {
 	Workers        int            // UDP sockets (default: number of CPUs)
 	Frames         int            // UMEM frames per queue (default 4096)
 	Bind           xdp.BindMode   // AF_XDP copy, zero-copy or auto
-	MaxConns       int            // TCP connections served at once on each TCP port (default 1024); past it a new one is closed, on memcached's port after memcached's "ERROR Too many open connections"
+	MaxConns       int            // TCP connections served at once by the process, every TCP port together, as memcached's -c (default 1024); past it a new one is closed, on memcached's port after memcached's "ERROR Too many open connections"
 	IdleTimeout    time.Duration  // TCP idle timeout (default 60s)
 	WriteTimeout   time.Duration  // TCP write timeout for clients that do not read (default 5s)
 	RequestTimeout time.Duration  // TCP: longest a request may take to arrive once begun, and a TLS handshake (default 10s)
@@ -163,6 +163,7 @@ type Server struct {
 	mcTCP    *tcpServer
 	extraTCP []*tcpServer // protocols of your own
 	retired  []*tcpServer // listeners replaced by SetListen: their connections run on
+	conns    connLimit    // Config.MaxConns, shared by every TCP listener
 
 	rebUDP, mcUDP     []*net.UDPConn // the built-in protocols' UDP sockets
 	rebStats, mcStats []*WorkerStats // their counters, kept across SetListen
@@ -197,6 +198,7 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, fatal: make(chan error, 1)}
+	s.conns.max = int64(cfg.MaxConns)
 	if err := s.gate.set(cfg.AllowSrc); err != nil {
 		return nil, err
 	}

@@ -186,9 +186,10 @@ func (s *tcpServer) write(c net.Conn, b []byte, count bool) error {
 }
 
 // newStreamTCP returns a TCP server of a stream protocol's connections on
-// ln, each request at most maxRequest bytes.
+// ln, each request at most maxRequest bytes, with a connection limit of its
+// own (a Server gives all its listeners its one limit).
 func newStreamTCP(ln net.Listener, newStream func() handler.Stream, maxRequest int, stats *WorkerStats, cfg *Config) *tcpServer {
-	return &tcpServer{ln: ln, newStream: newStream, maxRequest: maxRequest, stats: stats, maxConns: cfg.MaxConns,
+	return &tcpServer{ln: ln, newStream: newStream, maxRequest: maxRequest, stats: stats, limit: &connLimit{max: int64(cfg.MaxConns)},
 		idleTimeout: cfg.IdleTimeout, writeTimeout: cfg.WriteTimeout, reqTimeout: cfg.RequestTimeout, conns: map[net.Conn]struct{}{},
 		tls: cfg.TLS, handshakeTimeout: cfg.RequestTimeout}
 }

@@ -31,7 +31,7 @@ const (
 type tcpServer struct {
 	ln           net.Listener
 	stats        *WorkerStats
-	maxConns     int
+	limit        *connLimit // shared by every listener of the server
 	idleTimeout  time.Duration
 	writeTimeout time.Duration
 	reqTimeout   time.Duration
@@ -42,7 +42,10 @@ type tcpServer struct {
 	// tooLarge is written before closing a connection whose request
 	// passes maxRequest (memcached's out-of-memory line); empty: nothing.
 	tooLarge string
-	gate     *gate // sources served; nil: all
+	// busy is written before closing a connection past the limit
+	// (memcached's "Too many open connections"); nil: nothing.
+	busy []byte
+	gate *gate // sources served; nil: all
 	// tls, when set, wraps every connection in TLS; a handshake not done
 	// within handshakeTimeout closes it.
 	tls              *TLS
@@ -75,7 +78,7 @@ func (s *tcpServer) serve() {
 			}
 		}
 		s.mu.Lock()
-		if s.closed || len(s.conns) >= s.maxConns {
+		if s.closed || !s.limit.acquire() {
 			s.mu.Unlock()
 			s.stats.Drops[codec.ReasonBusy].Add(1)
 			s.refuseBusy(c) // memcached's error line, then close
@@ -102,6 +105,7 @@ func (s *tcpServer) serve() {
 			delete(s.conns, c)
 			s.mu.Unlock()
 			served.Close()
+			s.limit.release()
 		}()
 	}
 }

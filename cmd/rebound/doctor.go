@@ -60,7 +60,7 @@ func doctorCmd(args []string, stdout, stderr io.Writer) int {
 	iface := fs.String("iface", "", "`NAME` of the interface serve will attach to (without it: the machine and process only)")
 	queues := fs.Int("queues", 0, "rx queues serve will use, as serve --queues (0: all of --iface)")
 	frames := fs.Int("frames", doctor.DefaultFrames, "UMEM frames per queue, as serve --frames: sizes the locked memory needed")
-	maxConns := fs.Int("max-conns", doctor.DefaultMaxConns, "TCP connections per port, as serve --max-conns: sizes the open files needed")
+	maxConns := fs.Int("max-conns", doctor.DefaultMaxConns, "TCP connections of the server, as serve --max-conns: sizes the open files needed")
 	probe := fs.Bool("probe", false, "try a native XDP attach on --iface (an XDP_PASS program through a bpf_link, detached at once)")
 	asJSON := fs.Bool("json", false, "print the findings as JSON")
 	if err := fs.Parse(args); err != nil {

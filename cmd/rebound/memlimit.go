@@ -20,8 +20,8 @@ const connHeap = 32 << 10
 // GOMEMLIMIT is set (the operator's word wins): twice the store's bound
 // (the store counts an item as its key, its value and 128 bytes, and the
 // heap holds more than that for small items: about 1.75x for 16-80 byte
-// values), plus connHeap for each connection --max-conns allows on every
-// TCP port (connections, not items, fill the heap of a server with many
+// values), plus connHeap for each connection --max-conns allows
+// (connections, not items, fill the heap of a server with many
 // of them), plus heapOverhead. Without it the collector lets the heap grow
 // to twice what is live, and RSS under TTL churn reached 3.7x --kv-memory
 // (TestRSSUnderTTLChurn). It is a soft limit: the collector works harder

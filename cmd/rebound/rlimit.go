@@ -66,7 +66,7 @@ func (o rlimitOps) raise(need uint64) (soft, hard, nrOpen uint64, err error) {
 
 // fileBudget is what serve's descriptors are counted from.
 type fileBudget struct {
-	maxConns     int // per TCP listener
+	maxConns     int // every TCP listener together
 	tcpListeners int
 	udpSockets   int
 	queues       int // AF_XDP sockets
@@ -86,10 +86,10 @@ func fitFiles(o rlimitOps, b fileBudget, log *slog.Logger) error {
 	args := []any{"limit", soft, "hard", hard, "need", need, "max_conns", b.maxConns, "tcp_ports", b.tcpListeners,
 		"udp_sockets", b.udpSockets, "xdp_sockets", b.queues, "margin", doctor.FilesMargin}
 	if nrOpen > 0 && need > nrOpen {
-		return fmt.Errorf("--max-conns %d: %d TCP ports need %d open files, more than the kernel lets any process have (fs.nr_open %d)",
-			b.maxConns, b.tcpListeners, need, nrOpen)
+		return fmt.Errorf("--max-conns %d: needs %d open files, more than the kernel lets any process have (fs.nr_open %d)",
+			b.maxConns, need, nrOpen)
 	}
-	fit := doctor.FilesFit(soft, need, b.maxConns, b.tcpListeners)
+	fit := doctor.FilesFit(soft, need, b.maxConns)
 	if fit == 0 {
 		return fmt.Errorf("--max-conns %d: the open-files limit %d (hard %d) leaves no room for a connection: serve needs %d (raise LimitNOFILE, or ulimit -n)",
 			b.maxConns, soft, hard, need)

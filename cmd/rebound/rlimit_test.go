@@ -32,7 +32,7 @@ func (f *fakeRlimit) ops() rlimitOps {
 
 func TestFitFiles(t *testing.T) {
 	const inf = ^uint64(0)
-	// 1024 a port on 2 ports, 8 UDP sockets: 2048 + 2 + 8 + 128 = 2186.
+	// 1024 connections, 2 TCP listeners, 8 UDP sockets: 1024 + 2 + 8 + 128 = 1162.
 	def := fileBudget{maxConns: 1024, tcpListeners: 2, udpSockets: 8}
 	for _, tc := range []struct {
 		name      string
@@ -41,13 +41,13 @@ func TestFitFiles(t *testing.T) {
 		soft      uint64 // the soft limit after
 		err, logs string
 	}{
-		{"soft raised to hard", fakeRlimit{1024, 524288, 1048576, false}, def, 524288, "", "msg=\"open files\" limit=524288 hard=524288 need=2186"},
+		{"soft raised to hard", fakeRlimit{1024, 524288, 1048576, false}, def, 524288, "", "msg=\"open files\" limit=524288 hard=524288 need=1162"},
 		{"unlimited hard: soft to nr_open", fakeRlimit{1024, inf, 1048576, false}, def, 1048576, "", "limit=1048576"},
-		{"hard raised with CAP_SYS_RESOURCE", fakeRlimit{1024, 1024, 1048576, true}, def, 2186, "", "limit=2186 hard=2186"},
+		{"hard raised with CAP_SYS_RESOURCE", fakeRlimit{1024, 1024, 1048576, true}, def, 1162, "", "limit=1162 hard=1162"},
 		{"does not fit: warned with what fits", fakeRlimit{1024, 1024, 1048576, false}, def, 1024, "",
-			"level=WARN msg=\"--max-conns does not fit the open-files limit: past the connections that fit, accepting fails (EMFILE) and new clients wait\" limit=1024 hard=1024 need=2186 max_conns=1024 tcp_ports=2 udp_sockets=8 xdp_sockets=0 margin=128 conns_that_fit=443 fix=\"LimitNOFILE=2186 (ulimit -n 2186), or --max-conns 443\""},
+			"level=WARN msg=\"--max-conns does not fit the open-files limit: past the connections that fit, accepting fails (EMFILE) and new clients wait\" limit=1024 hard=1024 need=1162 max_conns=1024 tcp_ports=2 udp_sockets=8 xdp_sockets=0 margin=128 conns_that_fit=886 fix=\"LimitNOFILE=1162 (ulimit -n 1162), or --max-conns 886\""},
 		{"this class: 18,000 on one port", fakeRlimit{1024, 20000, 1048576, false}, fileBudget{maxConns: 18000, tcpListeners: 1, udpSockets: 2}, 20000, "", "need=18131"},
-		{"beyond nr_open", fakeRlimit{1024, 1024, 1048576, true}, fileBudget{maxConns: 600000, tcpListeners: 2, udpSockets: 8}, 1024, "more than the kernel lets any process have (fs.nr_open 1048576)", ""},
+		{"beyond nr_open", fakeRlimit{1024, 1024, 1048576, true}, fileBudget{maxConns: 1100000, tcpListeners: 2, udpSockets: 8}, 1024, "more than the kernel lets any process have (fs.nr_open 1048576)", ""},
 		{"no room for one connection", fakeRlimit{64, 64, 1048576, false}, def, 64, "leaves no room for a connection", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

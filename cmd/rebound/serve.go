@@ -49,7 +49,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	maxItem := fs.String("max-item-size", "1MiB", "largest memcached value (`SIZE`); a larger one is answered SERVER_ERROR object too large for cache")
 	trust := fs.String("trust-src", "", "comma-separated `CIDR`s whose UDP replies are not bound by --amplification (a datacenter's own clients)")
 	allow := fs.String("allow-src", "", "comma-separated `CIDR`s: requests from other sources are not served, on any path and protocol (dropped in XDP in xdp mode)")
-	maxConns := fs.Int("max-conns", userspace.DefaultMaxConns, "TCP connections each port serves at once (memcached's -c); past it a new one is closed, on memcached's port after memcached's 'ERROR Too many open connections'. serve raises its open-files limit to fit them, and says when it cannot")
+	maxConns := fs.Int("max-conns", userspace.DefaultMaxConns, "TCP connections the server holds at once, every port together (memcached's -c); past it a new one is closed, on memcached's port after memcached's 'ERROR Too many open connections'. serve raises its open-files limit to fit them, and says when it cannot")
 	kvMem := fs.String("kv-memory", "256MiB", "memory bound of the kv store (`SIZE`, e.g. 64MiB, 1GiB)")
 	maxValue := fs.Int("max-value", 0, "largest value SET stores, in bytes (0: what the store can hold, at most 65535)")
 	amp := fs.Int("amplification", 4, "a UDP reply is at most this many times its request, both protocols (Rebound: TRUNCATED; memcached: a SERVER_ERROR datagram); -1: off")
@@ -196,7 +196,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	if err := fitFiles(realRlimit, budget, log); err != nil {
 		return fail(exitUsage, "%v", err)
 	}
-	heapLimit(int64(mem), budget.maxConns*budget.tcpListeners, log)
+	heapLimit(int64(mem), budget.maxConns, log)
 	var answerStore *store.Store
 	if *answers {
 		answerStore = st
