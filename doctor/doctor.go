@@ -46,7 +46,7 @@ type Finding struct {
 	Check  string `json:"check"`         // what was checked: kernel, capabilities, mtu...
 	Status Status `json:"status"`        // PASS, WARN or FAIL
 	Detail string `json:"detail"`        // what was found, and what it costs
-	Fix    string `json:"fix,omitempty"` // for WARN and FAIL: what fixes it
+	Fix    string `json:"fix,omitempty"` // for WARN and FAIL: what fixes it (for some a PASS too: a command that tunes)
 }
 
 // Check is one named check. Run returns at least one finding.
@@ -62,6 +62,7 @@ type Check struct {
 type Options struct {
 	Iface  string // interface serve will attach to; "" checks the machine only
 	Queues int    // rx queues serve will use (serve --queues); 0: every queue of Iface
+	CPUs   []int  // serve --cpus: queue q's worker on CPUs[q]; empty: not pinned
 	Frames int    // UMEM frames per queue (serve --frames); 0: serve's default, 4096
 	// MaxConns is serve --max-conns: TCP connections per port; 0: serve's
 	// default, 1024.
@@ -109,6 +110,7 @@ func Checks() []Check {
 		{Name: "xdp-attached", Iface: true, Run: checkAttached},
 		{Name: "rx-vlan-offload", Iface: true, Run: checkRxVLAN},
 		{Name: "busy-poll", Iface: true, Run: checkBusyPoll},
+		{Name: "queue-cpus", Iface: true, Run: checkQueueCPUs},
 	}
 }
 

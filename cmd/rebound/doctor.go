@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/rebound-net/rebound/doctor"
+	"github.com/rebound-net/rebound/internal/cpuset"
 )
 
 const doctorSynopsis = `doctor [--iface NAME] [--queues N] [--frames N] [--max-conns N] [--probe] [--json]
@@ -34,6 +35,8 @@ FAIL, the command that fixes it:
   xdp-attached     another XDP program on the interface (serve will not replace it)
   rx-vlan-offload  on: serve turns it off while it runs
   busy-poll        napi_defer_hard_irqs, gro_flush_timeout, threaded NAPI (informational)
+  queue-cpus       per queue: its IRQ (/proc/interrupts, smp_affinity_list) or NAPI thread (napi/DEV-ID)
+                   and their CPUs against serve --cpus, and the commands that align them
 
 Exit status: 0 ready, 1 degraded (a WARN: serve runs, slower or with a
 fallback), 2 not possible (a FAIL: xdp mode will not work; 'serve --mode
@@ -59,6 +62,7 @@ func doctorCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("doctor", doctorSynopsis, doctorExamples, stderr)
 	iface := fs.String("iface", "", "`NAME` of the interface serve will attach to (without it: the machine and process only)")
 	queues := fs.Int("queues", 0, "rx queues serve will use, as serve --queues (0: all of --iface)")
+	cpus := fs.String("cpus", "", "CPUs serve pins its queues' workers to, as serve --cpus: queue-cpus compares each queue's interrupts or NAPI thread with them")
 	frames := fs.Int("frames", doctor.DefaultFrames, "UMEM frames per queue, as serve --frames: sizes the locked memory needed")
 	maxConns := fs.Int("max-conns", doctor.DefaultMaxConns, "TCP connections of the server, as serve --max-conns: sizes the open files needed")
 	probe := fs.Bool("probe", false, "try a native XDP attach on --iface (an XDP_PASS program through a bpf_link, detached at once)")
@@ -78,7 +82,15 @@ func doctorCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rebound doctor: --probe needs --iface\n")
 		return exitUsage
 	}
-	findings := doctor.Run(doctor.Options{Iface: *iface, Queues: *queues, Frames: *frames, MaxConns: *maxConns, Probe: *probe})
+	var cpuList []int
+	if *cpus != "" {
+		var err error
+		if cpuList, err = cpuset.Parse(*cpus); err != nil {
+			fmt.Fprintf(stderr, "rebound doctor: --cpus: %v\n", err)
+			return exitUsage
+		}
+	}
+	findings := doctor.Run(doctor.Options{Iface: *iface, Queues: *queues, CPUs: cpuList, Frames: *frames, MaxConns: *maxConns, Probe: *probe})
 	code, verdict := doctor.Exit(findings)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
