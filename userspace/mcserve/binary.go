@@ -73,6 +73,11 @@ func (c *Conn) serveBinary(in, out []byte, now time.Time) (consumed int, out2 []
 			return consumed, out, 0, true
 		}
 		c.endMessage(out)
+		if c.udp && len(c.ends) == 0 {
+			// memcached sends the first command's reply message even
+			// when it is empty (a quiet command): a bare header.
+			c.ends = append(c.ends, len(out))
+		}
 		if c.overBudget(out, 0) {
 			return len(in), out, 0, false
 		}

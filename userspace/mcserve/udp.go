@@ -38,7 +38,7 @@ func (c *Conn) ServeDatagramWithin(payload, out []byte, budget int) (out2 []byte
 	if !ok || hdr.Total != 1 {
 		return out, nil, hdr, false, false
 	}
-	c.udp, c.base, c.ends, c.swallow = true, len(out), c.ends[:0], 0
+	c.udp, c.base, c.ends, c.swallow, c.proto = true, len(out), c.ends[:0], 0, protoUnknown
 	c.budget, c.over, c.silent = budget, false, false
 	defer func() { c.budget, c.over, c.silent = 0, false, false }()
 	_, out, _, closed := c.Serve(payload[mc.UDPHeaderLen:], out)
