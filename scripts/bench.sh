@@ -5,6 +5,8 @@
 #   scripts/bench.sh            full report (about 2 minutes)
 #   scripts/bench.sh --demo     xdp vs udp only, 5 seconds each (make demo)
 #   scripts/bench.sh --memcache only the comparison with memcached (about 2 minutes)
+#   scripts/bench.sh --scale    replies/s and per server core against queues, rebound's modes and
+#                               memcached -t Q (scripts/scale.sh: results/scale-*.json and .svg)
 #
 # Needs root (namespaces, XDP). Without root, --demo serves in udp mode on
 # loopback and says why. The server runs on CPU 1 and the load generator on
@@ -25,6 +27,8 @@
 # bound would otherwise refuse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# --scale: the scaling report against queues (scripts/scale.sh says how).
+[ "${1:-}" = "--scale" ] && exec scripts/scale.sh "${@:2}"
 
 DEMO=0
 MC_ONLY=0
