@@ -1,12 +1,14 @@
 package bpf
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"math/bits"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -33,8 +35,8 @@ const (
 	DefaultAnswerItems = 8192
 )
 
-// Layout of struct item (a sequence count, then struct item_body) and
-// struct item_key in the C source.
+// Layout of struct item (a sequence count, then struct item_body: struct
+// item_meta, the key, the suffix and the memcached reply) in the C source.
 const (
 	itemOffBody    = 8 // after the sequence count and its padding
 	itemOffExpire  = itemOffBody
@@ -42,19 +44,30 @@ const (
 	itemOffCAS     = itemOffStored + 8
 	itemOffFlags   = itemOffCAS + 8
 	itemOffLen     = itemOffFlags + 4
-	itemOffSufLen  = itemOffLen + 2
-	itemOffDataSum = itemOffSufLen + 2
-	itemOffKey     = itemOffDataSum + 8
-	itemKeySize    = (1 + AnswerKeyMax + 7) &^ 7 // length byte, key, zero padding to 8 bytes
+	itemOffKeyLen  = itemOffLen + 2
+	itemOffSufLen  = itemOffKeyLen + 1
+	itemOffDataSum = itemOffSufLen + 1
+	itemOffMCSum   = itemOffDataSum + 2
+	itemOffMCLen   = itemOffMCSum + 2
+	itemOffMCHead  = itemOffMCLen + 2
+	itemOffKey     = itemOffMCHead + 2
+	itemKeySize    = (AnswerKeyMax + 7) &^ 7 // the key, zero padding to 8 bytes
 	itemOffSuffix  = itemOffKey + itemKeySize
 	itemSuffixMax  = 24
-	itemOffData    = itemOffSuffix + itemSuffixMax
-	itemSize       = itemOffData + AnswerValueMax
-	// Keys of up to shortKeyMax bytes are indexed by the first
-	// shortKeySize bytes of their item_key (ITEM_SKEY_MAX, struct
-	// item_skey), longer ones by all of it.
-	shortKeyMax   = 47
-	shortKeySize  = 1 + shortKeyMax
+	itemOffMC      = itemOffSuffix + itemSuffixMax
+	// The memcached reply's room (MC_AREA): its head ("VALUE <key> <flags>
+	// <bytes>\r\n") at most, then 33 rounds of 32 bytes the program may
+	// copy from there.
+	mcHeadMax = 6 + AnswerKeyMax + itemSuffixMax
+	mcArea    = mcHeadMax + 33*32
+	itemSize  = itemOffMC + mcArea
+	// item_buckets: 8 entries of tag | slot a bucket (struct bucket).
+	bucketWays = 8
+	bucketSize = bucketWays * 8
+	slotBits   = 20 // MaxAnswerItems is 1 << slotBits
+	slotMask   = 1<<slotBits - 1
+	hashMul    = 0x9e3779b97f4a7c15
+
 	answerCfgSize = 16
 	// struct flush_state: the sequence count and its padding, then cas,
 	// past, at and at_clock.
@@ -86,13 +99,64 @@ func pickClock(spec *ebpf.CollectionSpec) (int32, error) {
 	return unix.CLOCK_MONOTONIC, nil
 }
 
-// answerSizes returns the entries of item_index and items for n items:
-// a slot for each key.
-func answerSizes(n int) (index, slots uint32) {
+// answerSizes returns the entries of item_buckets and items for n items:
+// a slot for each key, and a bucket of eight entries for each, rounded up
+// to a power of two (so that a bucket rarely has more than two and almost
+// never a ninth).
+func answerSizes(n int) (buckets, slots uint32) {
 	if n <= 0 {
 		return 1, 1
 	}
-	return uint32(n), uint32(n)
+	return 1 << bits.Len(uint(n-1)), uint32(n)
+}
+
+// setAnswerVars sets the program's constants for buckets buckets: the
+// hash seed, chosen at random (returned), the bucket mask and whether
+// loads keep their order on this CPU (x86).
+func setAnswerVars(spec *ebpf.CollectionSpec, buckets uint32) (uint64, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, fmt.Errorf("bpf: hash seed: %w", err)
+	}
+	seed := binary.LittleEndian.Uint64(b[:])
+	ordered := uint32(0)
+	if runtime.GOARCH == "amd64" || runtime.GOARCH == "386" {
+		ordered = 1
+	}
+	for name, v := range map[string]any{"hash_seed": seed, "bucket_mask": buckets - 1, "ordered_loads": ordered} {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return 0, fmt.Errorf("bpf: the embedded program has no %s", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return 0, fmt.Errorf("bpf: set %s: %w", name, err)
+		}
+	}
+	return seed, nil
+}
+
+// keyHash is key_hash in the C source: key (zero-padded to whole
+// little-endian words, as in k) hashed with seed. k holds the key's words.
+func keyHash(seed uint64, k []byte, klen int) uint64 {
+	h := seed ^ uint64(klen)
+	for i := 0; i < klen; i += 8 {
+		h = (h ^ binary.LittleEndian.Uint64(k[i:])) * hashMul
+		h ^= h >> 29
+	}
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
+}
+
+// tagOf is tag_of in the C source: what an entry holds over its slot.
+func tagOf(h uint64) uint64 {
+	if t := h &^ slotMask; t != 0 {
+		return t
+	}
+	return 1 << 63
 }
 
 // AnswerOp is a request the program answers itself (enum answer_op).
@@ -172,24 +236,28 @@ func (p *Program) AnswerCounters() (AnswerCounters, error) {
 // Calls for one key must be serialized by the caller (the store makes
 // them under the key's lock); Items serializes the rest.
 //
-// An item lives in a slot of the items array, and item_index points its
-// key to the slot. Slots are written in place through a shared mapping,
-// behind a sequence count the program checks around its copy (seqWrite),
-// so it uses one version of a slot, whole, and a write costs no system
-// call. A Put of a key that has a slot rewrites it in place; a new
-// key gets a free slot, filled before the key points to it. A slot freed
+// An item lives in a slot of the items array, and an entry of
+// item_buckets (in the bucket its key's hash picks, under the rest of the
+// hash) points to the slot. Slots and buckets are written in place through
+// shared mappings, slots behind a sequence count the program checks around
+// its copy (seqWrite), so it uses one version of a slot, whole, and a
+// write costs no system call. A slot holds the item's replies as the
+// program sends them, built here. A Put of a key that has a slot rewrites
+// it in place; a new key gets a free slot, filled before its entry points
+// to it. A slot freed
 // by a Delete may go to another key at once: a program run that read the
 // old index finds another key in it and leaves the request to userspace.
 // When no slot is free, the slots of items the program would no longer
 // answer (expired, or covered by flush_all) are taken back first (reclaim);
-// when none is, or the key or value is over the limits, the key
-// is not held (removed if it was): the program leaves its GETs to
-// userspace, which is always right.
+// when none is, or the key's bucket is full or holds its tag already, or
+// the key or value is over the limits, the key is not held (removed if it
+// was): the program leaves its GETs to userspace, which is always right.
 type Items struct {
 	mu       sync.Mutex
-	index    *ebpf.Map // keys over shortKeyMax bytes
-	short    *ebpf.Map // keys of up to shortKeyMax bytes
-	slots    []byte    // the items map, mapped: itemSize bytes a slot
+	buckets  []byte // the item_buckets map, mapped: bucketSize bytes a bucket
+	nbuckets uint64
+	seed     uint64 // of keyHash
+	slots    []byte // the items map, mapped: itemSize bytes a slot
 	flush    []byte    // the flush map, mapped: struct flush_state
 	flushMap *ebpf.Map
 	cfgMap   *ebpf.Map
@@ -213,7 +281,6 @@ type Items struct {
 	nextDead  uint64
 	sweptOnce bool
 	buf       [itemSize]byte
-	key       [itemKeySize]byte
 	broken    bool  // a map update failed: answering is off for good
 	err       error // why
 
@@ -227,6 +294,7 @@ type Items struct {
 // what decides whether the program still answers it.
 type slotMeta struct {
 	key      string
+	entry    uint32 // its entry in item_buckets: bucket * bucketWays + way
 	expire   uint64 // on the program's clock, margin taken off; 0: never
 	cas      uint64
 	storedNs int64
@@ -241,10 +309,13 @@ type ItemStats struct {
 	Failures uint64 // map updates that failed (answers are off after one)
 }
 
-func newItems(index, short, slots, cfg, flush *ebpf.Map, clock int32) (*Items, error) {
+func newItems(buckets, slots, cfg, flush *ebpf.Map, clock int32, seed uint64) (*Items, error) {
 	n := int(slots.MaxEntries())
 	if slots.ValueSize() != itemSize {
 		return nil, fmt.Errorf("bpf: item slots of %d bytes, want %d: the program and bpf/answers.go disagree", slots.ValueSize(), itemSize)
+	}
+	if buckets.ValueSize() != bucketSize {
+		return nil, fmt.Errorf("bpf: item buckets of %d bytes, want %d: the program and bpf/answers.go disagree", buckets.ValueSize(), bucketSize)
 	}
 	if flush.ValueSize() != flushSize {
 		return nil, fmt.Errorf("bpf: flush state of %d bytes, want %d: the program and bpf/answers.go disagree", flush.ValueSize(), flushSize)
@@ -254,13 +325,20 @@ func newItems(index, short, slots, cfg, flush *ebpf.Map, clock int32) (*Items, e
 	if err != nil {
 		return nil, fmt.Errorf("bpf: map the item slots: %w", err)
 	}
+	nb := int(buckets.MaxEntries())
+	bmem, err := unix.Mmap(buckets.FD(), 0, (nb*bucketSize+page-1)/page*page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		_ = unix.Munmap(mem)
+		return nil, fmt.Errorf("bpf: map the item buckets: %w", err)
+	}
 	fmem, err := unix.Mmap(flush.FD(), 0, page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		_ = unix.Munmap(mem)
+		_ = unix.Munmap(bmem)
 		return nil, fmt.Errorf("bpf: map the flush state: %w", err)
 	}
-	it := &Items{index: index, short: short, slots: mem, flush: fmem, flushMap: flush, cfgMap: cfg, cap: int(index.MaxEntries()),
-		slotOf: make(map[string]uint32, index.MaxEntries()), free: make([]uint32, 0, n), meta: make([]slotMeta, n),
+	it := &Items{buckets: bmem, nbuckets: uint64(nb), seed: seed, slots: mem, flush: fmem, flushMap: flush, cfgMap: cfg, cap: n,
+		slotOf: make(map[string]uint32, n), free: make([]uint32, 0, n), meta: make([]slotMeta, n),
 		clock: clock, stop: make(chan struct{}), done: make(chan struct{})}
 	if clock != unix.CLOCK_TAI {
 		// The monotonic clock drifts from the wall clock by up to
@@ -277,10 +355,11 @@ func newItems(index, short, slots, cfg, flush *ebpf.Map, clock int32) (*Items, e
 	return it, nil
 }
 
-// seqWrite writes src over dst from byte 8 on, in place, between two
-// steps of the sequence count in dst's first 4 bytes (struct item and
-// struct flush_state in the C source): odd while it writes, even again
-// after. dst is 8-byte aligned and src a whole number of 8-byte words.
+// seqWrite writes the spans (byte ranges [from, to), whole 8-byte words
+// from byte 8 on) of src over dst, in place, between two steps of the
+// sequence count in dst's first 4 bytes (struct item and struct
+// flush_state in the C source): odd while it writes, even again after.
+// dst is 8-byte aligned.
 //
 // Every store is one of Go's atomic stores, which are sequentially
 // consistent: each becomes visible in program order, after the odd count
@@ -291,21 +370,50 @@ func newItems(index, short, slots, cfg, flush *ebpf.Map, clock int32) (*Items, e
 // same even count both times copied no byte of this write. The bytes
 // keep their memory order (native endianness both ways). Called with mu
 // held: one writer.
-func seqWrite(dst, src []byte) {
+func seqWrite(dst, src []byte, spans ...[2]int) {
 	seq := (*uint32)(unsafe.Pointer(&dst[0]))
 	n := atomic.LoadUint32(seq)
 	atomic.StoreUint32(seq, n+1)
-	dst = dst[:len(src)]
-	for off := 8; off+8 <= len(src); off += 8 {
-		atomic.StoreUint64((*uint64)(unsafe.Pointer(&dst[off])), binary.NativeEndian.Uint64(src[off:]))
+	for _, sp := range spans {
+		d, s := dst[sp[0]:sp[1]], src[sp[0]:sp[1]]
+		for off := 0; off+8 <= len(s); off += 8 {
+			atomic.StoreUint64((*uint64)(unsafe.Pointer(&d[off])), binary.NativeEndian.Uint64(s[off:]))
+		}
 	}
 	atomic.StoreUint32(seq, n+2)
 }
 
-// writeSlot writes b (from itemOffBody on, rounded up to whole words)
-// into slot with seqWrite.
-func (it *Items) writeSlot(slot uint32, b []byte) {
-	seqWrite(it.slots[int(slot)*itemSize:int(slot+1)*itemSize], b[:(len(b)+7)&^7])
+// writeSlot writes the item in b into slot with seqWrite: the metadata
+// and the key's words (kl bytes, rounded up; the program compares no
+// more), then the suffix and the memcached reply (mcLen bytes, rounded
+// up).
+func (it *Items) writeSlot(slot uint32, b []byte, kl, mcLen int) {
+	seqWrite(it.slots[int(slot)*itemSize:int(slot+1)*itemSize], b,
+		[2]int{itemOffBody, itemOffKey + (kl+7)&^7}, [2]int{itemOffSuffix, itemOffMC + (mcLen+7)&^7})
+}
+
+// bucketEntry is the entry e of item_buckets (bucket * bucketWays + way).
+func (it *Items) bucketEntry(e uint32) *uint64 {
+	return (*uint64)(unsafe.Pointer(&it.buckets[int(e)*8]))
+}
+
+// freeEntry finds an empty entry for a key of hash h in its bucket: false
+// when the bucket is full or holds an entry with the key's tag (the
+// program could not tell the two keys' entries apart).
+func (it *Items) freeEntry(h uint64) (uint32, bool) {
+	b := uint32(h & (it.nbuckets - 1))
+	tag := tagOf(h)
+	e, found := uint32(0), false
+	for w := range uint32(bucketWays) {
+		v := atomic.LoadUint64(it.bucketEntry(b*bucketWays + w))
+		if v&^slotMask == tag {
+			return 0, false
+		}
+		if v == 0 && !found {
+			e, found = b*bucketWays+w, true
+		}
+	}
+	return e, found
 }
 
 // Items returns the program's item map, or nil when Options.AnswerItems
@@ -422,23 +530,31 @@ func (it *Items) Put(key string, value []byte, flags uint32, cas uint64, exptime
 		it.deleteLocked(key)
 		return
 	}
+	b := it.buf[:]
+	clear(b[:itemOffMC])
+	copy(b[itemOffKey:], key)
 	slot, had := it.slotOf[key]
+	entry, h := it.meta[slot].entry, uint64(0)
 	if !had {
 		if len(it.free) == 0 && !it.reclaim() {
 			it.noRoom.Add(1)
 			return
 		}
+		var ok bool
+		h = keyHash(it.seed, b[itemOffKey:], len(key))
+		if entry, ok = it.freeEntry(h); !ok {
+			it.noRoom.Add(1)
+			return
+		}
 		slot = it.free[len(it.free)-1]
 	}
-	b := it.buf[:]
-	clear(b[:itemOffData])
-	putKey(b[itemOffKey:], key)
 	expire := it.expireMono(exptime)
 	binary.LittleEndian.PutUint64(b[itemOffExpire:], expire)
 	binary.LittleEndian.PutUint64(b[itemOffStored:], unixStored(storedNs))
 	binary.LittleEndian.PutUint64(b[itemOffCAS:], cas)
 	binary.LittleEndian.PutUint32(b[itemOffFlags:], flags)
 	binary.LittleEndian.PutUint16(b[itemOffLen:], uint16(len(value)))
+	b[itemOffKeyLen] = byte(len(key))
 	binary.LittleEndian.PutUint16(b[itemOffDataSum:], onesSum(value))
 	suf := b[itemOffSuffix : itemOffSuffix : itemOffSuffix+itemSuffixMax]
 	suf = append(suf, ' ')
@@ -447,19 +563,25 @@ func (it *Items) Put(key string, value []byte, flags uint32, cas uint64, exptime
 	suf = strconv.AppendUint(suf, uint64(len(value)), 10)
 	suf = append(suf, '\r', '\n')
 	b[itemOffSufLen] = byte(len(suf))
-	copy(b[itemOffData:], value)
-	it.writeSlot(slot, b[:itemOffData+len(value)])
+	// The memcached get reply after its frame header, whole.
+	mc := b[itemOffMC:itemOffMC:itemSize]
+	mc = append(mc, "VALUE "...)
+	mc = append(mc, key...)
+	mc = append(mc, suf...)
+	head := len(mc)
+	mc = append(mc, value...)
+	mc = append(mc, "\r\nEND\r\n"...)
+	binary.LittleEndian.PutUint16(b[itemOffMCSum:], onesSum(mc))
+	binary.LittleEndian.PutUint16(b[itemOffMCLen:], uint16(len(mc)))
+	binary.LittleEndian.PutUint16(b[itemOffMCHead:], uint16(head))
+	it.writeSlot(slot, b, len(key), len(mc))
 	if !had {
-		copy(it.key[:], b[itemOffKey:itemOffKey+itemKeySize])
-		m, k := it.indexFor(it.key[:], key)
-		if err := m.Put(k, slot); err != nil {
-			it.fail(fmt.Errorf("index key: %w", err))
-			return
-		}
+		// The slot is whole before the entry points to it.
+		atomic.StoreUint64(it.bucketEntry(entry), tagOf(h)|uint64(slot))
 		it.free = it.free[:len(it.free)-1]
 		it.slotOf[key] = slot
 	}
-	it.meta[slot] = slotMeta{key: key, expire: expire, cas: cas, storedNs: storedNs}
+	it.meta[slot] = slotMeta{key: key, entry: entry, expire: expire, cas: cas, storedNs: storedNs}
 	if expire != 0 {
 		it.nextDead = min(it.nextDead, expire)
 	}
@@ -497,22 +619,6 @@ func (it *Items) reclaim() bool {
 	return len(it.free) > 0
 }
 
-// putKey writes key as struct item_key: its length, then its bytes (the
-// zero padding after them is the caller's).
-func putKey(dst []byte, key string) {
-	dst[0] = byte(len(key))
-	copy(dst[1:], key)
-}
-
-// indexFor returns the index map of key, the short one up to shortKeyMax
-// bytes, and k, key's struct item_key, cut to the form that map takes.
-func (it *Items) indexFor(k []byte, key string) (*ebpf.Map, []byte) {
-	if len(key) <= shortKeyMax {
-		return it.short, k[:shortKeySize]
-	}
-	return it.index, k[:itemKeySize]
-}
-
 // onesSum is the 16-bit one's complement sum of b as the program sums
 // frame bytes: 16-bit words in memory (little-endian) order from b's
 // start, a last odd byte as the low byte of a word. That is the
@@ -532,14 +638,7 @@ func (it *Items) deleteLocked(key string) {
 	if !ok {
 		return
 	}
-	var k [itemKeySize]byte
-	putKey(k[:], key)
-	m, ik := it.indexFor(k[:], key)
-	if err := m.Delete(ik); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		// The program could go on answering the old value: stop answering.
-		it.fail(fmt.Errorf("remove key: %w", err))
-		return
-	}
+	atomic.StoreUint64(it.bucketEntry(it.meta[slot].entry), 0)
 	delete(it.slotOf, key)
 	it.meta[slot] = slotMeta{}
 	it.free = append(it.free, slot)
@@ -612,7 +711,7 @@ func (it *Items) setFlush() {
 	}
 	binary.LittleEndian.PutUint64(b[24:], at)
 	binary.LittleEndian.PutUint64(b[32:], it.flushAtClock())
-	seqWrite(it.flush, b[:])
+	seqWrite(it.flush, b[:], [2]int{8, flushSize})
 }
 
 // Stats reads the counters.
@@ -670,6 +769,7 @@ func (it *Items) close() {
 		it.err = errClosed
 	}
 	_ = unix.Munmap(it.slots)
+	_ = unix.Munmap(it.buckets)
 	_ = unix.Munmap(it.flush)
-	it.slots, it.flush = nil, nil
+	it.slots, it.buckets, it.flush = nil, nil, nil
 }

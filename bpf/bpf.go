@@ -186,10 +186,13 @@ func Load(opts Options) (*Program, error) {
 	if opts.AnswerItems < 0 || opts.AnswerItems > MaxAnswerItems {
 		return nil, fmt.Errorf("bpf: %d answer items: at most %d", opts.AnswerItems, MaxAnswerItems)
 	}
-	index, slots := answerSizes(opts.AnswerItems)
-	spec.Maps["item_index"].MaxEntries = index
-	spec.Maps["item_index_short"].MaxEntries = index
+	buckets, slots := answerSizes(opts.AnswerItems)
+	spec.Maps["item_buckets"].MaxEntries = buckets
 	spec.Maps["items"].MaxEntries = slots
+	seed, err := setAnswerVars(spec, buckets)
+	if err != nil {
+		return nil, err
+	}
 	clock, err := pickClock(spec)
 	if err != nil {
 		return nil, err
@@ -211,7 +214,7 @@ func Load(opts Options) (*Program, error) {
 		return nil, fmt.Errorf("bpf: load program: %w", err)
 	}
 	if opts.AnswerItems > 0 {
-		items, err := newItems(p.objs.ItemIndex, p.objs.ItemIndexShort, p.objs.Items, p.objs.Answers, p.objs.Flush, clock)
+		items, err := newItems(p.objs.ItemBuckets, p.objs.Items, p.objs.Answers, p.objs.Flush, clock, seed)
 		if err != nil {
 			p.Close()
 			return nil, err

@@ -26,6 +26,11 @@ type reboundAnswerConfig struct {
 	Pad uint32
 }
 
+type reboundBucket struct {
+	_ structs.HostLayout
+	E [8]uint64
+}
+
 type reboundConfig struct {
 	_        structs.HostLayout
 	Mac      [6]uint8
@@ -47,36 +52,51 @@ type reboundItem struct {
 	_   structs.HostLayout
 	Seq uint32
 	Pad uint32
-	B   reboundItemBody
+	B   struct {
+		_ structs.HostLayout
+		M struct {
+			_         structs.HostLayout
+			ExpireNs  uint64
+			StoredNs  uint64
+			Cas       uint64
+			Flags     uint32
+			Len       uint16
+			KeyLen    uint8
+			SuffixLen uint8
+			DataSum   uint16
+			McSum     uint16
+			McLen     uint16
+			McHead    uint16
+		}
+		Key    reboundItemKey
+		Suffix [24]uint8
+		Mc     [1336]uint8
+	}
 }
 
-type reboundItemBody struct {
-	_         structs.HostLayout
-	ExpireNs  uint64
-	StoredNs  uint64
-	Cas       uint64
-	Flags     uint32
-	Len       uint16
-	SuffixLen uint8
-	Pad       uint8
-	DataSum   uint16
-	Pad2      [3]uint16
-	Key       reboundItemKey
-	Suffix    [24]uint8
-	Data      [1024]uint8
+type reboundItemCopy struct {
+	_ structs.HostLayout
+	M struct {
+		_         structs.HostLayout
+		ExpireNs  uint64
+		StoredNs  uint64
+		Cas       uint64
+		Flags     uint32
+		Len       uint16
+		KeyLen    uint8
+		SuffixLen uint8
+		DataSum   uint16
+		McSum     uint16
+		McLen     uint16
+		McHead    uint16
+	}
+	Suffix [24]uint8
+	B      [1312]uint8
 }
 
 type reboundItemKey struct {
-	_   structs.HostLayout
-	Len uint8
-	B   [250]uint8
-	Pad [5]uint8
-}
-
-type reboundItemSkey struct {
-	_   structs.HostLayout
-	Len uint8
-	B   [47]uint8
+	_ structs.HostLayout
+	W [32]uint64
 }
 
 type reboundMoveBuf struct {
@@ -95,24 +115,26 @@ type reboundPortHost struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	reboundMapAllow          = "allow"
-	reboundMapAnswers        = "answers"
-	reboundMapConfig         = "config"
-	reboundMapCounters       = "counters"
-	reboundMapFlush          = "flush"
-	reboundMapItemCopy       = "item_copy"
-	reboundMapItemIndex      = "item_index"
-	reboundMapItemIndexShort = "item_index_short"
-	reboundMapItems          = "items"
-	reboundMapKeyScratch     = "key_scratch"
-	reboundMapLocal4         = "local4"
-	reboundMapLocal6         = "local6"
-	reboundMapMoveScratch    = "move_scratch"
-	reboundMapPortHosts      = "port_hosts"
-	reboundMapPorts          = "ports"
-	reboundMapTrust          = "trust"
-	reboundMapXsks           = "xsks"
-	reboundProgReboundSteer  = "rebound_steer"
+	reboundMapAllow         = "allow"
+	reboundMapAnswers       = "answers"
+	reboundMapConfig        = "config"
+	reboundMapCounters      = "counters"
+	reboundMapFlush         = "flush"
+	reboundMapItemBuckets   = "item_buckets"
+	reboundMapItemCopy      = "item_copy"
+	reboundMapItems         = "items"
+	reboundMapKeyScratch    = "key_scratch"
+	reboundMapLocal4        = "local4"
+	reboundMapLocal6        = "local6"
+	reboundMapMoveScratch   = "move_scratch"
+	reboundMapPortHosts     = "port_hosts"
+	reboundMapPorts         = "ports"
+	reboundMapTrust         = "trust"
+	reboundMapXsks          = "xsks"
+	reboundProgReboundSteer = "rebound_steer"
+	reboundVarBucketMask    = "bucket_mask"
+	reboundVarHashSeed      = "hash_seed"
+	reboundVarOrderedLoads  = "ordered_loads"
 )
 
 // loadRebound returns the embedded CollectionSpec for rebound.
@@ -164,29 +186,31 @@ type reboundProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type reboundMapSpecs struct {
-	Allow          *ebpf.MapSpec `ebpf:"allow"`
-	Answers        *ebpf.MapSpec `ebpf:"answers"`
-	Config         *ebpf.MapSpec `ebpf:"config"`
-	Counters       *ebpf.MapSpec `ebpf:"counters"`
-	Flush          *ebpf.MapSpec `ebpf:"flush"`
-	ItemCopy       *ebpf.MapSpec `ebpf:"item_copy"`
-	ItemIndex      *ebpf.MapSpec `ebpf:"item_index"`
-	ItemIndexShort *ebpf.MapSpec `ebpf:"item_index_short"`
-	Items          *ebpf.MapSpec `ebpf:"items"`
-	KeyScratch     *ebpf.MapSpec `ebpf:"key_scratch"`
-	Local4         *ebpf.MapSpec `ebpf:"local4"`
-	Local6         *ebpf.MapSpec `ebpf:"local6"`
-	MoveScratch    *ebpf.MapSpec `ebpf:"move_scratch"`
-	PortHosts      *ebpf.MapSpec `ebpf:"port_hosts"`
-	Ports          *ebpf.MapSpec `ebpf:"ports"`
-	Trust          *ebpf.MapSpec `ebpf:"trust"`
-	Xsks           *ebpf.MapSpec `ebpf:"xsks"`
+	Allow       *ebpf.MapSpec `ebpf:"allow"`
+	Answers     *ebpf.MapSpec `ebpf:"answers"`
+	Config      *ebpf.MapSpec `ebpf:"config"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	Flush       *ebpf.MapSpec `ebpf:"flush"`
+	ItemBuckets *ebpf.MapSpec `ebpf:"item_buckets"`
+	ItemCopy    *ebpf.MapSpec `ebpf:"item_copy"`
+	Items       *ebpf.MapSpec `ebpf:"items"`
+	KeyScratch  *ebpf.MapSpec `ebpf:"key_scratch"`
+	Local4      *ebpf.MapSpec `ebpf:"local4"`
+	Local6      *ebpf.MapSpec `ebpf:"local6"`
+	MoveScratch *ebpf.MapSpec `ebpf:"move_scratch"`
+	PortHosts   *ebpf.MapSpec `ebpf:"port_hosts"`
+	Ports       *ebpf.MapSpec `ebpf:"ports"`
+	Trust       *ebpf.MapSpec `ebpf:"trust"`
+	Xsks        *ebpf.MapSpec `ebpf:"xsks"`
 }
 
 // reboundVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type reboundVariableSpecs struct {
+	BucketMask   *ebpf.VariableSpec `ebpf:"bucket_mask"`
+	HashSeed     *ebpf.VariableSpec `ebpf:"hash_seed"`
+	OrderedLoads *ebpf.VariableSpec `ebpf:"ordered_loads"`
 }
 
 // reboundObjects contains all objects after they have been loaded into the kernel.
@@ -209,23 +233,22 @@ func (o *reboundObjects) Close() error {
 //
 // It can be passed to loadReboundObjects or ebpf.CollectionSpec.LoadAndAssign.
 type reboundMaps struct {
-	Allow          *ebpf.Map `ebpf:"allow"`
-	Answers        *ebpf.Map `ebpf:"answers"`
-	Config         *ebpf.Map `ebpf:"config"`
-	Counters       *ebpf.Map `ebpf:"counters"`
-	Flush          *ebpf.Map `ebpf:"flush"`
-	ItemCopy       *ebpf.Map `ebpf:"item_copy"`
-	ItemIndex      *ebpf.Map `ebpf:"item_index"`
-	ItemIndexShort *ebpf.Map `ebpf:"item_index_short"`
-	Items          *ebpf.Map `ebpf:"items"`
-	KeyScratch     *ebpf.Map `ebpf:"key_scratch"`
-	Local4         *ebpf.Map `ebpf:"local4"`
-	Local6         *ebpf.Map `ebpf:"local6"`
-	MoveScratch    *ebpf.Map `ebpf:"move_scratch"`
-	PortHosts      *ebpf.Map `ebpf:"port_hosts"`
-	Ports          *ebpf.Map `ebpf:"ports"`
-	Trust          *ebpf.Map `ebpf:"trust"`
-	Xsks           *ebpf.Map `ebpf:"xsks"`
+	Allow       *ebpf.Map `ebpf:"allow"`
+	Answers     *ebpf.Map `ebpf:"answers"`
+	Config      *ebpf.Map `ebpf:"config"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	Flush       *ebpf.Map `ebpf:"flush"`
+	ItemBuckets *ebpf.Map `ebpf:"item_buckets"`
+	ItemCopy    *ebpf.Map `ebpf:"item_copy"`
+	Items       *ebpf.Map `ebpf:"items"`
+	KeyScratch  *ebpf.Map `ebpf:"key_scratch"`
+	Local4      *ebpf.Map `ebpf:"local4"`
+	Local6      *ebpf.Map `ebpf:"local6"`
+	MoveScratch *ebpf.Map `ebpf:"move_scratch"`
+	PortHosts   *ebpf.Map `ebpf:"port_hosts"`
+	Ports       *ebpf.Map `ebpf:"ports"`
+	Trust       *ebpf.Map `ebpf:"trust"`
+	Xsks        *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *reboundMaps) Close() error {
@@ -235,9 +258,8 @@ func (m *reboundMaps) Close() error {
 		m.Config,
 		m.Counters,
 		m.Flush,
+		m.ItemBuckets,
 		m.ItemCopy,
-		m.ItemIndex,
-		m.ItemIndexShort,
 		m.Items,
 		m.KeyScratch,
 		m.Local4,
@@ -254,6 +276,9 @@ func (m *reboundMaps) Close() error {
 //
 // It can be passed to loadReboundObjects or ebpf.CollectionSpec.LoadAndAssign.
 type reboundVariables struct {
+	BucketMask   *ebpf.Variable `ebpf:"bucket_mask"`
+	HashSeed     *ebpf.Variable `ebpf:"hash_seed"`
+	OrderedLoads *ebpf.Variable `ebpf:"ordered_loads"`
 }
 
 // reboundPrograms contains all programs after they have been loaded into the kernel.

@@ -407,13 +407,22 @@ static __always_inline int own_source(struct allow_key *src, __be32 dst4, struct
 // options kept, and full IPv4 and UDP checksums.
 //
 // The items: userspace (the Go store) is the only writer. An item's key,
-// value and metadata live in a slot of the array `items`, behind the
-// slot's sequence count (see struct item); `item_index` maps a key to its
-// slot. Userspace writes a new key's slot before the key points to it; the
-// program copies a slot out while its count shows no write and then
-// checks that it holds the key it looked up (a slot, or a hash element,
-// can pass to another key while a run holds it). So it never answers with
-// a torn or a foreign value.
+// metadata and replies live in a slot of the array `items`, behind the
+// slot's sequence count (see struct item). `item_buckets` maps a key's
+// 64-bit hash (key_hash) to its slot: the hash picks a bucket of eight
+// entries, each a slot number under the rest of the hash (its tag); no two
+// keys in a bucket share a tag (userspace leaves such a key unheld).
+// Userspace writes a new key's slot before the entry that points to it,
+// and both in place through shared mappings, so a write costs no system
+// call. The program copies what a reply needs out of the slot while its
+// count shows no write, and checks there that the slot holds the key it
+// looked up, whole (a slot can pass to another key while a run holds it).
+// So it never answers with a torn or a foreign value.
+//
+// Userspace builds the replies when it stores the item: the slot holds the
+// memcached get reply after the frame header, "VALUE <key> <flags>
+// <bytes>\r\n<data>\r\nEND\r\n", whole, with its one's complement sum; a
+// Rebound GET and a meta get take the data (and its sum) from inside it.
 
 #define ITEM_KEY_MAX 250   // longest key answered here (memcached's limit)
 #define ITEM_VALUE_MAX 1024 // largest value answered here
@@ -425,54 +434,67 @@ static __always_inline int own_source(struct allow_key *src, __be32 dst4, struct
 #define OP_GET 0x02
 #define MAX_FRAME 4096
 
-// A key as the map's key: length, then the bytes, zero-padded.
+#define ITEM_KEY_WORDS 32 // ITEM_KEY_MAX bytes, zero-padded to whole words
+// "VALUE " key suffix: where the data starts in the memcached reply.
+#define MC_HEAD_MAX (6 + ITEM_KEY_MAX + MC_SUFFIX_MAX)
+// The memcached reply: head, data, "\r\nEND\r\n" (1311 bytes at most).
+// Copies go 32 bytes a round: the reply from its start (41 rounds), or
+// the data and its CRLF from the head (33 rounds, which end at most at
+// MC_HEAD_MAX + 1056): the area has room for either.
+#define MC_REPLY_ROUNDS 41
+#define MC_DATA_ROUNDS 33
+#define MC_AREA (MC_HEAD_MAX + MC_DATA_ROUNDS * 32)
+
+#define BUCKET_WAYS 8
+#define SLOT_BITS 20 // slots: at most 1 << 20 (bpf.MaxAnswerItems)
+#define SLOT_MASK ((1ULL << SLOT_BITS) - 1)
+#define NO_SLOT 0xffffffff
+
+// A key as read from a request: its bytes in whole words, the last word's
+// bytes past the key zero.
 struct item_key {
-	__u8 len;
-	__u8 b[ITEM_KEY_MAX];
-	__u8 pad[5];
+	__u64 w[ITEM_KEY_WORDS];
 };
 
-// Keys of up to ITEM_SKEY_MAX bytes are indexed by this shorter form, the
-// first bytes of their struct item_key: hashing and comparing 48 bytes
-// instead of 256 is most of a lookup's cost.
-#define ITEM_SKEY_MAX 47
-struct item_skey {
-	__u8 len;
-	__u8 b[ITEM_SKEY_MAX];
-};
-
-struct item_body {
+struct item_meta {
 	__u64 expire_ns; // now_ns() deadline: expired from then on; 0: never
 	__u64 stored_ns; // when it was stored, in unix ns (compared with the flush state only)
 	__u64 cas;
 	__u32 flags;
-	__u16 len;        // bytes of data
-	__u8 suffix_len;  // bytes of suffix
-	__u8 pad;
-	__u16 data_sum;   // one's complement sum of data, in memory order, as from an even offset
-	__u16 pad2[3];
-	struct item_key key;
-	__u8 suffix[MC_SUFFIX_MAX]; // " <flags> <len>\r\n", written by userspace
-	__u8 data[ITEM_VALUE_MAX];
+	__u16 len;       // bytes of data
+	__u8 key_len;    // bytes of key
+	__u8 suffix_len; // bytes of suffix
+	__u16 data_sum;  // one's complement sum of data, in memory order, as from an even offset
+	__u16 mc_sum;    // the same of the memcached reply (mc_len bytes of mc)
+	__u16 mc_len;    // bytes of the memcached reply: mc_head + len + 7
+	__u16 mc_head;   // where the data starts in mc: 6 + key_len + suffix_len
 };
 
-#define ITEM_META_WORDS 5 // expire_ns to pad2
-#define ITEM_KEY_WORDS (sizeof(struct item_key) / 8)
-#define ITEM_SKEY_WORDS (sizeof(struct item_skey) / 8)
-#define ITEM_SUFFIX_WORD (ITEM_META_WORDS + ITEM_KEY_WORDS)
-#define ITEM_DATA_WORD (ITEM_SUFFIX_WORD + MC_SUFFIX_MAX / 8)
+struct item_body {
+	struct item_meta m;
+	struct item_key key;        // zero-padded
+	__u8 suffix[MC_SUFFIX_MAX]; // " <flags> <len>\r\n"
+	__u8 mc[MC_AREA];           // "VALUE <key><suffix><data>\r\nEND\r\n"
+};
+
+#define ITEM_META_WORDS (sizeof(struct item_meta) / 8)
+#define ITEM_SUFFIX_WORDS (MC_SUFFIX_MAX / 8)
 
 // A slot: the item, behind a sequence count. Userspace writes slots in
 // place through a shared mapping of the map (BPF_F_MMAPABLE): it makes seq
-// odd, writes the item, then makes seq even again, each step a full
-// barrier. The program copies the slot out between two readings of seq
-// (atomic operations, so also barriers) and uses the copy only when they
-// are equal and even: one version of the slot, whole. It then checks that
-// the copy holds the key it looked up.
+// odd, writes the item, then makes seq even again, each step ordered
+// after the one before. The program copies from the slot between two
+// readings of seq (seq_read) and uses the copy only when they are equal
+// and even: one version of the slot, whole.
 struct item {
 	__u32 seq;
 	__u32 pad;
 	struct item_body b;
+};
+
+// A bucket of item_buckets: entries of tag | slot, 0 for none.
+struct bucket {
+	__u64 e[BUCKET_WAYS];
 };
 
 struct answer_config {
@@ -497,19 +519,23 @@ struct flush_state {
 	__u64 at_clock;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 8192); // userspace sets it
-	__type(key, struct item_key);
-	__type(value, __u32);
-} item_index SEC(".maps");
+// Set by the loader (bpf.go): the hash's seed, chosen at random for each
+// load so that no one can pick keys that crowd one bucket; the bucket
+// count less one (a power of two less one); and whether the CPU keeps
+// loads in order (x86): then a sequence count is read with plain loads,
+// as the kernel's read_seqcount does there, else with atomic operations
+// (full barriers).
+volatile const __u64 hash_seed = 0;
+volatile const __u32 bucket_mask = 0;
+volatile const __u32 ordered_loads = 0;
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 8192); // userspace sets it
-	__type(key, struct item_skey);
-	__type(value, __u32);
-} item_index_short SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 8192); // userspace sets it: a power of two
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct bucket);
+} item_buckets SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -545,30 +571,58 @@ static __always_inline __u64 now_ns(void)
 	return bpf_ktime_get_tai_ns();
 }
 
-// flushed reports whether flush_all covers an item (cas, stored at
-// stored_ns, unix ns) at now; 1 also when the flush state is being
-// written (userspace then answers).
-static __always_inline int flushed(__u64 cas, __u64 stored_ns, __u64 now)
+// seq_read reads a sequence count with the ordering a seqcount reader
+// needs: no load after it moves before it, none before it moves after
+// it.
+static __always_inline __u32 seq_read(__u32 *seq)
+{
+	if (!ordered_loads)
+		return __sync_fetch_and_add(seq, 0);
+	asm volatile("" ::: "memory");
+	__u32 v = *(volatile __u32 *)seq;
+	asm volatile("" ::: "memory");
+	return v;
+}
+
+#define NO_FLUSH_AT 0xffffffffffffffffULL
+
+// The flush state, as read.
+struct flush_vals {
+	__u64 cas, past, at, at_clock;
+};
+
+// read_flush reads the flush state, whole: 0 when it is being written
+// (userspace then answers).
+static __always_inline int read_flush(struct flush_vals *v)
 {
 	__u32 zero = 0;
 	struct flush_state *f = bpf_map_lookup_elem(&flush, &zero);
 	if (!f)
-		return 1;
-	__u32 seq = __sync_fetch_and_add(&f->seq, 0);
+		return 0;
+	__u32 seq = seq_read(&f->seq);
 	if (seq & 1)
-		return 1;
-	__u64 fc = f->cas, past = f->past, at = f->at, at_clock = f->at_clock;
-	if (__sync_fetch_and_add(&f->seq, 0) != seq)
-		return 1;
-	return cas <= fc || stored_ns <= past || (now >= at_clock && stored_ns <= at);
+		return 0;
+	v->cas = f->cas;
+	v->past = f->past;
+	v->at = f->at;
+	v->at_clock = f->at_clock;
+	return seq_read(&f->seq) == seq;
 }
 
-// Per-CPU room for the item being answered, copied out of its slot.
+// What a reply takes from a slot: the metadata and suffix, and bytes of
+// the memcached reply (which depends on the request).
+struct item_copy {
+	struct item_meta m;
+	__u8 suffix[MC_SUFFIX_MAX];
+	__u8 b[MC_REPLY_ROUNDS * 32];
+};
+
+// Per-CPU room for what is copied out of the slot.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct item_body);
+	__type(value, struct item_copy);
 } item_copy SEC(".maps");
 
 // Per-CPU room for the key being looked up (too big for the stack).
@@ -856,84 +910,196 @@ static __always_inline int resize(struct xdp_md *ctx, struct layout *lo, __u32 p
 	return grow_head(ctx, lo->l4 + sizeof(struct udp_hdr) + keep, want - have);
 }
 
-// lookup finds the live item of the key in scratch, or counts why not,
-// and returns a copy of what a reply needs of it: metadata, key, suffix
-// and value (the rest of the copy is left as it was).
-static __always_inline struct item_body *lookup(struct item_key *k, struct answer_config *cfg, __u32 op)
+// The key of a request as read_key leaves it: its bytes in words in the
+// per-CPU scratch, how many bytes and words, and its hash.
+struct req_key {
+	struct item_key *k;
+	__u64 h;
+	__u32 kl;
+	__u32 kw;
+};
+
+#define BYTES_1 0x0101010101010101ULL
+#define BYTES_80 0x8080808080808080ULL
+
+// has_byte reports whether a byte of w is c (nonzero: yes).
+static __always_inline __u64 has_byte(__u64 w, __u8 c)
+{
+	__u64 v = w ^ (BYTES_1 * c);
+	return (v - BYTES_1) & ~v & BYTES_80;
+}
+
+// key_hash steps: keyHash in bpf/answers.go computes the same.
+#define HASH_MUL 0x9e3779b97f4a7c15ULL
+
+static __always_inline __u64 hash_final(__u64 h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return h;
+}
+
+// tag_of is the part of a hash a bucket entry holds over its slot number:
+// never 0, which marks an empty entry.
+static __always_inline __u64 tag_of(__u64 h)
+{
+	__u64 t = h & ~SLOT_MASK;
+	return t ? t : 1ULL << 63;
+}
+
+// read_key reads the key of a request (kl bytes, 1 to ITEM_KEY_MAX, at
+// frame offset off) into the per-CPU scratch and hashes it; with crlf,
+// the key must be followed by CRLF. With plain, a key holding a space, CR or
+// LF is refused: one key, as the Go parser splits on spaces and lines (a
+// stray CR is left to it). 1: done; 0: no key here.
+static __always_inline int read_key(struct xdp_md *ctx, __u32 off, __u64 kl, int crlf, int plain,
+				    struct req_key *rk)
 {
 	__u32 zero = 0;
-	struct item_body *c = bpf_map_lookup_elem(&item_copy, &zero);
-	__u32 *slot, kw;
-	if (k->len <= ITEM_SKEY_MAX) {
-		slot = bpf_map_lookup_elem(&item_index_short, k);
-		kw = ITEM_SKEY_WORDS;
-	} else {
-		slot = bpf_map_lookup_elem(&item_index, k);
-		kw = ITEM_KEY_WORDS;
+	struct item_key *k = bpf_map_lookup_elem(&key_scratch, &zero);
+	asm volatile("" : "+r"(kl));
+	if (!k || kl == 0 || kl > ITEM_KEY_MAX)
+		return 0;
+	if (bpf_xdp_load_bytes(ctx, off, k->w, kl + (crlf ? 2 : 0)) != 0)
+		return 0;
+	__u8 *end = (__u8 *)k->w + kl;
+	if (crlf && (end[0] != '\r' || end[1] != '\n'))
+		return 0;
+	__u32 kw = (kl + 7) / 8, tail = kl & 7;
+	if (tail)
+		k->w[(kw - 1) & (ITEM_KEY_WORDS - 1)] &= (1ULL << (tail * 8)) - 1;
+	__u64 h = hash_seed ^ kl, bad = 0;
+	for (int i = 0; i < ITEM_KEY_WORDS; i++) {
+		if (i >= kw)
+			break;
+		__u64 w = k->w[i];
+		h = (h ^ w) * HASH_MUL;
+		h ^= h >> 29;
+		if (plain)
+			bad |= has_byte(w, ' ') | has_byte(w, '\r') | has_byte(w, '\n');
 	}
-	if (!c || !slot) {
+	if (bad)
+		return 0;
+	rk->k = k;
+	rk->h = hash_final(h);
+	rk->kl = kl;
+	rk->kw = kw;
+	return 1;
+}
+
+// What lookup copies of an item's memcached reply (after the metadata).
+enum copy_what {
+	COPY_REPLY,     // the whole reply (memcached get)
+	COPY_DATA,      // the data (Rebound GET)
+	COPY_DATA_CRLF, // the data and the CRLF after it, and the suffix (meta get)
+};
+
+// lookup finds the live item of the key, or counts why not, and returns
+// a per-CPU copy of its metadata and of what of its replies `what` says
+// (at the start of the copy's b).
+static __always_inline struct item_copy *lookup(struct req_key *rk, __u32 op, enum copy_what what)
+{
+	__u32 zero = 0;
+	struct item_copy *c = bpf_map_lookup_elem(&item_copy, &zero);
+	__u32 b = (__u32)rk->h & bucket_mask;
+	struct bucket *bk = bpf_map_lookup_elem(&item_buckets, &b);
+	if (!c || !bk) {
 		count_answer(op, AO_MISS);
 		return 0;
 	}
-	__u32 idx = *slot;
+	__u64 tag = tag_of(rk->h);
+	__u32 idx = NO_SLOT;
+	for (int i = 0; i < BUCKET_WAYS; i++) {
+		__u64 e = *(volatile __u64 *)&bk->e[i];
+		if ((e & ~SLOT_MASK) == tag) {
+			idx = e & SLOT_MASK;
+			break;
+		}
+	}
 	struct item *it = bpf_map_lookup_elem(&items, &idx);
 	if (!it) {
 		count_answer(op, AO_MISS);
 		return 0;
 	}
-	// Copy the slot out between two equal, even readings of its sequence
-	// count: the metadata, the key's words (zero-padded: the short form's
-	// for a short key), the suffix, then the value's.
-	__u64 *from = (void *)&it->b, *to = (void *)c;
-	__u32 seq = __sync_fetch_and_add(&it->seq, 0);
+	// Between two equal, even readings of the slot's sequence count: the
+	// metadata, the key compared in place, then the bytes the reply
+	// takes, four words a round (a few bytes past them, inside the slot).
+	__u32 seq = seq_read(&it->seq);
 	if (seq & 1) {
 		count_answer(op, AO_MISS); // being written: userspace answers
 		return 0;
 	}
+	__u64 *from = (void *)&it->b.m, *to = (void *)&c->m;
 	for (int i = 0; i < ITEM_META_WORDS; i++)
 		to[i] = from[i];
-	for (int i = 0; i < ITEM_KEY_WORDS; i++) {
-		if (i >= kw)
-			break;
-		to[ITEM_META_WORDS + i] = from[ITEM_META_WORDS + i];
-	}
-	for (int i = 0; i < MC_SUFFIX_MAX / 8; i++)
-		to[ITEM_SUFFIX_WORD + i] = from[ITEM_SUFFIX_WORD + i];
-	// Four words a round (a few bytes past the value, inside the slot):
-	// a quarter of the rounds for the verifier to walk through at load.
-	__u32 rounds = (c->len + 31) / 32;
-	for (int i = 0; i < ITEM_VALUE_MAX / 32; i++) {
-		if (i >= rounds)
-			break;
-		__u32 w = ITEM_DATA_WORD + i * 4;
-		to[w] = from[w];
-		to[w + 1] = from[w + 1];
-		to[w + 2] = from[w + 2];
-		to[w + 3] = from[w + 3];
-	}
-	if (__sync_fetch_and_add(&it->seq, 0) != seq) {
-		count_answer(op, AO_MISS);
-		return 0;
-	}
 	// The slot must hold this key (it may have been given to another
-	// since the index was read): compare the zero-padded keys.
-	__u64 diff = 0;
-	__u64 *a = (void *)k, *b = (void *)&c->key;
+	// since the bucket was read): the length and the zero-padded words.
+	__u64 diff = c->m.key_len ^ rk->kl;
 	for (int i = 0; i < ITEM_KEY_WORDS; i++) {
-		if (i >= kw)
+		if (i >= rk->kw)
 			break;
-		diff |= a[i] ^ b[i];
+		diff |= it->b.key.w[i] ^ rk->k->w[i];
 	}
 	if (diff) {
 		count_answer(op, AO_MISS);
 		return 0;
 	}
-	__u64 now = now_ns();
-	if (c->expire_ns && now >= c->expire_ns) {
+	to = (void *)c->b;
+	if (what == COPY_REPLY) {
+		__u32 rounds = (c->m.mc_len + 31) / 32;
+		from = (void *)it->b.mc;
+		for (int i = 0; i < MC_REPLY_ROUNDS; i++) {
+			if (i >= rounds)
+				break;
+			to[i * 4] = from[i * 4];
+			to[i * 4 + 1] = from[i * 4 + 1];
+			to[i * 4 + 2] = from[i * 4 + 2];
+			to[i * 4 + 3] = from[i * 4 + 3];
+		}
+	} else {
+		__u32 head = c->m.mc_head;
+		asm volatile("" : "+r"(head));
+		if (head > MC_HEAD_MAX) {
+			count_answer(op, AO_MISS);
+			return 0;
+		}
+		__u32 rounds = (c->m.len + (what == COPY_DATA_CRLF ? 2 : 0) + 31) / 32;
+		from = (void *)(it->b.mc + head);
+		for (int i = 0; i < MC_DATA_ROUNDS; i++) {
+			if (i >= rounds)
+				break;
+			to[i * 4] = from[i * 4];
+			to[i * 4 + 1] = from[i * 4 + 1];
+			to[i * 4 + 2] = from[i * 4 + 2];
+			to[i * 4 + 3] = from[i * 4 + 3];
+		}
+		if (what == COPY_DATA_CRLF) {
+			__u64 *sf = (void *)it->b.suffix, *st = (void *)c->suffix;
+			for (int i = 0; i < ITEM_SUFFIX_WORDS; i++)
+				st[i] = sf[i];
+		}
+	}
+	if (seq_read(&it->seq) != seq) {
+		count_answer(op, AO_MISS);
+		return 0;
+	}
+	struct flush_vals fv;
+	if (!read_flush(&fv)) {
+		count_answer(op, AO_MISS);
+		return 0;
+	}
+	// The clock only when a deadline needs it.
+	__u64 now = 0;
+	if (c->m.expire_ns || fv.at_clock != NO_FLUSH_AT)
+		now = now_ns();
+	if (c->m.expire_ns && now >= c->m.expire_ns) {
 		count_answer(op, AO_EXPIRED);
 		return 0;
 	}
-	if (flushed(c->cas, c->stored_ns, now)) {
+	if (c->m.cas <= fv.cas || c->m.stored_ns <= fv.past || (now >= fv.at_clock && c->m.stored_ns <= fv.at)) {
 		count_answer(op, AO_MISS);
 		return 0;
 	}
@@ -948,38 +1114,18 @@ static __always_inline __u32 swap16(__u32 s)
 }
 
 // value_tail_sum is the sum, for finish_reply, of what follows the first
-// head payload bytes of a memcached reply: the item's value, then a fixed
-// end of after_sum (its sum from an even offset). The value's sum comes
+// head payload bytes of a meta get reply: the item's data, then a fixed
+// end of after_sum (its sum from an even offset). The data's sum comes
 // with the item; each is turned where it starts at an odd offset (the
 // UDP header before the payload is 8 bytes, even).
-static __always_inline __u32 value_tail_sum(struct item_body *it, __u32 head, __u32 after_sum)
+static __always_inline __u32 value_tail_sum(struct item_meta *m, __u32 head, __u32 after_sum)
 {
-	__u32 v = it->data_sum;
+	__u32 v = m->data_sum;
 	if (head & 1)
 		v = swap16(v);
-	if ((head + it->len) & 1)
+	if ((head + m->len) & 1)
 		after_sum = swap16(after_sum);
 	return v + after_sum;
-}
-
-// read_key reads the key of a request (kl bytes, 1 to ITEM_KEY_MAX, at
-// frame offset off) into the per-CPU scratch, as the index takes it: its
-// length, its bytes, zeros after them as far as the form the lookup
-// compares (struct item_skey for a short key). It returns the scratch, or
-// 0.
-static __always_inline struct item_key *read_key(struct xdp_md *ctx, __u32 off, __u64 kl)
-{
-	__u32 zero = 0;
-	struct item_key *k = bpf_map_lookup_elem(&key_scratch, &zero);
-	asm volatile("" : "+r"(kl));
-	if (!k || kl == 0 || kl > ITEM_KEY_MAX)
-		return 0;
-	if (kl <= ITEM_SKEY_MAX)
-		__builtin_memset(k, 0, sizeof(struct item_skey));
-	else
-		__builtin_memset(k, 0, sizeof(*k));
-	k->len = kl;
-	return bpf_xdp_load_bytes(ctx, off, k->b, kl) == 0 ? k : 0;
 }
 
 // mc_frame_header makes the memcached frame header of the request at
@@ -1115,13 +1261,13 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 	__u32 kl = msg[REBOUND_HEADER_LEN];
 	if (kl == 0 || kl > ITEM_KEY_MAX || 1 + kl > len)
 		return 0;
-	struct item_key *k = read_key(ctx, poff + REBOUND_HEADER_LEN + 1, kl);
-	if (!k)
+	struct req_key rk;
+	if (!read_key(ctx, poff + REBOUND_HEADER_LEN + 1, kl, 0, 0, &rk))
 		return 0;
-	struct item_body *it = lookup(k, cfg, AOP_GET);
+	struct item_copy *it = lookup(&rk, AOP_GET, COPY_DATA);
 	if (!it)
 		return 0;
-	__u32 vlen = it->len;
+	__u32 vlen = it->m.len;
 	if (vlen > ITEM_VALUE_MAX)
 		return 0;
 	__u32 rlen = REBOUND_HEADER_LEN + vlen;
@@ -1136,26 +1282,12 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 	msg[3] = FLAG_RESPONSE;
 	msg[8] = vlen >> 8;
 	msg[9] = vlen;
-	if (vlen > 0 && !store(ctx, poff + REBOUND_HEADER_LEN, it->data, vlen, ITEM_VALUE_MAX))
+	if (vlen > 0 && !store(ctx, poff + REBOUND_HEADER_LEN, it->b, vlen, ITEM_VALUE_MAX))
 		return -1;
 	// The value starts 8 + 12 bytes into the UDP header: an even offset.
-	if (!finish_reply(ctx, lo, rlen, REBOUND_HEADER_LEN, it->data_sum))
+	if (!finish_reply(ctx, lo, rlen, REBOUND_HEADER_LEN, it->m.data_sum))
 		return -1;
 	count_answer(AOP_GET, AO_HIT);
-	return 1;
-}
-
-// plain_key reports whether the key holds no space, CR or LF: one key,
-// as the Go parser splits on spaces and lines (a stray CR is left to it).
-static __always_inline int plain_key(struct item_key *k, __u32 kl)
-{
-	for (int i = 0; i < ITEM_KEY_MAX; i++) {
-		if (i >= kl)
-			break;
-		__u8 c = k->b[i];
-		if (c == ' ' || c == '\r' || c == '\n')
-			return 0;
-	}
 	return 1;
 }
 
@@ -1194,14 +1326,14 @@ __noinline int answer_mg(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u
 	if (rest < tl + 1 || rest - tl > ITEM_KEY_MAX)
 		return 0;
 	__u32 kl = rest - tl;
-	struct item_key *k = read_key(ctx, poff + MEMCACHE_HEADER_LEN + 3, kl);
-	if (!k || !plain_key(k, kl))
+	struct req_key rk;
+	if (!read_key(ctx, poff + MEMCACHE_HEADER_LEN + 3, kl, 0, 1, &rk))
 		return 0;
-	struct item_body *it = lookup(k, cfg, AOP_MC_MG);
+	struct item_copy *it = lookup(&rk, AOP_MC_MG, COPY_DATA_CRLF);
 	if (!it)
 		return 0;
-	__u32 vlen = it->len;
-	__u32 slen = it->suffix_len;
+	__u32 vlen = it->m.len;
+	__u32 slen = it->m.suffix_len;
 	if (vlen > ITEM_VALUE_MAX || slen > MC_SUFFIX_MAX || slen < 6)
 		return 0;
 	// The suffix is " <flags> <bytes>\r\n": flags from 1 to the second
@@ -1248,11 +1380,10 @@ __noinline int answer_mg(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u
 	off += 2;
 	__u32 tail = 0;
 	if (want_v) {
-		if (vlen > 0 && !store(ctx, off, it->data, vlen, ITEM_VALUE_MAX))
+		// The data and the CRLF after it, as the item's memcached reply has them.
+		if (!store(ctx, off, it->b, vlen + 2, ITEM_VALUE_MAX + 2))
 			return -1;
-		if (!store(ctx, off + vlen, "\r\n", 2, 2))
-			return -1;
-		tail = value_tail_sum(it, head, 0x0a0d); // CRLF
+		tail = value_tail_sum(&it->m, head, 0x0a0d); // CRLF
 	}
 	if (!finish_reply(ctx, lo, rlen, want_v ? head : rlen, tail))
 		return -1;
@@ -1281,21 +1412,17 @@ __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ule
 	if (cmd[0] != 'g' || cmd[1] != 'e' || cmd[2] != 't' || cmd[3] != ' ')
 		return 0;
 	__u32 koff = poff + MEMCACHE_HEADER_LEN + 4;
-	struct item_key *k = read_key(ctx, koff, kl);
-	if (!k || !plain_key(k, kl))
+	// The key and the CRLF after it.
+	struct req_key rk;
+	if (!read_key(ctx, koff, kl, 1, 1, &rk))
 		return 0;
-	__u8 crlf[2];
-	if (bpf_xdp_load_bytes(ctx, koff + kl, crlf, 2) != 0 || crlf[0] != '\r' || crlf[1] != '\n')
-		return 0;
-	struct item_body *it = lookup(k, cfg, AOP_MC_GET);
+	struct item_copy *it = lookup(&rk, AOP_MC_GET, COPY_REPLY);
 	if (!it)
 		return 0;
-	__u32 vlen = it->len;
-	__u32 slen = it->suffix_len;
-	if (vlen > ITEM_VALUE_MAX || slen > MC_SUFFIX_MAX || slen == 0)
+	// "VALUE " key suffix data "\r\nEND\r\n", whole in the item.
+	__u32 mlen = it->m.mc_len;
+	if (mlen == 0 || mlen > sizeof(it->b))
 		return 0;
-	// "VALUE " key suffix data "\r\nEND\r\n"
-	__u32 mlen = 6 + kl + slen + vlen + 7;
 	__u32 rlen = MEMCACHE_HEADER_LEN + mlen;
 	if (mlen > MC_UDP_MAX_PAYLOAD) {
 		count_answer(AOP_MC_GET, AO_TOO_LARGE);
@@ -1304,25 +1431,10 @@ __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ule
 	int r = begin_reply(ctx, lo, cfg, AOP_MC_GET, rlen, MEMCACHE_HEADER_LEN);
 	if (r <= 0)
 		return r;
-	if (!mc_frame_header(ctx, poff) || !store(ctx, poff + MEMCACHE_HEADER_LEN, "VALUE ", 6, 6))
+	if (!mc_frame_header(ctx, poff) || !store(ctx, poff + MEMCACHE_HEADER_LEN, it->b, mlen, sizeof(it->b)))
 		return -1;
-	__u32 off = koff + 2;
-	if (!store(ctx, off, k->b, kl, ITEM_KEY_MAX))
-		return -1;
-	off += kl;
-	if (!store(ctx, off, it->suffix, slen, MC_SUFFIX_MAX))
-		return -1;
-	off += slen;
-	if (vlen > 0 && !store(ctx, off, it->data, vlen, ITEM_VALUE_MAX))
-		return -1;
-	off += vlen;
-	if (!store(ctx, off, "\r\nEND\r\n", 7, 7))
-		return -1;
-	// "\r\nEND\r\n" as 16-bit words in memory order from an even offset:
-	// 0x0a0d + 0x4e45 + 0x0d44 + 0x000a.
-	__u32 head = MEMCACHE_HEADER_LEN + 6 + kl + slen;
-	__u32 tail = value_tail_sum(it, head, fold16(0x0a0d + 0x4e45 + 0x0d44 + 0x000a));
-	if (!finish_reply(ctx, lo, rlen, head, tail))
+	// The reply starts 8 + 8 bytes into the UDP header: an even offset.
+	if (!finish_reply(ctx, lo, rlen, MEMCACHE_HEADER_LEN, it->m.mc_sum))
 		return -1;
 	count_answer(AOP_MC_GET, AO_HIT);
 	return 1;
