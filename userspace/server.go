@@ -274,6 +274,9 @@ func (s *Server) udpOff() string {
 	if s.cfg.TLS != nil {
 		return "UDP is off: TLS is required on TCP (--tls-cert), and UDP cannot be encrypted"
 	}
+	if s.cfg.Memcache != nil && s.cfg.Memcache.AuthRequired() {
+		return "UDP is off: memcached authentication is required (--auth-file), and UDP has no login"
+	}
 	return ""
 }
 

@@ -62,6 +62,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	tlsCert := fs.String("tls-cert", "", "TLS on every TCP listener, as memcached's -Z: the server's certificate chain (PEM `FILE`); UDP is then off (it cannot be encrypted); SIGHUP re-reads the files")
 	tlsKey := fs.String("tls-key", "", "the private key of --tls-cert (PEM `FILE`)")
 	tlsCA := fs.String("tls-ca", "", "with --tls-cert: clients must present a certificate signed by a CA in this PEM `FILE` (memcached's ssl_verify_mode=2 and ssl_ca_cert)")
+	authFile := fs.String("auth-file", "", "memcached's port requires a login, as memcached's -Y: `FILE` of user:password lines; text clients log in with a set whose data is \"user password\", binary clients through SASL PLAIN; UDP is then off (it has no login); SIGHUP re-reads the file")
 	configPath := fs.String("config", "", "read settings from a TOML `FILE` (keys are these flags' names with _ for -; flags given here win); SIGHUP reloads its allow_src, trust_src, listen and memcache_listen")
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
@@ -151,12 +152,22 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	svc := userspace.NewService(userspace.ServiceConfig{Store: st, MaxValue: *maxValue})
 	var srv *userspace.Server
 	var mch *mcserve.Handler
+	var mcAuth *mcserve.Auth
+	if *authFile != "" {
+		if *mcListen == "" {
+			return fail(exitUsage, "--auth-file needs memcached's port (--memcache-listen)")
+		}
+		if mcAuth, err = mcserve.LoadAuth(*authFile); err != nil {
+			return fail(exitUsage, "--auth-file: %v", err)
+		}
+		log.Info("memcached authentication required: UDP is off, as it has no login", "file", *authFile, "users", mcAuth.Users())
+	}
 	if *mcListen != "" {
 		threads := *workers
 		if threads <= 0 {
 			threads = runtime.NumCPU()
 		}
-		mch = mcserve.New(mcserve.Config{Store: st, MaxItemSize: itemMax, Threads: threads,
+		mch = mcserve.New(mcserve.Config{Store: st, MaxItemSize: itemMax, Threads: threads, Auth: mcAuth,
 			Conns:        func() (uint64, uint64) { return srv.MemcacheConns() },
 			AnsweredGets: func() (uint64, uint64) { return srv.AnsweredMemcacheGets() }})
 	}
@@ -264,7 +275,14 @@ wait:
 					logTLS(log, "SIGHUP: reloaded TLS", tlsSetup)
 				}
 			}
-			if *configPath != "" || tlsSetup == nil {
+			if mcAuth != nil {
+				if err := mcAuth.Reload(); err != nil {
+					log.Error("SIGHUP: auth file not reloaded: the users in force stay", "err", err)
+				} else {
+					log.Info("SIGHUP: reloaded the auth file", "file", mcAuth.Path(), "users", mcAuth.Users())
+				}
+			}
+			if *configPath != "" || (tlsSetup == nil && mcAuth == nil) {
 				reload(log, srv, fs, *configPath, onCommandLine)
 			}
 		}

@@ -29,9 +29,8 @@ import (
 const saslMechs = "PLAIN"
 
 const (
-	loginMaxData = 16384 // MAX_AUTH_REQ_LEN
+	loginMaxData = 16384 // MAX_AUTH_REQ_LEN (memcached after 1.6.18; 1.6.18 has no bound)
 	loginMaxLine = 2048  // a longer line without a newline is junk: close
-	loginMinLine = 6     // MIN_AUTH_REQ_LEN
 )
 
 // Auth holds the credentials of an auth file; Reload re-reads it. It is
@@ -115,12 +114,14 @@ func (a *Auth) Check(user, pass []byte) bool {
 func (h *Handler) AuthRequired() bool { return h.cfg.Auth != nil }
 
 // textLogin serves a text connection before its login, one step at a time:
-// the "set" line, then its data block. It returns what it consumed of b,
-// or need > 0 (nothing consumed), or close.
+// the "set" line, then its data block, as memcached 1.6.18 reads them
+// (tokens split on spaces; the line's '\r' stays on its last token; the
+// data's first two tokens are the user and the password). It returns what
+// it consumed of b, or need > 0 (nothing consumed), or close.
 func (c *Conn) textLogin(b, out []byte) (consumed int, out2 []byte, need int, close bool) {
 	if c.loginData == 0 {
-		if len(b) < 3 {
-			return 0, out, 3, false
+		if len(b) < 2 {
+			return 0, out, 2, false
 		}
 		el := bytes.IndexByte(b, '\n')
 		if el < 0 {
@@ -129,18 +130,14 @@ func (c *Conn) textLogin(b, out []byte) (consumed int, out2 []byte, need int, cl
 			}
 			return 0, out, len(b) + 1, false
 		}
-		if el < loginMinLine {
-			return len(b), out, 0, true
-		}
-		line := bytes.TrimSuffix(b[:el], []byte("\r"))
 		consumed = el + 1
-		toks := bytes.Fields(line)
+		toks := spaceTokens(b[:el])
 		var size uint64
 		var err error
 		if len(toks) >= 5 {
-			size, err = strconv.ParseUint(string(toks[4]), 10, 32)
+			size, err = strconv.ParseUint(string(bytes.TrimRight(toks[4], "\r")), 10, 32)
 		}
-		if len(toks) < 5 || !bytes.HasPrefix(line, []byte("set")) || err != nil {
+		if len(toks) < 5 || string(toks[0]) != "set" || err != nil {
 			return consumed, append(out, "CLIENT_ERROR unauthenticated\r\n"...), 0, false
 		}
 		if size > loginMaxData {
@@ -161,21 +158,38 @@ func (c *Conn) textLogin(b, out []byte) (consumed int, out2 []byte, need int, cl
 	if !bytes.HasSuffix(data, []byte("\r\n")) {
 		return consumed, append(out, "CLIENT_ERROR bad command line termination\r\n"...), 0, false
 	}
-	mid := bytes.IndexByte(data, ' ')
-	if mid < 0 {
+	toks := spaceTokens(data[:len(data)-2])
+	if len(toks) < 2 {
 		return consumed, append(out, "CLIENT_ERROR bad authentication token format\r\n"...), 0, false
 	}
-	if c.h.cfg.Auth.Check(data[:mid], data[mid+1:len(data)-2]) {
+	if c.h.cfg.Auth.Check(toks[0], toks[1]) {
 		c.authed = true
 		return consumed, append(out, mc.ReplyStored...), 0, false
 	}
 	return consumed, append(out, "CLIENT_ERROR authentication failure\r\n"...), 0, false
 }
 
+// spaceTokens splits b on runs of spaces (only spaces, as memcached's
+// tokenize_command), keeping at most the first five tokens.
+func spaceTokens(b []byte) [][]byte {
+	var toks [][]byte
+	for len(b) > 0 && len(toks) < 5 {
+		b = bytes.TrimLeft(b, " ")
+		if len(b) == 0 {
+			break
+		}
+		tok, rest, _ := bytes.Cut(b, []byte(" "))
+		toks = append(toks, tok)
+		b = rest
+	}
+	return toks
+}
+
 // saslCommand runs SASL auth and step with the PLAIN mechanism: its data
 // is "authzid NUL user NUL password" (authzid empty or the user). PLAIN
 // with no data asks for it (auth continue), and the step brings it.
 func (c *Conn) saslCommand(hdr mc.BinaryHeader, mech, data, out []byte) []byte {
+	c.authed = false // every SASL command starts over, as memcached's init_sasl_conn
 	switch {
 	case hdr.Op == mc.OpSASLStep && !c.saslPending:
 		c.saslPending = false

@@ -221,6 +221,7 @@ func (c *Conn) binCommand(hdr mc.BinaryHeader, b, out []byte, now time.Time) (in
 			c.swallow = bodyLen - keyLen
 			return keyEnd, mc.AppendBinaryError(out, hdr, mc.StatusUnknownCommand), false
 		}
+		c.authed = false // as memcached's init_sasl_conn: a new login starts
 		return keyEnd, mc.AppendBinaryResponse(out, hdr, mc.StatusOK, 0, nil, nil, []byte(saslMechs)), false
 	case mc.OpSASLAuth, mc.OpSASLStep:
 		if extLen != 0 || keyLen == 0 {
