@@ -5,8 +5,7 @@
 #   scripts/bench.sh            full report (about 2 minutes)
 #   scripts/bench.sh --demo     xdp vs udp only, 5 seconds each (make demo)
 #   scripts/bench.sh --memcache only the comparison with memcached (about 2 minutes)
-#   scripts/bench.sh --scale    replies/s and per server core against queues, rebound's modes and
-#                               memcached -t Q (scripts/scale.sh: results/scale-*.json and .svg)
+#   scripts/bench.sh --tls      only TLS against plain TCP, beside memcached -Z (about a minute)
 #
 # Needs root (namespaces, XDP). Without root, --demo serves in udp mode on
 # loopback and says why. The server runs on CPU 1 and the load generator on
@@ -27,13 +26,13 @@
 # bound would otherwise refuse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# --scale: the scaling report against queues (scripts/scale.sh says how).
-[ "${1:-}" = "--scale" ] && exec scripts/scale.sh "${@:2}"
 
 DEMO=0
 MC_ONLY=0
 [ "${1:-}" = "--demo" ] && DEMO=1
 [ "${1:-}" = "--memcache" ] && MC_ONLY=1
+TLS_ONLY=0
+[ "${1:-}" = "--tls" ] && TLS_ONLY=1
 DURATION=${DURATION:-5}
 WINDOW=${WINDOW:-256}
 LAT_WINDOW=${LAT_WINDOW:-32}
@@ -252,6 +251,109 @@ for name, transport, r in rows:
 EOF
 }
 
+# TLS on TCP: memcached's protocol (the memcache report's load, TCP only)
+# against memcached and 'rebound serve --mode udp', each in plain TCP and
+# with TLS (memcached -Z; rebound --tls-cert, UDP then off), the servers
+# alternated MC_ROUNDS times. A self-signed P-256 certificate is made for
+# the run (openssl); the bench does not check it (no --tls-ca), and no
+# client certificate is asked for. Every connection shakes hands once, before
+# the measured time: the figures are TLS's cost per request, not per handshake.
+start_tls_server() { # memcached|rebound plain|tls
+	local what=$1 sec=$2 extra=() probe=()
+	if [ "$sec" = tls ]; then
+		probe=(--tls)
+		if [ "$what" = memcached ]; then
+			extra=(-Z -o "ssl_chain_cert=$TLS_DIR/cert.pem,ssl_key=$TLS_DIR/key.pem")
+		else
+			extra=(--tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem")
+		fi
+	fi
+	if [ "$what" = memcached ]; then
+		ip netns exec "$LAB_PREFIX-srv" taskset -c "$SRV_CPU" "$MEMCACHED" -U 0 -p $MC_PORT -t 1 -l 198.18.0.2 -u root "${extra[@]}" \
+			2>"$RESULTS/server.log" &
+	else
+		ip netns exec "$LAB_PREFIX-srv" taskset -c "$SRV_CPU" "$BIN" serve --mode udp --listen ":$PORT" --memcache-listen ":$MC_PORT" \
+			--log-level warn --workers 1 "${extra[@]}" 2>"$RESULTS/server.log" &
+	fi
+	SRV_PID=$!
+	for _ in $(seq 50); do
+		ip netns exec "$LAB_PREFIX-cli" "$BIN" bench --protocol memcache --target "$MC_TARGET" --transport tcp "${probe[@]}" \
+			--op get --keys 1 --duration 100ms --warmup 0s --timeout 100ms --quiet >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	echo "bench: $what ($sec) did not answer memcached's protocol over TCP; its log:" >&2
+	cat "$RESULTS/server.log" >&2
+	return 1
+}
+
+tls_report() {
+	if ! command -v "$MEMCACHED" >/dev/null || ! command -v openssl >/dev/null; then
+		echo "bench: no memcached ($MEMCACHED) or no openssl: the TLS comparison is skipped" >&2
+		return 0
+	fi
+	TLS_DIR="$RESULTS/tls"
+	mkdir -p "$TLS_DIR"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=rebound-bench \
+		-addext "subjectAltName=IP:198.18.0.2" -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" 2>/dev/null
+	local round what sec tls=()
+	rm -f "$RESULTS"/tls-*.json
+	for round in $(seq "$MC_ROUNDS"); do
+		for what in memcached rebound; do
+			for sec in plain tls; do
+				start_tls_server "$what" "$sec" || return 1
+				tls=()
+				[ "$sec" = tls ] && tls=(--tls)
+				ip netns exec "$LAB_PREFIX-cli" taskset -c "$CLI_CPU" "$BIN" bench --protocol memcache --target "$MC_TARGET" \
+					--transport tcp "${tls[@]}" --connections 4 --window $((WINDOW / 4)) --op mix=get:90,set:10 --keys "$MC_KEYS" \
+					--key-size 32 --value-size 64 --duration "${DURATION}s" --warmup 1s --quiet --json --server-pid "$SRV_PID" \
+					>"$RESULTS/tls-$what-$sec-$round.json" || echo "bench: TLS bench $what $sec: exit $?" >&2
+				stop_server
+			done
+		done
+	done
+	echo
+	echo "TLS on TCP, memcached's protocol on the veth lab: $("$MEMCACHED" -V) ('-t 1', plain and '-Z') against 'rebound serve"
+	echo "--mode udp --workers 1' (plain and --tls-cert), each on CPU $SRV_CPU; 'rebound bench --protocol memcache --transport tcp"
+	echo "[--tls]' on CPU $CLI_CPU: 4 connections x $((WINDOW / 4)) in flight, 90% get / 10% set, 32-byte keys ($MC_KEYS), 64-byte"
+	echo "values, ${DURATION}s runs, alternated $MC_ROUNDS times (figures: the mean of the rounds); a P-256 certificate, TLS 1.3."
+	echo
+	python3 - "$RESULTS" "$MC_ROUNDS" <<'EOF'
+import json, os, sys
+results, rounds = sys.argv[1], int(sys.argv[2])
+rows = {}
+for what in ("memcached", "rebound"):
+    for sec in ("plain", "tls"):
+        runs = []
+        for r in range(1, rounds + 1):
+            try:
+                runs.append(json.load(open(os.path.join(results, f"tls-{what}-{sec}-{r}.json"))))
+            except (OSError, ValueError):
+                pass
+        mean = lambda k: sum(float(d.get(k) or 0) for d in runs) / len(runs)
+        rows[(what, sec)] = dict(tput=mean("throughput"), p50=mean("p50_us"), p99=mean("p99_us"), cpu=mean("server_cpu"),
+                                 bad=sum(int(d.get("bad") or 0) for d in runs)) if runs else None
+names = {"memcached": "memcached 1.6", "rebound": "rebound udp mode"}
+print("| server | TCP | replies/s | p50 | p99 | server CPU | bad | vs plain TCP | vs memcached, same TCP |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+for (what, sec), r in rows.items():
+    label = "TLS (-Z)" if sec == "tls" and what == "memcached" else ("TLS (--tls-cert)" if sec == "tls" else "plain")
+    if r is None:
+        print(f"| {names[what]} | {label} | no result | | | | | | |")
+        continue
+    plain, mc = rows.get((what, "plain")), rows.get(("memcached", sec))
+    vs_plain = f"{r['tput']/plain['tput']:.2f}x" if plain and plain["tput"] else "-"
+    vs_mc = f"{r['tput']/mc['tput']:.2f}x" if mc and mc["tput"] else "-"
+    print(f"| {names[what]} | {label} | {r['tput']:,.0f} | {r['p50']:.0f} us | {r['p99']:.0f} us | {r['cpu']*100:.0f}% | {r['bad']} | {vs_plain} | {vs_mc} |")
+EOF
+}
+
+if [ $TLS_ONLY = 1 ]; then
+	tls_report
+	echo
+	echo "Raw JSON per run: $RESULTS/tls-*.json"
+	exit 0
+fi
+
 if [ $MC_ONLY = 1 ]; then
 	memcache_report
 	echo
@@ -300,5 +402,6 @@ echo "Allocations on the hot paths (go test -bench, one run):"
 go test -run '^$' -bench 'BenchmarkPing|BenchmarkServe' -benchmem -benchtime 20000x ./codec ./userspace 2>/dev/null |
 	awk '/^Benchmark/ {printf "  %-40s %10s ns/op  %s allocs/op\n", $1, $3, $(NF-1)}'
 [ $DEMO = 1 ] || memcache_report
+[ $DEMO = 1 ] || tls_report
 echo
 echo "Raw JSON per run: $RESULTS/"
