@@ -33,6 +33,11 @@ func TestBenchMemcacheUsage(t *testing.T) {
 		{"bench", "--protocol", "memcache", "--op", "ping"},
 		{"bench", "--protocol", "memcache", "--op", "mix=get:50,del:50"},
 		{"bench", "--protocol", "redis"},
+		{"bench", "--queues", "2"},                                                          // queues are AF_XDP's
+		{"bench", "--transport", "xdp", "--iface", "lo", "--queues", "0"},                   // at least one
+		{"bench", "--transport", "xdp", "--iface", "lo", "--queues", "2", "--workers", "3"}, // a flow per queue
+		{"bench", "--cpus", "1-0"},
+		{"bench", "--cpus", "1023"}, // not a CPU this process may use
 	} {
 		var out, errb bytes.Buffer
 		if code := run(args, &out, &errb); code != exitUsage || !strings.Contains(errb.String(), "--") {
