@@ -50,11 +50,12 @@ throughput, p50/p90/p99/p99.9/max latency from an HDR histogram, and GET
 hits, misses and bad replies. With --hist FILE, the latency percentile
 spectrum as text (HdrHistogram's, in µs) and as a plot (FILE.svg); with
 --plot OUT.svg NAME=FILE..., no load: the spectra saved earlier, one curve
-each, in one plot:
+each, in one plot (--log-y: latency on a log scale, for curves whose tails
+are orders of magnitude apart):
 
   rebound bench --target 127.0.0.1:7000 --hist udp.hist      # udp.hist and udp.svg
   rebound bench --plot both.svg --title "PING, 32 in flight" udp=udp.hist tcp=tcp.hist
-`
+` + traceExamples
 
 func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("bench", "bench --target HOST:PORT [flags]", benchExamples, stderr)
@@ -80,6 +81,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	histFile := fs.String("hist", "", "write the latency percentile spectrum to `FILE` (HdrHistogram text) and its plot beside it (FILE with .svg for its extension)")
 	plotFile := fs.String("plot", "", "draw no load: plot the NAME=HISTFILE arguments (files written by --hist) together into `SVG`")
 	plotTitle := fs.String("title", "", "with --plot: the plot's `TITLE`")
+	logY := fs.Bool("log-y", false, "plots (--hist, --plot): latency on a log scale of whole decades, not a linear one from 0")
 	serverPid := fs.Int("server-pid", 0, "report the CPU time of this process over the measured period")
 	quiet := fs.Bool("quiet", false, "no live line")
 	useTLS := fs.Bool("tls", false, "with --transport tcp: TLS on every connection (a server with --tls-cert, memcached -Z); the server's certificate is not checked unless --tls-ca is given")
@@ -87,11 +89,16 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	tlsCert := fs.String("tls-cert", "", "with --tls: present this client certificate (PEM `FILE`; --tls-key with it)")
 	tlsKey := fs.String("tls-key", "", "the private key of --tls-cert (PEM `FILE`)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load generator to `FILE` (go tool pprof)")
+	traceMode := fs.String("trace", "", "no timed load: `MODE` zipf replays a seeded cache-aside trace and reports hit ratios; fill stores --keys items and reports items and RSS per item (memcached's protocol over TCP)")
+	traceOpts := addTraceFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
 	}
+	if *traceMode != "" {
+		return traceCmd(fs, *traceMode, traceOpts, stdout, stderr)
+	}
 	if *plotFile != "" {
-		return plotCmd(*plotFile, *plotTitle, fs.Args(), stderr)
+		return plotCmd(*plotFile, *plotTitle, *logY, fs.Args(), stderr)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "rebound bench: unexpected arguments %q (NAME=HISTFILE arguments go with --plot)\n", fs.Args())
@@ -225,7 +232,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		if err == nil {
 			title := fmt.Sprintf("%s (%s over %s), op %s, %.0f replies/s", *target, proto, *transport, *op, res.Throughput)
-			err = writeSpectrum(svgName(*histFile), title, svgplot.Series{Name: *target, Points: spectrum(res.Hist)})
+			err = writeSpectrum(svgName(*histFile), title, *logY, svgplot.Series{Name: *target, Points: spectrum(res.Hist)})
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "rebound bench: --hist: %v\n", err)
@@ -302,18 +309,18 @@ func spectrum(h *hdrhistogram.Histogram) []svgplot.Point {
 }
 
 // writeSpectrum draws the series into the SVG file name.
-func writeSpectrum(name, title string, series ...svgplot.Series) error {
+func writeSpectrum(name, title string, logY bool, series ...svgplot.Series) error {
 	f, err := os.Create(name)
 	if err != nil {
 		return err
 	}
-	plot := svgplot.Spectrum{Title: title, Unit: "µs", Series: series}
+	plot := svgplot.Spectrum{Title: title, Unit: "µs", LogY: logY, Series: series}
 	return errors.Join(plot.Render(f), f.Close())
 }
 
 // plotCmd is 'rebound bench --plot SVG NAME=HISTFILE...': the curves of
 // earlier runs in one picture (make bench draws every mode's).
-func plotCmd(out, title string, args []string, stderr io.Writer) int {
+func plotCmd(out, title string, logY bool, args []string, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, "rebound bench: --plot: name at least one NAME=HISTFILE (a file written by --hist)")
 		return exitUsage
@@ -338,7 +345,7 @@ func plotCmd(out, title string, args []string, stderr io.Writer) int {
 		}
 		series = append(series, svgplot.Series{Name: name, Points: pts})
 	}
-	if err := writeSpectrum(out, title, series...); err != nil {
+	if err := writeSpectrum(out, title, logY, series...); err != nil {
 		fmt.Fprintf(stderr, "rebound bench: --plot: %v\n", err)
 		return exitFailure
 	}
