@@ -71,7 +71,7 @@ func TestBenchHistPlot(t *testing.T) {
 
 	var out, errb bytes.Buffer
 	both := filepath.Join(dir, "both.svg")
-	code := run([]string{"bench", "--plot", both, "--title", "two runs", "first=" + filepath.Join(dir, "a.hist"),
+	code := run([]string{"bench", "--plot", both, "--log-y", "--title", "two runs", "first=" + filepath.Join(dir, "a.hist"),
 		"second=" + filepath.Join(dir, "b.hist")}, &out, &errb)
 	if code != exitOK {
 		t.Fatalf("bench --plot: exit %d: %s", code, errb.String())
@@ -80,8 +80,8 @@ func TestBenchHistPlot(t *testing.T) {
 	if len(got) != 2 || got["first"] != len(pts) || got["second"] == 0 {
 		t.Fatalf("both.svg series %v, want first (%d points) and second", got, len(pts))
 	}
-	if b, _ := os.ReadFile(both); !bytes.Contains(b, []byte("two runs")) {
-		t.Error("both.svg has no title")
+	if b, _ := os.ReadFile(both); !bytes.Contains(b, []byte("two runs")) || !bytes.Contains(b, []byte("log scale")) {
+		t.Error("both.svg has no title, or its latency axis is not on a log scale (--log-y)")
 	}
 
 	for _, c := range []struct {

@@ -26,12 +26,16 @@ type Series struct {
 }
 
 // Spectrum is a percentile spectrum plot. The zero Width and Height mean
-// 800 by 480; Unit labels the latency axis (e.g. "µs").
+// 800 by 480; Unit labels the latency axis (e.g. "µs"). The latency axis
+// is linear from 0, as HdrHistogram's plotter draws it, or with LogY a
+// log scale of whole decades, for curves whose tails are orders of
+// magnitude apart (values at or below 0 are drawn at its bottom).
 type Spectrum struct {
 	Title  string
 	Unit   string
 	Width  int
 	Height int
+	LogY   bool
 	Series []Series
 }
 
@@ -65,14 +69,17 @@ func (s *Spectrum) Render(w io.Writer) error {
 	if height <= 0 {
 		height = 480
 	}
-	decades, top, n := 1, 0.0, 0
+	decades, top, bottom, n := 1, 0.0, math.Inf(1), 0
 	for _, ser := range s.Series {
 		for _, p := range ser.Points {
-			if math.IsNaN(p.Value) || math.IsNaN(p.Percentile) {
-				return fmt.Errorf("svgplot: series %q: NaN point", ser.Name)
+			if math.IsNaN(p.Value) || math.IsNaN(p.Percentile) || math.IsInf(p.Value, 0) {
+				return fmt.Errorf("svgplot: series %q: NaN or infinite point", ser.Name)
 			}
 			n++
 			top = math.Max(top, p.Value)
+			if p.Value > 0 {
+				bottom = math.Min(bottom, p.Value)
+			}
 			if x := inverse(p.Percentile); !math.IsInf(x, 1) {
 				decades = max(decades, int(math.Ceil(math.Log10(x)-1e-9)))
 			}
@@ -82,12 +89,33 @@ func (s *Spectrum) Render(w io.Writer) error {
 		return ErrNoPoints
 	}
 	decades = min(decades, maxDecades)
-	step := niceStep(top)
-	yTicks := int(math.Ceil(top/step - 1e-9))
-	if yTicks == 0 {
-		yTicks = 1
+	// The latency axis: its ticks, and where a value goes (0 bottom, 1 top).
+	var ticks []float64
+	var frac func(v float64) float64
+	if s.LogY {
+		if math.IsInf(bottom, 1) {
+			bottom = 1
+		}
+		lo := math.Floor(math.Log10(bottom))
+		hi := math.Max(math.Ceil(math.Log10(math.Max(top, bottom))), lo+1)
+		for e := lo; e <= hi; e++ {
+			ticks = append(ticks, math.Pow(10, e))
+		}
+		frac = func(v float64) float64 {
+			if v <= 0 {
+				return 0
+			}
+			return math.Max(0, (math.Log10(v)-lo)/(hi-lo))
+		}
+	} else {
+		step := niceStep(top)
+		k := max(int(math.Ceil(top/step-1e-9)), 1)
+		for i := 0; i <= k; i++ {
+			ticks = append(ticks, step*float64(i))
+		}
+		yMax := ticks[k]
+		frac = func(v float64) float64 { return v / yMax }
 	}
-	yMax := step * float64(yTicks)
 
 	legendH := legendRow * len(s.Series)
 	plotW := float64(width - marginLeft - marginRight)
@@ -103,7 +131,7 @@ func (s *Spectrum) Render(w io.Writer) error {
 		}
 		return x0 + plotW*math.Max(d, 0)/float64(decades)
 	}
-	yOf := func(v float64) float64 { return y0 - plotH*v/yMax }
+	yOf := func(v float64) float64 { return y0 - plotH*frac(v) }
 
 	b := bufio.NewWriter(w)
 	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n",
@@ -123,15 +151,19 @@ func (s *Spectrum) Render(w io.Writer) error {
 	fmt.Fprintf(b, "</g>\n")
 	// Latency axis.
 	fmt.Fprintf(b, `<g class="axis y">`+"\n")
-	for i := 0; i <= yTicks; i++ {
-		v := step * float64(i)
+	for _, v := range ticks {
 		y := yOf(v)
 		fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#dddddd"/>`+"\n", x0, y, x0+plotW, y)
 		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="end">%s</text>`+"\n", x0-6, y+4, strconv.FormatFloat(v, 'f', -1, 64))
 	}
 	label := "latency"
-	if s.Unit != "" {
+	switch {
+	case s.Unit != "" && s.LogY:
+		label += " (" + s.Unit + ", log scale)"
+	case s.Unit != "":
 		label += " (" + s.Unit + ")"
+	case s.LogY:
+		label += " (log scale)"
 	}
 	fmt.Fprintf(b, `<text class="label" x="16" y="%.1f" text-anchor="middle" transform="rotate(-90 16 %.1f)">%s</text>`+"\n",
 		y0-plotH/2, y0-plotH/2, esc(label))

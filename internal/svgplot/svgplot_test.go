@@ -213,6 +213,43 @@ func TestSpectrumAxesAndSeries(t *testing.T) {
 	}
 }
 
+// TestSpectrumLogY: with LogY the latency axis has a tick per decade,
+// evenly spaced, and each point sits at its value's place between them.
+func TestSpectrumLogY(t *testing.T) {
+	s := &svgplot.Spectrum{Unit: "µs", LogY: true, Series: []svgplot.Series{
+		{Name: "fast", Points: []svgplot.Point{{0, 0}, {50, 20}, {99, 100}, {100, 150}}},
+		{Name: "slow", Points: []svgplot.Point{{0, 300}, {50, 1000}, {99, 30000}, {100, 35000}}},
+	}}
+	d, raw := render(t, s)
+	box := d.box(t)
+	yl, ypos := labels(d.group("axis y")[0], false)
+	if want := []string{"10", "100", "1000", "10000", "100000"}; strings.Join(yl, " ") != strings.Join(want, " ") {
+		t.Fatalf("latency ticks %q, want %q", yl, want)
+	}
+	decade := box.Height / 4
+	for i := 1; i < len(ypos); i++ {
+		if h := ypos[i-1] - ypos[i]; math.Abs(h-decade) > 0.2 {
+			t.Errorf("decade %s to %s is %.1f px high, want %.1f", yl[i-1], yl[i], h, decade)
+		}
+	}
+	if !strings.Contains(raw, "latency (µs, log scale)") {
+		t.Error("the axis title does not say log scale")
+	}
+	for i, g := range d.group("series") {
+		pts := parsePoints(t, g.Polyline[0].Points)
+		for j, p := range pts {
+			v := s.Series[i].Points[j].Value
+			want := box.Y + box.Height // 0: at the bottom
+			if v > 0 {
+				want -= decade * (math.Log10(v) - 1)
+			}
+			if math.Abs(p.y-want) > 0.2 {
+				t.Errorf("%s point %d (%v µs): y %.1f, want %.1f", g.Name, j, v, p.y, want)
+			}
+		}
+	}
+}
+
 func TestSpectrumErrors(t *testing.T) {
 	var buf bytes.Buffer
 	if err := (&svgplot.Spectrum{}).Render(&buf); !errors.Is(err, svgplot.ErrNoPoints) {
