@@ -15,6 +15,13 @@
 # LOAD (xdp: the bench sends UDP through its own AF_XDP socket, the default;
 # udp: through kernel UDP sockets).
 #
+# Pictures: every run also saves its latency percentile spectrum
+# (RESULTS/*.hist, and its plot beside it, *.svg); the report then draws
+# every mode's curve at LAT_WINDOW in flight into RESULTS/latency.svg, and
+# each server's memcached curve (first round) into
+# RESULTS/memcache-udp-latency.svg and memcache-tcp-latency.svg. The README
+# shows docs/bench-latency.svg: a copy of latency.svg from one run.
+#
 # The full report ends with memcached 1.6 against 'rebound serve' (xdp
 # native and udp mode) serving memcached's protocol on :11211, the same
 # 'rebound bench --protocol memcache' load against each: 90% get / 10% set,
@@ -106,6 +113,7 @@ run_bench() { # out transport window
 		transport=xdp
 		extra=(--iface "${LAB_PREFIX}c0")
 	fi
+	extra+=(--hist "${out%.json}.hist")
 	ip netns exec "$LAB_PREFIX-cli" taskset -c "$CLI_CPU" "$BIN" bench --target "$TARGET" --transport "$transport" "${extra[@]}" \
 		--window "$window" --payload "$PAYLOAD" --duration "${DURATION}s" --warmup 1s --quiet --json --server-pid "$SRV_PID" >"$out"
 }
@@ -126,7 +134,7 @@ idle_cpu() { # seconds of the server's CPU over 3 idle seconds, as % of a core
 	python3 -c "print(round(($t1-$t0)/100/3*100, 2))"
 }
 
-declare -a ROWS
+declare -a ROWS PLOT
 measure() { # label transport server-args...
 	local label=$1 transport=$2
 	shift 2
@@ -139,6 +147,7 @@ measure() { # label transport server-args...
 	read -r b1 t1 < <(cpu_ticks "$SRV_CPU")
 	core=$(python3 -c "print(round(100*($b1-$b0)/max($t1-$t0,1)))")
 	run_bench "$RESULTS/$label.lat.json" "$transport" "$LAT_WINDOW"
+	PLOT+=("$label=$RESULTS/$label.lat.hist")
 	stop_server
 	ROWS+=("$label|$(jget "$RESULTS/$label.tput.json" throughput)|$(jget "$RESULTS/$label.tput.json" p50_us)|$(jget "$RESULTS/$label.tput.json" p99_us)|$(jget "$RESULTS/$label.lat.json" p99_us)|$(jget "$RESULTS/$label.tput.json" server_cpu)|$core|$idle|$(jget "$RESULTS/$label.tput.json" lost)")
 }
@@ -182,7 +191,7 @@ mc_bench() { # out transport
 	fi
 	ip netns exec "$LAB_PREFIX-cli" taskset -c "$CLI_CPU" "$BIN" bench --protocol memcache --target "$MC_TARGET" "${args[@]}" \
 		--op mix=get:90,set:10 --keys "$MC_KEYS" --key-size 32 --value-size 64 --duration "${DURATION}s" --warmup 1s \
-		--quiet --json --server-pid "$SRV_PID" >"$out" || rc=$?
+		--quiet --json --hist "${out%.json}.hist" --server-pid "$SRV_PID" >"$out" || rc=$?
 	[ "$rc" = 0 ] || echo "bench: memcache bench $out: exit $rc (1: bad replies)" >&2
 }
 
@@ -192,7 +201,7 @@ memcache_report() {
 		return 0
 	fi
 	local round s
-	rm -f "$RESULTS"/mc-*.json
+	rm -f "$RESULTS"/mc-*.json "$RESULTS"/mc-*.hist "$RESULTS"/mc-*.svg
 	for round in $(seq "$MC_ROUNDS"); do
 		for s in memcached rebound-xdp rebound-afxdp rebound-udp; do
 			case $s in
@@ -249,6 +258,23 @@ for name, transport, r in rows:
     print(f"| {name} | {transport} | {r['tput']:,.0f} | {r['p50']:.0f} us | {r['p99']:.0f} us | {r['hits']:,} | {r['bad']} | {r['lost']} "
           f"| {r['cpu']*100:.0f}% | {r['each']} | {ratio} |")
 EOF
+	local t curves name
+	for t in udp tcp; do
+		curves=()
+		for s in memcached rebound-xdp rebound-afxdp rebound-udp; do
+			case $s in
+			memcached) name="memcached 1.6" ;;
+			rebound-xdp) name="rebound xdp, answers in XDP" ;;
+			rebound-afxdp) name="rebound xdp, AF_XDP only" ;;
+			rebound-udp) name="rebound udp" ;;
+			esac
+			[ -f "$RESULTS/mc-$s-$t-1.hist" ] && curves+=("$name=$RESULTS/mc-$s-$t-1.hist")
+		done
+		[ ${#curves[@]} -gt 0 ] && "$BIN" bench --plot "$RESULTS/memcache-$t-latency.svg" --log-y \
+			--title "memcached's protocol over $t: 90% get / 10% set, $WINDOW in flight (round 1)" "${curves[@]}"
+	done
+	echo
+	echo "Latency percentile spectra (round 1): $RESULTS/memcache-udp-latency.svg, $RESULTS/memcache-tcp-latency.svg"
 }
 
 # TLS on TCP: memcached's protocol (the memcache report's load, TCP only)
@@ -397,6 +423,10 @@ cpu_s = f"{f(cpu)*100:.0f}%" if cpu else "-"
 print(f"| {label} | {f(tput):,.0f} | {f(p50):.0f} us | {f(p99):.0f} us | {f(p99lat):.0f} us | {cpu_s} | {f(core):.0f}% | {f(idle):.1f}% | {int(f(lost))} | {ratio} |")
 EOF
 done
+"$BIN" bench --plot "$RESULTS/latency.svg" --log-y \
+	--title "PING latency, $LAT_WINDOW in flight, veth lab ($(uname -r)): each mode of rebound serve" "${PLOT[@]}"
+echo
+echo "Latency percentile spectrum of every mode at $LAT_WINDOW in flight: $RESULTS/latency.svg"
 echo
 echo "Allocations on the hot paths (go test -bench, one run):"
 go test -run '^$' -bench 'BenchmarkPing|BenchmarkServe' -benchmem -benchtime 20000x ./codec ./userspace 2>/dev/null |
