@@ -951,31 +951,51 @@ static __always_inline __u64 tag_of(__u64 h)
 }
 
 // read_key reads the key of a request (kl bytes, 1 to ITEM_KEY_MAX, at
-// frame offset off) into the per-CPU scratch and hashes it; with crlf,
-// the key must be followed by CRLF. With plain, a key holding a space, CR or
-// LF is refused: one key, as the Go parser splits on spaces and lines (a
-// stray CR is left to it). 1: done; 0: no key here.
-static __always_inline int read_key(struct xdp_md *ctx, __u32 off, __u64 kl, int crlf, int plain,
+// frame offset off, past the headers) into the per-CPU scratch and hashes
+// it; with crlf, the key must be followed by CRLF. The frame is read
+// directly, a word at a time: the last, partial word as the 8 bytes that
+// end with the key (the headers are before it), shifted. With plain, a
+// key holding a space, CR or LF is refused: one key, as the Go parser
+// splits on spaces and lines (a stray CR is left to it). 1: done; 0: no
+// key here.
+static __always_inline int read_key(struct xdp_md *ctx, __u64 off, __u64 kl, int crlf, int plain,
 				    struct req_key *rk)
 {
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
 	__u32 zero = 0;
 	struct item_key *k = bpf_map_lookup_elem(&key_scratch, &zero);
 	asm volatile("" : "+r"(kl));
-	if (!k || kl == 0 || kl > ITEM_KEY_MAX)
+	asm volatile("" : "+r"(off));
+	if (!k || kl == 0 || kl > ITEM_KEY_MAX || off < 8 || off > 256)
 		return 0;
-	if (bpf_xdp_load_bytes(ctx, off, k->w, kl + (crlf ? 2 : 0)) != 0)
+	__u8 *end = data + off + kl;
+	if ((void *)(end + (crlf ? 2 : 0)) > data_end)
 		return 0;
-	__u8 *end = (__u8 *)k->w + kl;
 	if (crlf && (end[0] != '\r' || end[1] != '\n'))
 		return 0;
-	__u32 kw = (kl + 7) / 8, tail = kl & 7;
-	if (tail)
-		k->w[(kw - 1) & (ITEM_KEY_WORDS - 1)] &= (1ULL << (tail * 8)) - 1;
+	__u32 full = kl / 8, tail = kl & 7;
 	__u64 h = hash_seed ^ kl, bad = 0;
 	for (int i = 0; i < ITEM_KEY_WORDS; i++) {
-		if (i >= kw)
+		__u64 w;
+		if (i < full) {
+			__u64 *p = data + off + i * 8;
+			if ((void *)(p + 1) > data_end)
+				return 0;
+			w = *p;
+		} else if (i == full && tail) {
+			__u64 last = off + kl - 8; // off is at least 8
+			asm volatile("" : "+r"(last));
+			if (last > 512)
+				return 0;
+			__u64 *p = data + last;
+			if ((void *)(p + 1) > data_end)
+				return 0;
+			w = *p >> ((8 - tail) * 8);
+		} else {
 			break;
-		__u64 w = k->w[i];
+		}
+		k->w[i] = w;
 		h = (h ^ w) * HASH_MUL;
 		h ^= h >> 29;
 		if (plain)
@@ -986,7 +1006,71 @@ static __always_inline int read_key(struct xdp_md *ctx, __u32 off, __u64 kl, int
 	rk->k = k;
 	rk->h = hash_final(h);
 	rk->kl = kl;
-	rk->kw = kw;
+	rk->kw = (kl + 7) / 8;
+	return 1;
+}
+
+#define COPY_MAX (MC_REPLY_ROUNDS * 32)
+
+// pkt_write writes len bytes (1 to COPY_MAX) of src, a copy's b, into the
+// frame at off (at most 256), directly: 32 bytes a round, then words, the
+// last one the 8 bytes that end at len (over bytes already written, with
+// the same values); under 8 bytes, one at a time. 1: done; 0: the frame is
+// too short (part may be written).
+static __noinline int pkt_write(struct xdp_md *ctx, __u64 off, __u8 *src, __u64 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	asm volatile("" : "+r"(off));
+	asm volatile("" : "+r"(len));
+	if (off > 256 || len == 0 || len > COPY_MAX)
+		return 0;
+	__u8 *dst = data + off;
+	if (len < 8) {
+		for (int i = 0; i < 7; i++) {
+			if (i >= len)
+				break;
+			if ((void *)(dst + i + 1) > data_end)
+				return 0;
+			dst[i] = src[i];
+		}
+		return 1;
+	}
+	__u32 rounds = len / 32;
+	for (int i = 0; i < MC_REPLY_ROUNDS; i++) {
+		if (i >= rounds)
+			break;
+		__u64 *d = (void *)(dst + i * 32), *s = (void *)(src + i * 32);
+		if ((void *)(d + 4) > data_end)
+			return 0;
+		d[0] = s[0];
+		d[1] = s[1];
+		d[2] = s[2];
+		d[3] = s[3];
+	}
+	__u32 done = rounds * 32;
+	asm volatile("" : "+r"(done));
+	if (done > COPY_MAX)
+		return 0;
+	for (int i = 0; i < 3; i++) {
+		if (done + 8 > len)
+			break;
+		__u64 *d = (void *)(dst + done), *s = (void *)(src + done);
+		if ((void *)(d + 1) > data_end || done > COPY_MAX - 8)
+			return 0;
+		*d = *s;
+		done += 8;
+	}
+	if (done < len) {
+		__u64 last = len - 8;
+		asm volatile("" : "+r"(last));
+		if (last > COPY_MAX - 8)
+			return 0;
+		__u64 *d = (void *)(dst + last), *s = (void *)(src + last);
+		if ((void *)(d + 1) > data_end)
+			return 0;
+		*d = *s;
+	}
 	return 1;
 }
 
@@ -1282,7 +1366,7 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 	msg[3] = FLAG_RESPONSE;
 	msg[8] = vlen >> 8;
 	msg[9] = vlen;
-	if (vlen > 0 && !store(ctx, poff + REBOUND_HEADER_LEN, it->b, vlen, ITEM_VALUE_MAX))
+	if (vlen > 0 && !pkt_write(ctx, poff + REBOUND_HEADER_LEN, it->b, vlen))
 		return -1;
 	// The value starts 8 + 12 bytes into the UDP header: an even offset.
 	if (!finish_reply(ctx, lo, rlen, REBOUND_HEADER_LEN, it->m.data_sum))
@@ -1381,7 +1465,7 @@ __noinline int answer_mg(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u
 	__u32 tail = 0;
 	if (want_v) {
 		// The data and the CRLF after it, as the item's memcached reply has them.
-		if (!store(ctx, off, it->b, vlen + 2, ITEM_VALUE_MAX + 2))
+		if (!pkt_write(ctx, off, it->b, vlen + 2))
 			return -1;
 		tail = value_tail_sum(&it->m, head, 0x0a0d); // CRLF
 	}
@@ -1431,7 +1515,7 @@ __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ule
 	int r = begin_reply(ctx, lo, cfg, AOP_MC_GET, rlen, MEMCACHE_HEADER_LEN);
 	if (r <= 0)
 		return r;
-	if (!mc_frame_header(ctx, poff) || !store(ctx, poff + MEMCACHE_HEADER_LEN, it->b, mlen, sizeof(it->b)))
+	if (!mc_frame_header(ctx, poff) || !pkt_write(ctx, poff + MEMCACHE_HEADER_LEN, it->b, mlen))
 		return -1;
 	// The reply starts 8 + 8 bytes into the UDP header: an even offset.
 	if (!finish_reply(ctx, lo, rlen, MEMCACHE_HEADER_LEN, it->m.mc_sum))
