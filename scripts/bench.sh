@@ -6,6 +6,8 @@
 #   scripts/bench.sh --demo     xdp vs udp only, 5 seconds each (make demo)
 #   scripts/bench.sh --memcache only the comparison with memcached (about 2 minutes)
 #   scripts/bench.sh --tls      only TLS against plain TCP, beside memcached -Z (about a minute)
+#   scripts/bench.sh --density  only RSS per item and hit ratios beside memcached at the same memory
+#                               (scripts/density.sh, on loopback, no root: about 3 minutes)
 #
 # Needs root (namespaces, XDP). Without root, --demo serves in udp mode on
 # loopback and says why. The server runs on CPU 1 and the load generator on
@@ -34,6 +36,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# --density: RSS per item and hit ratios (scripts/density.sh says how).
+[ "${1:-}" = "--density" ] && exec scripts/density.sh
 DEMO=0
 MC_ONLY=0
 [ "${1:-}" = "--demo" ] && DEMO=1
@@ -433,5 +437,6 @@ go test -run '^$' -bench 'BenchmarkPing|BenchmarkServe' -benchmem -benchtime 200
 	awk '/^Benchmark/ {printf "  %-40s %10s ns/op  %s allocs/op\n", $1, $3, $(NF-1)}'
 [ $DEMO = 1 ] || memcache_report
 [ $DEMO = 1 ] || tls_report
+[ $DEMO = 1 ] || RESULTS="$RESULTS" BIN="$BIN" MEMCACHED="$MEMCACHED" scripts/density.sh
 echo
 echo "Raw JSON per run: $RESULTS/"
