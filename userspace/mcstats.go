@@ -19,6 +19,7 @@ func (s *Server) memcacheInfo() mcserve.ServerInfo {
 	defer s.pub.RUnlock()
 	si.Addr = s.cfg.MemcacheListen
 	si.UDP = len(s.mcUDP) > 0
+	si.TLS = s.cfg.TLS != nil
 	if s.mcTCP != nil {
 		si.RejectedConns = s.mcTCP.stats.Drops[codec.ReasonBusy].Load()
 	}

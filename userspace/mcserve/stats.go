@@ -35,7 +35,9 @@ type ServerInfo struct {
 	// listens on every address.
 	Addr string
 	// UDP says datagrams are served on Addr's port too.
-	UDP         bool
+	UDP bool
+	// TLS says the TCP listener requires TLS ("ssl_enabled").
+	TLS         bool
 	IdleTimeout time.Duration
 	// Conns lists the listening sockets and the connections, for
 	// "stats conns"; nil lists none.
@@ -338,7 +340,11 @@ func (h *Handler) appendSettings(out []byte) []byte {
 	str("temp_lru", "no")
 	u("idle_timeout", uint64(si.IdleTimeout/time.Second))
 	str("track_sizes", "no")
-	str("ssl_enabled", "no")
+	if si.TLS {
+		str("ssl_enabled", "yes")
+	} else {
+		str("ssl_enabled", "no")
+	}
 	return append(out, mc.ReplyEnd...)
 }
 

@@ -240,3 +240,20 @@ func TestStatsRusageAndConns(t *testing.T) {
 		t.Errorf("stats conns:\n%q\nwant\n%q", out, want)
 	}
 }
+
+// TestStatsSettingsTLS: "ssl_enabled" says whether the TCP listener
+// requires TLS, as memcached -Z reports it.
+func TestStatsSettingsTLS(t *testing.T) {
+	for _, tls := range []bool{false, true} {
+		h := newHandler()
+		h.SetServer(func() mcserve.ServerInfo { return mcserve.ServerInfo{Addr: ":11211", TLS: tls} })
+		_, out, _, _ := h.NewConn().Serve([]byte("stats settings\r\n"), nil)
+		want := "STAT ssl_enabled no\r\n"
+		if tls {
+			want = "STAT ssl_enabled yes\r\n"
+		}
+		if !strings.Contains(string(out), want) {
+			t.Errorf("TLS %v: stats settings lacks %q", tls, want)
+		}
+	}
+}
