@@ -256,11 +256,11 @@ func watch(ctx context.Context, addr string, every time.Duration, count int, std
 	prev, lines := first, 0
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+watching:
 	for count == 0 || lines < count {
 		select {
 		case <-ctx.Done():
-			count = lines // stop: print the totals
-			continue
+			break watching // interrupted: print the totals
 		case <-tick.C:
 		}
 		cur, err := read()

@@ -233,6 +233,17 @@ func TestStatsWatchInterrupted(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("watch did not stop when its context ended")
 	}
+	// Interrupted before its first line: it stops at once, with totals.
+	out = lockedBuffer{}
+	go func() { done <- watch(ctx, strings.TrimPrefix(hs.URL, "http://"), time.Hour, 0, &out, &errb) }()
+	select {
+	case code := <-done:
+		if code != exitOK || !strings.Contains(out.String(), "total over 0.0s: req 0,") {
+			t.Fatalf("interrupted before the first line: exit %d, stderr %q:\n%s", code, errb.String(), out.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("watch interrupted before its first line did not stop")
+	}
 
 	for _, args := range [][]string{
 		{"stats", "--watch", "1ms"}, {"stats", "--watch", "1s", "--count", "-1"}, {"stats", "--watch", "1s", "--raw"},
