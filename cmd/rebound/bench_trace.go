@@ -127,6 +127,11 @@ func traceCmd(fs *flag.FlagSet, mode string, tf traceFlags, stdout, stderr io.Wr
 		fmt.Fprintf(stderr, "rebound bench: --trace %q: want zipf or fill\n", mode)
 		return exitUsage
 	}
+	if !(*tf.zipf > 0 && *tf.zipf < 1) || *tf.ops < 0 || *tf.warmupOps < 0 {
+		fmt.Fprintf(stderr, "rebound bench: --zipf %g, --trace-ops %d, --trace-warmup %d: want an exponent between 0 and 1, counts of 0 or more\n",
+			*tf.zipf, *tf.ops, *tf.warmupOps)
+		return exitUsage
+	}
 	small, err := loadgen.ParseSizes(*tf.small)
 	if err == nil {
 		var large loadgen.Sizes
@@ -145,7 +150,7 @@ func traceCmd(fs *flag.FlagSet, mode string, tf traceFlags, stdout, stderr io.Wr
 			return runTrace(ctx, cfg, asJSON, stdout, stderr)
 		}
 	}
-	fmt.Fprintf(stderr, "rebound bench: %v\n", err)
+	fmt.Fprintf(stderr, "rebound bench: --trace-sizes, --trace-shift: %v\n", err)
 	return exitUsage
 }
 
