@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 )
@@ -76,8 +77,10 @@ func (m *fakeMirror) get(key string, now time.Time) (mirrored, bool) {
 // and nothing missing (every write is told).
 func TestMirrorFollowsEveryChange(t *testing.T) {
 	c := newClock()
-	// A small limit: items get evicted along the way.
-	s := newStore(t, Config{Now: c.Now, MemoryLimit: 20 * (ItemOverhead + 40)})
+	// A small store (the smallest there is) and values of 1.5 KiB, so that
+	// about 30 of the 40 keys fit: items get evicted along the way.
+	s := newStore(t, Config{Now: c.Now, MemoryLimit: 64 << 10})
+	pad := strings.Repeat(" ", 1500) // incr takes a number followed by spaces
 	m := newFakeMirror()
 	if err := s.SetMirror(m); err != nil {
 		t.Fatal(err)
@@ -94,7 +97,7 @@ func TestMirrorFollowsEveryChange(t *testing.T) {
 		if rng.IntN(4) == 0 {
 			exp = c.Unix() + int64(rng.IntN(3)) // 0 to 2 s ahead: some die at once
 		}
-		val := []byte(fmt.Sprint(rng.IntN(1000)))
+		val := []byte(fmt.Sprint(rng.IntN(1000), pad))
 		var op string
 		switch rng.IntN(14) {
 		case 0, 1, 2:

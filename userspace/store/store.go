@@ -1,7 +1,11 @@
 package store
 
 import (
+	"bytes"
+	"fmt"
 	"math"
+	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -14,16 +18,19 @@ const (
 	DefaultMaxItemSize = 1 << 20
 )
 
-// ItemOverhead is what an item counts against Config.MemoryLimit besides its
-// key and value: the item header, the cache's node and its bookkeeping.
-const ItemOverhead = 128
+// ItemOverhead is what an item takes in the store's memory besides its
+// key and value: its header and padding, and a share of the index at the
+// load a store of small items reaches. (The index, about a ninth of
+// Config.MemoryLimit, is set aside whatever the items.)
+const ItemOverhead = 48
 
 // Config configures a Store.
 type Config struct {
-	// MemoryLimit bounds keys+values+ItemOverhead per item, in bytes
-	// (default 256 MiB).
+	// MemoryLimit is the memory the store takes, in bytes: its index and
+	// its segments, which hold the items (default 256 MiB; at least 64 KiB).
 	MemoryLimit int64
-	// MaxItemSize is the largest value Set accepts (default 1 MiB).
+	// MaxItemSize is the largest value Set accepts (default 1 MiB; at most
+	// a sixteenth of the segments' memory).
 	MaxItemSize int
 	// Now is the clock; tests inject theirs. The default is a clock shared
 	// by all stores that ticks every 10 ms.
@@ -93,27 +100,13 @@ type Vivify struct {
 // Stats are the store's gauges and counters.
 type Stats struct {
 	Items      int64 // items held, expired ones not yet removed included
-	Bytes      int64 // weight held: keys+values+ItemOverhead each
-	LimitBytes int64 // Config.MemoryLimit
+	Bytes      int64 // memory the items held take: header, key, value
+	LimitBytes int64 // Config.MemoryLimit: the store takes no more
+	ArenaBytes int64 // of it, the segments that hold items (the rest is the index)
 	Evictions  int64 // items removed to stay under the limit
 	Expired    int64 // expired or flushed items removed when found
 	TotalItems int64 // items stored since start
 	Flushed    int64 // FlushAll calls
-}
-
-// item is immutable once it is in the table, except for the access fields
-// and its place on the table's list.
-type item struct {
-	key      string // the table's copy, set when the item is stored
-	value    []byte
-	flags    uint32
-	cas      uint64
-	exptime  int64 // unix seconds, 0 = never
-	storedNs int64 // when the value was stored, for FlushAll
-	access   atomic.Int64
-	fetched  atomic.Bool
-	// prev and next place the item on the table's recency list.
-	prev, next *item
 }
 
 // flush is the state FlushAll leaves: items with a CAS up to cas, or stored
@@ -147,7 +140,9 @@ type mirrorBox struct{ m Mirror }
 
 // Store is a memory-bounded item store, safe for concurrent use.
 type Store struct {
-	t       table
+	region  []byte // the index, then the segments: outside the Go heap
+	x       index
+	sg      segments
 	mirror  atomic.Pointer[mirrorBox]
 	now     func() time.Time
 	maxItem int
@@ -156,27 +151,73 @@ type Store struct {
 	flush   atomic.Pointer[flush]
 	flushMu sync.Mutex // orders FlushAll calls
 
+	items     atomic.Int64
+	bytes     atomic.Int64
 	evictions atomic.Int64
 	expired   atomic.Int64
 	total     atomic.Int64
 	flushed   atomic.Int64
 }
 
-// New returns an empty store.
+// Sizes of the store's parts.
+const (
+	minMemoryLimit = 64 << 10
+	minSegment     = pageSize
+	maxSegment     = 1 << 20
+	pageSize       = 4096
+	// maxArena is what an entry's 40-bit offset reaches.
+	maxArena = itemAlign << 40
+)
+
+// layout is how New divides Config.MemoryLimit.
+type layout struct {
+	slots    int   // index slots
+	indexLen int64 // bytes of the index, whole pages
+	segSize  int64
+	segs     int
+	maxItem  int
+}
+
+func planLayout(limit int64, maxItem int) layout {
+	var l layout
+	l.slots = max(int(limit/bytesPerSlot)&^(bucketSlots-1), 8*bucketSlots)
+	l.indexLen = roundUp(int64(l.slots)*slotBytes, pageSize)
+	arena := min(limit-l.indexLen, maxArena)
+	seg := int64(maxSegment)
+	for seg > minSegment && seg > arena/16 {
+		seg /= 2
+	}
+	l.maxItem = int(min(int64(maxItem), arena/16-hdrSize-maxKeyLen, 1<<31-1))
+	l.segSize = max(seg, roundUp(itemSize(maxKeyLen, l.maxItem), pageSize))
+	l.segs = int(arena / l.segSize)
+	return l
+}
+
+func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
+
+// New returns an empty store. Its memory is mapped at once and taken
+// (in RSS) as items are written; it is returned when the store is
+// garbage.
 func New(cfg Config) *Store {
 	if cfg.MemoryLimit <= 0 {
 		cfg.MemoryLimit = DefaultMemoryLimit
 	}
+	cfg.MemoryLimit = max(cfg.MemoryLimit, minMemoryLimit)
 	if cfg.MaxItemSize <= 0 {
 		cfg.MaxItemSize = DefaultMaxItemSize
 	}
-	// An item's weight is a uint32 and must fit under the limit.
-	cfg.MaxItemSize = int(min(int64(cfg.MaxItemSize), cfg.MemoryLimit/2, 1<<31))
 	if cfg.Now == nil {
 		cfg.Now = coarseNow
 	}
-	s := &Store{now: cfg.Now, maxItem: cfg.MaxItemSize, limit: cfg.MemoryLimit}
-	s.t.init()
+	l := planLayout(cfg.MemoryLimit, cfg.MaxItemSize)
+	region, err := mapRegion(int(l.indexLen + int64(l.segs)*l.segSize))
+	if err != nil {
+		panic(fmt.Sprintf("store: map %d bytes: %v", l.indexLen+int64(l.segs)*l.segSize, err))
+	}
+	s := &Store{region: region, now: cfg.Now, maxItem: l.maxItem, limit: cfg.MemoryLimit}
+	s.x.init(region[:l.indexLen], l.slots)
+	s.sg.init(region[l.indexLen:], l.segSize, l.segs)
+	runtime.AddCleanup(s, unmapRegion, region)
 	return s
 }
 
@@ -199,139 +240,436 @@ func (s *Store) SetMirror(m Mirror) error {
 	return nil
 }
 
-// put tells the mirror of it, the new version of key.
-func (s *Store) put(key string, it *item) {
-	if b := s.mirror.Load(); b != nil {
-		b.m.Put(key, it.value, it.flags, it.cas, it.exptime, it.storedNs)
-	}
-}
-
 // MaxItemSize is the largest value Set accepts.
 func (s *Store) MaxItemSize() int { return s.maxItem }
 
-// live reports whether it is visible at now.
-func (s *Store) live(it *item, now time.Time) bool {
-	if it.exptime != 0 && it.exptime <= now.Unix() {
+// live reports whether an item with header h is visible at now.
+func (s *Store) live(h header, now time.Time) bool {
+	if h.exptime != 0 && int64(h.exptime) <= now.Unix() {
 		return false
 	}
 	if f := s.flush.Load(); f != nil {
-		if it.cas <= f.cas || it.storedNs <= f.past {
+		if h.cas <= f.cas || h.storedNs <= f.past {
 			return false
 		}
-		if it.storedNs <= f.at && now.UnixNano() >= f.at {
+		if h.storedNs <= f.at && now.UnixNano() >= f.at {
 			return false
 		}
 	}
 	return true
 }
 
-// lookup returns the live item of key, removing a dead one it finds.
-func (s *Store) lookup(key []byte, now time.Time) (*item, bool) {
-	it, ok := s.t.get(key)
-	if !ok {
-		return nil, false
-	}
-	if !s.live(it, now) {
-		s.removeDead(key, it)
-		return nil, false
-	}
-	return it, true
+// mem returns the arena's bytes [off, off+n).
+func (s *Store) mem(off, n int64) []byte { return s.sg.mem[off : off+n : off+n] }
+
+// keyAt is the key of the item at off.
+func (s *Store) keyAt(off int64, h header) []byte { return s.mem(off+hdrSize, int64(h.klen)) }
+
+// valueAt is the value of the item at off.
+func (s *Store) valueAt(off int64, h header) []byte {
+	return s.mem(off+hdrSize+int64(h.klen), int64(h.vlen))
 }
 
-// updateLive runs fn on key's item (with the table's own copy of the
-// key) under the key's lock, if the key is present and its item live; a
-// dead item found instead is removed (counted as expired) and fn is not
-// called.
-func (s *Store) updateLive(key []byte, now time.Time, fn func(k string, old *item) (*item, op)) {
-	s.compute(key, true, func(k string, old *item, _ bool) (*item, op) {
-		if !s.live(old, now) {
-			s.expired.Add(1)
-			return nil, opInvalidate
-		}
-		return fn(k, old)
-	})
-}
-
-// removeDead removes it if key still maps to it.
-func (s *Store) removeDead(key []byte, it *item) {
-	s.compute(key, true, func(_ string, old *item, _ bool) (*item, op) {
-		if old != it {
-			return old, opCancel
-		}
-		s.expired.Add(1)
-		return nil, opInvalidate
-	})
-}
-
-func metaOf(it *item) Meta {
+func metaOf(h header, e uint64, access uint32) Meta {
 	return Meta{
-		Flags:      it.flags,
-		CAS:        it.cas,
-		Exptime:    it.exptime,
-		LastAccess: it.access.Load(),
-		Fetched:    it.fetched.Load(),
-		Size:       len(it.value),
+		Flags:      h.flags,
+		CAS:        h.cas,
+		Exptime:    int64(h.exptime),
+		LastAccess: int64(access),
+		Fetched:    e&entFetched != 0,
+		Size:       int(h.vlen),
 	}
 }
 
-// markFetched records a read; it writes only what changed, so that hot keys
-// read by many cores do not bounce a cache line on every read. The first
-// read of an item in a second moves it to the front of the eviction order.
-func (s *Store) markFetched(it *item, now time.Time) {
-	sec := now.Unix()
-	if last := it.access.Load(); last != sec && it.access.CompareAndSwap(last, sec) {
-		s.t.lru.bump(it)
+// readTries is how many times a read without a lock starts again when
+// the segment it copied from changed meanwhile, before it takes the
+// key's lock.
+const readTries = 4
+
+// readMode says what read does with a value found.
+type readMode uint8
+
+const (
+	readAppend readMode = iota // append it to dst
+	readInto                   // copy it into dst[:cap(dst)] if it fits
+	readNone                   // copy nothing
+)
+
+// read finds key's live item without a lock, copies its value as mode
+// says, and (mark) records the read. It loads the entry, copies, then
+// checks that the item's segment was not reused meanwhile (its
+// generation), starting again if it was: an entry and the item it points
+// to are written before the entry is published and never change after.
+// n is the value's length.
+func (s *Store) read(key []byte, dst []byte, mode readMode, mark bool) (out []byte, n int, m Meta, ok bool) {
+	if len(key) > maxKeyLen {
+		return dst, 0, Meta{}, false
 	}
-	if !it.fetched.Load() {
-		it.fetched.Store(true)
+	now := s.now()
+	k := s.x.hash(key)
+	for range readTries {
+		slot, e, h, ok, grow, again := s.readOnce(k, key, dst, mode)
+		if grow > 0 {
+			dst = slices.Grow(dst, grow)
+		}
+		if again {
+			continue
+		}
+		if !ok {
+			return dst, 0, Meta{}, false
+		}
+		return s.found(k, key, slot, e, h, dst, mode, mark, now)
 	}
+	// The segments keep changing under this read: take the key's lock,
+	// under which its item's segment stays.
+	s.x.lock(k)
+	slot, e := s.findLocked(k, key)
+	if slot < 0 {
+		s.x.unlock(k)
+		return dst, 0, Meta{}, false
+	}
+	off := entOff(e)
+	h := readHeader(s.mem(off, hdrSize))
+	switch v := s.valueAt(off, h); {
+	case mode == readAppend:
+		out = append(dst, v...)
+	case mode == readInto && len(v) <= cap(dst):
+		copy(dst[:len(v)], v)
+	}
+	s.x.unlock(k)
+	if out != nil {
+		dst = out[:len(dst)]
+	}
+	return s.found(k, key, slot, e, h, dst, mode, mark, now)
+}
+
+// found ends a read that found the item e in slot with header h (dst
+// holds a copy of its value past len(dst) if mode asked for one).
+func (s *Store) found(k hkey, key []byte, slot uint64, e uint64, h header, dst []byte, mode readMode, mark bool, now time.Time) ([]byte, int, Meta, bool) {
+	if !s.live(h, now) {
+		s.removeDead(k, key, e)
+		return dst, 0, Meta{}, false
+	}
+	n := int(h.vlen)
+	m := metaOf(h, e, s.x.loadAccess(slot))
+	if mark && (mode != readInto || n <= cap(dst)) {
+		s.x.markRead(slot, e)
+		s.x.touchAccess(slot, uint32(now.Unix()))
+	}
+	if mode == readAppend {
+		dst = dst[:len(dst)+n]
+	}
+	return dst, n, m, true
+}
+
+// readOnce looks key up once without a lock, copying its value past
+// len(dst) (mode readAppend, growing dst if it must) or into dst[:n]
+// (readInto, if it fits); again asks to start over.
+func (s *Store) readOnce(k hkey, key []byte, dst []byte, mode readMode) (slot uint64, e uint64, h header, ok bool, grow int, again bool) {
+	mem := s.sg.mem
+	for _, b := range [2]uint64{k.b1, k.b2} {
+		for i := b * bucketSlots; i < (b+1)*bucketSlots; i++ {
+			e := s.x.load(i)
+			if e == 0 || entTag(e) != k.tag {
+				continue
+			}
+			off := entOff(e)
+			seg := off / s.sg.size
+			if seg >= int64(s.sg.n) {
+				continue // never written so; ignored rather than trusted
+			}
+			gen := &s.sg.gen[seg]
+			g := gen.Load()
+			if g&entGenMask != entGen(e) {
+				return 0, 0, header{}, false, 0, true // its segment is being reused
+			}
+			end := (seg + 1) * s.sg.size
+			h := readHeader(mem[off : off+hdrSize])
+			kend := off + hdrSize + int64(h.klen)
+			vend := kend + int64(h.vlen)
+			if vend > end || !bytes.Equal(mem[off+hdrSize:kend], key) {
+				if gen.Load() != g {
+					return 0, 0, header{}, false, 0, true
+				}
+				continue // another key with the same tag
+			}
+			switch v := mem[kend:vend:vend]; {
+			case mode == readAppend:
+				if cap(dst)-len(dst) < len(v) {
+					return 0, 0, header{}, false, len(v), true // grown by the caller
+				}
+				copy(dst[len(dst):len(dst)+len(v)], v)
+			case mode == readInto && len(v) <= cap(dst):
+				copy(dst[:len(v)], v)
+			}
+			if gen.Load() != g {
+				return 0, 0, header{}, false, 0, true
+			}
+			return i, e, h, true, 0, false
+		}
+	}
+	return 0, 0, header{}, false, 0, false
+}
+
+// findLocked returns key's slot and entry (slot -1: none); the caller
+// holds the key's locks, under which every entry of its buckets points
+// to an item that stays.
+func (s *Store) findLocked(k hkey, key []byte) (slot uint64, e uint64) {
+	for _, b := range [2]uint64{k.b1, k.b2} {
+		for i := b * bucketSlots; i < (b+1)*bucketSlots; i++ {
+			e := s.x.load(i)
+			if e == 0 || entTag(e) != k.tag {
+				continue
+			}
+			off := entOff(e)
+			if klen := s.mem(off, hdrSize)[28]; int(klen) == len(key) && bytes.Equal(s.mem(off+hdrSize, int64(klen)), key) {
+				return i, e
+			}
+		}
+	}
+	return noSlot, 0
+}
+
+const noSlot = ^uint64(0)
+
+// current is a key's item as a writer finds it under the key's locks.
+type current struct {
+	slot  uint64 // noSlot: none
+	e     uint64
+	off   int64
+	h     header
+	found bool // present and live
+}
+
+// lookupLocked finds key's item; a dead one found is removed (counted as
+// expired) and reported as missing.
+func (s *Store) lookupLocked(k hkey, key []byte, now time.Time) current {
+	slot, e := s.findLocked(k, key)
+	if slot == noSlot {
+		return current{slot: noSlot}
+	}
+	c := current{slot: slot, e: e, off: entOff(e)}
+	c.h = readHeader(s.mem(c.off, hdrSize))
+	if !s.live(c.h, now) {
+		s.expired.Add(1)
+		s.removeLocked(slot, c.off, c.h)
+		return current{slot: noSlot}
+	}
+	c.found = true
+	return c
+}
+
+// removeLocked empties slot, which holds the item at off, and tells the
+// mirror.
+func (s *Store) removeLocked(slot uint64, off int64, h header) {
+	s.x.store(slot, 0)
+	s.items.Add(-1)
+	s.bytes.Add(-h.size())
+	if b := s.mirror.Load(); b != nil {
+		b.m.Delete(string(s.keyAt(off, h)))
+	}
+}
+
+// removeDead removes the dead item e of key if key still maps to it.
+func (s *Store) removeDead(k hkey, key []byte, e uint64) {
+	s.x.lock(k)
+	if slot, cur := s.findLocked(k, key); slot != noSlot && sameItem(cur, e) {
+		s.expired.Add(1)
+		off := entOff(cur)
+		s.removeLocked(slot, off, readHeader(s.mem(off, hdrSize)))
+	}
+	s.x.unlock(k)
+}
+
+// sameItem reports whether two entries point to the same item (the read
+// counts and fetched flag aside).
+func sameItem(a, b uint64) bool {
+	const item = entTagMask<<entTagSh | entGenMask<<entGenSh | entLocMask
+	return a&item == b&item
+}
+
+// freeSlotLocked returns an empty slot of one of the key's buckets. When
+// both are full it empties the one whose item is in the oldest segment,
+// counted as an eviction (or as expired if it was dead).
+func (s *Store) freeSlotLocked(k hkey, now time.Time) uint64 {
+	victim, vage := noSlot, uint64(math.MaxUint64)
+	for _, b := range [2]uint64{k.b1, k.b2} {
+		for i := b * bucketSlots; i < (b+1)*bucketSlots; i++ {
+			e := s.x.load(i)
+			if e == 0 {
+				return i
+			}
+			if age := s.sg.born[entOff(e)/s.sg.size].Load(); age < vage {
+				victim, vage = i, age
+			}
+		}
+	}
+	off := entOff(s.x.load(victim))
+	h := readHeader(s.mem(off, hdrSize))
+	if s.live(h, now) {
+		s.evictions.Add(1)
+	} else {
+		s.expired.Add(1)
+	}
+	s.removeLocked(victim, off, h)
+	return victim
+}
+
+// item is a new item about to be written: its header, and its value in
+// up to two parts (append and prepend join two).
+type item struct {
+	h      header
+	v1, v2 []byte
+	access uint32
+	bits   uint64 // fetched flag and read count to keep
+}
+
+// writeLocked writes it under key in a new place and publishes it,
+// replacing c's item if there is one. ok false: no room without an
+// eviction first; the caller unlocks, evicts and starts over. It gives
+// the item its CAS unless it has one.
+func (s *Store) writeLocked(k hkey, key []byte, c current, it *item, now time.Time) bool {
+	it.h.klen = uint8(len(key))
+	it.h.vlen = uint32(len(it.v1) + len(it.v2))
+	size := it.h.size()
+	off, ok := s.sg.alloc(size, false)
+	if !ok {
+		return false
+	}
+	if it.h.cas == 0 {
+		it.h.cas = s.cas.Add(1)
+	}
+	b := s.mem(off, size)
+	writeHeader(b, it.h)
+	p := hdrSize + copy(b[hdrSize:], key)
+	p += copy(b[p:], it.v1)
+	copy(b[p:], it.v2)
+	slot := c.slot
+	if slot == noSlot {
+		slot = s.freeSlotLocked(k, now)
+		s.items.Add(1)
+	} else {
+		s.bytes.Add(-c.h.size())
+	}
+	s.bytes.Add(size)
+	if m := s.mirror.Load(); m != nil {
+		m.m.Put(string(key), s.valueAt(off, it.h), it.h.flags, it.h.cas, int64(it.h.exptime), it.h.storedNs)
+	}
+	s.x.storeAccess(slot, it.access)
+	s.x.store(slot, makeEntry(k.tag, s.sg.gen[off/s.sg.size].Load(), off)|it.bits)
+	s.sg.done(off)
+	return true
+}
+
+// makeRoom evicts the oldest segment when no more than the reserve is
+// free, before a write takes its key's lock.
+func (s *Store) makeRoom() {
+	if s.sg.nFree.Load() <= reserve {
+		s.evictOne()
+	}
+}
+
+// writeTries bounds a write's evictions: past them it fails (NotStored),
+// which only a store whose every segment is pinned by writes in flight
+// could see.
+const writeTries = 64
+
+// evictOne evicts the oldest sealed segment, unless another eviction
+// made room meanwhile. Its live items read at least twice since written
+// (or last moved) move to the head, as long as they take at most half a
+// segment; the rest are removed. It reports false when there was nothing
+// to evict.
+func (s *Store) evictOne() bool {
+	sg := &s.sg
+	sg.evictMu.Lock()
+	defer sg.evictMu.Unlock()
+	if sg.nFree.Load() > reserve {
+		return true
+	}
+	seg := sg.oldest()
+	if seg < 0 {
+		return false
+	}
+	sg.waitWrites(seg)
+	now := s.now()
+	base := int64(seg) * sg.size
+	end := base + sg.used[seg]
+	budget := sg.size / 2
+	for off := base; off < end; {
+		h := readHeader(s.mem(off, hdrSize))
+		size := h.size()
+		key := s.keyAt(off, h)
+		k := s.x.hash(key)
+		s.x.lock(k)
+		if slot, e := s.findLocked(k, key); slot != noSlot && entOff(e) == off {
+			live := s.live(h, now)
+			if !live || entReadCount(e) < 2 || size > budget || !s.moveLocked(slot, e, k, off, size) {
+				if live {
+					s.evictions.Add(1)
+				} else {
+					s.expired.Add(1)
+				}
+				s.removeLocked(slot, off, h)
+			} else {
+				budget -= size
+			}
+		}
+		s.x.unlock(k)
+		off += size
+	}
+	sg.release(seg)
+	return true
+}
+
+// moveLocked copies the item at off to the head and points slot (which
+// holds e) to the copy, whose read count starts again; false if there is
+// no room.
+func (s *Store) moveLocked(slot, e uint64, k hkey, off, size int64) bool {
+	to, ok := s.sg.alloc(size, true)
+	if !ok {
+		return false
+	}
+	copy(s.mem(to, size), s.mem(off, size))
+	ne := makeEntry(k.tag, s.sg.gen[to/s.sg.size].Load(), to)
+	for !s.x.cas(slot, e, ne|e&entFetched) {
+		e = s.x.load(slot) // a reader marked it meanwhile
+	}
+	s.sg.done(to)
+	return true
 }
 
 // Get appends the value of key to dst, and marks the item fetched. It
 // allocates nothing when cap(dst) suffices.
 func (s *Store) Get(key []byte, dst []byte) (value []byte, m Meta, ok bool) {
-	now := s.now()
-	it, ok := s.lookup(key, now)
-	if !ok {
-		return dst, Meta{}, false
-	}
-	m = metaOf(it)
-	s.markFetched(it, now)
-	return append(dst, it.value...), m, true
+	value, _, m, ok = s.read(key, dst, readAppend, true)
+	runtime.KeepAlive(s)
+	return value, m, ok
 }
 
-// View returns the stored value of key itself, without a copy, and marks
-// the item fetched. Stored values are never modified (every write stores
-// a new item), so the slice stays valid and unchanging for as long as the
-// caller holds it, whatever happens to the key; the caller must not write
-// to it. It never allocates.
+// View is Get into a new slice.
+//
+// Deprecated: values live in memory the store reuses, so it can no longer
+// hand out the stored value itself; use Get or GetInto with a buffer of
+// the caller's.
 func (s *Store) View(key []byte) (value []byte, m Meta, ok bool) {
-	now := s.now()
-	it, ok := s.lookup(key, now)
-	if !ok {
-		return nil, Meta{}, false
-	}
-	s.markFetched(it, now)
-	return it.value[:len(it.value):len(it.value)], metaOf(it), true
+	return s.Get(key, nil)
+}
+
+// Fetch marks the item of key fetched, as a Get does, without copying
+// its value.
+func (s *Store) Fetch(key []byte) (Meta, bool) {
+	_, _, m, ok := s.read(key, nil, readNone, true)
+	runtime.KeepAlive(s)
+	return m, ok
 }
 
 // GetInto copies the value of key into dst[:cap(dst)] if it fits, and marks
 // the item fetched. It returns the value's length n; n > cap(dst) means the
 // value did not fit: nothing was copied nor marked. It never allocates.
 func (s *Store) GetInto(key []byte, dst []byte) (n int, m Meta, ok bool) {
-	now := s.now()
-	it, ok := s.lookup(key, now)
-	if !ok {
-		return 0, Meta{}, false
-	}
-	n = len(it.value)
-	if n > cap(dst) {
-		return n, metaOf(it), true
-	}
-	m = metaOf(it)
-	s.markFetched(it, now)
-	copy(dst[:n], it.value)
-	return n, m, true
+	_, n, m, ok = s.read(key, dst, readInto, true)
+	runtime.KeepAlive(s)
+	return n, m, ok
 }
 
 // Now reads the store's clock (Config.Now), for callers that turn relative
@@ -340,11 +678,9 @@ func (s *Store) Now() time.Time { return s.now() }
 
 // Peek is Get without marking the item fetched or accessed.
 func (s *Store) Peek(key []byte, dst []byte) (value []byte, m Meta, ok bool) {
-	it, ok := s.lookup(key, s.now())
-	if !ok {
-		return dst, Meta{}, false
-	}
-	return append(dst, it.value...), metaOf(it), true
+	value, _, m, ok = s.read(key, dst, readAppend, false)
+	runtime.KeepAlive(s)
+	return value, m, ok
 }
 
 // expiredAt reports whether an item with exptime is dead on arrival.
@@ -352,138 +688,174 @@ func expiredAt(exptime int64, now time.Time) bool {
 	return exptime < 0 || (exptime != 0 && exptime <= now.Unix())
 }
 
+// exptime32 is how an item holds its exptime: unix seconds as a uint32,
+// which reach 2106 (later is never).
+func exptime32(exptime int64) uint32 { return uint32(min(exptime, math.MaxUint32)) }
+
 // Set stores value under key as mode says; cas, when not 0, must match the
 // item's CAS. Append and Prepend keep the item's flags and exptime. An
 // exptime in the past or negative deletes the key (a later get misses) but
-// reports Stored.
+// reports Stored. A key longer than 255 bytes is TooLarge.
 func (s *Store) Set(key, value []byte, mode Mode, flags uint32, exptime int64, cas uint64) (Result, uint64) {
-	if len(value) > s.maxItem {
+	if len(value) > s.maxItem || len(key) > maxKeyLen {
 		return TooLarge, 0
 	}
+	defer runtime.KeepAlive(s)
 	now := s.now()
-	res := NotStored
-	var newCAS uint64
-	s.compute(key, false, func(k string, old *item, found bool) (*item, op) {
-		if found && !s.live(old, now) {
-			found = false
+	k := s.x.hash(key)
+	for range writeTries {
+		s.makeRoom()
+		s.x.lock(k)
+		res, newCAS, done := s.setLocked(k, key, value, mode, flags, exptime, cas, now)
+		s.x.unlock(k)
+		if done {
+			if newCAS != 0 {
+				s.total.Add(1)
+			}
+			return res, newCAS
 		}
-		if cas != 0 {
-			switch {
-			case !found:
-				res = NotFound
-				return old, opCancel
-			case old.cas != cas:
-				res = Exists
-				return old, opCancel
-			}
-		}
-		it := &item{flags: flags, exptime: exptime}
-		switch mode {
-		case ModeAdd:
-			if found {
-				return old, opCancel
-			}
-		case ModeReplace:
-			if !found {
-				return old, opCancel
-			}
-		case ModeAppend, ModePrepend:
-			if !found {
-				return old, opCancel
-			}
-			if len(old.value)+len(value) > s.maxItem {
-				res = TooLarge
-				return old, opCancel
-			}
-			it.flags, it.exptime = old.flags, old.exptime
-			v := make([]byte, 0, len(old.value)+len(value))
-			if mode == ModeAppend {
-				v = append(append(v, old.value...), value...)
-			} else {
-				v = append(append(v, value...), old.value...)
-			}
-			it.value = v
-		}
-		res = Stored
-		if expiredAt(it.exptime, now) {
-			newCAS = s.cas.Add(1) // numbered, as memcached numbers it, then gone
-			if old != nil {
-				return nil, opInvalidate
-			}
-			return old, opCancel
-		}
-		if it.value == nil {
-			it.value = append(make([]byte, 0, len(value)), value...)
-		}
-		it.cas = s.cas.Add(1)
-		it.storedNs = now.UnixNano()
-		it.access.Store(now.Unix()) // storing is an access, as memcached counts it
-		newCAS = it.cas
-		s.put(k, it)
-		return it, opWrite
-	})
-	if newCAS != 0 {
-		s.total.Add(1)
+		s.evictOne()
 	}
-	return res, newCAS
+	return NotStored, 0
+}
+
+func (s *Store) setLocked(k hkey, key, value []byte, mode Mode, flags uint32, exptime int64, cas uint64, now time.Time) (Result, uint64, bool) {
+	c := s.lookupLocked(k, key, now)
+	if cas != 0 {
+		switch {
+		case !c.found:
+			return NotFound, 0, true
+		case c.h.cas != cas:
+			return Exists, 0, true
+		}
+	}
+	it := item{h: header{flags: flags}, v1: value}
+	switch mode {
+	case ModeAdd:
+		if c.found {
+			return NotStored, 0, true
+		}
+	case ModeReplace:
+		if !c.found {
+			return NotStored, 0, true
+		}
+	case ModeAppend, ModePrepend:
+		if !c.found {
+			return NotStored, 0, true
+		}
+		if int(c.h.vlen)+len(value) > s.maxItem {
+			return TooLarge, 0, true
+		}
+		it.h.flags, exptime = c.h.flags, int64(c.h.exptime)
+		if mode == ModeAppend {
+			it.v1, it.v2 = s.valueAt(c.off, c.h), value
+		} else {
+			it.v2 = s.valueAt(c.off, c.h)
+		}
+	}
+	if expiredAt(exptime, now) {
+		newCAS := s.cas.Add(1) // numbered, as memcached numbers it, then gone
+		if c.found {
+			s.removeLocked(c.slot, c.off, c.h)
+		}
+		return Stored, newCAS, true
+	}
+	it.h.exptime = exptime32(exptime)
+	it.h.storedNs = now.UnixNano()
+	it.access = uint32(now.Unix()) // storing is an access, as memcached counts it
+	if !s.writeLocked(k, key, c, &it, now) {
+		return 0, 0, false
+	}
+	return Stored, it.h.cas, true
 }
 
 // Delete removes key; cas, when not 0, must match the item's CAS.
 func (s *Store) Delete(key []byte, cas uint64) Result {
-	res := NotFound
-	s.updateLive(key, s.now(), func(_ string, old *item) (*item, op) {
-		if cas != 0 && old.cas != cas {
-			res = Exists
-			return old, opCancel
-		}
-		res = Deleted
-		return nil, opInvalidate
-	})
-	return res
+	if len(key) > maxKeyLen {
+		return NotFound
+	}
+	defer runtime.KeepAlive(s)
+	k := s.x.hash(key)
+	s.x.lock(k)
+	defer s.x.unlock(k)
+	c := s.lookupLocked(k, key, s.now())
+	switch {
+	case !c.found:
+		return NotFound
+	case cas != 0 && c.h.cas != cas:
+		return Exists
+	}
+	s.removeLocked(c.slot, c.off, c.h)
+	return Deleted
 }
 
-// touch sets the exptime of a live item, keeping its value and CAS, and
-// returns the item now stored (nil if none).
-func (s *Store) touch(key []byte, exptime int64, now time.Time) *item {
-	var cur *item
-	s.updateLive(key, now, func(k string, old *item) (*item, op) {
-		if expiredAt(exptime, now) {
-			cur = old // visible to this call, gone after it
-			return nil, opInvalidate
+// touch sets the exptime of a live item, keeping its value and CAS, by
+// writing it anew, and returns its meta (ok false if none); fetch also
+// marks it fetched and appends its value to dst.
+func (s *Store) touch(key []byte, exptime int64, now time.Time, fetch bool, dst []byte) ([]byte, Meta, bool) {
+	if len(key) > maxKeyLen {
+		return dst, Meta{}, false
+	}
+	k := s.x.hash(key)
+	for range writeTries {
+		s.makeRoom()
+		s.x.lock(k)
+		c := s.lookupLocked(k, key, now)
+		if !c.found {
+			s.x.unlock(k)
+			return dst, Meta{}, false
 		}
-		it := &item{value: old.value, flags: old.flags, cas: old.cas, exptime: exptime, storedNs: old.storedNs}
-		it.access.Store(old.access.Load())
-		it.fetched.Store(old.fetched.Load())
-		cur = it
-		s.put(k, it)
-		return it, opWrite
-	})
-	return cur
+		m := metaOf(c.h, c.e, s.x.loadAccess(c.slot))
+		m.Exptime = exptime
+		if fetch {
+			dst = append(dst, s.valueAt(c.off, c.h)...)
+		}
+		if expiredAt(exptime, now) {
+			s.removeLocked(c.slot, c.off, c.h) // visible to this call, gone after it
+			s.x.unlock(k)
+			return dst, m, true
+		}
+		h := c.h
+		h.exptime = exptime32(exptime)
+		it := item{h: h, v1: s.valueAt(c.off, c.h), access: s.x.loadAccess(c.slot), bits: c.e & (entFetched | entReads)}
+		if fetch {
+			it.access = uint32(now.Unix())
+			it.bits = markedRead(it.bits)
+		}
+		ok := s.writeLocked(k, key, c, &it, now)
+		s.x.unlock(k)
+		if ok {
+			return dst, m, true
+		}
+		if fetch {
+			dst = dst[:len(dst)-int(c.h.vlen)]
+		}
+		s.evictOne()
+	}
+	return dst, Meta{}, false
+}
+
+// markedRead is the fetched flag and read count bits after one more read.
+func markedRead(bits uint64) uint64 {
+	if bits&entReads != entReads {
+		bits += 1 << entReadsSh
+	}
+	return bits | entFetched
 }
 
 // Touch sets the exptime of key. It does not mark the item fetched.
 func (s *Store) Touch(key []byte, exptime int64) (Meta, bool) {
-	it := s.touch(key, exptime, s.now())
-	if it == nil {
-		return Meta{}, false
-	}
-	m := metaOf(it)
-	m.Exptime = exptime
-	return m, true
+	_, m, ok := s.touch(key, exptime, s.now(), false, nil)
+	runtime.KeepAlive(s)
+	return m, ok
 }
 
 // GetAndTouch sets the exptime of key and appends its value to dst, marking
 // the item fetched.
 func (s *Store) GetAndTouch(key []byte, exptime int64, dst []byte) ([]byte, Meta, bool) {
-	now := s.now()
-	it := s.touch(key, exptime, now)
-	if it == nil {
-		return dst, Meta{}, false
-	}
-	m := metaOf(it)
-	m.Exptime = exptime
-	s.markFetched(it, now)
-	return append(dst, it.value...), m, true
+	dst, m, ok := s.touch(key, exptime, s.now(), true, dst)
+	runtime.KeepAlive(s)
+	return dst, m, ok
 }
 
 // Incr adds delta to (or, with decr, subtracts it from) the decimal number
@@ -499,69 +871,83 @@ func (s *Store) Incr(key []byte, delta uint64, decr bool, vivify *Vivify) (newVa
 // IncrCAS is Incr that, when cas is not 0, changes the item only if its CAS
 // matches (else Exists; NotFound if missing, even with vivify).
 func (s *Store) IncrCAS(key []byte, delta uint64, decr bool, vivify *Vivify, cas uint64) (newValue uint64, newCAS uint64, r Result) {
-	now := s.now()
-	r = NotFound
-	s.compute(key, false, func(k string, old *item, found bool) (*item, op) {
-		if found && !s.live(old, now) {
-			found = false
-		}
-		var it *item
-		switch {
-		case !found && (vivify == nil || cas != 0):
-			return old, opCancel
-		case !found:
-			if expiredAt(vivify.Exptime, now) {
-				newValue, r = vivify.Initial, Stored
-				newCAS = s.cas.Add(1) // numbered, as memcached numbers it, then gone
-				if old != nil {
-					return nil, opInvalidate
-				}
-				return old, opCancel
-			}
-			newValue = vivify.Initial
-			it = &item{value: strconv.AppendUint(nil, newValue, 10), exptime: vivify.Exptime}
-		case cas != 0 && old.cas != cas:
-			r = Exists
-			return old, opCancel
-		default:
-			n, ok := parseUint(old.value)
-			if !ok {
-				r = NonNumeric
-				return old, opCancel
-			}
-			switch {
-			case !decr:
-				n += delta // wraps, as memcached
-			case delta > n:
-				n = 0
-			default:
-				n -= delta
-			}
-			newValue = n
-			v := strconv.AppendUint(make([]byte, 0, max(len(old.value), 20)), n, 10)
-			for len(v) < len(old.value) {
-				v = append(v, ' ')
-			}
-			it = &item{value: v, flags: old.flags, exptime: old.exptime}
-			if len(v) == len(old.value) {
-				// memcached changes a number that fits in place: the
-				// item stays fetched (mg h)
-				it.fetched.Store(old.fetched.Load())
-			}
-		}
-		r = Stored
-		it.cas = s.cas.Add(1)
-		it.access.Store(now.Unix())
-		it.storedNs = now.UnixNano()
-		it.access.Store(now.Unix()) // storing is an access, as memcached counts it
-		newCAS = it.cas
-		s.put(k, it)
-		return it, opWrite
-	})
-	if newCAS != 0 {
-		s.total.Add(1)
+	if len(key) > maxKeyLen {
+		return 0, 0, NotFound
 	}
-	return newValue, newCAS, r
+	defer runtime.KeepAlive(s)
+	now := s.now()
+	k := s.x.hash(key)
+	var digits [20]byte
+	for range writeTries {
+		s.makeRoom()
+		s.x.lock(k)
+		var done bool
+		newValue, newCAS, r, done = s.incrLocked(k, key, delta, decr, vivify, cas, now, &digits)
+		s.x.unlock(k)
+		if done {
+			if newCAS != 0 {
+				s.total.Add(1)
+			}
+			return newValue, newCAS, r
+		}
+		s.evictOne()
+	}
+	return 0, 0, NotStored
+}
+
+// spaces pads a number shorter than the text it replaces.
+var spaces = bytes.Repeat([]byte{' '}, 256)
+
+func (s *Store) incrLocked(k hkey, key []byte, delta uint64, decr bool, vivify *Vivify, cas uint64, now time.Time, digits *[20]byte) (uint64, uint64, Result, bool) {
+	c := s.lookupLocked(k, key, now)
+	var it item
+	var n uint64
+	switch {
+	case !c.found && (vivify == nil || cas != 0):
+		return 0, 0, NotFound, true
+	case !c.found:
+		n = vivify.Initial
+		if expiredAt(vivify.Exptime, now) {
+			return n, s.cas.Add(1), Stored, true // numbered, as memcached numbers it, then gone
+		}
+		it = item{h: header{exptime: exptime32(vivify.Exptime)}, v1: strconv.AppendUint(digits[:0], n, 10)}
+	case cas != 0 && c.h.cas != cas:
+		return 0, 0, Exists, true
+	default:
+		old := s.valueAt(c.off, c.h)
+		var ok bool
+		if n, ok = parseUint(old); !ok {
+			return 0, 0, NonNumeric, true
+		}
+		switch {
+		case !decr:
+			n += delta // wraps, as memcached
+		case delta > n:
+			n = 0
+		default:
+			n -= delta
+		}
+		v := strconv.AppendUint(digits[:0], n, 10)
+		it = item{h: header{flags: c.h.flags, exptime: c.h.exptime}, v1: v}
+		if pad := len(old) - len(v); pad > 0 {
+			if pad <= len(spaces) {
+				it.v2 = spaces[:pad]
+			} else {
+				it.v2 = bytes.Repeat([]byte{' '}, pad)
+			}
+		}
+		if len(v) <= len(old) {
+			// memcached changes a number that fits in place: the item
+			// stays fetched (mg h)
+			it.bits = c.e & entFetched
+		}
+	}
+	it.h.storedNs = now.UnixNano()
+	it.access = uint32(now.Unix()) // storing is an access, as memcached counts it
+	if !s.writeLocked(k, key, c, &it, now) {
+		return 0, 0, 0, false
+	}
+	return n, it.h.cas, Stored, true
 }
 
 // parseUint reads a number as memcached's safe_strtoull does: leading
@@ -633,9 +1019,10 @@ func (s *Store) FlushAll(delay time.Duration) {
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {
 	return Stats{
-		Items:      s.t.items.Load(),
-		Bytes:      s.t.bytes.Load(),
+		Items:      s.items.Load(),
+		Bytes:      s.bytes.Load(),
 		LimitBytes: s.limit,
+		ArenaBytes: int64(s.sg.n) * s.sg.size,
 		Evictions:  s.evictions.Load(),
 		Expired:    s.expired.Load(),
 		TotalItems: s.total.Load(),

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package store
+
+// mapRegion falls back on the Go heap where there is no mmap of
+// anonymous memory to rely on.
+func mapRegion(n int) ([]byte, error) { return make([]byte, n), nil }
+
+func unmapRegion([]byte) {}
