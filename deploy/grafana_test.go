@@ -77,35 +77,83 @@ func skipString(expr string, i int) int {
 	return -1
 }
 
-// metricNames returns the metric names a PromQL expression selects: the
-// identifiers that are not functions or aggregations (followed by "("),
-// keywords, label names (inside {...} and by/without/on/ignoring (...)),
-// durations (inside [...]), strings, numbers or Grafana variables ($x).
+// selector is a metric a query selects and the labels it matches on.
+type selector struct {
+	name   string
+	labels []string
+}
+
+// query is what the test reads of a PromQL expression: its selectors and
+// the labels it groups or matches by (by, without, on, ignoring,
+// group_left, group_right).
+type query struct {
+	selectors []selector
+	grouping  []string
+}
+
+func (q query) names() []string {
+	var out []string
+	for _, s := range q.selectors {
+		out = append(out, s.name)
+	}
+	return out
+}
+
+// metricNames returns the metric names a PromQL expression selects.
 func metricNames(expr string) ([]string, error) {
-	var names []string
+	q, err := parseQuery(expr)
+	return q.names(), err
+}
+
+// parseQuery reads a PromQL expression's selectors: the identifiers that
+// are not functions or aggregations (followed by "("), keywords, label
+// names (inside {...} and by/without/on/ignoring (...)), durations (inside
+// [...]), strings, numbers or Grafana variables ($x); with the label names
+// of the matchers in the braces that follow each.
+func parseQuery(expr string) (query, error) {
+	var q query
 	labelList := false // inside by (...), without (...), on (...), ignoring (...)
+	attach := -1       // the selector a "{" right here belongs to
 	for i := 0; i < len(expr); {
+		if c := expr[i]; c != '{' && !isIdent(c) {
+			attach = -1
+		}
 		c := expr[i]
 		switch {
 		case c == '"' || c == '\'' || c == '`':
 			if i = skipString(expr, i); i < 0 {
-				return nil, fmt.Errorf("unterminated string in %s", expr)
+				return q, fmt.Errorf("unterminated string in %s", expr)
 			}
 		case c == '{' || c == '[':
 			end := map[byte]byte{'{': '}', '[': ']'}[c]
-			j := i + 1
+			j, expectLabel := i+1, c == '{'
 			for j < len(expr) && expr[j] != end {
-				if q := expr[j]; q == '"' || q == '\'' || q == '`' {
+				switch b := expr[j]; {
+				case b == '"' || b == '\'' || b == '`':
 					if j = skipString(expr, j); j < 0 {
-						return nil, fmt.Errorf("unterminated string in %s", expr)
+						return q, fmt.Errorf("unterminated string in %s", expr)
 					}
+					continue
+				case b == ',':
+					expectLabel = c == '{'
+				case expectLabel && isIdent(b):
+					k := j
+					for k < len(expr) && isIdent(expr[k]) {
+						k++
+					}
+					if attach >= 0 {
+						q.selectors[attach].labels = append(q.selectors[attach].labels, expr[j:k])
+					}
+					expectLabel = false
+					j = k
 					continue
 				}
 				j++
 			}
 			if j >= len(expr) {
-				return nil, fmt.Errorf("unclosed %c at %d", c, i)
+				return q, fmt.Errorf("unclosed %c at %d", c, i)
 			}
+			attach = -1
 			i = j + 1
 		case c == '$':
 			i++
@@ -127,12 +175,16 @@ func metricNames(expr string) ([]string, error) {
 				k++
 			}
 			call := k < len(expr) && expr[k] == '('
+			attach = -1
 			switch {
 			case word == "by" || word == "without" || word == "on" || word == "ignoring" || word == "group_left" || word == "group_right":
 				labelList = call
-			case labelList || call || promKeywords[word]:
+			case labelList:
+				q.grouping = append(q.grouping, word)
+			case call || promKeywords[word]:
 			default:
-				names = append(names, word)
+				q.selectors = append(q.selectors, selector{name: word})
+				attach = len(q.selectors) - 1
 			}
 			i = j
 		case c == ')':
@@ -142,7 +194,7 @@ func metricNames(expr string) ([]string, error) {
 			i++
 		}
 	}
-	return names, nil
+	return q, nil
 }
 
 func isIdent(c byte) bool {
@@ -166,6 +218,17 @@ func TestMetricNames(t *testing.T) {
 			t.Errorf("%s: %q, %v; want %q", c.expr, got, err, c.want)
 		}
 	}
+	q, err := parseQuery(`sum by (cmd, outcome) (rate(m_total{instance=~"$i", cmd="g,{x}", outcome!~'h'}[5m])) / on (job) n{a="1"} + o`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(q.selectors, q.grouping); got != "[{m_total [instance cmd outcome]} {n [a]} {o []}] [cmd outcome job]" {
+		t.Errorf("selectors and grouping: %s", got)
+	}
+	series := scrapeSeries("# HELP a x\na_total{cmd=\"get\",odd=\"a=\\\"b,c\"} 1\nb 2\n")
+	if got := fmt.Sprint(series); got != "map[a_total:map[cmd:true odd:true] b:map[]]" {
+		t.Errorf("scrapeSeries: %s", got)
+	}
 	for _, bad := range []string{`a{b="c}`, `rate(a[5m)`, `"open`} {
 		if _, err := metricNames(bad); err == nil {
 			t.Errorf("%s: no error", bad)
@@ -175,9 +238,15 @@ func TestMetricNames(t *testing.T) {
 
 var labelValues = regexp.MustCompile(`^label_values\((.*),\s*[a-zA-Z_]\w*\)$`)
 
+// usedQuery is one query of the dashboard and where it is.
+type usedQuery struct {
+	where string
+	q     query
+}
+
 // dashboardMetrics reads the dashboard and returns every metric name its
-// panels and variables query, each with where.
-func dashboardMetrics(t *testing.T) map[string][]string {
+// panels and variables query, each with where, and the queries.
+func dashboardMetrics(t *testing.T) (map[string][]string, []usedQuery) {
 	t.Helper()
 	b, err := os.ReadFile("grafana-dashboard.json")
 	if err != nil {
@@ -192,14 +261,16 @@ func dashboardMetrics(t *testing.T) map[string][]string {
 		t.Fatalf("dashboard without title, uid or panels: %q %q %d", d.Title, d.UID, len(d.Panels))
 	}
 	used := map[string][]string{}
+	var queries []usedQuery
 	add := func(where, expr string) {
-		names, err := metricNames(expr)
-		if err != nil || len(names) == 0 {
+		q, err := parseQuery(expr)
+		if err != nil || len(q.selectors) == 0 {
 			t.Errorf("%s: %q: no metric (%v)", where, expr, err)
 		}
-		for _, n := range names {
+		for _, n := range q.names() {
 			used[n] = append(used[n], where)
 		}
+		queries = append(queries, usedQuery{where, q})
 	}
 	ids := map[int]bool{}
 	for _, p := range d.Panels {
@@ -228,21 +299,44 @@ func dashboardMetrics(t *testing.T) map[string][]string {
 		}
 		add("variable "+v.Name, m[1])
 	}
-	return used
+	return used, queries
 }
 
-// scrapeNames returns the sample names on a Prometheus text page.
-func scrapeNames(body string) map[string]bool {
-	names := map[string]bool{}
+// scrapeSeries returns the sample names on a Prometheus text page, each
+// with the names of the labels its series carry.
+func scrapeSeries(body string) map[string]map[string]bool {
+	series := map[string]map[string]bool{}
 	for _, line := range strings.Split(body, "\n") {
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		if i := strings.IndexAny(line, "{ "); i > 0 {
-			names[line[:i]] = true
+		i := strings.IndexAny(line, "{ ")
+		if i <= 0 {
+			continue
+		}
+		labels := series[line[:i]]
+		if labels == nil {
+			labels = map[string]bool{}
+			series[line[:i]] = labels
+		}
+		if line[i] != '{' {
+			continue
+		}
+		// name="value",... up to the closing brace; values are quoted.
+		for j := i + 1; j < len(line) && line[j] != '}'; {
+			eq := strings.IndexByte(line[j:], '=')
+			if eq < 0 {
+				break
+			}
+			labels[strings.TrimSpace(strings.TrimPrefix(line[j:j+eq], ","))] = true
+			if k := skipString(line, j+eq+1); k > 0 {
+				j = k
+			} else {
+				break
+			}
 		}
 	}
-	return names
+	return series
 }
 
 func get(url string) (string, error) {
@@ -259,11 +353,11 @@ func get(url string) (string, error) {
 	return string(b), err
 }
 
-// metricsOf returns the names the server's metrics handler serves now.
-func metricsOf(srv *userspace.Server, svc *userspace.Service) map[string]bool {
+// metricsOf returns the series the server's metrics handler serves now.
+func metricsOf(srv *userspace.Server, svc *userspace.Service) map[string]map[string]bool {
 	rec := httptest.NewRecorder()
 	userspace.MetricsHandler(srv, svc).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	return scrapeNames(rec.Body.String())
+	return scrapeSeries(rec.Body.String())
 }
 
 // TestDashboardMetricsExist checks that every metric the Grafana
@@ -275,8 +369,18 @@ func metricsOf(srv *userspace.Server, svc *userspace.Service) map[string]bool {
 // root, no exporter binary) its metrics are not checked and the test
 // says so (and fails under CI=true or REBOUND_REQUIRE_PRIV=1).
 func TestDashboardMetricsExist(t *testing.T) {
-	used := dashboardMetrics(t)
-	have := map[string]bool{}
+	used, queries := dashboardMetrics(t)
+	have := map[string]map[string]bool{}
+	merge := func(series map[string]map[string]bool) {
+		for n, labels := range series {
+			if have[n] == nil {
+				have[n] = map[string]bool{}
+			}
+			for l := range labels {
+				have[n][l] = true
+			}
+		}
+	}
 	ran := map[string]bool{}
 	source := func(name string) string {
 		switch {
@@ -326,16 +430,14 @@ func TestDashboardMetricsExist(t *testing.T) {
 			_, _ = u.Write([]byte(d.msg))
 			u.Close()
 		}
-		var names map[string]bool
+		var series map[string]map[string]bool
 		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			names = metricsOf(srv, svc)
-			if names["rebound_drops_total"] && names["rebound_rejects_total"] || time.Now().After(deadline) {
+			series = metricsOf(srv, svc)
+			if series["rebound_drops_total"] != nil && series["rebound_rejects_total"] != nil || time.Now().After(deadline) {
 				break
 			}
 		}
-		for n := range names {
-			have[n] = true
-		}
+		merge(series)
 		ran["udp"] = true
 
 		t.Run("exporter", func(t *testing.T) {
@@ -374,9 +476,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 			if !strings.Contains(body, "\nmemcached_up 1\n") {
 				t.Fatalf("memcached_exporter says Rebound is not up:\n%s", body)
 			}
-			for n := range scrapeNames(body) {
-				have[n] = true
-			}
+			merge(scrapeSeries(body))
 			ran["exporter"] = true
 		})
 	})
@@ -396,25 +496,46 @@ func TestDashboardMetricsExist(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(srv.Stop)
-		for n := range metricsOf(srv, svc) {
-			have[n] = true
-		}
+		merge(metricsOf(srv, svc))
 		ran["xdp"] = true
 	})
 
 	var missing, unchecked []string
 	for name, where := range used {
 		switch {
-		case have[name]:
+		case have[name] != nil:
 		case !ran[source(name)]:
 			unchecked = append(unchecked, fmt.Sprintf("%s (%s)", name, source(name)))
 		default:
 			missing = append(missing, fmt.Sprintf("%s, queried by %s", name, strings.Join(where, "; ")))
 		}
 	}
+	// The labels each query matches on are on its metric's series, and
+	// those it groups by on at least one of its metrics' (Prometheus adds
+	// instance and job when it scrapes).
+	added := map[string]bool{"instance": true, "job": true}
+	for _, u := range queries {
+		for _, sel := range u.q.selectors {
+			for _, l := range sel.labels {
+				if have[sel.name] != nil && !added[l] && !have[sel.name][l] {
+					missing = append(missing, fmt.Sprintf("label %s of %s, matched by %s", l, sel.name, u.where))
+				}
+			}
+		}
+		for _, l := range u.q.grouping {
+			found, known := added[l], false
+			for _, sel := range u.q.selectors {
+				known = known || have[sel.name] != nil
+				found = found || have[sel.name][l]
+			}
+			if known && !found {
+				missing = append(missing, fmt.Sprintf("label %s, grouped by in %s, on none of its metrics", l, u.where))
+			}
+		}
+	}
 	sort.Strings(missing)
 	for _, m := range missing {
-		t.Errorf("the dashboard queries a metric no running server has: %s", m)
+		t.Errorf("the dashboard queries what no running server has: %s", m)
 	}
 	t.Logf("%d metrics queried; sources run: %v", len(used), ran)
 	if len(unchecked) > 0 {
