@@ -31,7 +31,7 @@ const (
 	// MaxAnswerItems bounds Options.AnswerItems.
 	MaxAnswerItems = 1 << 20
 	// DefaultAnswerItems is what the server asks for unless told otherwise:
-	// about 15 MiB of kernel memory for the slots and the two indexes.
+	// about 14 MiB of kernel memory for the slots and the buckets.
 	DefaultAnswerItems = 8192
 )
 
