@@ -258,7 +258,7 @@ type Items struct {
 	nbuckets uint64
 	seed     uint64 // of keyHash
 	slots    []byte // the items map, mapped: itemSize bytes a slot
-	flush    []byte    // the flush map, mapped: struct flush_state
+	flush    []byte // the flush map, mapped: struct flush_state
 	flushMap *ebpf.Map
 	cfgMap   *ebpf.Map
 	cap      int
