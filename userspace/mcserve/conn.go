@@ -254,7 +254,7 @@ func (c *Conn) exec(cmd *mc.Command, out []byte, now time.Time) ([]byte, bool) {
 		_, ok := s.Touch(cmd.Key, mc.Deadline(cmd.Exptime, now.Unix()))
 		if ok {
 			h.c.touchHits.Add(1)
-			s.View(cmd.Key) // memcached's touch fetches the item: mg h says 1
+			s.Fetch(cmd.Key) // memcached's touch fetches the item: mg h says 1
 		} else {
 			h.c.touchMisses.Add(1)
 		}
@@ -287,6 +287,9 @@ func (c *Conn) exec(cmd *mc.Command, out []byte, now time.Time) ([]byte, bool) {
 		out = h.appendStatsCmd(out, cmd.Args())
 	case mc.KindMetaNoop:
 		out = append(out, mc.MetaNoop...)
+	case mc.KindMetaDebug:
+		h.c.cmdMeta.Add(1)
+		out = c.metaDebug(cmd, out, now)
 	case mc.KindMetaGet:
 		h.c.cmdMeta.Add(1)
 		out = c.metaGet(cmd, out, now)
@@ -399,12 +402,11 @@ func (c *Conn) get(cmd *mc.Command, out []byte, now time.Time) []byte {
 		p := len(out)
 		var m store.Meta
 		var hit bool
-		var v []byte
 		if touch {
 			out, m, hit = s.GetAndTouch(key, deadline, out)
 		} else {
-			// The stored value itself: header first, then one copy.
-			v, m, hit = s.View(key)
+			// The value is copied where it goes; its header goes before it.
+			out, m, hit = s.Get(key, out)
 		}
 		switch {
 		case hit && touch:
@@ -419,21 +421,13 @@ func (c *Conn) get(cmd *mc.Command, out []byte, now time.Time) []byte {
 		if !hit {
 			continue
 		}
-		// Over UDP a value that would pass the budget is not copied: the
-		// datagram stops here (a touched one was, but only one).
-		if touch {
-			c.hdr = mc.AppendValueHeader(c.hdr[:0], key, m.Flags, len(out)-p, m.CAS, withCAS)
-			if c.overBudget(out, len(c.hdr)+2) {
-				return out[:p]
-			}
-			out = c.insert(out, p, c.hdr)
-		} else {
-			out = mc.AppendValueHeader(out, key, m.Flags, len(v), m.CAS, withCAS)
-			if c.overBudget(out, len(v)+2) {
-				return out[:p]
-			}
-			out = append(out, v...)
+		// Over UDP a value that would pass the budget is taken back: the
+		// datagram stops here.
+		c.hdr = mc.AppendValueHeader(c.hdr[:0], key, m.Flags, len(out)-p, m.CAS, withCAS)
+		if c.overBudget(out, len(c.hdr)+2) {
+			return out[:p]
 		}
+		out = c.insert(out, p, c.hdr)
 		out = append(out, '\r', '\n')
 		out = c.flushLarge(out)
 	}

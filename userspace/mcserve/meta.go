@@ -2,6 +2,7 @@ package mcserve
 
 import (
 	"encoding/base64"
+	"strconv"
 	"time"
 
 	mc "github.com/rebound-net/rebound/codec/memcache"
@@ -129,7 +130,7 @@ func (c *Conn) metaGetLongOpaque(cmd *mc.Command, out []byte, now time.Time) []b
 		case m.HasTTL && flagBefore(cmd, 'T', 'O'):
 			s.Touch(cmd.Key, mc.Deadline(m.TTL, now.Unix()))
 		case !m.Has('h') && !m.Has('l') && !m.HasTTL:
-			s.View(cmd.Key)
+			s.Fetch(cmd.Key)
 		}
 	}
 	return mc.AppendError(out, mc.ErrOpaqueTooLong)
@@ -341,4 +342,34 @@ func unsupportedMeta(cmd *mc.Command) bool {
 		return m.Has('T')
 	}
 	return false
+}
+
+// metaDebug answers "me <key>" as memcached does, without touching the
+// item: "ME <key> exp=<ttl> la=<seconds since access> cas=<cas>
+// fetch=<yes|no> cls=<class> size=<bytes>", or EN. Rebound has no slab
+// classes: cls is 1, the one class "stats slabs" reports; size is what the
+// store counts for the item (key, value and its per-item overhead), not
+// memcached's item header arithmetic. exp is the TTL remaining (-1: none);
+// memcached 1.6.18 prints it negated, a bug later versions fixed.
+func (c *Conn) metaDebug(cmd *mc.Command, out []byte, now time.Time) []byte {
+	_, m, ok := c.h.cfg.Store.Peek(cmd.Key, nil)
+	if !ok {
+		return mc.AppendMetaEnd(mc.AppendMetaCode(out, mc.MetaMiss))
+	}
+	out = append(out, "ME "...)
+	out = append(out, cmd.RawKey...)
+	out = append(out, " exp="...)
+	out = strconv.AppendInt(out, mc.TTL(m.Exptime, now.Unix()), 10)
+	out = append(out, " la="...)
+	out = strconv.AppendInt(out, max(now.Unix()-m.LastAccess, 0), 10)
+	out = append(out, " cas="...)
+	out = strconv.AppendUint(out, m.CAS, 10)
+	if m.Fetched {
+		out = append(out, " fetch=yes"...)
+	} else {
+		out = append(out, " fetch=no"...)
+	}
+	out = append(out, " cls=1 size="...)
+	out = strconv.AppendInt(out, int64(len(cmd.Key)+m.Size+store.ItemOverhead), 10)
+	return append(out, '\r', '\n')
 }

@@ -4,30 +4,46 @@
 //
 // # Design
 //
-// Items live in a table of 256 shards, each a Go map under its own lock,
-// bounded by weight (key + value + ItemOverhead bytes). An item is
-// immutable once stored: every write (set, append, incr, touch) builds a
-// new item under the key's shard lock (compute), which makes CAS,
-// add/replace, append/prepend and incr/decr atomic per key without a global
-// lock, and lets Get copy a value straight into the caller's buffer after a
-// read lock of one map lookup. Only the access fields (last access,
-// fetched) change in place, with atomics that write only when the value
-// changes.
+// The store's memory is one region mapped at New, outside the Go heap:
+// Config.MemoryLimit bytes, an index (about a ninth) and segments (the
+// rest, of 4 KiB to 1 MiB each, larger only to hold Config.MaxItemSize).
+// The collector neither scans nor counts it, and it takes RSS as its pages
+// are first written, never more than the limit, whatever the items do.
 //
-// Eviction follows memcached's LRU: every item is on one list, most
-// recently written or read first, and a write that takes the table over its
-// limit evicts from the other end before it returns. A read moves an item
-// to the front at most once a second (memcached: once a minute). So what
-// was written or read longest ago goes first, dead or alive, and a set just
-// acknowledged stays while anything older is left. (A frequency-based
-// admission, such as the W-TinyLFU of the otter library this store was
-// built on before, refuses new keys once the store is full of popular old
-// ones: a client whose sets were acknowledged then missed almost all of
-// them.)
+// An item (a 29-byte header: CAS, store time, exptime, flags, lengths;
+// then key and value, padded to 4 bytes) is written once, at the head
+// segment's end, and never changed: an overwrite, append, incr or touch
+// writes a new copy and the old one is dead space until its segment goes.
+// The index is buckets of 8 uint64 entries, a key in one of two buckets
+// chosen by its hash, each entry a tag of the hash, the item's offset and
+// its segment's generation, beside a uint32 of last access per slot.
+//
+// A read takes no lock: it loads an entry, compares the key and copies the
+// value where the caller asked, then checks that the item's segment was
+// not reused meanwhile (its generation), and starts again if it was (after
+// 4 tries it takes the key's lock). A write holds the locks of the key's
+// two buckets (1024 stripes), which makes CAS, add/replace,
+// append/prepend and incr/decr atomic per key; under them an item that an
+// entry points to stays where it is.
+//
+// Eviction: segments are sealed in the order they were written (FIFO).
+// When at most one segment is free, a write first evicts the oldest: its
+// live items that were read at least twice since written or last moved go
+// forward (copied to the head, as long as they take at most half a
+// segment), the others are removed (Stats.Evictions; dead ones count as
+// Expired). So what was written longest ago and not read since goes first,
+// and an acknowledged set survives until everything written before it went
+// or moved, as in memcached's LRU where reads bump an item. When both of a
+// new key's buckets are full, the item in the oldest segment among them is
+// evicted for it. (A frequency-based admission, such as the W-TinyLFU of
+// the otter library this store was built on before, refuses new keys once
+// the store is full of popular old ones: a client whose sets were
+// acknowledged then missed almost all of them.)
 //
 // # Lifecycle
 //
-// New builds a store; there is nothing to close. The default clock is shared
+// New builds a store and maps its memory; there is nothing to close: the
+// memory is unmapped when the Store is garbage. The default clock is shared
 // by every store of the process: a goroutine started by the first store reads
 // time.Now every 10 ms, for the life of the process. Tests pass Config.Now.
 //
@@ -48,20 +64,24 @@
 //
 // # Gotchas
 //
-//   - The bound is on weight, not on the Go heap: a value that was appended to
-//     builds a new slice, and a Get into a too-small dst allocates; the old
-//     slice is garbage until the GC runs. Size the heap (GOMEMLIMIT) with
-//     some room above Config.MemoryLimit.
-//   - Eviction runs in the writer, after its write: concurrent writes may
-//     take the table briefly over its limit, by at most their own items.
-//     The evictor passes over a shard busy with a write and gives up after
-//     one round of the list; the next write goes on. A Stored result does
-//     not promise the item survives, only that older unread items go first.
+//   - The limit is on the region: a store of small items runs out of index
+//     slots before segments (about 1 slot per 112 bytes of the limit); the
+//     oldest item of a full bucket pair is then evicted.
+//   - Eviction runs in the writer that finds too few segments free, before
+//     it takes its key's locks: one segment's items at a time (about 8,000
+//     small items for a 1 MiB segment).
+//   - A key is at most 255 bytes (longer is TooLarge); exptimes are held
+//     as uint32 unix seconds (past 2106 is never).
+//   - Reads copy from memory that a later eviction reuses, and trust the
+//     copy only if the segment's generation did not change; the race
+//     detector does not see the region (it is not Go memory). On weakly
+//     ordered CPUs (arm64) the check relies on the copy's loads not being
+//     reordered past the generation's atomic load.
 //   - Meta.LastAccess and Meta.Fetched describe the item before the call
 //     that returns them, as memcached's meta flags l and h do.
 //   - Incr keeps memcached's text: a result shorter than the stored number is
 //     padded with spaces to the old length ("100" decr 1 reads back as "99 "),
 //     and parsing accepts leading spaces and stops at a space.
 //   - Values returned by Get are copies; nothing the caller holds aliases the
-//     store. Keys are copied on writes only.
+//     store. A Mirror gets the stored value itself, valid during the call.
 package store
