@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -290,17 +291,28 @@ func (c *Conn) binGet(hdr mc.BinaryHeader, op mc.BinaryOp, quiet bool, key []byt
 	switch op {
 	case mc.OpTouch:
 		if m, hit = s.Touch(key, binDeadline(exp, now.Unix())); hit {
-			s.View(key) // memcached's touch fetches the item
+			c.scratch, _, _ = s.Get(key, c.scratch[:0]) // memcached's touch fetches the item
 		}
 	case mc.OpGAT, mc.OpGATK:
 		out, m, hit = s.GetAndTouch(key, binDeadline(exp, now.Unix()), out)
 	default:
-		var v []byte
-		if v, m, hit = s.View(key); hit {
-			if c.overBudget(out, len(v)) {
+		// The value is copied straight behind the reserved header, into
+		// out's spare room; a value that does not fit is measured first,
+		// so a datagram stops at its budget before copying it.
+		for {
+			room := out[len(out):cap(out)]
+			var n int
+			if n, m, hit = s.GetInto(key, room); !hit {
+				break
+			}
+			if n <= len(room) {
+				out = out[:len(out)+n]
+				break
+			}
+			if c.overBudget(out, n) {
 				return out[:p]
 			}
-			out = append(out, v...)
+			out = slices.Grow(out, n)
 		}
 	}
 	switch {
