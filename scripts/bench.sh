@@ -7,7 +7,7 @@
 #   scripts/bench.sh --memcache only the comparison with memcached (about 2 minutes)
 #   scripts/bench.sh --tls      only TLS against plain TCP, beside memcached -Z (about a minute)
 #   scripts/bench.sh --density  only RSS per item and hit ratios beside memcached at the same memory
-#                               (scripts/density.sh, on loopback, no root: about 3 minutes)
+#                               (scripts/density.sh, on loopback, no root: about 2 minutes)
 #
 # Needs root (namespaces, XDP). Without root, --demo serves in udp mode on
 # loopback and says why. The server runs on CPU 1 and the load generator on

@@ -11,7 +11,7 @@
 #    of the process from /proc/PID/status, and RSS per item.
 # 2. Hit ratio: the seeded cache-aside trace of 'rebound bench --trace zipf'
 #    (Zipf 0.99 over TRACE_KEYS keys, default 4,000,000; TRACE_OPS gets per
-#    phase, default 500,000: a warm-up, a steady phase, then new keys with
+#    phase, default 1,000,000: a warm-up, a steady phase, then new keys with
 #    values of 1-4 KiB instead of 64-256 bytes) to a fresh server of each
 #    kind with TRACE_MEM (default 64 MiB), one pipelined TCP connection; the
 #    hit ratio per phase, and read-backs of acknowledged sets (lost: not
@@ -20,7 +20,7 @@
 # Both servers run on loopback with one worker thread ('memcached -t 1',
 # 'rebound serve --workers 1'), on DENSITY_PORT and the next two ports
 # (default 22122). No root needed. Raw JSON: RESULTS/density-*.json and
-# RESULTS/trace-*.json. Takes about 3 minutes.
+# RESULTS/trace-*.json. Takes about 2 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +31,7 @@ DENSITY_MEM=${DENSITY_MEM:-256}
 DENSITY_FILLS=${DENSITY_FILLS:-64:3000000 1024:400000}
 TRACE_MEM=${TRACE_MEM:-64}
 TRACE_KEYS=${TRACE_KEYS:-4000000}
-TRACE_OPS=${TRACE_OPS:-500000}
+TRACE_OPS=${TRACE_OPS:-1000000}
 SEED=${SEED:-1}
 PORT=${DENSITY_PORT:-22122}
 mkdir -p "$RESULTS"
