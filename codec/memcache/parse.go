@@ -32,12 +32,13 @@ const (
 	KindMetaDelete
 	KindMetaArithmetic
 	KindMetaNoop
+	KindMetaDebug
 	numKinds
 )
 
 var kindNames = [numKinds]string{"none", "get", "gets", "gat", "gats", "set", "add", "replace",
 	"append", "prepend", "cas", "delete", "incr", "decr", "touch", "flush_all", "version",
-	"verbosity", "quit", "stats", "mg", "ms", "md", "ma", "mn"}
+	"verbosity", "quit", "stats", "mg", "ms", "md", "ma", "mn", "me"}
 
 func (k Kind) String() string {
 	if k < numKinds {
@@ -244,6 +245,8 @@ func Parse(in []byte, maxValue int, c *Command) Status {
 	case "mn":
 		c.Kind = KindMetaNoop
 		return Complete
+	case "me":
+		return c.parseMetaDebug(rest)
 	}
 	return c.unknown(name, rest)
 }
@@ -323,6 +326,27 @@ func (c *Command) parseGat(k Kind, rest []byte) Status {
 		return Complete // memcached answers a gat without keys with END
 	}
 	return c.parseRetrieval(k, after)
+}
+
+// parseMetaDebug parses "me <key> [b]" as memcached does: a key is
+// required and at most MaxKeyLen long; b as the second token says it is
+// base64 (one that does not decode is a bad command line); anything else
+// after the key is ignored.
+func (c *Command) parseMetaDebug(rest []byte) Status {
+	c.Kind = KindMetaDebug
+	key, after := nextToken(rest)
+	if key == nil || len(key) > MaxKeyLen {
+		return c.fail(ErrBadFormat)
+	}
+	c.Key, c.RawKey = key, key
+	if flag, _ := nextToken(after); len(flag) == 1 && flag[0] == 'b' {
+		n := decodeBase64(c.keyBuf[:], key)
+		if n == 0 {
+			return c.fail(ErrBadFormat)
+		}
+		c.Key, c.Meta.Base64 = c.keyBuf[:n], true
+	}
+	return Complete
 }
 
 // tokens splits up to len(dst) tokens into dst and returns how many there

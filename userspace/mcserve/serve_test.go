@@ -143,7 +143,7 @@ func TestDifferenceGetBadKeyKeepsEarlierReplies(t *testing.T) {
 func TestDifferenceMe(t *testing.T) {
 	c := newHandler().NewConn()
 	_, out, _, _ := c.Serve([]byte("me a\r\nstats nosuch\r\n"), nil)
-	if string(out) != "ERROR\r\nERROR\r\n" {
+	if string(out) != "EN\r\nERROR\r\n" {
 		t.Fatalf("%q", out)
 	}
 }
