@@ -37,7 +37,10 @@ const traceTolerance = 0.02
 func TestTraceHitRatio(t *testing.T) {
 	requireMemcacheServe(t)
 	mc := testutil.StartMemcached(t, "-m", "16")
-	rb := startReboundMemory(t, "16MiB")
+	// Items of the trace are 4 KiB at most: a smaller largest item than
+	// the 1 MiB default, which a store may not allow at 16 MiB (one with
+	// segments wants an item to fit in a sixteenth of them).
+	rb := startReboundMemory(t, "16MiB", "--max-item-size", "512KiB")
 	args := []string{"bench", "--trace", "zipf", "--keys", "1000000", "--trace-ops", "150000", "--trace-warmup", "100000",
 		"--seed", "1", "--quiet", "--json"}
 	mcRes := runTrace(t, mc, 0, args)
@@ -67,9 +70,9 @@ type tracedServer struct {
 	srv  *server
 }
 
-// startReboundMemory runs 'rebound serve --mode udp --kv-memory mem' on
-// free loopback ports, retrying when a port was taken in between.
-func startReboundMemory(t *testing.T, mem string) tracedServer {
+// startReboundMemory runs 'rebound serve --mode udp --kv-memory mem' and
+// args on free loopback ports, retrying when a port was taken in between.
+func startReboundMemory(t *testing.T, mem string, args ...string) tracedServer {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
 		rp, mp := mcFreePort(t), mcFreePort(t)
@@ -77,8 +80,8 @@ func startReboundMemory(t *testing.T, mem string) tracedServer {
 			continue
 		}
 		mca := net.JoinHostPort("127.0.0.1", strconv.Itoa(mp))
-		s, err := startLocalServer(t, "--mode", "udp", "--workers", "1", "--kv-memory", mem,
-			"--listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(rp)), "--memcache-listen", mca)
+		s, err := startLocalServer(t, append([]string{"--mode", "udp", "--workers", "1", "--kv-memory", mem,
+			"--listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(rp)), "--memcache-listen", mca}, args...)...)
 		if err != nil {
 			if attempt < 3 && strings.Contains(err.Error(), "address already in use") {
 				continue
