@@ -133,8 +133,8 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	if *amp == 0 {
 		return fail(exitUsage, "--amplification 0: use a factor of 1 or more, or -1 to turn the bound off")
 	}
-	if int64(itemMax) > int64(mem)/2 {
-		return fail(exitUsage, "--max-item-size %s: at most half of --kv-memory (%s)", *maxItem, *kvMem)
+	if most := store.MaxItemSizeFor(int64(mem)); itemMax > most {
+		return fail(exitUsage, "--max-item-size %s: at most %d bytes with --kv-memory %s (a sixteenth of its segments)", *maxItem, most, *kvMem)
 	}
 	var tlsSetup *userspace.TLS
 	switch {

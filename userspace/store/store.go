@@ -193,6 +193,13 @@ func planLayout(limit int64, maxItem int) layout {
 	return l
 }
 
+// MaxItemSizeFor is the largest Config.MaxItemSize a store of
+// memoryLimit bytes takes: a sixteenth of its segments, less an item's
+// header and longest key (a smaller one is lowered to it).
+func MaxItemSizeFor(memoryLimit int64) int {
+	return planLayout(max(memoryLimit, minMemoryLimit), math.MaxInt32).maxItem
+}
+
 func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
 
 // New returns an empty store. Its memory is mapped at once and taken
@@ -324,7 +331,7 @@ func (s *Store) read(key []byte, dst []byte, mode readMode, mark bool) (out []by
 	// under which its item's segment stays.
 	s.x.lock(k)
 	slot, e := s.findLocked(k, key)
-	if slot < 0 {
+	if slot == noSlot {
 		s.x.unlock(k)
 		return dst, 0, Meta{}, false
 	}
