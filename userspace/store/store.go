@@ -653,15 +653,6 @@ func (s *Store) Get(key []byte, dst []byte) (value []byte, m Meta, ok bool) {
 	return value, m, ok
 }
 
-// View is Get into a new slice.
-//
-// Deprecated: values live in memory the store reuses, so it can no longer
-// hand out the stored value itself; use Get or GetInto with a buffer of
-// the caller's.
-func (s *Store) View(key []byte) (value []byte, m Meta, ok bool) {
-	return s.Get(key, nil)
-}
-
 // Fetch marks the item of key fetched, as a Get does, without copying
 // its value.
 func (s *Store) Fetch(key []byte) (Meta, bool) {
