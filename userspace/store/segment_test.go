@@ -196,3 +196,46 @@ func TestItemsOutsideTheHeap(t *testing.T) {
 	}
 	t.Logf("%+v: %.1f bytes of the limit an item", st, float64(limit)/float64(st.Items))
 }
+
+// TestLockedRead: a read that keeps meeting reused segments takes the
+// key's lock and answers the same.
+func TestLockedRead(t *testing.T) {
+	defer func(n int) { readTries = n }(readTries)
+	readTries = 0
+	c := newClock()
+	s := newStore(t, Config{Now: c.Now})
+	set(t, s, "k", "hello")
+	if v, m, ok := get(s, "k"); !ok || v != "hello" || m.Fetched || m.Size != 5 {
+		t.Fatalf("get: %q %+v %v", v, m, ok)
+	}
+	if _, m, ok := s.Peek([]byte("k"), nil); !ok || !m.Fetched {
+		t.Fatalf("peek after get: %+v %v", m, ok)
+	}
+	buf := make([]byte, 8)
+	if n, _, ok := s.GetInto([]byte("k"), buf); !ok || string(buf[:n]) != "hello" {
+		t.Fatalf("into: %q %v", buf[:n], ok)
+	}
+	if _, _, ok := get(s, "nope"); ok {
+		t.Fatal("missing key found")
+	}
+	s.Set([]byte("e"), []byte("x"), ModeSet, 0, c.Unix()+1, 0)
+	c.Add(2 * time.Second)
+	if _, _, ok := get(s, "e"); ok || s.Stats().Expired != 1 {
+		t.Fatalf("expired item read: %v %+v", ok, s.Stats())
+	}
+}
+
+// TestFetch marks an item fetched, as a get does, without its value.
+func TestFetch(t *testing.T) {
+	s := newStore(t, Config{})
+	set(t, s, "k", "v")
+	if m, ok := s.Fetch([]byte("k")); !ok || m.Fetched || m.Size != 1 {
+		t.Fatalf("fetch: %+v %v", m, ok)
+	}
+	if _, m, _ := s.Peek([]byte("k"), nil); !m.Fetched {
+		t.Fatalf("not fetched after Fetch: %+v", m)
+	}
+	if _, ok := s.Fetch([]byte("nope")); ok {
+		t.Fatal("fetch of a missing key")
+	}
+}

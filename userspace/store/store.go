@@ -290,8 +290,8 @@ func metaOf(h header, e uint64, access uint32) Meta {
 
 // readTries is how many times a read without a lock starts again when
 // the segment it copied from changed meanwhile, before it takes the
-// key's lock.
-const readTries = 4
+// key's lock (a variable for tests).
+var readTries = 4
 
 // readMode says what read does with a value found.
 type readMode uint8
