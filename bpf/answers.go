@@ -35,8 +35,8 @@ const (
 	DefaultAnswerItems = 8192
 )
 
-// Layout of struct item (a sequence count, then struct item_body: struct
-// item_meta, the key, the suffix and the memcached reply) in the C source.
+// Layout of struct item and struct item_small (a sequence count, struct
+// item_meta, then the memcached reply) in the C source.
 const (
 	itemOffBody    = 8 // after the sequence count and its padding
 	itemOffExpire  = itemOffBody
@@ -50,22 +50,25 @@ const (
 	itemOffMCSum   = itemOffDataSum + 2
 	itemOffMCLen   = itemOffMCSum + 2
 	itemOffMCHead  = itemOffMCLen + 2
-	itemOffKey     = itemOffMCHead + 2
-	itemKeySize    = (AnswerKeyMax + 7) &^ 7 // the key, zero padding to 8 bytes
-	itemOffSuffix  = itemOffKey + itemKeySize
-	itemSuffixMax  = 24
-	itemOffMC      = itemOffSuffix + itemSuffixMax
-	// The memcached reply's room (MC_AREA): its head ("VALUE <key> <flags>
-	// <bytes>\r\n") at most, then 33 rounds of 32 bytes the program may
-	// copy from there.
-	mcHeadMax = 6 + AnswerKeyMax + itemSuffixMax
-	mcArea    = mcHeadMax + 33*32
-	itemSize  = itemOffMC + mcArea
-	// item_buckets: 8 entries of tag | slot a bucket (struct bucket).
+	itemOffMC      = itemOffMCHead + 2
+	// The memcached reply's room (MC_AREA, 41 rounds of 32 bytes the
+	// program copies; the reply is 1311 bytes at most) and a slot's size,
+	// in items and in items_small (SMALL_SLOT): an item goes there when
+	// its reply's rounds fit.
+	mcArea         = 41 * 32
+	itemSize       = itemOffMC + mcArea
+	smallItemSize  = 256
+	smallArea      = smallItemSize - itemOffMC
+	smallReplyMax  = smallArea &^ 31
+	classBig       = 0
+	classSmall     = 1
+	// item_buckets: 8 entries of tag | small | slot a bucket (struct bucket).
 	bucketWays = 8
 	bucketSize = bucketWays * 8
 	slotBits   = 20 // MaxAnswerItems is 1 << slotBits
 	slotMask   = 1<<slotBits - 1
+	smallBit   = 1 << slotBits // SMALL_BIT: the slot is in items_small
+	tagMask    = ^uint64(1<<(slotBits+1) - 1)
 	hashMul    = 0x9e3779b97f4a7c15
 
 	answerCfgSize = 16
@@ -99,10 +102,10 @@ func pickClock(spec *ebpf.CollectionSpec) (int32, error) {
 	return unix.CLOCK_MONOTONIC, nil
 }
 
-// answerSizes returns the entries of item_buckets and items for n items:
-// a slot for each key, and a bucket of eight entries for each, rounded up
-// to a power of two (so that a bucket rarely has more than two and almost
-// never a ninth).
+// answerSizes returns the entries of item_buckets, and of items and of
+// items_small each, for n items: a slot of each size for each key, and a
+// bucket of eight entries for each, rounded up to a power of two (so that
+// a bucket rarely has more than two and almost never a ninth).
 func answerSizes(n int) (buckets, slots uint32) {
 	if n <= 0 {
 		return 1, 1
@@ -135,12 +138,16 @@ func setAnswerVars(spec *ebpf.CollectionSpec, buckets uint32) (uint64, error) {
 	return seed, nil
 }
 
-// keyHash is key_hash in the C source: key (zero-padded to whole
-// little-endian words, as in k) hashed with seed. k holds the key's words.
-func keyHash(seed uint64, k []byte, klen int) uint64 {
-	h := seed ^ uint64(klen)
-	for i := 0; i < klen; i += 8 {
-		h = (h ^ binary.LittleEndian.Uint64(k[i:])) * hashMul
+// keyHash is the program's hash of a key (read_key in the C source): its
+// bytes as little-endian words, the last one zero-padded, with seed.
+func keyHash(seed uint64, key string) uint64 {
+	h := seed ^ uint64(len(key))
+	for i := 0; i < len(key); i += 8 {
+		var w uint64
+		for j := min(len(key)-i, 8) - 1; j >= 0; j-- {
+			w = w<<8 | uint64(key[i+j])
+		}
+		h = (h ^ w) * hashMul
 		h ^= h >> 29
 	}
 	h ^= h >> 33
@@ -153,7 +160,7 @@ func keyHash(seed uint64, k []byte, klen int) uint64 {
 
 // tagOf is tag_of in the C source: what an entry holds over its slot.
 func tagOf(h uint64) uint64 {
-	if t := h &^ slotMask; t != 0 {
+	if t := h & tagMask; t != 0 {
 		return t
 	}
 	return 1 << 63
@@ -236,17 +243,18 @@ func (p *Program) AnswerCounters() (AnswerCounters, error) {
 // Calls for one key must be serialized by the caller (the store makes
 // them under the key's lock); Items serializes the rest.
 //
-// An item lives in a slot of the items array, and an entry of
-// item_buckets (in the bucket its key's hash picks, under the rest of the
-// hash) points to the slot. Slots and buckets are written in place through
-// shared mappings, slots behind a sequence count the program checks around
-// its copy (seqWrite), so it uses one version of a slot, whole, and a
-// write costs no system call. A slot holds the item's replies as the
-// program sends them, built here. A Put of a key that has a slot rewrites
-// it in place; a new key gets a free slot, filled before its entry points
-// to it. A slot freed
+// An item lives in a slot, of items_small (256 bytes) when its replies
+// fit there, else of items, and an entry of item_buckets (in the bucket
+// its key's hash picks, under the rest of the hash) points to the slot.
+// Slots and buckets are written in place through shared mappings, slots
+// behind a sequence count the program checks around its copy (seqWrite),
+// so it uses one version of a slot, whole, and a write costs no system
+// call. A slot holds the item's replies as the program sends them, built
+// here. A Put of a key that has a slot of the right size rewrites it in
+// place; otherwise the item gets a free slot, filled before its entry
+// points to it (and the old slot, if any, is freed after). A slot freed
 // by a Delete may go to another key at once: a program run that read the
-// old index finds another key in it and leaves the request to userspace.
+// old entry finds another key in it and leaves the request to userspace.
 // When no slot is free, the slots of items the program would no longer
 // answer (expired, or covered by flush_all) are taken back first (reclaim);
 // when none is, or the key's bucket is full or holds its tag already, or
@@ -257,14 +265,11 @@ type Items struct {
 	buckets  []byte // the item_buckets map, mapped: bucketSize bytes a bucket
 	nbuckets uint64
 	seed     uint64 // of keyHash
-	slots    []byte // the items map, mapped: itemSize bytes a slot
-	flush    []byte // the flush map, mapped: struct flush_state
+	classes  [2]slotClass // classBig (items), classSmall (items_small)
+	flush    []byte       // the flush map, mapped: struct flush_state
 	flushMap *ebpf.Map
 	cfgMap   *ebpf.Map
-	cap      int
-	slotOf   map[string]uint32
-	free     []uint32
-	meta     []slotMeta // of each slot in use, by slot
+	slotOf   map[string]uint32 // a held key's slot: small bit | slot, as in its entry
 	cfg      [answerCfgSize]byte
 	clock    int32         // the program's clock: unix.CLOCK_TAI, or CLOCK_MONOTONIC before Linux 6.1
 	margin   time.Duration // taken off every deadline: the clock offset's error between two checks
@@ -290,6 +295,23 @@ type Items struct {
 	puts, deletes, noRoom, failures atomic.Uint64
 }
 
+// slotClass is the slots of one size: items or items_small.
+type slotClass struct {
+	mem  []byte // the map, mapped
+	size int    // bytes a slot
+	free []uint32
+	meta []slotMeta // of each slot in use, by slot
+}
+
+// slotRef is a slot as slotOf and the entries name it: smallBit | slot.
+func slotRef(class int, slot uint32) uint32 { return uint32(class)<<slotBits | slot }
+
+func refClass(ref uint32) int     { return int(ref >> slotBits & 1) }
+func refSlot(ref uint32) uint32   { return ref & slotMask }
+func (it *Items) metaOf(ref uint32) *slotMeta {
+	return &it.classes[refClass(ref)].meta[refSlot(ref)]
+}
+
 // slotMeta is what reclaim needs to know of a slot's item: its key and
 // what decides whether the program still answers it.
 type slotMeta struct {
@@ -309,10 +331,11 @@ type ItemStats struct {
 	Failures uint64 // map updates that failed (answers are off after one)
 }
 
-func newItems(buckets, slots, cfg, flush *ebpf.Map, clock int32, seed uint64) (*Items, error) {
+func newItems(buckets, slots, small, cfg, flush *ebpf.Map, clock int32, seed uint64) (*Items, error) {
 	n := int(slots.MaxEntries())
-	if slots.ValueSize() != itemSize {
-		return nil, fmt.Errorf("bpf: item slots of %d bytes, want %d: the program and bpf/answers.go disagree", slots.ValueSize(), itemSize)
+	if slots.ValueSize() != itemSize || small.ValueSize() != smallItemSize || int(small.MaxEntries()) != n {
+		return nil, fmt.Errorf("bpf: item slots of %d and %d bytes, want %d and %d: the program and bpf/answers.go disagree",
+			slots.ValueSize(), small.ValueSize(), itemSize, smallItemSize)
 	}
 	if buckets.ValueSize() != bucketSize {
 		return nil, fmt.Errorf("bpf: item buckets of %d bytes, want %d: the program and bpf/answers.go disagree", buckets.ValueSize(), bucketSize)
@@ -325,28 +348,38 @@ func newItems(buckets, slots, cfg, flush *ebpf.Map, clock int32, seed uint64) (*
 	if err != nil {
 		return nil, fmt.Errorf("bpf: map the item slots: %w", err)
 	}
+	smem, err := unix.Mmap(small.FD(), 0, (n*smallItemSize+page-1)/page*page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		_ = unix.Munmap(mem)
+		return nil, fmt.Errorf("bpf: map the small item slots: %w", err)
+	}
 	nb := int(buckets.MaxEntries())
 	bmem, err := unix.Mmap(buckets.FD(), 0, (nb*bucketSize+page-1)/page*page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		_ = unix.Munmap(mem)
+		_ = unix.Munmap(smem)
 		return nil, fmt.Errorf("bpf: map the item buckets: %w", err)
 	}
 	fmem, err := unix.Mmap(flush.FD(), 0, page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		_ = unix.Munmap(mem)
+		_ = unix.Munmap(smem)
 		_ = unix.Munmap(bmem)
 		return nil, fmt.Errorf("bpf: map the flush state: %w", err)
 	}
-	it := &Items{buckets: bmem, nbuckets: uint64(nb), seed: seed, slots: mem, flush: fmem, flushMap: flush, cfgMap: cfg, cap: n,
-		slotOf: make(map[string]uint32, n), free: make([]uint32, 0, n), meta: make([]slotMeta, n),
-		clock: clock, stop: make(chan struct{}), done: make(chan struct{})}
+	it := &Items{buckets: bmem, nbuckets: uint64(nb), seed: seed, flush: fmem, flushMap: flush, cfgMap: cfg,
+		slotOf: make(map[string]uint32, n), clock: clock, stop: make(chan struct{}), done: make(chan struct{})}
+	it.classes[classBig] = slotClass{mem: mem, size: itemSize, free: make([]uint32, 0, n), meta: make([]slotMeta, n)}
+	it.classes[classSmall] = slotClass{mem: smem, size: smallItemSize, free: make([]uint32, 0, n), meta: make([]slotMeta, n)}
 	if clock != unix.CLOCK_TAI {
 		// The monotonic clock drifts from the wall clock by up to
 		// clockDriftMax between two checks without a rebase.
 		it.margin = clockDriftMax
 	}
 	for i := n - 1; i >= 0; i-- {
-		it.free = append(it.free, uint32(i))
+		for c := range it.classes {
+			it.classes[c].free = append(it.classes[c].free, uint32(i))
+		}
 	}
 	it.flushPast, it.flushAt = math.MinInt64, -1
 	it.offset = clockOffset(clock)
@@ -383,13 +416,12 @@ func seqWrite(dst, src []byte, spans ...[2]int) {
 	atomic.StoreUint32(seq, n+2)
 }
 
-// writeSlot writes the item in b into slot with seqWrite: the metadata
-// and the key's words (kl bytes, rounded up; the program compares no
-// more), then the suffix and the memcached reply (mcLen bytes, rounded
-// up).
-func (it *Items) writeSlot(slot uint32, b []byte, kl, mcLen int) {
-	seqWrite(it.slots[int(slot)*itemSize:int(slot+1)*itemSize], b,
-		[2]int{itemOffBody, itemOffKey + (kl+7)&^7}, [2]int{itemOffSuffix, itemOffMC + (mcLen+7)&^7})
+// writeSlot writes the item in b (metadata, then the memcached reply of
+// mcLen bytes, rounded up to words) into the slot ref with seqWrite.
+func (it *Items) writeSlot(ref uint32, b []byte, mcLen int) {
+	c := &it.classes[refClass(ref)]
+	slot := int(refSlot(ref))
+	seqWrite(c.mem[slot*c.size:(slot+1)*c.size], b, [2]int{itemOffBody, itemOffMC + (mcLen+7)&^7})
 }
 
 // bucketEntry is the entry e of item_buckets (bucket * bucketWays + way).
@@ -406,7 +438,7 @@ func (it *Items) freeEntry(h uint64) (uint32, bool) {
 	e, found := uint32(0), false
 	for w := range uint32(bucketWays) {
 		v := atomic.LoadUint64(it.bucketEntry(b*bucketWays + w))
-		if v&^slotMask == tag {
+		if v&tagMask == tag {
 			return 0, false
 		}
 		if v == 0 && !found {
@@ -532,22 +564,6 @@ func (it *Items) Put(key string, value []byte, flags uint32, cas uint64, exptime
 	}
 	b := it.buf[:]
 	clear(b[:itemOffMC])
-	copy(b[itemOffKey:], key)
-	slot, had := it.slotOf[key]
-	entry, h := it.meta[slot].entry, uint64(0)
-	if !had {
-		if len(it.free) == 0 && !it.reclaim() {
-			it.noRoom.Add(1)
-			return
-		}
-		var ok bool
-		h = keyHash(it.seed, b[itemOffKey:], len(key))
-		if entry, ok = it.freeEntry(h); !ok {
-			it.noRoom.Add(1)
-			return
-		}
-		slot = it.free[len(it.free)-1]
-	}
 	expire := it.expireMono(exptime)
 	binary.LittleEndian.PutUint64(b[itemOffExpire:], expire)
 	binary.LittleEndian.PutUint64(b[itemOffStored:], unixStored(storedNs))
@@ -556,32 +572,69 @@ func (it *Items) Put(key string, value []byte, flags uint32, cas uint64, exptime
 	binary.LittleEndian.PutUint16(b[itemOffLen:], uint16(len(value)))
 	b[itemOffKeyLen] = byte(len(key))
 	binary.LittleEndian.PutUint16(b[itemOffDataSum:], onesSum(value))
-	suf := b[itemOffSuffix : itemOffSuffix : itemOffSuffix+itemSuffixMax]
-	suf = append(suf, ' ')
-	suf = strconv.AppendUint(suf, uint64(flags), 10)
-	suf = append(suf, ' ')
-	suf = strconv.AppendUint(suf, uint64(len(value)), 10)
-	suf = append(suf, '\r', '\n')
-	b[itemOffSufLen] = byte(len(suf))
-	// The memcached get reply after its frame header, whole.
+	// The memcached get reply after its frame header, whole: "VALUE ", the
+	// key, the suffix " <flags> <bytes>\r\n", the data, "\r\nEND\r\n".
 	mc := b[itemOffMC:itemOffMC:itemSize]
 	mc = append(mc, "VALUE "...)
 	mc = append(mc, key...)
-	mc = append(mc, suf...)
+	mc = append(mc, ' ')
+	mc = strconv.AppendUint(mc, uint64(flags), 10)
+	mc = append(mc, ' ')
+	mc = strconv.AppendUint(mc, uint64(len(value)), 10)
+	mc = append(mc, '\r', '\n')
 	head := len(mc)
+	b[itemOffSufLen] = byte(head - 6 - len(key))
 	mc = append(mc, value...)
 	mc = append(mc, "\r\nEND\r\n"...)
 	binary.LittleEndian.PutUint16(b[itemOffMCSum:], onesSum(mc))
 	binary.LittleEndian.PutUint16(b[itemOffMCLen:], uint16(len(mc)))
 	binary.LittleEndian.PutUint16(b[itemOffMCHead:], uint16(head))
-	it.writeSlot(slot, b, len(key), len(mc))
-	if !had {
-		// The slot is whole before the entry points to it.
-		atomic.StoreUint64(it.bucketEntry(entry), tagOf(h)|uint64(slot))
-		it.free = it.free[:len(it.free)-1]
-		it.slotOf[key] = slot
+	class := classBig
+	if (len(mc)+31)&^31 <= smallReplyMax {
+		class = classSmall
 	}
-	it.meta[slot] = slotMeta{key: key, entry: entry, expire: expire, cas: cas, storedNs: storedNs}
+
+	ref, had := it.slotOf[key]
+	if had && refClass(ref) == class {
+		it.writeSlot(ref, b, len(mc))
+	} else {
+		if len(it.classes[class].free) == 0 {
+			it.reclaim() // (which may remove key itself)
+		}
+		if len(it.classes[class].free) == 0 {
+			it.deleteLocked(key)
+			it.noRoom.Add(1)
+			return
+		}
+		var entry uint32
+		var tag uint64
+		if ref, had = it.slotOf[key]; had {
+			entry = it.metaOf(ref).entry
+			tag = atomic.LoadUint64(it.bucketEntry(entry)) & tagMask
+		} else {
+			h := keyHash(it.seed, key)
+			var ok bool
+			if entry, ok = it.freeEntry(h); !ok {
+				it.noRoom.Add(1)
+				return
+			}
+			tag = tagOf(h)
+		}
+		c := &it.classes[class]
+		nref := slotRef(class, c.free[len(c.free)-1])
+		c.free = c.free[:len(c.free)-1]
+		it.writeSlot(nref, b, len(mc))
+		// The slot is whole before the entry points to it.
+		atomic.StoreUint64(it.bucketEntry(entry), tag|uint64(nref))
+		if had {
+			it.freeSlot(ref)
+		}
+		it.slotOf[key] = nref
+		*it.metaOf(nref) = slotMeta{entry: entry}
+		ref = nref
+	}
+	m := it.metaOf(ref)
+	*m = slotMeta{key: key, entry: m.entry, expire: expire, cas: cas, storedNs: storedNs}
 	if expire != 0 {
 		it.nextDead = min(it.nextDead, expire)
 	}
@@ -591,32 +644,31 @@ func (it *Items) Put(key string, value []byte, flags uint32, cas uint64, exptime
 // reclaim takes back the slots of the items the program no longer
 // answers, expired or flushed, when the map is full: the store removes
 // such items only when it finds them, and until then their slots would
-// keep new keys out. It reports whether a slot is free. A sweep walks
+// keep new keys out. A sweep walks
 // every slot, so it runs only when it may find something: after a flush
 // or a rebase, or once the earliest deadline it saw has passed. Called
 // with mu held.
-func (it *Items) reclaim() bool {
+func (it *Items) reclaim() {
 	now := it.clockNow()
 	if it.sweptOnce && it.sweptGen == it.flushGen && now < it.nextDead {
-		return false
+		return
 	}
 	it.sweptOnce, it.sweptGen, it.nextDead = true, it.flushGen, math.MaxUint64
 	atClock := it.flushAtClock()
-	for key, slot := range it.slotOf {
-		m := &it.meta[slot]
+	for key, ref := range it.slotOf {
+		m := it.metaOf(ref)
 		dead := m.expire != 0 && now >= m.expire
 		dead = dead || m.cas <= it.flushCAS || m.storedNs <= it.flushPast ||
 			(now >= atClock && m.storedNs <= it.flushAt && it.flushAt >= 0)
 		if dead {
 			it.deleteLocked(key)
 			if it.broken {
-				return false
+				return
 			}
 		} else if m.expire != 0 {
 			it.nextDead = min(it.nextDead, m.expire)
 		}
 	}
-	return len(it.free) > 0
 }
 
 // onesSum is the 16-bit one's complement sum of b as the program sums
@@ -634,15 +686,21 @@ func (it *Items) Delete(key string) {
 }
 
 func (it *Items) deleteLocked(key string) {
-	slot, ok := it.slotOf[key]
+	ref, ok := it.slotOf[key]
 	if !ok {
 		return
 	}
-	atomic.StoreUint64(it.bucketEntry(it.meta[slot].entry), 0)
+	atomic.StoreUint64(it.bucketEntry(it.metaOf(ref).entry), 0)
 	delete(it.slotOf, key)
-	it.meta[slot] = slotMeta{}
-	it.free = append(it.free, slot)
+	it.freeSlot(ref)
 	it.deletes.Add(1)
+}
+
+// freeSlot gives the slot ref back. Called with mu held.
+func (it *Items) freeSlot(ref uint32) {
+	c := &it.classes[refClass(ref)]
+	c.meta[refSlot(ref)] = slotMeta{}
+	c.free = append(c.free, refSlot(ref))
 }
 
 // fail turns answering off for good: the map may no longer match the
@@ -768,8 +826,11 @@ func (it *Items) close() {
 	if it.err == nil {
 		it.err = errClosed
 	}
-	_ = unix.Munmap(it.slots)
+	for c := range it.classes {
+		_ = unix.Munmap(it.classes[c].mem)
+		it.classes[c].mem = nil
+	}
 	_ = unix.Munmap(it.buckets)
 	_ = unix.Munmap(it.flush)
-	it.slots, it.buckets, it.flush = nil, nil, nil
+	it.buckets, it.flush = nil, nil
 }

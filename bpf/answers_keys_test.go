@@ -16,6 +16,7 @@ import (
 // only in their last byte, their first byte or their length are misses.
 // The program reads keys a word at a time, its last partial word from
 // the bytes that end with the key, and compares them with the slot's.
+// Items then move between small and large slots as their values change.
 func TestAnswerKeyLengths(t *testing.T) {
 	p, items := loadAnswers(t, 2*bpf.AnswerKeyMax)
 	configure(t, items, true, 0, ansMTU)
@@ -63,6 +64,28 @@ func TestAnswerKeyLengths(t *testing.T) {
 		if t.Failed() {
 			t.FailNow()
 		}
+	}
+	// Values that move an item between the slot sizes (a reply of up to
+	// 192 bytes fits a small slot), and back.
+	for _, n := range []int{1, 8, 9, 100, 150, 186, 250} {
+		key := keyOf(n, 'K')
+		for _, vlen := range []int{500, 3, 1024, 0, 192 - 6 - n - 12 - 7} {
+			if vlen < 0 {
+				continue
+			}
+			v := value(vlen, byte(vlen))
+			set := fmt.Sprintf("set %s 5 0 %d\r\n%s\r\n", key, len(v), v)
+			if got := string(us.do(1, set)[8:]); got != "STORED\r\n" {
+				t.Fatalf("%q: %q", set, got)
+			}
+			name := fmt.Sprintf("%d-byte key, now %d bytes", n, vlen)
+			hit(t, p, name+" get", frame(t, shapes[0].pk, 7000, getReq(3, key, 0)), bpf.AnswerGet, reboundReply(rebound.OpGet, 3, v))
+			cmd := "get " + key + "\r\n"
+			hit(t, p, name+" memcached get", frame(t, shapes[0].pk, mcPort, mcDatagram(7, 0, 1, 0, cmd)), bpf.AnswerMemcacheGet, us.do(7, cmd))
+		}
+	}
+	if st := items.Stats(); st.Items != bpf.AnswerKeyMax || st.NoRoom != 0 {
+		t.Errorf("items after the moves: %+v", st)
 	}
 	if err := items.Err(); err != nil {
 		t.Error(err)

@@ -189,6 +189,7 @@ func Load(opts Options) (*Program, error) {
 	buckets, slots := answerSizes(opts.AnswerItems)
 	spec.Maps["item_buckets"].MaxEntries = buckets
 	spec.Maps["items"].MaxEntries = slots
+	spec.Maps["items_small"].MaxEntries = slots
 	seed, err := setAnswerVars(spec, buckets)
 	if err != nil {
 		return nil, err
@@ -214,7 +215,7 @@ func Load(opts Options) (*Program, error) {
 		return nil, fmt.Errorf("bpf: load program: %w", err)
 	}
 	if opts.AnswerItems > 0 {
-		items, err := newItems(p.objs.ItemBuckets, p.objs.Items, p.objs.Answers, p.objs.Flush, clock, seed)
+		items, err := newItems(p.objs.ItemBuckets, p.objs.Items, p.objs.ItemsSmall, p.objs.Answers, p.objs.Flush, clock, seed)
 		if err != nil {
 			p.Close()
 			return nil, err

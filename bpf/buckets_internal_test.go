@@ -11,11 +11,7 @@ import (
 )
 
 // hashOf is keyHash of key as Put computes it.
-func hashOf(it *Items, key string) uint64 {
-	var k [itemKeySize + 8]byte
-	copy(k[:], key)
-	return keyHash(it.seed, k[:], len(key))
-}
+func hashOf(it *Items, key string) uint64 { return keyHash(it.seed, key) }
 
 // TestItemsBucketLimits: a key whose bucket already holds eight keys, or
 // an entry with its tag, is not held (NoRoom), while slots are free; once

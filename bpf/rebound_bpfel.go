@@ -52,26 +52,21 @@ type reboundItem struct {
 	_   structs.HostLayout
 	Seq uint32
 	Pad uint32
-	B   struct {
-		_ structs.HostLayout
-		M struct {
-			_         structs.HostLayout
-			ExpireNs  uint64
-			StoredNs  uint64
-			Cas       uint64
-			Flags     uint32
-			Len       uint16
-			KeyLen    uint8
-			SuffixLen uint8
-			DataSum   uint16
-			McSum     uint16
-			McLen     uint16
-			McHead    uint16
-		}
-		Key    reboundItemKey
-		Suffix [24]uint8
-		Mc     [1336]uint8
+	M   struct {
+		_         structs.HostLayout
+		ExpireNs  uint64
+		StoredNs  uint64
+		Cas       uint64
+		Flags     uint32
+		Len       uint16
+		KeyLen    uint8
+		SuffixLen uint8
+		DataSum   uint16
+		McSum     uint16
+		McLen     uint16
+		McHead    uint16
 	}
+	Mc [1312]uint8
 }
 
 type reboundItemCopy struct {
@@ -90,13 +85,33 @@ type reboundItemCopy struct {
 		McLen     uint16
 		McHead    uint16
 	}
-	Suffix [24]uint8
-	B      [1312]uint8
+	B [1600]uint8
 }
 
 type reboundItemKey struct {
 	_ structs.HostLayout
 	W [32]uint64
+}
+
+type reboundItemSmall struct {
+	_   structs.HostLayout
+	Seq uint32
+	Pad uint32
+	M   struct {
+		_         structs.HostLayout
+		ExpireNs  uint64
+		StoredNs  uint64
+		Cas       uint64
+		Flags     uint32
+		Len       uint16
+		KeyLen    uint8
+		SuffixLen uint8
+		DataSum   uint16
+		McSum     uint16
+		McLen     uint16
+		McHead    uint16
+	}
+	Mc [208]uint8
 }
 
 type reboundMoveBuf struct {
@@ -123,6 +138,7 @@ const (
 	reboundMapItemBuckets   = "item_buckets"
 	reboundMapItemCopy      = "item_copy"
 	reboundMapItems         = "items"
+	reboundMapItemsSmall    = "items_small"
 	reboundMapKeyScratch    = "key_scratch"
 	reboundMapLocal4        = "local4"
 	reboundMapLocal6        = "local6"
@@ -194,6 +210,7 @@ type reboundMapSpecs struct {
 	ItemBuckets *ebpf.MapSpec `ebpf:"item_buckets"`
 	ItemCopy    *ebpf.MapSpec `ebpf:"item_copy"`
 	Items       *ebpf.MapSpec `ebpf:"items"`
+	ItemsSmall  *ebpf.MapSpec `ebpf:"items_small"`
 	KeyScratch  *ebpf.MapSpec `ebpf:"key_scratch"`
 	Local4      *ebpf.MapSpec `ebpf:"local4"`
 	Local6      *ebpf.MapSpec `ebpf:"local6"`
@@ -241,6 +258,7 @@ type reboundMaps struct {
 	ItemBuckets *ebpf.Map `ebpf:"item_buckets"`
 	ItemCopy    *ebpf.Map `ebpf:"item_copy"`
 	Items       *ebpf.Map `ebpf:"items"`
+	ItemsSmall  *ebpf.Map `ebpf:"items_small"`
 	KeyScratch  *ebpf.Map `ebpf:"key_scratch"`
 	Local4      *ebpf.Map `ebpf:"local4"`
 	Local6      *ebpf.Map `ebpf:"local6"`
@@ -261,6 +279,7 @@ func (m *reboundMaps) Close() error {
 		m.ItemBuckets,
 		m.ItemCopy,
 		m.Items,
+		m.ItemsSmall,
 		m.KeyScratch,
 		m.Local4,
 		m.Local6,

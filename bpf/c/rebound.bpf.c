@@ -406,23 +406,28 @@ static __always_inline int own_source(struct allow_key *src, __be32 dst4, struct
 // reply has its MACs, addresses and ports swapped, TTL/hop limit 64, IPv4
 // options kept, and full IPv4 and UDP checksums.
 //
-// The items: userspace (the Go store) is the only writer. An item's key,
-// metadata and replies live in a slot of the array `items`, behind the
-// slot's sequence count (see struct item). `item_buckets` maps a key's
-// 64-bit hash (key_hash) to its slot: the hash picks a bucket of eight
-// entries, each a slot number under the rest of the hash (its tag); no two
-// keys in a bucket share a tag (userspace leaves such a key unheld).
-// Userspace writes a new key's slot before the entry that points to it,
-// and both in place through shared mappings, so a write costs no system
-// call. The program copies what a reply needs out of the slot while its
+// The items: userspace (the Go store) is the only writer. An item's
+// metadata and replies live in a slot, behind the slot's sequence count
+// (see struct item): a slot of `items_small` (256 bytes) when its
+// memcached reply fits in one, else of `items`. `item_buckets` maps a
+// key's 64-bit hash (read_key) to its slot: the hash picks a bucket of
+// eight entries, each the slot's number and size class under the rest of
+// the hash (its tag); no two keys in a bucket share a tag (userspace
+// leaves such a key unheld). Userspace writes a new key's slot before the
+// entry that points to it, and both in place through shared mappings, so
+// a write costs no system call. The program copies the slot out while its
 // count shows no write, and checks there that the slot holds the key it
 // looked up, whole (a slot can pass to another key while a run holds it).
 // So it never answers with a torn or a foreign value.
 //
 // Userspace builds the replies when it stores the item: the slot holds the
 // memcached get reply after the frame header, "VALUE <key> <flags>
-// <bytes>\r\n<data>\r\nEND\r\n", whole, with its one's complement sum; a
-// Rebound GET and a meta get take the data (and its sum) from inside it.
+// <bytes>\r\n<data>\r\nEND\r\n", whole, with its one's complement sum; the
+// key is compared in it, and a Rebound GET and a meta get take the data
+// (and its sum) and the flags from inside it. What a GET reads of a small
+// item is a few cache lines in a row, and the slots of many keys fit the
+// caches: with 1.4 KiB slots, 10,000 keys cost a GET answered here more
+// than half again as much as a few keys did.
 
 #define ITEM_KEY_MAX 250   // longest key answered here (memcached's limit)
 #define ITEM_VALUE_MAX 1024 // largest value answered here
@@ -437,17 +442,26 @@ static __always_inline int own_source(struct allow_key *src, __be32 dst4, struct
 #define ITEM_KEY_WORDS 32 // ITEM_KEY_MAX bytes, zero-padded to whole words
 // "VALUE " key suffix: where the data starts in the memcached reply.
 #define MC_HEAD_MAX (6 + ITEM_KEY_MAX + MC_SUFFIX_MAX)
-// The memcached reply: head, data, "\r\nEND\r\n" (1311 bytes at most).
-// Copies go 32 bytes a round: the reply from its start (41 rounds), or
-// the data and its CRLF from the head (33 rounds, which end at most at
-// MC_HEAD_MAX + 1056): the area has room for either.
+// The memcached reply: head, data, "\r\nEND\r\n" (1311 bytes at most),
+// copied 32 bytes a round.
 #define MC_REPLY_ROUNDS 41
-#define MC_DATA_ROUNDS 33
-#define MC_AREA (MC_HEAD_MAX + MC_DATA_ROUNDS * 32)
+#define MC_AREA (MC_REPLY_ROUNDS * 32)
+// A small slot: 256 bytes, of which 208 for the reply; userspace puts an
+// item there when its reply's rounds fit (192 bytes).
+#define SMALL_SLOT 256
+#define SMALL_AREA (SMALL_SLOT - 8 - 40)
+#define SMALL_ROUNDS (SMALL_AREA / 32)
+#define SMALL_KEY_WORDS ((SMALL_AREA - 6) / 8) // what the key compare may read
+// The per-CPU copy: the reply, and room after it for reads that start
+// at the data (up to MC_HEAD_MAX in) and go on for up to COPY_MAX bytes.
+#define COPY_MAX MC_AREA
+#define COPY_ROOM (MC_HEAD_MAX + COPY_MAX + 8)
 
 #define BUCKET_WAYS 8
-#define SLOT_BITS 20 // slots: at most 1 << 20 (bpf.MaxAnswerItems)
+#define SLOT_BITS 20 // slots: at most 1 << 20 of each size (bpf.MaxAnswerItems)
 #define SLOT_MASK ((1ULL << SLOT_BITS) - 1)
+#define SMALL_BIT (1ULL << SLOT_BITS) // the entry's slot is in items_small
+#define TAG_MASK (~((1ULL << (SLOT_BITS + 1)) - 1))
 #define NO_SLOT 0xffffffff
 
 // A key as read from a request: its bytes in whole words, the last word's
@@ -463,22 +477,14 @@ struct item_meta {
 	__u32 flags;
 	__u16 len;       // bytes of data
 	__u8 key_len;    // bytes of key
-	__u8 suffix_len; // bytes of suffix
+	__u8 suffix_len; // bytes of suffix (" <flags> <bytes>\r\n", after the key in mc)
 	__u16 data_sum;  // one's complement sum of data, in memory order, as from an even offset
 	__u16 mc_sum;    // the same of the memcached reply (mc_len bytes of mc)
 	__u16 mc_len;    // bytes of the memcached reply: mc_head + len + 7
 	__u16 mc_head;   // where the data starts in mc: 6 + key_len + suffix_len
 };
 
-struct item_body {
-	struct item_meta m;
-	struct item_key key;        // zero-padded
-	__u8 suffix[MC_SUFFIX_MAX]; // " <flags> <len>\r\n"
-	__u8 mc[MC_AREA];           // "VALUE <key><suffix><data>\r\nEND\r\n"
-};
-
 #define ITEM_META_WORDS (sizeof(struct item_meta) / 8)
-#define ITEM_SUFFIX_WORDS (MC_SUFFIX_MAX / 8)
 
 // A slot: the item, behind a sequence count. Userspace writes slots in
 // place through a shared mapping of the map (BPF_F_MMAPABLE): it makes seq
@@ -489,10 +495,18 @@ struct item_body {
 struct item {
 	__u32 seq;
 	__u32 pad;
-	struct item_body b;
+	struct item_meta m;
+	__u8 mc[MC_AREA]; // "VALUE <key><suffix><data>\r\nEND\r\n"
 };
 
-// A bucket of item_buckets: entries of tag | slot, 0 for none.
+struct item_small {
+	__u32 seq;
+	__u32 pad;
+	struct item_meta m;
+	__u8 mc[SMALL_AREA];
+};
+
+// A bucket of item_buckets: entries of tag | SMALL_BIT | slot, 0 for none.
 struct bucket {
 	__u64 e[BUCKET_WAYS];
 };
@@ -544,6 +558,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct item);
 } items SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 10240); // userspace sets it
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct item_small);
+} items_small SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -609,12 +631,10 @@ static __always_inline int read_flush(struct flush_vals *v)
 	return seq_read(&f->seq) == seq;
 }
 
-// What a reply takes from a slot: the metadata and suffix, and bytes of
-// the memcached reply (which depends on the request).
+// What a reply takes from a slot: the metadata and the memcached reply.
 struct item_copy {
 	struct item_meta m;
-	__u8 suffix[MC_SUFFIX_MAX];
-	__u8 b[MC_REPLY_ROUNDS * 32];
+	__u8 b[COPY_ROOM];
 };
 
 // Per-CPU room for what is copied out of the slot.
@@ -915,6 +935,7 @@ static __always_inline int resize(struct xdp_md *ctx, struct layout *lo, __u32 p
 struct req_key {
 	struct item_key *k;
 	__u64 h;
+	__u64 tail_mask; // of the key's bytes in its last word
 	__u32 kl;
 	__u32 kw;
 };
@@ -946,7 +967,7 @@ static __always_inline __u64 hash_final(__u64 h)
 // never 0, which marks an empty entry.
 static __always_inline __u64 tag_of(__u64 h)
 {
-	__u64 t = h & ~SLOT_MASK;
+	__u64 t = h & TAG_MASK;
 	return t ? t : 1ULL << 63;
 }
 
@@ -1007,12 +1028,11 @@ static __always_inline int read_key(struct xdp_md *ctx, __u64 off, __u64 kl, int
 	rk->h = hash_final(h);
 	rk->kl = kl;
 	rk->kw = (kl + 7) / 8;
+	rk->tail_mask = tail ? (1ULL << (tail * 8)) - 1 : ~0ULL;
 	return 1;
 }
 
-#define COPY_MAX (MC_REPLY_ROUNDS * 32)
-
-// pkt_write writes len bytes (1 to COPY_MAX) of src, a copy's b, into the
+// pkt_write writes len bytes (1 to COPY_MAX) of src, in a copy's b, into the
 // frame at off (at most 256), directly: 32 bytes a round, then words, the
 // last one the 8 bytes that end at len (over bytes already written, with
 // the same values); under 8 bytes, one at a time. 1: done; 0: the frame is
@@ -1074,17 +1094,51 @@ static __noinline int pkt_write(struct xdp_md *ctx, __u64 off, __u8 *src, __u64 
 	return 1;
 }
 
-// What lookup copies of an item's memcached reply (after the metadata).
-enum copy_what {
-	COPY_REPLY,     // the whole reply (memcached get)
-	COPY_DATA,      // the data (Rebound GET)
-	COPY_DATA_CRLF, // the data and the CRLF after it, and the suffix (meta get)
-};
+// copy_slot copies a slot (its sequence count, metadata and reply area;
+// area_rounds, key_words: what fits in the area) to c while the count
+// shows no write, and checks there that it holds the key: 1 done.
+static __always_inline int copy_slot(struct item_copy *c, __u32 *seqp, struct item_meta *m, __u8 *mc,
+				     struct req_key *rk, const int area_rounds, const int key_words)
+{
+	__u32 seq = seq_read(seqp);
+	if (seq & 1)
+		return 0; // being written: userspace answers
+	__u64 *from = (void *)m, *to = (void *)&c->m;
+	for (int i = 0; i < ITEM_META_WORDS; i++)
+		to[i] = from[i];
+	// The slot must hold this key (it may have been given to another
+	// since the bucket was read): its length, and its words after
+	// "VALUE " (the bytes after the key masked off).
+	if (c->m.key_len != rk->kl || rk->kw > key_words)
+		return 0;
+	__u64 diff = 0;
+	for (int i = 0; i < key_words; i++) {
+		if (i >= rk->kw)
+			break;
+		__u64 w = *(__u64 *)(mc + 6 + i * 8);
+		if (i == rk->kw - 1)
+			w &= rk->tail_mask;
+		diff |= w ^ rk->k->w[i];
+	}
+	if (diff)
+		return 0;
+	__u32 rounds = (c->m.mc_len + 31) / 32;
+	from = (void *)mc;
+	to = (void *)c->b;
+	for (int i = 0; i < area_rounds; i++) {
+		if (i >= rounds)
+			break;
+		to[i * 4] = from[i * 4];
+		to[i * 4 + 1] = from[i * 4 + 1];
+		to[i * 4 + 2] = from[i * 4 + 2];
+		to[i * 4 + 3] = from[i * 4 + 3];
+	}
+	return seq_read(seqp) == seq;
+}
 
 // lookup finds the live item of the key, or counts why not, and returns
-// a per-CPU copy of its metadata and of what of its replies `what` says
-// (at the start of the copy's b).
-static __always_inline struct item_copy *lookup(struct req_key *rk, __u32 op, enum copy_what what)
+// a per-CPU copy of its metadata and memcached reply.
+static __always_inline struct item_copy *lookup(struct req_key *rk, __u32 op)
 {
 	__u32 zero = 0;
 	struct item_copy *c = bpf_map_lookup_elem(&item_copy, &zero);
@@ -1094,79 +1148,23 @@ static __always_inline struct item_copy *lookup(struct req_key *rk, __u32 op, en
 		count_answer(op, AO_MISS);
 		return 0;
 	}
-	__u64 tag = tag_of(rk->h);
-	__u32 idx = NO_SLOT;
+	__u64 tag = tag_of(rk->h), e = 0;
 	for (int i = 0; i < BUCKET_WAYS; i++) {
-		__u64 e = *(volatile __u64 *)&bk->e[i];
-		if ((e & ~SLOT_MASK) == tag) {
-			idx = e & SLOT_MASK;
+		e = *(volatile __u64 *)&bk->e[i];
+		if ((e & TAG_MASK) == tag)
 			break;
-		}
+		e = 0;
 	}
-	struct item *it = bpf_map_lookup_elem(&items, &idx);
-	if (!it) {
-		count_answer(op, AO_MISS);
-		return 0;
-	}
-	// Between two equal, even readings of the slot's sequence count: the
-	// metadata, the key compared in place, then the bytes the reply
-	// takes, four words a round (a few bytes past them, inside the slot).
-	__u32 seq = seq_read(&it->seq);
-	if (seq & 1) {
-		count_answer(op, AO_MISS); // being written: userspace answers
-		return 0;
-	}
-	__u64 *from = (void *)&it->b.m, *to = (void *)&c->m;
-	for (int i = 0; i < ITEM_META_WORDS; i++)
-		to[i] = from[i];
-	// The slot must hold this key (it may have been given to another
-	// since the bucket was read): the length and the zero-padded words.
-	__u64 diff = c->m.key_len ^ rk->kl;
-	for (int i = 0; i < ITEM_KEY_WORDS; i++) {
-		if (i >= rk->kw)
-			break;
-		diff |= it->b.key.w[i] ^ rk->k->w[i];
-	}
-	if (diff) {
-		count_answer(op, AO_MISS);
-		return 0;
-	}
-	to = (void *)c->b;
-	if (what == COPY_REPLY) {
-		__u32 rounds = (c->m.mc_len + 31) / 32;
-		from = (void *)it->b.mc;
-		for (int i = 0; i < MC_REPLY_ROUNDS; i++) {
-			if (i >= rounds)
-				break;
-			to[i * 4] = from[i * 4];
-			to[i * 4 + 1] = from[i * 4 + 1];
-			to[i * 4 + 2] = from[i * 4 + 2];
-			to[i * 4 + 3] = from[i * 4 + 3];
-		}
+	__u32 idx = e ? e & SLOT_MASK : NO_SLOT;
+	int ok = 0;
+	if (e & SMALL_BIT) {
+		struct item_small *it = bpf_map_lookup_elem(&items_small, &idx);
+		ok = it && copy_slot(c, &it->seq, &it->m, it->mc, rk, SMALL_ROUNDS, SMALL_KEY_WORDS);
 	} else {
-		__u32 head = c->m.mc_head;
-		asm volatile("" : "+r"(head));
-		if (head > MC_HEAD_MAX) {
-			count_answer(op, AO_MISS);
-			return 0;
-		}
-		__u32 rounds = (c->m.len + (what == COPY_DATA_CRLF ? 2 : 0) + 31) / 32;
-		from = (void *)(it->b.mc + head);
-		for (int i = 0; i < MC_DATA_ROUNDS; i++) {
-			if (i >= rounds)
-				break;
-			to[i * 4] = from[i * 4];
-			to[i * 4 + 1] = from[i * 4 + 1];
-			to[i * 4 + 2] = from[i * 4 + 2];
-			to[i * 4 + 3] = from[i * 4 + 3];
-		}
-		if (what == COPY_DATA_CRLF) {
-			__u64 *sf = (void *)it->b.suffix, *st = (void *)c->suffix;
-			for (int i = 0; i < ITEM_SUFFIX_WORDS; i++)
-				st[i] = sf[i];
-		}
+		struct item *it = bpf_map_lookup_elem(&items, &idx);
+		ok = it && copy_slot(c, &it->seq, &it->m, it->mc, rk, MC_REPLY_ROUNDS, ITEM_KEY_WORDS);
 	}
-	if (seq_read(&it->seq) != seq) {
+	if (!ok) {
 		count_answer(op, AO_MISS);
 		return 0;
 	}
@@ -1188,6 +1186,17 @@ static __always_inline struct item_copy *lookup(struct req_key *rk, __u32 op, en
 		return 0;
 	}
 	return c;
+}
+
+// item_data is where the item's data starts in the copy (after the
+// head of its memcached reply), or 0.
+static __always_inline __u8 *item_data(struct item_copy *c)
+{
+	__u32 head = c->m.mc_head;
+	asm volatile("" : "+r"(head));
+	if (head > MC_HEAD_MAX)
+		return 0;
+	return c->b + head;
 }
 
 // swap16 turns a one's complement sum as from an even offset into the sum
@@ -1348,10 +1357,13 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 	struct req_key rk;
 	if (!read_key(ctx, poff + REBOUND_HEADER_LEN + 1, kl, 0, 0, &rk))
 		return 0;
-	struct item_copy *it = lookup(&rk, AOP_GET, COPY_DATA);
+	struct item_copy *it = lookup(&rk, AOP_GET);
 	if (!it)
 		return 0;
+	__u8 *vdata = item_data(it);
 	__u32 vlen = it->m.len;
+	if (!vdata)
+		return 0;
 	if (vlen > ITEM_VALUE_MAX)
 		return 0;
 	__u32 rlen = REBOUND_HEADER_LEN + vlen;
@@ -1366,7 +1378,7 @@ __noinline int answer_rebound(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen
 	msg[3] = FLAG_RESPONSE;
 	msg[8] = vlen >> 8;
 	msg[9] = vlen;
-	if (vlen > 0 && !pkt_write(ctx, poff + REBOUND_HEADER_LEN, it->b, vlen))
+	if (vlen > 0 && !pkt_write(ctx, poff + REBOUND_HEADER_LEN, vdata, vlen))
 		return -1;
 	// The value starts 8 + 12 bytes into the UDP header: an even offset.
 	if (!finish_reply(ctx, lo, rlen, REBOUND_HEADER_LEN, it->m.data_sum))
@@ -1413,8 +1425,12 @@ __noinline int answer_mg(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u
 	struct req_key rk;
 	if (!read_key(ctx, poff + MEMCACHE_HEADER_LEN + 3, kl, 0, 1, &rk))
 		return 0;
-	struct item_copy *it = lookup(&rk, AOP_MC_MG, COPY_DATA_CRLF);
+	struct item_copy *it = lookup(&rk, AOP_MC_MG);
 	if (!it)
+		return 0;
+	// The suffix, after "VALUE " and the key; the data.
+	__u8 *suffix = it->b + 6 + (kl & 0xff), *vdata = item_data(it);
+	if (!vdata)
 		return 0;
 	__u32 vlen = it->m.len;
 	__u32 slen = it->m.suffix_len;
@@ -1424,7 +1440,7 @@ __noinline int answer_mg(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u
 	// space, bytes from after it to the CRLF.
 	__u32 sp = 0;
 	for (int i = 2; i < MC_SUFFIX_MAX; i++) {
-		if (it->suffix[i] == ' ') {
+		if (suffix[i] == ' ') {
 			sp = i;
 			break;
 		}
@@ -1446,7 +1462,7 @@ __noinline int answer_mg(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u
 		return -1;
 	__u32 off = poff + MEMCACHE_HEADER_LEN;
 	if (want_v) {
-		if (!store(ctx, off, "VA ", 3, 3) || !store(ctx, off + 3, it->suffix + ((sp + 1) & 0x1f), blen, 8))
+		if (!store(ctx, off, "VA ", 3, 3) || !store(ctx, off + 3, suffix + ((sp + 1) & 0x1f), blen, 8))
 			return -1;
 		off += 3 + blen;
 	} else {
@@ -1455,7 +1471,7 @@ __noinline int answer_mg(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u
 		off += 2;
 	}
 	if (want_f) {
-		if (!store(ctx, off, " f", 2, 2) || !store(ctx, off + 2, it->suffix + 1, flen, 10))
+		if (!store(ctx, off, " f", 2, 2) || !store(ctx, off + 2, suffix + 1, flen, 10))
 			return -1;
 		off += 2 + flen;
 	}
@@ -1465,7 +1481,7 @@ __noinline int answer_mg(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen, __u
 	__u32 tail = 0;
 	if (want_v) {
 		// The data and the CRLF after it, as the item's memcached reply has them.
-		if (!pkt_write(ctx, off, it->b, vlen + 2))
+		if (!pkt_write(ctx, off, vdata, vlen + 2))
 			return -1;
 		tail = value_tail_sum(&it->m, head, 0x0a0d); // CRLF
 	}
@@ -1500,12 +1516,12 @@ __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ule
 	struct req_key rk;
 	if (!read_key(ctx, koff, kl, 1, 1, &rk))
 		return 0;
-	struct item_copy *it = lookup(&rk, AOP_MC_GET, COPY_REPLY);
+	struct item_copy *it = lookup(&rk, AOP_MC_GET);
 	if (!it)
 		return 0;
 	// "VALUE " key suffix data "\r\nEND\r\n", whole in the item.
 	__u32 mlen = it->m.mc_len;
-	if (mlen == 0 || mlen > sizeof(it->b))
+	if (mlen == 0 || mlen > COPY_MAX)
 		return 0;
 	__u32 rlen = MEMCACHE_HEADER_LEN + mlen;
 	if (mlen > MC_UDP_MAX_PAYLOAD) {
