@@ -666,7 +666,6 @@ struct layout {
 	__u32 ulen; // UDP length, header included
 	__u32 v6;
 	__u32 vlan;
-	__u32 trusted; // the source is in trust: memcached replies are not bounded
 	__u32 poff;    // UDP payload (at most 128: checked by unpack)
 	__u32 plen;    // its length
 };
@@ -1242,7 +1241,28 @@ static __always_inline int mc_frame_header(struct xdp_md *ctx, __u32 poff)
 
 // bounded checks a reply of plen UDP payload bytes against the path and
 // the amplification bound.
-static __always_inline int bounded(struct answer_config *cfg, struct layout *lo, __u32 plen, __u32 op)
+// src_trusted reports whether the request's source is in trust, read
+// from the frame (still the request's): looked up only for a memcached
+// reply over the amplification bound.
+static __always_inline int src_trusted(struct xdp_md *ctx, struct layout *lo)
+{
+	struct allow_key key = {};
+	if (lo->v6) {
+		key.prefixlen = 8 + 128;
+		key.family = ALLOW_FAMILY_V6;
+		if (bpf_xdp_load_bytes(ctx, lo->l3 + 8, key.addr, 16) != 0)
+			return 0;
+	} else {
+		key.prefixlen = 8 + 32;
+		key.family = ALLOW_FAMILY_V4;
+		if (bpf_xdp_load_bytes(ctx, lo->l3 + 12, key.addr, 4) != 0)
+			return 0;
+	}
+	return trusted(&key);
+}
+
+static __always_inline int bounded(struct xdp_md *ctx, struct answer_config *cfg, struct layout *lo, __u32 plen,
+				   __u32 op)
 {
 	__u32 req = lo->ulen - sizeof(struct udp_hdr);
 	if ((__s32)plen > path_max(cfg, lo)) {
@@ -1252,7 +1272,8 @@ static __always_inline int bounded(struct answer_config *cfg, struct layout *lo,
 	// In 64 bits: a large factor times a request must not wrap around.
 	// A trusted source is spared for memcached only, as in userspace (the
 	// Rebound protocol's bound has no exceptions).
-	if (cfg->amp && plen > (__u64)cfg->amp * req && !((op == AOP_MC_GET || op == AOP_MC_MG) && lo->trusted)) {
+	if (cfg->amp && plen > (__u64)cfg->amp * req &&
+	    !((op == AOP_MC_GET || op == AOP_MC_MG) && src_trusted(ctx, lo))) {
 		count_answer(op, AO_AMPLIFICATION);
 		return 0;
 	}
@@ -1276,7 +1297,7 @@ static __always_inline int store(struct xdp_md *ctx, __u32 off, const void *from
 static __always_inline int begin_reply(struct xdp_md *ctx, struct layout *lo, struct answer_config *cfg,
 				       __u32 op, __u32 plen, __u32 keep)
 {
-	if (!bounded(cfg, lo, plen, op))
+	if (!bounded(ctx, cfg, lo, plen, op))
 		return 0;
 	if (!request_sums_ok(ctx, lo)) {
 		count_answer(op, AO_BAD_CHECKSUM);
@@ -1290,7 +1311,7 @@ static __always_inline int begin_reply(struct xdp_md *ctx, struct layout *lo, st
 
 // unpack rebuilds the layout the answer functions get as scalars (global
 // functions take no pointers to the caller's stack; shape: bit 0 IPv6, bit
-// 1 VLAN, bit 2 trusted) with where the UDP payload starts and its
+// 1 VLAN) with where the UDP payload starts and its
 // length, and returns the answer config, or 0 (also for a payload that
 // starts past byte 128, which no header stack here reaches).
 static __always_inline struct answer_config *unpack(struct layout *lo, __u32 l3, __u32 l4, __u32 ulen, __u32 shape)
@@ -1300,7 +1321,6 @@ static __always_inline struct answer_config *unpack(struct layout *lo, __u32 l3,
 	lo->ulen = ulen;
 	lo->v6 = shape & 1;
 	lo->vlan = (shape >> 1) & 1;
-	lo->trusted = (shape >> 2) & 1;
 	__u32 zero = 0;
 	struct answer_config *cfg = bpf_map_lookup_elem(&answers, &zero);
 	lo->poff = l4 + sizeof(struct udp_hdr);
@@ -1543,7 +1563,7 @@ __noinline int answer_memcache(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ule
 // answer tries to answer the request; 1: the frame is the reply, send it
 // with XDP_TX; 0: the frame is unchanged, go on; -1: the frame was
 // changed but could not be finished, drop it.
-static __always_inline int answer(struct xdp_md *ctx, struct allow_key *src, __u32 l3, __u32 l4, __u32 ulen,
+static __always_inline int answer(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 ulen,
 				  __u32 v6, __u32 vlan, __u8 kind)
 {
 	__u32 zero = 0;
@@ -1554,14 +1574,14 @@ static __always_inline int answer(struct xdp_md *ctx, struct allow_key *src, __u
 	if (kind == PORT_REBOUND)
 		return answer_rebound(ctx, l3, l4, ulen, shape);
 	// As in userspace, trust spares memcached replies only; the list is
-	// looked up only when answering is on.
+	// looked up only for a reply over the amplification bound (bounded).
 	if (kind != PORT_MEMCACHE)
 		return 0;
-	shape |= trusted(src) << 2;
 	// "mg " or anything else after the frame header.
-	__u8 cmd[3];
-	if (bpf_xdp_load_bytes(ctx, l4 + sizeof(struct udp_hdr) + MEMCACHE_HEADER_LEN, cmd, 3) == 0 &&
-	    cmd[0] == 'm' && cmd[1] == 'g' && cmd[2] == ' ')
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u8 *cmd = data + off8(l4 + sizeof(struct udp_hdr) + MEMCACHE_HEADER_LEN);
+	if ((void *)(cmd + 3) <= data_end && cmd[0] == 'm' && cmd[1] == 'g' && cmd[2] == ' ')
 		return answer_mg(ctx, l3, l4, ulen, shape);
 	return answer_memcache(ctx, l3, l4, ulen, shape);
 }
@@ -1676,7 +1696,7 @@ int rebound_steer(struct xdp_md *ctx)
 		return count(CNT_DROP_ALLOWLIST, XDP_DROP);
 
 	if (ulen == ip_payload) {
-		int a = answer(ctx, &key, l3 - data, (void *)udp - data, ulen, v6, vlan, *kind);
+		int a = answer(ctx, l3 - data, (void *)udp - data, ulen, v6, vlan, *kind);
 		if (a > 0)
 			return count(CNT_ANSWERED, XDP_TX);
 		if (a < 0)
