@@ -1,6 +1,7 @@
 package mcserve
 
 import (
+	"slices"
 	"time"
 
 	mc "github.com/rebound-net/rebound/codec/memcache"
@@ -402,9 +403,19 @@ func (c *Conn) get(cmd *mc.Command, out []byte, now time.Time) []byte {
 		p := len(out)
 		var m store.Meta
 		var hit bool
-		if touch {
+		switch {
+		case touch:
 			out, m, hit = s.GetAndTouch(key, deadline, out)
-		} else {
+		case c.budget > 0:
+			// Over UDP a value past the budget is not even copied.
+			var n int
+			out, n, m, hit = c.getWithin(key, out)
+			if hit && n < 0 {
+				h.c.getHits.Add(1)
+				c.over = true
+				return out[:p]
+			}
+		default:
 			// The value is copied where it goes; its header goes before it.
 			out, m, hit = s.Get(key, out)
 		}
@@ -432,6 +443,30 @@ func (c *Conn) get(cmd *mc.Command, out []byte, now time.Time) []byte {
 		out = c.flushLarge(out)
 	}
 	return append(out, mc.ReplyEnd...)
+}
+
+// getWithin appends the value of key to out if it fits the datagram's
+// budget, without copying it when it does not (n < 0 then).
+func (c *Conn) getWithin(key, out []byte) ([]byte, int, store.Meta, bool) {
+	s := c.h.cfg.Store
+	room := c.budget - (len(out) - c.base)
+	if room < 0 {
+		room = 0
+	}
+	free := out[len(out):min(cap(out), len(out)+room)]
+	n, m, hit := s.GetInto(key, free)
+	switch {
+	case !hit:
+		return out, 0, m, false
+	case n <= cap(free):
+		return out[:len(out)+n], n, m, true
+	case n > room:
+		return out, -1, m, true
+	}
+	// It fits the budget but not out's spare room: grow out and read it
+	// again (it may have changed meanwhile: then judge that one).
+	out = slices.Grow(out, n)
+	return c.getWithin(key, out)
 }
 
 // insert slides out[p:] right by len(b) and copies b to out[p:].
