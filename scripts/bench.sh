@@ -5,6 +5,8 @@
 #   scripts/bench.sh            full report (about 2 minutes)
 #   scripts/bench.sh --demo     xdp vs udp only, 5 seconds each (make demo)
 #   scripts/bench.sh --memcache only the comparison with memcached (about 2 minutes)
+#   scripts/bench.sh --scale    replies/s and per server core against queues, rebound's modes and
+#                               memcached -t Q (scripts/scale.sh: results/scale-*.json and .svg)
 #   scripts/bench.sh --tls      only TLS against plain TCP, beside memcached -Z (about a minute)
 #   scripts/bench.sh --density  only RSS per item and hit ratios beside memcached at the same memory
 #                               (scripts/density.sh, on loopback, no root: about 2 minutes)
@@ -28,13 +30,16 @@
 # native and udp mode) serving memcached's protocol on :11211, the same
 # 'rebound bench --protocol memcache' load against each: 90% get / 10% set,
 # 32-byte keys, 64-byte values, WINDOW in flight, UDP and TCP, the servers
-# alternated MC_ROUNDS times (default 2). memcached runs as
+# alternated MC_ROUNDS times (default 2; MC_SERVERS and MC_TRANSPORTS narrow
+# the run, MC_KEYS sets the key count). memcached runs as
 # 'memcached -U 11211 -p 11211 -t 1' on the server CPU (MEMCACHED: its path).
 # rebound runs with --trust-src for the load generator's subnet: memcached's
 # UDP replies are larger than 4x the request, which rebound's amplification
 # bound would otherwise refuse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# --scale: the scaling report against queues (scripts/scale.sh says how).
+[ "${1:-}" = "--scale" ] && exec scripts/scale.sh "${@:2}"
 
 # --density: RSS per item and hit ratios (scripts/density.sh says how).
 [ "${1:-}" = "--density" ] && exec scripts/density.sh
@@ -59,6 +64,8 @@ MC_PORT=11211
 MC_TARGET=198.18.0.2:$MC_PORT
 MC_KEYS=${MC_KEYS:-10000}
 MC_ROUNDS=${MC_ROUNDS:-2}
+MC_SERVERS=${MC_SERVERS:-memcached rebound-xdp rebound-afxdp rebound-udp}
+MC_TRANSPORTS=${MC_TRANSPORTS:-udp tcp}
 MEMCACHED=${MEMCACHED:-memcached}
 mkdir -p "$RESULTS"
 
@@ -204,10 +211,10 @@ memcache_report() {
 		echo "bench: no memcached ($MEMCACHED): the comparison is skipped (apt-get install memcached)" >&2
 		return 0
 	fi
-	local round s
+	local round s t
 	rm -f "$RESULTS"/mc-*.json "$RESULTS"/mc-*.hist "$RESULTS"/mc-*.svg
 	for round in $(seq "$MC_ROUNDS"); do
-		for s in memcached rebound-xdp rebound-afxdp rebound-udp; do
+		for s in $MC_SERVERS; do
 			case $s in
 			memcached) start_mc_server memcached || return 1 ;;
 			rebound-xdp) start_mc_server rebound --mode xdp --iface "${LAB_PREFIX}s0" --xdp-mode native \
@@ -216,8 +223,9 @@ memcache_report() {
 				--xdp-answers=false || return 1 ;;
 			rebound-udp) start_mc_server rebound --mode udp || return 1 ;;
 			esac
-			mc_bench "$RESULTS/mc-$s-udp-$round.json" udp
-			mc_bench "$RESULTS/mc-$s-tcp-$round.json" tcp
+			for t in $MC_TRANSPORTS; do
+				mc_bench "$RESULTS/mc-$s-$t-$round.json" "$t"
+			done
 			stop_server
 		done
 	done
