@@ -55,13 +55,13 @@ const (
 	// program copies; the reply is 1311 bytes at most) and a slot's size,
 	// in items and in items_small (SMALL_SLOT): an item goes there when
 	// its reply's rounds fit.
-	mcArea         = 41 * 32
-	itemSize       = itemOffMC + mcArea
-	smallItemSize  = 256
-	smallArea      = smallItemSize - itemOffMC
-	smallReplyMax  = smallArea &^ 31
-	classBig       = 0
-	classSmall     = 1
+	mcArea        = 41 * 32
+	itemSize      = itemOffMC + mcArea
+	smallItemSize = 256
+	smallArea     = smallItemSize - itemOffMC
+	smallReplyMax = smallArea &^ 31
+	classBig      = 0
+	classSmall    = 1
 	// item_buckets: 8 entries of tag | small | slot a bucket (struct bucket).
 	bucketWays = 8
 	bucketSize = bucketWays * 8
@@ -123,7 +123,7 @@ func setAnswerVars(spec *ebpf.CollectionSpec, buckets uint32) (uint64, error) {
 	}
 	seed := binary.LittleEndian.Uint64(b[:])
 	ordered := uint32(0)
-	if runtime.GOARCH == "amd64" || runtime.GOARCH == "386" {
+	if orderedStores { // x86 keeps loads in order too
 		ordered = 1
 	}
 	for name, v := range map[string]any{"hash_seed": seed, "bucket_mask": buckets - 1, "ordered_loads": ordered} {
@@ -264,7 +264,7 @@ type Items struct {
 	mu       sync.Mutex
 	buckets  []byte // the item_buckets map, mapped: bucketSize bytes a bucket
 	nbuckets uint64
-	seed     uint64 // of keyHash
+	seed     uint64       // of keyHash
 	classes  [2]slotClass // classBig (items), classSmall (items_small)
 	flush    []byte       // the flush map, mapped: struct flush_state
 	flushMap *ebpf.Map
@@ -286,13 +286,13 @@ type Items struct {
 	nextDead  uint64
 	sweptOnce bool
 	buf       [itemSize]byte
-	broken    bool  // a map update failed: answering is off for good
+	broken    bool  // closed: answering is off for good
 	err       error // why
 
 	stop chan struct{}
 	done chan struct{}
 
-	puts, deletes, noRoom, failures atomic.Uint64
+	puts, deletes, noRoom atomic.Uint64
 }
 
 // slotClass is the slots of one size: items or items_small.
@@ -306,8 +306,8 @@ type slotClass struct {
 // slotRef is a slot as slotOf and the entries name it: smallBit | slot.
 func slotRef(class int, slot uint32) uint32 { return uint32(class)<<slotBits | slot }
 
-func refClass(ref uint32) int     { return int(ref >> slotBits & 1) }
-func refSlot(ref uint32) uint32   { return ref & slotMask }
+func refClass(ref uint32) int   { return int(ref >> slotBits & 1) }
+func refSlot(ref uint32) uint32 { return ref & slotMask }
 func (it *Items) metaOf(ref uint32) *slotMeta {
 	return &it.classes[refClass(ref)].meta[refSlot(ref)]
 }
@@ -328,7 +328,7 @@ type ItemStats struct {
 	Puts     uint64 // items written
 	Deletes  uint64 // keys removed
 	NoRoom   uint64 // new keys not held for want of a free slot
-	Failures uint64 // map updates that failed (answers are off after one)
+	Failures uint64 // map updates that failed: none since items are written through shared mappings (kept for the metric)
 }
 
 func newItems(buckets, slots, small, cfg, flush *ebpf.Map, clock int32, seed uint64) (*Items, error) {
@@ -394,27 +394,38 @@ func newItems(buckets, slots, small, cfg, flush *ebpf.Map, clock int32, seed uin
 // flush_state in the C source): odd while it writes, even again after.
 // dst is 8-byte aligned.
 //
-// Every store is one of Go's atomic stores, which are sequentially
-// consistent: each becomes visible in program order, after the odd count
-// and before the even one, on every architecture Go runs on (a plain
-// copy may not: on arm64 and ppc64le a store after a store-release can be
-// seen before it). The program reads the count with atomic operations
-// (full barriers) before and after its copy, so a run that reads the
-// same even count both times copied no byte of this write. The bytes
-// keep their memory order (native endianness both ways). Called with mu
-// held: one writer.
+// The counts are Go's atomic stores, sequentially consistent, which the
+// compiler moves no other memory access across. On x86 (orderedStores)
+// the CPU makes stores visible in program order, so the words between
+// them are a plain copy; elsewhere every word is an atomic store too, so
+// that each becomes visible after the odd count and before the even one
+// (a plain copy may not: on arm64 and ppc64le a store after a
+// store-release can be seen before it). The program reads the count
+// before and after its copy with loads the CPU keeps in order (x86) or
+// atomic operations (full barriers), so a run that reads the same even
+// count both times copied no byte of this write. The bytes keep their
+// memory order (native endianness both ways). Called with mu held: one
+// writer.
 func seqWrite(dst, src []byte, spans ...[2]int) {
 	seq := (*uint32)(unsafe.Pointer(&dst[0]))
 	n := atomic.LoadUint32(seq)
 	atomic.StoreUint32(seq, n+1)
 	for _, sp := range spans {
 		d, s := dst[sp[0]:sp[1]], src[sp[0]:sp[1]]
+		if orderedStores {
+			copy(d, s)
+			continue
+		}
 		for off := 0; off+8 <= len(s); off += 8 {
 			atomic.StoreUint64((*uint64)(unsafe.Pointer(&d[off])), binary.NativeEndian.Uint64(s[off:]))
 		}
 	}
 	atomic.StoreUint32(seq, n+2)
 }
+
+// orderedStores: the CPU makes plain stores visible in program order
+// (x86's total store order).
+var orderedStores = runtime.GOARCH == "amd64" || runtime.GOARCH == "386"
 
 // writeSlot writes the item in b (metadata, then the memcached reply of
 // mcLen bytes, rounded up to words) into the slot ref with seqWrite.
@@ -530,7 +541,7 @@ func (it *Items) Configure(on bool, amp, mtu int) error {
 	it.mu.Lock()
 	defer it.mu.Unlock()
 	if it.broken && on {
-		return errors.New("bpf: answers were turned off after a failed map update")
+		return errors.New("bpf: answers are off: the program is closed")
 	}
 	v := uint32(0)
 	if on {
@@ -662,9 +673,6 @@ func (it *Items) reclaim() {
 			(now >= atClock && m.storedNs <= it.flushAt && it.flushAt >= 0)
 		if dead {
 			it.deleteLocked(key)
-			if it.broken {
-				return
-			}
 		} else if m.expire != 0 {
 			it.nextDead = min(it.nextDead, m.expire)
 		}
@@ -701,21 +709,6 @@ func (it *Items) freeSlot(ref uint32) {
 	c := &it.classes[refClass(ref)]
 	c.meta[refSlot(ref)] = slotMeta{}
 	c.free = append(c.free, refSlot(ref))
-}
-
-// fail turns answering off for good: the map may no longer match the
-// store. Called with mu held.
-func (it *Items) fail(err error) {
-	it.failures.Add(1)
-	if it.broken {
-		return
-	}
-	it.broken = true
-	binary.LittleEndian.PutUint32(it.cfg[0:], 0)
-	if werr := it.writeConfig(); werr != nil {
-		err = errors.Join(err, werr)
-	}
-	it.err = err
 }
 
 // Err reports why answering was turned off, if it was.
@@ -778,7 +771,7 @@ func (it *Items) Stats() ItemStats {
 	n := len(it.slotOf)
 	it.mu.Unlock()
 	return ItemStats{Items: n, Puts: it.puts.Load(), Deletes: it.deletes.Load(),
-		NoRoom: it.noRoom.Load(), Failures: it.failures.Load()}
+		NoRoom: it.noRoom.Load()}
 }
 
 // watchClock watches the wall clock: if it jumps, the expiry deadlines
