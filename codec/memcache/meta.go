@@ -11,19 +11,21 @@ type Meta struct {
 	flags   []byte // the flag tokens as sent, space separated
 	present uint64 // one bit per flag letter (A-Z, a-z)
 
-	Quiet   bool   // q: suppress the common reply (EN, HD, NF as memcached does)
-	Base64  bool   // b: the key was sent in base64 (Command.Key is decoded)
-	Opaque  []byte // O: the opaque token as sent, with its 'O'
-	TTL     int32  // T: new exptime (HasTTL)
-	HasTTL  bool
-	Vivify  int32 // N: autovivify on miss with this exptime (HasVivify)
-	HasViv  bool
-	Compare uint64 // C: compare CAS (HasCompare)
-	HasCmp  bool
-	Mode    byte   // M: mode letter; 0 if absent
-	Initial uint64 // J: ma initial value on autovivify
-	Delta   uint64 // D: ma delta (1 if absent)
-	Stale   bool   // I: invalidate (md) / stale-if-older (ms)
+	Quiet      bool   // q: suppress the common reply (EN, HD, NF as memcached does)
+	Base64     bool   // b: the key was sent in base64 (Command.Key is decoded)
+	Opaque     []byte // O: the opaque token as sent, with its 'O'
+	TTL        int32  // T: new exptime (HasTTL)
+	HasTTL     bool
+	Vivify     int32 // N: autovivify on miss with this exptime (HasVivify)
+	HasViv     bool
+	Compare    uint64 // C: compare CAS (HasCompare)
+	HasCmp     bool
+	Mode       byte   // M: mode letter; 0 if absent
+	Initial    uint64 // J: ma initial value on autovivify
+	Delta      uint64 // D: ma delta (1 if absent)
+	Stale      bool   // I: invalidate (md) / stale-if-older (ms)
+	Recache    int32  // R: win the recache when the TTL left is below this (HasRecache)
+	HasRecache bool
 	// LongOpaque: mg or ma has an O token longer than MaxOpaqueLen, which
 	// memcached refuses only when it writes the reply, after running the
 	// command: the executor runs it, then answers ErrOpaqueTooLong.
@@ -239,9 +241,10 @@ func (c *Command) parseFlags(flags []byte) Error {
 			}
 			m.HasTTL = true
 		case 'R':
-			if _, ok = ParseInt32(arg); !ok {
+			if m.Recache, ok = ParseInt32(arg); !ok {
 				bad(ErrBadToken)
 			}
+			m.HasRecache = true
 		case 'F':
 			if _, ok = ParseFlags(arg); !ok {
 				bad(ErrNone)

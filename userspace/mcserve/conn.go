@@ -214,9 +214,6 @@ func (c *Conn) endMessage(out []byte) {
 func (c *Conn) exec(cmd *mc.Command, out []byte, now time.Time) ([]byte, bool) {
 	h := c.h
 	s := h.cfg.Store
-	if unsupportedMeta(cmd) {
-		return append(out, mc.ErrInvalidFlag.Reply()...), false
-	}
 	switch cmd.Kind {
 	case mc.KindGet, mc.KindGets, mc.KindGat, mc.KindGats:
 		return c.get(cmd, out, now), false
@@ -299,7 +296,7 @@ func (c *Conn) exec(cmd *mc.Command, out []byte, now time.Time) ([]byte, bool) {
 		out = c.metaSet(cmd, out, now)
 	case mc.KindMetaDelete:
 		h.c.cmdMeta.Add(1)
-		out = c.metaDelete(cmd, out)
+		out = c.metaDelete(cmd, out, now)
 	case mc.KindMetaArithmetic:
 		h.c.cmdMeta.Add(1)
 		out = c.metaArith(cmd, out, now)

@@ -191,7 +191,7 @@ func (g *gen) metaFlags(pool string, n int) string {
 		}
 		seen[f] = true
 		switch f {
-		case 'T', 'N':
+		case 'T', 'N', 'R':
 			fs = append(fs, string(f)+g.exptime())
 		case 'C':
 			fs = append(fs, "C"+g.pick("{CAS}", "{CAS}", "0", "1", "x"))
@@ -236,36 +236,50 @@ func (g *gen) meta(b *strings.Builder) {
 	}
 	switch g.r.IntN(4) {
 	case 0:
-		pool := "vfcstkOqhlT"
+		pool := "vfcstkOqhlTNR"
 		if bin {
-			pool = "vfcstOqhlT" // not k: see "mg b k" in docs/memcached.md
+			// no N with a base64 key: memcached's vivified item forgets
+			// the key was binary, and echoes its raw bytes (see "mg N
+			// with b" in docs/memcached.md)
+			pool = "vfcstkOqhlTR"
 		}
+		// not s: whether an incr that shortens a number pads it depends
+		// on memcached's references to the item, which a reply still
+		// being sent holds (see "incr in place" in docs/memcached.md); a
+		// value's length is compared unpadded instead
+		pool = strings.ReplaceAll(pool, "s", "")
 		if g.udp {
-			// not s over UDP: whether an incr that shortens a number pads
-			// it depends on memcached's references to the item, which a
-			// UDP reply still being released holds (see "incr in place"
-			// in docs/memcached.md); a value's length is compared
-			// unpadded instead
-			pool = strings.ReplaceAll(pool, "s", "")
+			// nor h: whether it stays fetched depends on the same
+			pool = strings.ReplaceAll(pool, "h", "")
 		}
 		fs := g.metaFlags(pool, g.r.IntN(6))
-		if strings.Contains(fs, " T") {
-			fs = strings.ReplaceAll(fs, " t", "") // see "mg t T" in docs/memcached.md
+		if strings.Contains(fs, " T") || strings.Contains(fs, " N") {
+			fs = strings.ReplaceAll(fs, " t", "") // see "mg t T" and "ma N" in docs/memcached.md
 		}
+		if strings.Contains(fs, " T") && strings.Contains(fs, " R") {
+			// no R beside T: see "mg R with T" in docs/memcached.md
+			f := slices.DeleteFunc(strings.Fields(fs), func(f string) bool { return f[0] == 'R' })
+			fs = " " + strings.Join(f, " ")
+		}
+
 		fmt.Fprintf(b, "mg %s%s%s\r\n", key, bf, fs)
 	case 1:
 		v := g.value()
 		fs := g.metaFlags("TFCMqkcOMI", g.r.IntN(5))
-		if strings.Contains(fs, " C") {
-			fs = strings.ReplaceAll(fs, " I", "") // refused: see "ms I" in docs/memcached.md
-		}
 		fmt.Fprintf(b, "ms %s %d%s%s\r\n", key, len(v), bf, fs)
 		b.Write(v)
 		b.WriteString("\r\n")
 	case 2:
-		fmt.Fprintf(b, "md %s%s%s\r\n", key, bf, g.metaFlags("qCOkT", g.r.IntN(3)))
+		fmt.Fprintf(b, "md %s%s%s\r\n", key, bf, g.metaFlags("qCOkTI", g.r.IntN(3)))
 	default:
-		fs := g.metaFlags("NJDMqvcktON", g.r.IntN(6))
+		pool := "NJDMqvcktONT"
+		if bin {
+			pool = "JDMqvcktOT" // no N with a base64 key, as for mg
+		}
+		fs := g.metaFlags(pool, g.r.IntN(6))
+		if strings.Contains(fs, " T") {
+			fs = strings.ReplaceAll(fs, " t", "") // see "mg t T" in docs/memcached.md: ma walks its flags alike
+		}
 		if strings.Contains(fs, " N") {
 			// memcached answers a q that creates the item, and its t
 			// depends on where N stands: see "ma N" in

@@ -25,8 +25,14 @@ func appendReturnFlags(out []byte, cmd *mc.Command, m *store.Meta, now int64, va
 		case 'k':
 			// With b, the decoded key encoded again (memcached's
 			// canonical form, whatever the client sent), then b: a
-			// binary key could hold "\r\n".
-			if cmd.Meta.Base64 {
+			// binary key could hold "\r\n". An mg hit echoes the key as
+			// the item was stored (with b or not), as memcached does;
+			// everything else as the command sent it.
+			bin := cmd.Meta.Base64
+			if m != nil && cmd.Kind == mc.KindMetaGet {
+				bin = m.KeyBinary
+			}
+			if bin {
 				out = mc.AppendMetaFlagBytes(out, 'k', nil)
 				out = base64.StdEncoding.AppendEncode(out, cmd.Key)
 				out = mc.AppendMetaFlagBytes(out, 'b', nil)
@@ -89,16 +95,43 @@ func (c *Conn) metaGet(cmd *mc.Command, out []byte, now time.Time) []byte {
 	} else {
 		out, m, hit = s.Get(cmd.Key, out)
 	}
-	if !hit {
+	won := false
+	if !hit && cmd.Meta.HasViv {
+		// N: a miss creates the item, empty, and the client that created
+		// it is told to fill it (W); the others find it won (Z).
 		h.c.getMisses.Add(1)
-		if cmd.Meta.Quiet {
-			return out
+		exp := mc.Deadline(cmd.Meta.Vivify, now.Unix())
+		if cmd.Meta.HasTTL && flagBefore(cmd, 'N', 'T') {
+			exp = mc.Deadline(cmd.Meta.TTL, now.Unix()) // the later of N and T sets it
 		}
-		out = mc.AppendMetaCode(out, mc.MetaMiss)
-		out = appendReturnFlags(out, cmd, nil, now.Unix(), false)
-		return mc.AppendMetaEnd(out)
+		r, cas := s.SetMeta(cmd.Key, nil, store.ModeAdd, 0, exp, 0, store.SetOptions{Won: true, KeyBinary: cmd.Meta.Base64})
+		if r == store.Stored {
+			won = true
+			m = store.Meta{CAS: cas, Exptime: exp, LastAccess: now.Unix(), KeyBinary: cmd.Meta.Base64}
+			s.Fetch(cmd.Key) // this mg reads it: fetched from now on (h1 next time), as memcached counts it
+		} else if out, m, hit = s.Get(cmd.Key, out); !hit { // created meanwhile by another, and gone
+			return metaMiss(cmd, out, now)
+		}
+	} else if !hit {
+		h.c.getMisses.Add(1)
+		return metaMiss(cmd, out, now)
 	}
-	h.c.getHits.Add(1)
+	if !won {
+		h.c.getHits.Add(1)
+	}
+	// Stampede protection: Z when a client has been told to recache the
+	// item already, X when it is stale, W to the one client that wins the
+	// recache of a stale item or (R) of one whose TTL left is below R's.
+	z := m.Won
+	if !won && !m.Won && (m.Stale || cmd.Meta.HasRecache) {
+		var recache int64
+		if cmd.Meta.HasRecache {
+			recache = mc.Deadline(cmd.Meta.Recache, now.Unix())
+		}
+		if m.Stale || m.Exptime != 0 && m.Exptime < recache {
+			won, z = s.Claim(cmd.Key, m.CAS, recache)
+		}
+	}
 	value := cmd.Meta.Has('v')
 	hdr := c.hdr[:0]
 	if value {
@@ -108,6 +141,15 @@ func (c *Conn) metaGet(cmd *mc.Command, out []byte, now time.Time) []byte {
 		hdr = mc.AppendMetaCode(hdr, mc.MetaHit)
 	}
 	hdr = appendReturnFlags(hdr, cmd, &m, now.Unix(), value)
+	if z {
+		hdr = mc.AppendMetaFlagBytes(hdr, 'Z', nil)
+	}
+	if m.Stale {
+		hdr = mc.AppendMetaFlagBytes(hdr, 'X', nil)
+	}
+	if won {
+		hdr = mc.AppendMetaFlagBytes(hdr, 'W', nil)
+	}
 	hdr = mc.AppendMetaEnd(hdr)
 	c.hdr = hdr
 	out = c.insert(out, p, hdr)
@@ -115,6 +157,17 @@ func (c *Conn) metaGet(cmd *mc.Command, out []byte, now time.Time) []byte {
 		out = append(out, '\r', '\n')
 	}
 	return out
+}
+
+// metaMiss answers an mg that missed: EN and its O and k flags, or nothing
+// with q.
+func metaMiss(cmd *mc.Command, out []byte, now time.Time) []byte {
+	if cmd.Meta.Quiet {
+		return out
+	}
+	out = mc.AppendMetaCode(out, mc.MetaMiss)
+	out = appendReturnFlags(out, cmd, nil, now.Unix(), false)
+	return mc.AppendMetaEnd(out)
 }
 
 // metaGetLongOpaque runs an mg whose O token is too long as memcached
@@ -176,6 +229,10 @@ func (c *Conn) metaSet(cmd *mc.Command, out []byte, now time.Time) []byte {
 	var r store.Result
 	var newCAS uint64
 	isCAS := cmd.Meta.HasCmp && (mode == store.ModeSet || mode == store.ModeReplace)
+	// I with C: a CAS older than the item's stores the value as stale
+	// (memcached's "set-to-invalid"): readers get it flagged X until a
+	// fresh set.
+	opts := store.SetOptions{KeyBinary: cmd.Meta.Base64, Invalidate: isCAS && cmd.Meta.Stale}
 	switch {
 	case isCAS && cas == 0:
 		if _, _, ok := s.Peek(cmd.Key, nil); ok {
@@ -184,9 +241,9 @@ func (c *Conn) metaSet(cmd *mc.Command, out []byte, now time.Time) []byte {
 			r = store.NotFound
 		}
 	case mode == store.ModeAdd:
-		r, newCAS = s.Set(cmd.Key, cmd.Data, mode, cmd.Flags, exp, 0)
+		r, newCAS = s.SetMeta(cmd.Key, cmd.Data, mode, cmd.Flags, exp, 0, opts)
 	default:
-		r, newCAS = s.Set(cmd.Key, cmd.Data, mode, cmd.Flags, exp, cas)
+		r, newCAS = s.SetMeta(cmd.Key, cmd.Data, mode, cmd.Flags, exp, cas, opts)
 		if r == store.NotFound && !isCAS {
 			r = store.NotStored // append/prepend with C on a missing key
 		}
@@ -223,7 +280,7 @@ func (c *Conn) metaSet(cmd *mc.Command, out []byte, now time.Time) []byte {
 	return mc.AppendMetaEnd(out)
 }
 
-func (c *Conn) metaDelete(cmd *mc.Command, out []byte) []byte {
+func (c *Conn) metaDelete(cmd *mc.Command, out []byte, now time.Time) []byte {
 	h := c.h
 	cas := cmd.Meta.Compare
 	var r store.Result
@@ -233,13 +290,24 @@ func (c *Conn) metaDelete(cmd *mc.Command, out []byte) []byte {
 		} else {
 			r = store.NotFound
 		}
+	} else if cmd.Meta.Stale {
+		// I: the item stays, stale, with a new CAS (and T's TTL): the
+		// next reader wins its recache (W), the others read it stale.
+		var exp *int64
+		if cmd.Meta.HasTTL {
+			e := mc.Deadline(cmd.Meta.TTL, now.Unix())
+			exp = &e
+		}
+		r = h.cfg.Store.Invalidate(cmd.Key, cas, exp)
 	} else {
 		r = h.cfg.Store.Delete(cmd.Key, cas)
 	}
 	var code string
 	switch r {
 	case store.Deleted:
-		h.c.deleteHits.Add(1)
+		if !cmd.Meta.Stale {
+			h.c.deleteHits.Add(1)
+		}
 		if cmd.Meta.Quiet {
 			return out
 		}
@@ -270,9 +338,17 @@ func (c *Conn) metaArith(cmd *mc.Command, out []byte, now time.Time) []byte {
 	var vv store.Vivify
 	if cmd.Meta.HasViv {
 		vv = store.Vivify{Initial: cmd.Meta.Initial, Exptime: mc.Deadline(cmd.Meta.Vivify, now.Unix())}
+		if cmd.Meta.HasTTL && flagBefore(cmd, 'N', 'T') {
+			vv.Exptime = mc.Deadline(cmd.Meta.TTL, now.Unix()) // the later of N and T sets it, as memcached walks them
+		}
 		viv = &vv
 	}
-	v, cas, r := s.IncrCAS(cmd.Key, cmd.Meta.Delta, decr, viv, cmd.Meta.Compare)
+	var exp *int64
+	if cmd.Meta.HasTTL {
+		e := mc.Deadline(cmd.Meta.TTL, now.Unix()) // T: a new TTL, on a hit and on vivify
+		exp = &e
+	}
+	v, cas, r := s.IncrMeta(cmd.Key, cmd.Meta.Delta, decr, viv, cmd.Meta.Compare, exp)
 	h.countArith(decr, r)
 	if cmd.Meta.LongOpaque && r != store.NonNumeric {
 		// memcached refuses the token as it writes the reply, after the
@@ -322,28 +398,6 @@ func (c *Conn) arithMeta(cmd *mc.Command, cas uint64, now time.Time) store.Meta 
 	return m
 }
 
-// unsupportedMeta reports a meta flag this executor does not implement:
-// refused with "CLIENT_ERROR invalid flag" rather than ignored, so that a
-// client relying on it learns at once. memcached implements them: mg N
-// (create on miss, with the W/Z win flags) and R (recache), md I (mark
-// stale instead of deleting), ms I with C (store a value older than the
-// item's CAS as stale), ma T (a new TTL). Without stale items, ms I alone
-// (no C) and md T change nothing, in memcached as here: accepted.
-func unsupportedMeta(cmd *mc.Command) bool {
-	m := &cmd.Meta
-	switch cmd.Kind {
-	case mc.KindMetaGet:
-		return m.Has('N') || m.Has('R')
-	case mc.KindMetaSet:
-		return m.Has('I') && m.HasCmp
-	case mc.KindMetaDelete:
-		return m.Has('I')
-	case mc.KindMetaArithmetic:
-		return m.Has('T')
-	}
-	return false
-}
-
 // metaDebug answers "me <key>" as memcached does, without touching the
 // item: "ME <key> exp=<ttl> la=<seconds since access> cas=<cas>
 // fetch=<yes|no> cls=<class> size=<bytes>", or EN. Rebound has no slab
@@ -357,7 +411,11 @@ func (c *Conn) metaDebug(cmd *mc.Command, out []byte, now time.Time) []byte {
 		return mc.AppendMetaEnd(mc.AppendMetaCode(out, mc.MetaMiss))
 	}
 	out = append(out, "ME "...)
-	out = append(out, cmd.RawKey...)
+	if m.KeyBinary { // as memcached: the key as the item holds it
+		out = base64.StdEncoding.AppendEncode(out, cmd.Key)
+	} else {
+		out = append(out, cmd.Key...)
+	}
 	out = append(out, " exp="...)
 	out = strconv.AppendInt(out, mc.TTL(m.Exptime, now.Unix()), 10)
 	out = append(out, " la="...)

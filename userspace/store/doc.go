@@ -10,7 +10,7 @@
 // The collector neither scans nor counts it, and it takes RSS as its pages
 // are first written, never more than the limit, whatever the items do.
 //
-// An item (a 29-byte header: CAS, store time, exptime, flags, lengths;
+// An item (a 30-byte header: CAS, store time, exptime, flags, lengths, meta marks;
 // then key and value, padded to 4 bytes) is written once, at the head
 // segment's end, and never changed: an overwrite, append, incr or touch
 // writes a new copy and the old one is dead space until its segment goes.

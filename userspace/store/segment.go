@@ -15,9 +15,10 @@ import (
 //	20 flags     uint32
 //	24 value len uint32
 //	28 key len   uint8
-//	29 key, then value, then padding to itemAlign
+//	29 marks     uint8  markStale, markWon, markKeyBinary
+//	30 key, then value, then padding to itemAlign
 const (
-	hdrSize   = 29
+	hdrSize   = 30
 	itemAlign = 4
 	// maxKeyLen is the longest key the store holds (memcached's is 250).
 	maxKeyLen = 255
@@ -27,6 +28,16 @@ func itemSize(klen, vlen int) int64 {
 	return int64(hdrSize+klen+vlen+itemAlign-1) &^ (itemAlign - 1)
 }
 
+// Marks of an item (memcached's meta protocol): stale (md I, or ms I
+// with an older CAS: mg flags it X), won (a client has been told to
+// recache it, W; the others are told Z), and a key sent in base64 (echoed
+// in base64).
+const (
+	markStale     = 1 << 0
+	markWon       = 1 << 1
+	markKeyBinary = 1 << 2
+)
+
 // header is an item's header, read out of its segment.
 type header struct {
 	cas      uint64
@@ -35,6 +46,7 @@ type header struct {
 	flags    uint32
 	vlen     uint32
 	klen     uint8
+	marks    uint8
 }
 
 func readHeader(b []byte) header {
@@ -46,6 +58,7 @@ func readHeader(b []byte) header {
 		flags:    binary.LittleEndian.Uint32(b[20:]),
 		vlen:     binary.LittleEndian.Uint32(b[24:]),
 		klen:     b[28],
+		marks:    b[29],
 	}
 }
 
@@ -57,6 +70,7 @@ func writeHeader(b []byte, h header) {
 	binary.LittleEndian.PutUint32(b[20:], h.flags)
 	binary.LittleEndian.PutUint32(b[24:], h.vlen)
 	b[28] = h.klen
+	b[29] = h.marks
 }
 
 func (h header) size() int64 { return itemSize(int(h.klen), int(h.vlen)) }

@@ -89,6 +89,23 @@ type Meta struct {
 	LastAccess int64 // unix seconds
 	Fetched    bool  // fetched since stored
 	Size       int   // length of the value
+	// Of memcached's meta protocol: Stale (invalidated by md I, or stored
+	// by ms I with an older CAS), Won (a client has been told to recache
+	// the item: Claim), KeyBinary (the key was sent in base64).
+	Stale, Won, KeyBinary bool
+}
+
+// SetOptions are the meta protocol's extras to SetMeta.
+type SetOptions struct {
+	// KeyBinary marks the key as sent in base64 (mg k echoes it so).
+	KeyBinary bool
+	// Invalidate (ms I): a CAS older than the item's stores the value as
+	// a stale item that keeps the old exptime (and a win already given),
+	// instead of failing with Exists.
+	Invalidate bool
+	// Won creates the item already won (mg N: the client that vivifies a
+	// key is the one told to fill it).
+	Won bool
 }
 
 // Vivify makes Incr create a missing key with Initial and Exptime.
@@ -285,6 +302,9 @@ func metaOf(h header, e uint64, access uint32) Meta {
 		LastAccess: int64(access),
 		Fetched:    e&entFetched != 0,
 		Size:       int(h.vlen),
+		Stale:      h.marks&markStale != 0,
+		Won:        h.marks&markWon != 0,
+		KeyBinary:  h.marks&markKeyBinary != 0,
 	}
 }
 
@@ -560,7 +580,13 @@ func (s *Store) writeLocked(k hkey, key []byte, c current, it *item, now time.Ti
 	}
 	s.bytes.Add(size)
 	if m := s.mirror.Load(); m != nil {
-		m.m.Put(string(key), s.valueAt(off, it.h), it.h.flags, it.h.cas, int64(it.h.exptime), it.h.storedNs)
+		if it.h.marks&(markStale|markWon) != 0 {
+			// A stale or won item is answered with X, W or Z: never
+			// from the mirror's copy.
+			m.m.Delete(string(key))
+		} else {
+			m.m.Put(string(key), s.valueAt(off, it.h), it.h.flags, it.h.cas, int64(it.h.exptime), it.h.storedNs)
+		}
 	}
 	s.x.storeAccess(slot, it.access)
 	s.x.store(slot, makeEntry(k.tag, s.sg.gen[off/s.sg.size].Load(), off)|it.bits)
@@ -695,6 +721,11 @@ func exptime32(exptime int64) uint32 { return uint32(min(exptime, math.MaxUint32
 // exptime in the past or negative deletes the key (a later get misses) but
 // reports Stored. A key longer than 255 bytes is TooLarge.
 func (s *Store) Set(key, value []byte, mode Mode, flags uint32, exptime int64, cas uint64) (Result, uint64) {
+	return s.SetMeta(key, value, mode, flags, exptime, cas, SetOptions{})
+}
+
+// SetMeta is Set with the meta protocol's extras (SetOptions).
+func (s *Store) SetMeta(key, value []byte, mode Mode, flags uint32, exptime int64, cas uint64, o SetOptions) (Result, uint64) {
 	if len(value) > s.maxItem || len(key) > maxKeyLen {
 		return TooLarge, 0
 	}
@@ -704,7 +735,7 @@ func (s *Store) Set(key, value []byte, mode Mode, flags uint32, exptime int64, c
 	for range writeTries {
 		s.makeRoom()
 		s.x.lock(k)
-		res, newCAS, done := s.setLocked(k, key, value, mode, flags, exptime, cas, now)
+		res, newCAS, done := s.setLocked(k, key, value, mode, flags, exptime, cas, o, now)
 		s.x.unlock(k)
 		if done {
 			if newCAS != 0 {
@@ -717,17 +748,29 @@ func (s *Store) Set(key, value []byte, mode Mode, flags uint32, exptime int64, c
 	return NotStored, 0
 }
 
-func (s *Store) setLocked(k hkey, key, value []byte, mode Mode, flags uint32, exptime int64, cas uint64, now time.Time) (Result, uint64, bool) {
+func (s *Store) setLocked(k hkey, key, value []byte, mode Mode, flags uint32, exptime int64, cas uint64, o SetOptions, now time.Time) (Result, uint64, bool) {
 	c := s.lookupLocked(k, key, now)
+	var marks uint8
+	if o.KeyBinary {
+		marks |= markKeyBinary
+	}
+	if o.Won {
+		marks |= markWon
+	}
 	if cas != 0 {
 		switch {
 		case !c.found:
 			return NotFound, 0, true
+		case c.h.cas != cas && o.Invalidate && cas < c.h.cas:
+			// memcached: the value replaces the item's, stale, keeping
+			// its exptime and a win already given
+			marks |= markStale | c.h.marks&markWon
+			exptime = int64(c.h.exptime)
 		case c.h.cas != cas:
 			return Exists, 0, true
 		}
 	}
-	it := item{h: header{flags: flags}, v1: value}
+	it := item{h: header{flags: flags, marks: marks}, v1: value}
 	switch mode {
 	case ModeAdd:
 		if c.found {
@@ -869,6 +912,12 @@ func (s *Store) Incr(key []byte, delta uint64, decr bool, vivify *Vivify) (newVa
 // IncrCAS is Incr that, when cas is not 0, changes the item only if its CAS
 // matches (else Exists; NotFound if missing, even with vivify).
 func (s *Store) IncrCAS(key []byte, delta uint64, decr bool, vivify *Vivify, cas uint64) (newValue uint64, newCAS uint64, r Result) {
+	return s.IncrMeta(key, delta, decr, vivify, cas, nil)
+}
+
+// IncrMeta is IncrCAS that, with exptime not nil, also gives the item it
+// changes that exptime (ma T); an item vivify creates takes vivify's.
+func (s *Store) IncrMeta(key []byte, delta uint64, decr bool, vivify *Vivify, cas uint64, exptime *int64) (newValue uint64, newCAS uint64, r Result) {
 	if len(key) > maxKeyLen {
 		return 0, 0, NotFound
 	}
@@ -880,7 +929,7 @@ func (s *Store) IncrCAS(key []byte, delta uint64, decr bool, vivify *Vivify, cas
 		s.makeRoom()
 		s.x.lock(k)
 		var done bool
-		newValue, newCAS, r, done = s.incrLocked(k, key, delta, decr, vivify, cas, now, &digits)
+		newValue, newCAS, r, done = s.incrLocked(k, key, delta, decr, vivify, cas, exptime, now, &digits)
 		s.x.unlock(k)
 		if done {
 			if newCAS != 0 {
@@ -896,7 +945,7 @@ func (s *Store) IncrCAS(key []byte, delta uint64, decr bool, vivify *Vivify, cas
 // spaces pads a number shorter than the text it replaces.
 var spaces = bytes.Repeat([]byte{' '}, 256)
 
-func (s *Store) incrLocked(k hkey, key []byte, delta uint64, decr bool, vivify *Vivify, cas uint64, now time.Time, digits *[20]byte) (uint64, uint64, Result, bool) {
+func (s *Store) incrLocked(k hkey, key []byte, delta uint64, decr bool, vivify *Vivify, cas uint64, exptime *int64, now time.Time, digits *[20]byte) (uint64, uint64, Result, bool) {
 	c := s.lookupLocked(k, key, now)
 	var it item
 	var n uint64
@@ -905,10 +954,11 @@ func (s *Store) incrLocked(k hkey, key []byte, delta uint64, decr bool, vivify *
 		return 0, 0, NotFound, true
 	case !c.found:
 		n = vivify.Initial
-		if expiredAt(vivify.Exptime, now) {
+		exp := vivify.Exptime
+		if expiredAt(exp, now) {
 			return n, s.cas.Add(1), Stored, true // numbered, as memcached numbers it, then gone
 		}
-		it = item{h: header{exptime: exptime32(vivify.Exptime)}, v1: strconv.AppendUint(digits[:0], n, 10)}
+		it = item{h: header{exptime: exptime32(exp)}, v1: strconv.AppendUint(digits[:0], n, 10)}
 	case cas != 0 && c.h.cas != cas:
 		return 0, 0, Exists, true
 	default:
@@ -934,10 +984,15 @@ func (s *Store) incrLocked(k hkey, key []byte, delta uint64, decr bool, vivify *
 				it.v2 = bytes.Repeat([]byte{' '}, pad)
 			}
 		}
+		it.h.marks = c.h.marks & markKeyBinary
 		if len(v) <= len(old) {
 			// memcached changes a number that fits in place: the item
-			// stays fetched (mg h)
+			// stays fetched (mg h), and stale or won
 			it.bits = c.e & entFetched
+			it.h.marks = c.h.marks
+		}
+		if exptime != nil {
+			it.h.exptime = exptime32(*exptime)
 		}
 	}
 	it.h.storedNs = now.UnixNano()
@@ -946,6 +1001,88 @@ func (s *Store) incrLocked(k hkey, key []byte, delta uint64, decr bool, vivify *
 		return 0, 0, 0, false
 	}
 	return n, it.h.cas, Stored, true
+}
+
+// Invalidate marks key's item stale (md I): its value stays and is read
+// as before, flagged stale, and the next client to read it is told to
+// recache it (Claim). It takes a new CAS; with exptime not nil, that
+// exptime too. cas, when not 0, must match the item's. The result is
+// Deleted (done), NotFound or Exists.
+func (s *Store) Invalidate(key []byte, cas uint64, exptime *int64) Result {
+	if len(key) > maxKeyLen {
+		return NotFound
+	}
+	defer runtime.KeepAlive(s)
+	now := s.now()
+	k := s.x.hash(key)
+	for range writeTries {
+		s.makeRoom()
+		s.x.lock(k)
+		c := s.lookupLocked(k, key, now)
+		switch {
+		case !c.found:
+			s.x.unlock(k)
+			return NotFound
+		case cas != 0 && c.h.cas != cas:
+			s.x.unlock(k)
+			return Exists
+		}
+		h := c.h
+		h.cas = 0 // a new one
+		h.marks = h.marks&^markWon | markStale
+		if exptime != nil {
+			h.exptime = exptime32(*exptime)
+		}
+		it := item{h: h, v1: s.valueAt(c.off, c.h), access: s.x.loadAccess(c.slot), bits: c.e & (entFetched | entReads)}
+		ok := s.writeLocked(k, key, c, &it, now)
+		s.x.unlock(k)
+		if ok {
+			return Deleted
+		}
+		s.evictOne()
+	}
+	return NotStored
+}
+
+// Claim gives the win of key's item to the caller, once: the item read
+// with CAS cas, if no client has won it yet, is stale or (recache not 0)
+// expires before recache (unix seconds), is marked won and Claim returns
+// true. Every later reader sees Meta.Won (memcached's Z) until the item is
+// stored again or invalidated. This is memcached's stampede protection:
+// one client recomputes the value, the others use the stale one. already
+// says another client won it first. An item gone meanwhile (expired, say
+// by the caller's own touch) is won by no one: the next read misses.
+func (s *Store) Claim(key []byte, cas uint64, recache int64) (won, already bool) {
+	if len(key) > maxKeyLen {
+		return false, false
+	}
+	defer runtime.KeepAlive(s)
+	now := s.now()
+	k := s.x.hash(key)
+	for range writeTries {
+		s.makeRoom()
+		s.x.lock(k)
+		c := s.lookupLocked(k, key, now)
+		due := c.h.marks&markStale != 0 || recache != 0 && c.h.exptime != 0 && int64(c.h.exptime) < recache
+		switch {
+		case !c.found || c.h.cas != cas || !due:
+			s.x.unlock(k)
+			return false, false
+		case c.h.marks&markWon != 0:
+			s.x.unlock(k)
+			return false, true
+		}
+		h := c.h
+		h.marks |= markWon // the same CAS: the item is unchanged but for the win
+		it := item{h: h, v1: s.valueAt(c.off, c.h), access: s.x.loadAccess(c.slot), bits: c.e & (entFetched | entReads)}
+		ok := s.writeLocked(k, key, c, &it, now)
+		s.x.unlock(k)
+		if ok {
+			return true, false
+		}
+		s.evictOne()
+	}
+	return false, false
 }
 
 // parseUint reads a number as memcached's safe_strtoull does: leading
