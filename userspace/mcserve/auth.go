@@ -162,10 +162,12 @@ func (c *Conn) textLogin(b, out []byte) (consumed int, out2 []byte, need int, cl
 	if len(toks) < 2 {
 		return consumed, append(out, "CLIENT_ERROR bad authentication token format\r\n"...), 0, false
 	}
+	c.h.c.authCmds.Add(1) // memcached counts a checked login, and each that fails
 	if c.h.cfg.Auth.Check(toks[0], toks[1]) {
 		c.authed = true
 		return consumed, append(out, mc.ReplyStored...), 0, false
 	}
+	c.h.c.authErrors.Add(1)
 	return consumed, append(out, "CLIENT_ERROR authentication failure\r\n"...), 0, false
 }
 
@@ -188,8 +190,18 @@ func spaceTokens(b []byte) [][]byte {
 // saslCommand runs SASL auth and step with the PLAIN mechanism: its data
 // is "authzid NUL user NUL password" (authzid empty or the user). PLAIN
 // with no data asks for it (auth continue), and the step brings it.
-func (c *Conn) saslCommand(hdr mc.BinaryHeader, mech, data, out []byte) []byte {
+func (c *Conn) saslCommand(hdr mc.BinaryHeader, mech, data, out []byte) (reply []byte) {
 	c.authed = false // every SASL command starts over, as memcached's init_sasl_conn
+	defer func() {
+		// memcached counts every auth and step that ends (not one that
+		// asks to continue), and each that fails
+		if !c.saslPending {
+			c.h.c.authCmds.Add(1)
+			if !c.authed {
+				c.h.c.authErrors.Add(1)
+			}
+		}
+	}()
 	switch {
 	case hdr.Op == mc.OpSASLStep && !c.saslPending:
 		c.saslPending = false

@@ -132,6 +132,24 @@ func TestAuthTextDifferential(t *testing.T) {
 			}
 		}
 	}
+	// Both counted the same logins, and failures, and say auth is on.
+	stats := []string{"set a 0 0 9\r\nuser pass\r\n", "stats\r\n", "stats settings\r\n"}
+	want, got := scriptExchange(t, oracle, stats), scriptExchange(t, ours, stats)
+	for _, f := range []string{"STAT auth_cmds ", "STAT auth_errors ", "STAT auth_enabled_ascii "} {
+		if w, g := findStat(want[1]+want[2], f), findStat(got[1]+got[2], f); w == "" || w != g {
+			t.Errorf("%q: memcached %q, rebound %q", f, w, g)
+		}
+	}
+}
+
+// findStat returns the line of stats that starts with prefix.
+func findStat(stats, prefix string) string {
+	for _, l := range strings.Split(stats, "\r\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
 }
 
 // scriptExchange sends each request of a script on one connection and

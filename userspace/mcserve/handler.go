@@ -69,6 +69,7 @@ type counters struct {
 	casHits, casMisses, casBadval               atomic.Uint64
 	touchHits, touchMisses                      atomic.Uint64
 	storeTooLarge, bytesRead, bytesWritten      atomic.Uint64
+	authCmds, authErrors                        atomic.Uint64
 }
 
 // New returns a Handler.

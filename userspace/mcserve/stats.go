@@ -92,6 +92,7 @@ type Stats struct {
 	CasHits, CasMisses, CasBadval      uint64
 	TouchHits, TouchMisses             uint64
 	StoreTooLarge                      uint64
+	AuthCmds, AuthErrors               uint64 // logins tried, and failed
 	BytesRead, BytesWritten            uint64
 	LimitMaxbytes                      int64
 	CurrItems, TotalItems, Bytes       int64
@@ -118,6 +119,7 @@ func (h *Handler) Stats() Stats {
 		CasHits: h.c.casHits.Load(), CasMisses: h.c.casMisses.Load(), CasBadval: h.c.casBadval.Load(),
 		TouchHits: h.c.touchHits.Load(), TouchMisses: h.c.touchMisses.Load(),
 		StoreTooLarge: h.c.storeTooLarge.Load(),
+		AuthCmds:      h.c.authCmds.Load(), AuthErrors: h.c.authErrors.Load(),
 		BytesRead:     h.c.bytesRead.Load(), BytesWritten: h.c.bytesWritten.Load(),
 		LimitMaxbytes: st.LimitBytes, CurrItems: st.Items, TotalItems: st.TotalItems, Bytes: st.Bytes,
 		Evictions: st.Evictions, Reclaimed: st.Expired,
@@ -155,6 +157,7 @@ func (h *Handler) sinceReset() Stats {
 		{&s.CasHits, b.CasHits}, {&s.CasMisses, b.CasMisses}, {&s.CasBadval, b.CasBadval},
 		{&s.TouchHits, b.TouchHits}, {&s.TouchMisses, b.TouchMisses},
 		{&s.StoreTooLarge, b.StoreTooLarge}, {&s.BytesRead, b.BytesRead}, {&s.BytesWritten, b.BytesWritten},
+		{&s.AuthCmds, b.AuthCmds}, {&s.AuthErrors, b.AuthErrors},
 	} {
 		d(p.v, p.b)
 	}
@@ -256,7 +259,9 @@ func (h *Handler) appendStats(out []byte) []byte {
 	u("touch_hits", s.TouchHits)
 	u("touch_misses", s.TouchMisses)
 	u("store_too_large", s.StoreTooLarge)
-	z("store_no_memory", "auth_cmds", "auth_errors") // the store evicts rather than refuse; no auth
+	z("store_no_memory") // the store evicts rather than refuse
+	u("auth_cmds", s.AuthCmds)
+	u("auth_errors", s.AuthErrors)
 	u("bytes_read", s.BytesRead)
 	u("bytes_written", s.BytesWritten)
 	u("limit_maxbytes", uint64(s.LimitMaxbytes))
@@ -325,9 +330,16 @@ func (h *Handler) appendSettings(out []byte) []byte {
 	u("num_threads_per_udp", uint64(h.cfg.Threads))
 	str("detail_enabled", "no")
 	str("cas_enabled", "yes")
-	str("binding_protocol", "ascii")
-	str("auth_enabled_sasl", "no")
-	str("auth_enabled_ascii", "no")
+	str("binding_protocol", "auto-negotiate") // text or binary, by a connection's first byte
+	// One --auth-file serves both the ASCII login and SASL PLAIN; memcached
+	// names its -Y file here.
+	if a := h.cfg.Auth; a != nil {
+		str("auth_enabled_sasl", "yes")
+		str("auth_enabled_ascii", a.path)
+	} else {
+		str("auth_enabled_sasl", "no")
+		str("auth_enabled_ascii", "no")
+	}
 	u("item_size_max", uint64(h.maxVal))
 	str("maxconns_fast", "yes") // over maxconns: an error line, then close
 	str("slab_reassign", "no")

@@ -49,7 +49,8 @@ var statsSameValue = map[string][]string{
 	"stats settings": {"maxconns", "verbosity", "evictions", "domain_socket", "shutdown_command", "num_threads",
 		"num_threads_per_udp", "detail_enabled", "cas_enabled", "auth_enabled_sasl", "auth_enabled_ascii",
 		"item_size_max", "maxconns_fast", "lru_crawler", "flush_enabled", "dump_enabled",
-		"lru_maintainer_thread", "lru_segmented", "temp_lru", "idle_timeout", "track_sizes", "ssl_enabled"},
+		"lru_maintainer_thread", "lru_segmented", "temp_lru", "idle_timeout", "track_sizes", "ssl_enabled",
+		"binding_protocol"},
 	"stats slabs": {"1:used_chunks", "1:get_hits", "1:cmd_set", "1:delete_hits", "1:incr_hits", "1:decr_hits",
 		"1:cas_hits", "1:cas_badval", "1:touch_hits", "active_slabs"},
 	"stats items": {"items:1:number", "items:1:evicted", "items:1:outofmemory", "items:1:tailrepairs",
@@ -57,8 +58,8 @@ var statsSameValue = map[string][]string{
 		"items:1:lrutail_reflocked"},
 }
 
-// Settings that differ, on purpose: binding_protocol (no binary protocol
-// yet), slab_reassign and slab_automove (no slabs to move).
+// Settings that differ, on purpose: slab_reassign and slab_automove (no
+// slabs to move).
 
 type statLine struct{ name, value string }
 
