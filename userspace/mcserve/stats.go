@@ -120,7 +120,7 @@ func (h *Handler) Stats() Stats {
 		TouchHits: h.c.touchHits.Load(), TouchMisses: h.c.touchMisses.Load(),
 		StoreTooLarge: h.c.storeTooLarge.Load(),
 		AuthCmds:      h.c.authCmds.Load(), AuthErrors: h.c.authErrors.Load(),
-		BytesRead:     h.c.bytesRead.Load(), BytesWritten: h.c.bytesWritten.Load(),
+		BytesRead: h.c.bytesRead.Load(), BytesWritten: h.c.bytesWritten.Load(),
 		LimitMaxbytes: st.LimitBytes, CurrItems: st.Items, TotalItems: st.TotalItems, Bytes: st.Bytes,
 		Evictions: st.Evictions, Reclaimed: st.Expired,
 	}
