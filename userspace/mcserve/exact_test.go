@@ -43,7 +43,7 @@ func TestDifferentialExact(t *testing.T) {
 		// white space around a number
 		"set k 0 0 1\t\r\nx\r\nget k\r\n", "set k 0 0 \t1\tzz\r\ny\r\nget k\r\n", "set k\t 0 0 1\r\nx\r\n",
 		"set k 1\v 0 1\r\nx\r\nget k\r\n", "set k \f2 0 1\r\nx\r\nget k\r\n", "set k 0 0 1\r\r\nx\r\nget k\r\n",
-		"incr k 1\t\r\n", "touch k 1\t\r\n", "set n 0 0 1\r\n5\r\nincr n \t2\r\nincr n 2\tx\r\n",
+		"incr k 1\t\r\n", "touch k 1000\t\r\n", "set n 0 0 1\r\n5\r\nincr n \t2\r\nincr n 2\tx\r\n",
 		"set k 18446744073709551615\t- 0 1\r\nx\r\n", "mg k T\t5 v t\r\n", "mg k Tx\t5 v\r\n",
 		// ms with C in modes E, A, P
 		"ms me1 1 ME C5\r\nx\r\nmg me1 v\r\n", "ms ma1 1 MA C5\r\nx\r\n", "ms mp1 1 MP C0\r\nx\r\n",

@@ -130,6 +130,11 @@ func (c *Conn) metaGet(cmd *mc.Command, out []byte, now time.Time) []byte {
 		}
 		if m.Stale || m.Exptime != 0 && m.Exptime < recache {
 			won, z = s.Claim(cmd.Key, m.CAS, recache)
+			if !won && !z && m.Stale && cmd.Meta.HasTTL && mc.Deadline(cmd.Meta.TTL, now.Unix()) <= now.Unix() {
+				// this mg's own T expired the stale item: memcached
+				// still gives it the win it had in hand
+				won = true
+			}
 		}
 	}
 	value := cmd.Meta.Has('v')
