@@ -40,7 +40,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	xdpMode := fs.String("xdp-mode", "auto", "where XDP runs (`MODE`): native (in the driver), generic (any interface, slower) or auto (native, else generic)")
 	xdpReplace := fs.Bool("xdp-replace", false, "replace an XDP program already attached to --iface (through netlink)")
 	answers := fs.Bool("xdp-answers", true, "xdp mode: answer Rebound PINGs and GETs and memcached gets of hot small items (keys up to 250 bytes, values up to 1 KiB) in the XDP program itself, from a kernel copy the store keeps coherent on every write (false: every request goes to the AF_XDP sockets)")
-	answerItems := fs.Int("xdp-answer-items", bpf.DefaultAnswerItems, "xdp mode: items the XDP program holds for --xdp-answers (about 1.8 KiB of kernel memory each)")
+	answerItems := fs.Int("xdp-answer-items", bpf.DefaultAnswerItems, "xdp mode: items the XDP program holds for --xdp-answers (about 1.7 KiB of kernel memory each)")
 	busyPoll := fs.Duration("busy-poll", 0, "xdp mode: busy-poll each AF_XDP queue from its worker for up to this long per call (e.g. 50us; 0: off): lower tail latency, and the worker's core stays busy while traffic flows; set the interface's napi_defer_hard_irqs and gro_flush_timeout with it (docs/operations.md)")
 	queues := fs.Int("queues", 0, "rx queues to serve, one AF_XDP socket and worker each (0: all of --iface)")
 	cpus := fs.String("cpus", "", "xdp mode: pin queue q's worker to the q-th CPU of this `LIST` (e.g. 2-3 or 4,6; one CPU per queue); align each queue's interrupts or NAPI thread with it (rebound doctor shows how)")
