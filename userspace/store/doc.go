@@ -74,9 +74,10 @@
 //     as uint32 unix seconds (past 2106 is never).
 //   - Reads copy from memory that a later eviction reuses, and trust the
 //     copy only if the segment's generation did not change; the race
-//     detector does not see the region (it is not Go memory). On weakly
-//     ordered CPUs (arm64) the check relies on the copy's loads not being
-//     reordered past the generation's atomic load.
+//     detector does not see the region (it is not Go memory). The check
+//     relies on the copy's loads not being reordered past the generation's
+//     atomic load, which x86 guarantees: on other CPUs (arm64, ppc64le)
+//     every read takes its key's lock instead (readTries).
 //   - Meta.LastAccess and Meta.Fetched describe the item before the call
 //     that returns them, as memcached's meta flags l and h do.
 //   - Incr keeps memcached's text: a result shorter than the stored number is

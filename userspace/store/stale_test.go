@@ -72,3 +72,14 @@ func TestStaleAndWon(t *testing.T) {
 		t.Fatal("KeyBinary not kept")
 	}
 }
+
+// TestLockFreeReadsOnlyOnX86: reads skip the key's lock only where loads
+// are not reordered with later loads; on arm64 and ppc64le every read
+// locks (TestLockedRead proves that path).
+func TestLockFreeReadsOnlyOnX86(t *testing.T) {
+	for arch, want := range map[string]int{"amd64": 4, "386": 4, "arm64": 0, "ppc64le": 0, "riscv64": 0, "s390x": 0} {
+		if got := lockFreeReadTries(arch); got != want {
+			t.Errorf("%s: %d tries without a lock, want %d", arch, got, want)
+		}
+	}
+}

@@ -310,8 +310,20 @@ func metaOf(h header, e uint64, access uint32) Meta {
 
 // readTries is how many times a read without a lock starts again when
 // the segment it copied from changed meanwhile, before it takes the
-// key's lock (a variable for tests).
-var readTries = 4
+// key's lock (a variable for tests). Reading without a lock trusts the
+// copy when the segment's generation, loaded atomically after it, did not
+// change: sound where loads are not reordered with later loads (x86's
+// total store order). Elsewhere (arm64, ppc64le, ...) the copy's plain
+// loads may be satisfied after that atomic load, so every read takes the
+// key's lock: 0 tries.
+var readTries = lockFreeReadTries(runtime.GOARCH)
+
+func lockFreeReadTries(arch string) int {
+	if arch == "amd64" || arch == "386" {
+		return 4
+	}
+	return 0
+}
 
 // readMode says what read does with a value found.
 type readMode uint8
