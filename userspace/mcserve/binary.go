@@ -34,15 +34,11 @@ const (
 // serveBinary is Serve for a connection that speaks the binary protocol.
 func (c *Conn) serveBinary(in, out []byte, now time.Time) (consumed int, out2 []byte, need int, close bool) {
 	for {
-		if c.swallow > 0 {
-			k := min(c.swallow, len(in)-consumed)
-			consumed += k
-			c.swallow -= k
-			if c.swallow > 0 {
-				return consumed, out, 0, false
-			}
+		var more bool
+		if consumed, more = c.skip(in, consumed); more {
+			return consumed, out, 0, false
 		}
-		if consumed == len(in) || c.flushErr != nil || c.over {
+		if c.done(in, consumed) {
 			return consumed, out, 0, c.flushErr != nil
 		}
 		b := in[consumed:]

@@ -98,15 +98,11 @@ func (c *Conn) Serve(in, out []byte) (consumed int, out2 []byte, need int, close
 		return c.serveBinary(in, out, now)
 	}
 	for {
-		if c.swallow > 0 {
-			k := min(c.swallow, len(in)-consumed)
-			consumed += k
-			c.swallow -= k
-			if c.swallow > 0 {
-				return consumed, out, 0, false
-			}
+		var more bool
+		if consumed, more = c.skip(in, consumed); more {
+			return consumed, out, 0, false
 		}
-		if consumed == len(in) || c.flushErr != nil || c.over {
+		if c.done(in, consumed) {
 			return consumed, out, 0, c.flushErr != nil
 		}
 		if h.cfg.Auth != nil && !c.authed {
@@ -182,6 +178,24 @@ func (c *Conn) flushLarge(out []byte) []byte {
 	c.flushErr = c.Flush(out)
 	c.flushed += len(out)
 	return out[:0]
+}
+
+// skip discards what is left of a refused data block from in[consumed:],
+// as it streams in; more says the block goes on past in.
+func (c *Conn) skip(in []byte, consumed int) (next int, more bool) {
+	if c.swallow == 0 {
+		return consumed, false
+	}
+	k := min(c.swallow, len(in)-consumed)
+	c.swallow -= k
+	return consumed + k, c.swallow > 0
+}
+
+// done reports whether Serve has nothing more to do in this call: all of
+// in consumed, the transport's flush failed, or the datagram's budget is
+// spent.
+func (c *Conn) done(in []byte, consumed int) bool {
+	return consumed == len(in) || c.flushErr != nil || c.over
 }
 
 // overBudget reports whether out, grown by n more bytes, passes the
