@@ -108,12 +108,19 @@ func (p *peer) exchange(t *testing.T, step string) (string, bool) {
 		sentinel = "\r\n" + sentinel
 	}
 	_, _ = p.conn.Write([]byte(sentinel))
-	// mn commands: lines that are "mn", not a value that ends in "mn".
+	// mn commands: "mn\r\n" at the start of a line, or right after a data
+	// block's two closing bytes (a bad chunk ends in "\n\r"), not a value
+	// that ends in "mn".
 	want := 1
-	for _, line := range strings.Split(step, "\r\n") {
-		if line == "mn" {
+	for i := strings.Index(step, "mn\r\n"); i >= 0; {
+		if i == 0 || step[i-1] == '\n' || step[i-1] == '\r' {
 			want++
 		}
+		j := strings.Index(step[i+1:], "mn\r\n")
+		if j < 0 {
+			break
+		}
+		i += 1 + j
 	}
 	var got []byte
 	buf := make([]byte, 1<<20)

@@ -215,9 +215,10 @@ func (g *gen) metaFlags(pool string, n int) string {
 		fs = append(fs, g.pick("E5", "zz", "!", "\xff"))
 	}
 	if slices.Contains(fs, "O"+strings.Repeat("o", 40)) {
-		// No N beside a long O: memcached creates the item, refuses the
-		// O, and leaves the item without N's TTL (docs/memcached.md).
-		fs = slices.DeleteFunc(fs, func(f string) bool { return f[0] == 'N' })
+		// No N or T beside a long O: memcached changes the item, refuses
+		// the O, and leaves the item without N's or T's TTL
+		// (docs/memcached.md).
+		fs = slices.DeleteFunc(fs, func(f string) bool { return f[0] == 'N' || f[0] == 'T' })
 	}
 	g.r.Shuffle(len(fs), func(i, j int) { fs[i], fs[j] = fs[j], fs[i] })
 	if len(fs) == 0 {
