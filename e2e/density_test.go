@@ -42,7 +42,7 @@ type densityServer struct {
 // items as memcached's.
 func TestDensity(t *testing.T) {
 	if testing.Short() {
-		t.Skip("fills 256 MiB twice in two servers")
+		testenv.Skip(t, "-short: fills 256 MiB twice in two servers")
 	}
 	testenv.Tool(t, testutil.MemcachedPath, "Debian: memcached")
 	mc := startMemcachedPid(t, "-m", "256")

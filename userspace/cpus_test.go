@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rebound-net/rebound/internal/cpuset"
+	"github.com/rebound-net/rebound/internal/testenv"
 	"github.com/rebound-net/rebound/internal/testutil"
 	"github.com/rebound-net/rebound/userspace"
 )
@@ -60,7 +61,7 @@ func TestXDPWorkersPinned(t *testing.T) {
 	}
 	cpus := []int{allowed[len(allowed)-1], allowed[0]}
 	if len(allowed) == 1 {
-		t.Skip("one CPU: nothing to tell the queues apart by")
+		testenv.Skip(t, "one CPU: nothing to tell the queues apart by")
 	}
 	startInLab(t, l, userspace.Config{CPUs: cpus})
 	want := []string{cpuset.Format(cpus[:1]), cpuset.Format(cpus[1:])}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rebound-net/rebound/internal/testenv"
 	"github.com/rebound-net/rebound/internal/testutil"
 )
 
@@ -83,7 +84,7 @@ func TestBuildCheckRender(t *testing.T) {
 func TestScaleScript(t *testing.T) {
 	testutil.RequirePriv(t)
 	if testing.Short() {
-		t.Skip("-short: the scaling run takes about a minute")
+		testenv.Skip(t, "-short: the scaling run takes about a minute")
 	}
 	root, err := filepath.Abs("../..")
 	if err != nil {
