@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math"
-	"slices"
 	"strconv"
 	"time"
 
@@ -287,40 +286,19 @@ func (c *Conn) binGet(hdr mc.BinaryHeader, op mc.BinaryOp, quiet bool, key []byt
 	switch op {
 	case mc.OpTouch:
 		if m, hit = s.Touch(key, binDeadline(exp, now.Unix())); hit {
-			c.scratch, _, _ = s.Get(key, c.scratch[:0]) // memcached's touch fetches the item
+			s.Fetch(key) // memcached's touch fetches the item
 		}
 	case mc.OpGAT, mc.OpGATK:
 		out, m, hit = s.GetAndTouch(key, binDeadline(exp, now.Unix()), out)
 	default:
-		// The value is copied straight behind the reserved header, into
-		// out's spare room; a value that does not fit is measured first,
-		// so a datagram stops at its budget before copying it.
-		for {
-			room := out[len(out):cap(out)]
-			var n int
-			if n, m, hit = s.GetInto(key, room); !hit {
-				break
-			}
-			if n <= len(room) {
-				out = out[:len(out)+n]
-				break
-			}
-			if c.overBudget(out, n) {
-				return out[:p]
-			}
-			out = slices.Grow(out, n)
+		// The value is copied straight behind the reserved header; a
+		// datagram stops at its budget before copying it.
+		var n int
+		if out, n, m, hit = c.getWithin(key, out); n < 0 {
+			return out[:p]
 		}
 	}
-	switch {
-	case hit && touch:
-		h.c.touchHits.Add(1)
-	case hit:
-		h.c.getHits.Add(1)
-	case touch:
-		h.c.touchMisses.Add(1)
-	default:
-		h.c.getMisses.Add(1)
-	}
+	h.countGet(hit, touch)
 	if !hit {
 		out = out[:p]
 		switch {

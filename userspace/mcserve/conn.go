@@ -414,32 +414,18 @@ func (c *Conn) get(cmd *mc.Command, out []byte, now time.Time) []byte {
 		p := len(out)
 		var m store.Meta
 		var hit bool
-		switch {
-		case touch:
+		if touch {
 			out, m, hit = s.GetAndTouch(key, deadline, out)
-		case c.budget > 0:
-			// Over UDP a value past the budget is not even copied.
+		} else {
+			// The value is copied where it goes; its header goes before
+			// it. Over UDP a value past the budget is not even copied.
 			var n int
-			out, n, m, hit = c.getWithin(key, out)
-			if hit && n < 0 {
-				h.c.getHits.Add(1)
-				c.over = true
+			if out, n, m, hit = c.getWithin(key, out); n < 0 {
+				h.countGet(true, false)
 				return out[:p]
 			}
-		default:
-			// The value is copied where it goes; its header goes before it.
-			out, m, hit = s.Get(key, out)
 		}
-		switch {
-		case hit && touch:
-			h.c.touchHits.Add(1)
-		case hit:
-			h.c.getHits.Add(1)
-		case touch:
-			h.c.touchMisses.Add(1)
-		default:
-			h.c.getMisses.Add(1)
-		}
+		h.countGet(hit, touch)
 		if !hit {
 			continue
 		}
@@ -456,28 +442,41 @@ func (c *Conn) get(cmd *mc.Command, out []byte, now time.Time) []byte {
 	return append(out, mc.ReplyEnd...)
 }
 
-// getWithin appends the value of key to out if it fits the datagram's
-// budget, without copying it when it does not (n < 0 then).
-func (c *Conn) getWithin(key, out []byte) ([]byte, int, store.Meta, bool) {
+// getWithin appends the value of key to out, copying it straight into
+// out's spare room. Over UDP a value past the datagram's budget is not
+// copied at all: n < 0, and the datagram is marked over.
+func (c *Conn) getWithin(key, out []byte) (out2 []byte, n int, m store.Meta, hit bool) {
 	s := c.h.cfg.Store
-	room := c.budget - (len(out) - c.base)
-	if room < 0 {
-		room = 0
+	for {
+		room := out[len(out):cap(out)]
+		if n, m, hit = s.GetInto(key, room); !hit {
+			return out, 0, m, false
+		}
+		if n <= len(room) {
+			return out[:len(out)+n], n, m, true
+		}
+		if c.overBudget(out, n) {
+			return out, -1, m, true
+		}
+		// It fits the budget but not out's spare room: grow out and read
+		// it again (it may have changed meanwhile: then judge that one).
+		out = slices.Grow(out, n)
 	}
-	free := out[len(out):min(cap(out), len(out)+room)]
-	n, m, hit := s.GetInto(key, free)
+}
+
+// countGet counts one key of a retrieval, as memcached does: a gat as a
+// touch only.
+func (h *Handler) countGet(hit, touch bool) {
 	switch {
-	case !hit:
-		return out, 0, m, false
-	case n <= cap(free):
-		return out[:len(out)+n], n, m, true
-	case n > room:
-		return out, -1, m, true
+	case hit && touch:
+		h.c.touchHits.Add(1)
+	case hit:
+		h.c.getHits.Add(1)
+	case touch:
+		h.c.touchMisses.Add(1)
+	default:
+		h.c.getMisses.Add(1)
 	}
-	// It fits the budget but not out's spare room: grow out and read it
-	// again (it may have changed meanwhile: then judge that one).
-	out = slices.Grow(out, n)
-	return c.getWithin(key, out)
 }
 
 // insert slides out[p:] right by len(b) and copies b to out[p:].
