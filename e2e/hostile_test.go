@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,30 +20,6 @@ const hostileBudget = 64 << 20
 // bigValue is a 1 MB value (memcached's default item size limit is 1 MiB).
 var bigValue = bytes.Repeat([]byte("x"), 1_000_000)
 
-// procStatusKB reads a field of /proc/PID/status in KiB.
-func procStatusKB(t *testing.T, pid int, field string) int64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			f := strings.Fields(rest)
-			if len(f) == 0 {
-				break
-			}
-			n, err := strconv.ParseInt(f[0], 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
-}
-
 // storeBig stores the 1 MB item "big" over TCP and checks it is STORED.
 func storeBig(t *testing.T, tg *mcTarget) {
 	t.Helper()
@@ -59,12 +34,12 @@ func storeBig(t *testing.T, tg *mcTarget) {
 func peakRise(t *testing.T, tg *mcTarget, hostile func()) int64 {
 	t.Helper()
 	pid := tg.Srv.cmd.Process.Pid
-	before := procStatusKB(t, pid, "VmHWM")
+	before := procStatus(t, pid, "VmHWM")
 	hostile()
 	tg.alive(t)
-	after := procStatusKB(t, pid, "VmHWM")
-	rise := (after - before) << 10
-	t.Logf("peak RSS %d KiB -> %d KiB (+%d MiB), RSS now %d KiB", before, after, rise>>20, procStatusKB(t, pid, "VmRSS"))
+	after := procStatus(t, pid, "VmHWM")
+	rise := int64(after) - int64(before)
+	t.Logf("peak RSS %d KiB -> %d KiB (+%d MiB), RSS now %d KiB", before>>10, after>>10, rise>>20, procStatus(t, pid, "VmRSS")>>10)
 	return rise
 }
 
