@@ -870,7 +870,7 @@ func (s *Store) touch(key []byte, exptime int64, now time.Time, fetch bool, dst 
 		}
 		h := c.h
 		h.exptime = exptime32(exptime)
-		it := item{h: h, v1: s.valueAt(c.off, c.h), access: s.x.loadAccess(c.slot), bits: c.e & (entFetched | entReads)}
+		it := s.rewritten(c, h)
 		if fetch {
 			it.access = uint32(now.Unix())
 			it.bits = markedRead(it.bits)
@@ -886,6 +886,12 @@ func (s *Store) touch(key []byte, exptime int64, now time.Time, fetch bool, dst 
 		s.evictOne()
 	}
 	return dst, Meta{}, false
+}
+
+// rewritten is c's item written again with header h: its value, access
+// time, fetched flag and read count kept (touch, Invalidate, Claim).
+func (s *Store) rewritten(c current, h header) item {
+	return item{h: h, v1: s.valueAt(c.off, c.h), access: s.x.loadAccess(c.slot), bits: c.e & (entFetched | entReads)}
 }
 
 // markedRead is the fetched flag and read count bits after one more read.
@@ -1045,7 +1051,7 @@ func (s *Store) Invalidate(key []byte, cas uint64, exptime *int64) Result {
 		if exptime != nil {
 			h.exptime = exptime32(*exptime)
 		}
-		it := item{h: h, v1: s.valueAt(c.off, c.h), access: s.x.loadAccess(c.slot), bits: c.e & (entFetched | entReads)}
+		it := s.rewritten(c, h)
 		ok := s.writeLocked(k, key, c, &it, now)
 		s.x.unlock(k)
 		if ok {
@@ -1086,7 +1092,7 @@ func (s *Store) Claim(key []byte, cas uint64, recache int64) (won, already bool)
 		}
 		h := c.h
 		h.marks |= markWon // the same CAS: the item is unchanged but for the win
-		it := item{h: h, v1: s.valueAt(c.off, c.h), access: s.x.loadAccess(c.slot), bits: c.e & (entFetched | entReads)}
+		it := s.rewritten(c, h)
 		ok := s.writeLocked(k, key, c, &it, now)
 		s.x.unlock(k)
 		if ok {
