@@ -186,6 +186,18 @@ func TestMemcacheSlap(t *testing.T) {
 						before = tg.counters(t)
 					}
 					out, code := tg.tool(t, 30*time.Second, memcaslapPath, args...)
+					if udp && strings.Contains(out, "ms_sort_udp_packet: Assertion") {
+						// memcaslap aborts when a UDP reply comes for a
+						// request it has stopped waiting for (a late reply
+						// on a loaded machine: seen once in CI, in xdp
+						// mode, never reproduced in 16 runs here). Once is
+						// memcaslap's; twice fails below.
+						t.Logf("memcaslap aborted on a reply it no longer expected; running it once more:\n%s", out)
+						if tg.Lab != nil {
+							before = tg.counters(t)
+						}
+						out, code = tg.tool(t, 30*time.Second, memcaslapPath, args...)
+					}
 					st := slapStats(out)
 					t.Logf("memcaslap %s against %s: exit %d, ops %v, TPS %v, gets %v, sets %v, get_misses %v, verify_misses %v, verify_failed %v, udp_timeout %v, packet_drop %v, packet_disorder %v",
 						name, k, code, st["Ops"], st["TPS"], st["cmd_get"], st["cmd_set"], st["get_misses"], st["verify_misses"], st["verify_failed"], st["udp_timeout"], st["packet_drop"], st["packet_disorder"])
