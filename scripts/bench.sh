@@ -10,6 +10,8 @@
 #   scripts/bench.sh --tls      only TLS against plain TCP, beside memcached -Z (about a minute)
 #   scripts/bench.sh --density  only RSS per item and hit ratios beside memcached at the same memory
 #                               (scripts/density.sh, on loopback, no root: about 2 minutes)
+#   scripts/bench.sh --bigstore p99.9 under load with 10 million items stored against an empty store
+#                               (scripts/bigstore.sh, on loopback, no root: about a minute)
 #
 # Needs root (namespaces, XDP). Without root, --demo serves in udp mode on
 # loopback and says why. The server runs on CPU 1 and the load generator on
@@ -43,6 +45,9 @@ cd "$(dirname "$0")/.."
 
 # --density: RSS per item and hit ratios (scripts/density.sh says how).
 [ "${1:-}" = "--density" ] && exec scripts/density.sh
+
+# --bigstore: a large store against an empty one (scripts/bigstore.sh says how).
+[ "${1:-}" = "--bigstore" ] && exec scripts/bigstore.sh
 DEMO=0
 MC_ONLY=0
 [ "${1:-}" = "--demo" ] && DEMO=1
@@ -446,5 +451,6 @@ go test -run '^$' -bench 'BenchmarkPing|BenchmarkServe' -benchmem -benchtime 200
 [ $DEMO = 1 ] || memcache_report
 [ $DEMO = 1 ] || tls_report
 [ $DEMO = 1 ] || RESULTS="$RESULTS" BIN="$BIN" MEMCACHED="$MEMCACHED" scripts/density.sh
+[ $DEMO = 1 ] || RESULTS="$RESULTS" BIN="$BIN" scripts/bigstore.sh
 echo
 echo "Raw JSON per run: $RESULTS/"
