@@ -4,11 +4,18 @@
 //
 // # Design
 //
-// The store's memory is one region mapped at New, outside the Go heap:
-// Config.MemoryLimit bytes, an index (about a ninth) and segments (the
-// rest, of 4 KiB to 1 MiB each, larger only to hold Config.MaxItemSize).
-// The collector neither scans nor counts it, and it takes RSS as its pages
-// are first written, never more than the limit, whatever the items do.
+// The store's memory is mapped outside the Go heap, Config.MemoryLimit
+// bytes in all: an index and segments (of 4 KiB to 1 MiB each, larger only
+// to hold Config.MaxItemSize). The collector neither scans nor counts it,
+// and it takes RSS as its pages are first written, never more than the
+// limit, whatever the items do. The index starts at a slot per KiB of the
+// limit and doubles while the store fills as long as the slots, not the
+// segments, would bound the items (grow.go): a store of 1 KiB items keeps
+// an index of about 2% of the limit, one of 64-byte items about 10%. The
+// memory a larger index takes is taken from the segments first (their
+// oldest items are evicted), so the two stay within the limit also while
+// the entries move; they move bucket by bucket while reads and writes go
+// on.
 //
 // An item (a 30-byte header: CAS, store time, exptime, flags, lengths, meta marks;
 // then key and value, padded to 4 bytes) is written once, at the head
@@ -22,7 +29,7 @@
 // value where the caller asked, then checks that the item's segment was
 // not reused meanwhile (its generation), and starts again if it was (after
 // 4 tries it takes the key's lock). A write holds the locks of the key's
-// two buckets (1024 stripes), which makes CAS, add/replace,
+// two buckets (up to 1024 stripes), which makes CAS, add/replace,
 // append/prepend and incr/decr atomic per key; under them an item that an
 // entry points to stays where it is.
 //
@@ -33,9 +40,9 @@
 // segment), the others are removed (Stats.Evictions; dead ones count as
 // Expired). So what was written longest ago and not read since goes first,
 // and an acknowledged set survives until everything written before it went
-// or moved, as in memcached's LRU where reads bump an item. When both of a
-// new key's buckets are full, the item in the oldest segment among them is
-// evicted for it. (A frequency-based admission, such as the W-TinyLFU of
+// or moved, as in memcached's LRU where reads bump an item. A new key takes
+// a slot in the emptier of its two buckets; when both are full, the item
+// in the oldest segment among them is evicted for it (Stats.SlotEvictions). (A frequency-based admission, such as the W-TinyLFU of
 // the otter library this store was built on before, refuses new keys once
 // the store is full of popular old ones: a client whose sets were
 // acknowledged then missed almost all of them.)
@@ -64,9 +71,14 @@
 //
 // # Gotchas
 //
-//   - The limit is on the region: a store of small items runs out of index
-//     slots before segments (about 1 slot per 112 bytes of the limit); the
-//     oldest item of a full bucket pair is then evicted.
+//   - The limit covers the index and the segments: a store of small items
+//     has up to 1 slot per 112 bytes of the limit, and the index stops
+//     growing when a larger one would leave the segments too little room;
+//     the oldest item of a full bucket pair is then evicted.
+//   - The index grows in the write that finds it should while it is small
+//     (up to 65,536 slots, well under a millisecond), else in a goroutine;
+//     while that one moves the entries, writes go on and move their own
+//     keys' buckets first.
 //   - Eviction runs in the writer that finds too few segments free, before
 //     it takes its key's locks: one segment's items at a time (about 8,000
 //     small items for a 1 MiB segment).

@@ -2,6 +2,7 @@ package store
 
 import (
 	"hash/maphash"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -12,6 +13,14 @@ import (
 // table without kicks), each entry one uint64 that holds no pointer, in
 // memory outside the Go heap. Readers load entries atomically without a
 // lock; writers change a bucket under its stripe's lock.
+//
+// The index grows with the items: it starts at a slot for every KiB of
+// the limit and doubles, while the store fills, as long as the items its
+// slots allow are fewer than the segments could hold (see Store.grow).
+// A doubling moves the entries bucket by bucket into a table twice the
+// size, while reads and writes go on: bucket b of a table of 2^k buckets
+// becomes buckets 2b and 2b+1 of the next (a bucket is the top k bits of
+// one half of the key's hash), and both are guarded by the same stripe.
 //
 // An entry (0: empty):
 //
@@ -34,12 +43,14 @@ const (
 	// slotBytes is what the index takes a slot: its entry and its
 	// access time.
 	slotBytes = 8 + 4
-	// bytesPerSlot sizes the index: one slot per this many bytes of
-	// --kv-memory (items of 32-byte keys and 64-byte values take 128
-	// bytes, so such a store fills about 80% of its slots).
-	bytesPerSlot = 112
-	// stripes is the number of writer locks (a power of two).
-	stripes = 1024
+	// minBytesPerSlot bounds the index's growth: at most one slot per
+	// this many bytes of the limit (items of 32-byte keys and 64-byte
+	// values take 128 bytes).
+	minBytesPerSlot = 112
+	// startBytesPerSlot sizes the first table: one slot per KiB.
+	startBytesPerSlot = 1024
+	// maxStripeBits: at most 1024 writer locks.
+	maxStripeBits = 10
 )
 
 func entTag(e uint64) uint64 { return e >> entTagSh & entTagMask }
@@ -59,48 +70,147 @@ type stripe struct {
 	_ [56]byte
 }
 
+// table is one size of the index: 2^bits buckets in memory of its own.
+type table struct {
+	mem    []byte
+	slots  []uint64 // buckets*bucketSlots entries
+	access []uint32 // per slot: the item's last access, unix seconds
+	bits   uint     // log2 of the buckets
+}
+
+// newTable maps a table of 2^bits buckets.
+func newTable(bits uint) (*table, error) {
+	n := bucketSlots << bits
+	mem, err := mapRegion(int(tableBytes(bits)))
+	if err != nil {
+		return nil, err
+	}
+	return &table{
+		mem:    mem,
+		slots:  unsafe.Slice((*uint64)(unsafe.Pointer(&mem[0])), n),
+		access: unsafe.Slice((*uint32)(unsafe.Pointer(&mem[n*8])), n),
+		bits:   bits,
+	}, nil
+}
+
+// tableBytes is what a table of 2^bits buckets takes, in whole pages.
+func tableBytes(bits uint) int64 {
+	return roundUp(int64(bucketSlots<<bits)*slotBytes, pageSize)
+}
+
+func (t *table) nslots() int { return len(t.slots) }
+
+// buckets are the two buckets of hash h: the top bits of each half, the
+// second moved to the first's neighbour when they are the same.
+func (t *table) buckets(h uint64) (b1, b2 uint64) {
+	b1 = h & 0xffffffff >> (32 - t.bits)
+	b2 = h >> 32 >> (32 - t.bits)
+	if b2 == b1 {
+		b2 = b1 ^ 1
+	}
+	return b1, b2
+}
+
+func (t *table) load(i uint64) uint64     { return atomic.LoadUint64(&t.slots[i]) }
+func (t *table) store(i uint64, e uint64) { atomic.StoreUint64(&t.slots[i], e) }
+func (t *table) cas(i uint64, old, e uint64) bool {
+	return atomic.CompareAndSwapUint64(&t.slots[i], old, e)
+}
+func (t *table) loadAccess(i uint64) uint32     { return atomic.LoadUint32(&t.access[i]) }
+func (t *table) storeAccess(i uint64, s uint32) { atomic.StoreUint32(&t.access[i], s) }
+
+// touchAccess records a read at sec, writing only when it changes.
+func (t *table) touchAccess(i uint64, sec uint32) {
+	if t.loadAccess(i) != sec {
+		t.storeAccess(i, sec)
+	}
+}
+
+// markRead records a read in entry e of slot i, if the slot still holds
+// it: fetched, and one more read up to 3. It writes only what changes, so
+// a hot key read by many cores stops writing its entry.
+func (t *table) markRead(i uint64, e uint64) {
+	n := e | entFetched
+	if entReadCount(e) < 3 {
+		n += 1 << entReadsSh
+	}
+	if n != e {
+		t.cas(i, e, n)
+	}
+}
+
+// indexState is the index as readers find it: a table, and while it
+// grows, the table it grows from and which of that one's buckets have
+// moved.
+type indexState struct {
+	t     *table
+	old   *table          // nil unless growing
+	moved []atomic.Uint64 // a bit per bucket of old: moved to t
+}
+
+func (st *indexState) isMoved(b uint64) bool {
+	return st.moved[b/64].Load()&(1<<(b%64)) != 0
+}
+
+func (st *indexState) setMoved(b uint64) {
+	st.moved[b/64].Or(1 << (b % 64))
+}
+
 // index is the key table.
 type index struct {
-	seed    maphash.Seed
-	slots   []uint64 // buckets*bucketSlots entries
-	access  []uint32 // per slot: the item's last access, unix seconds
-	buckets uint64
-	locks   []stripe
+	seed       maphash.Seed
+	state      atomic.Pointer[indexState]
+	stripeBits uint
+	maxBits    uint // the largest table it may grow to
+	locks      []stripe
 }
 
-// hkey is a key's place in the index.
+// hkey is a key's hash and, once found or locked, the table its slots
+// are in and its two buckets there.
 type hkey struct {
-	b1, b2 uint64 // its two buckets
+	h      uint64
 	tag    uint64
+	t      *table
+	b1, b2 uint64
 }
 
-// initIndex lays the index over mem, which holds slots*slotBytes bytes.
-func (x *index) init(mem []byte, slots int) {
+// init starts the index at a table of 2^bits buckets, growing to at
+// most 2^maxBits.
+func (x *index) init(t *table, maxBits uint) {
 	x.seed = maphash.MakeSeed()
-	x.buckets = uint64(slots / bucketSlots)
-	n := int(x.buckets) * bucketSlots
-	x.slots = unsafe.Slice((*uint64)(unsafe.Pointer(&mem[0])), n)
-	x.access = unsafe.Slice((*uint32)(unsafe.Pointer(&mem[n*8])), n)
-	x.locks = make([]stripe, stripes)
+	x.maxBits = max(maxBits, t.bits)
+	x.stripeBits = min(maxStripeBits, t.bits-1)
+	x.locks = make([]stripe, 1<<x.stripeBits)
+	x.state.Store(&indexState{t: t})
+}
+
+// bucketBits is log2 of the power-of-two buckets nearest to slots/8,
+// at least 2 buckets.
+func bucketBits(slots int64) uint {
+	b := max(slots/bucketSlots, 2)
+	return uint(bits.Len64(uint64(b) - 1))
 }
 
 func (x *index) hash(key []byte) hkey {
 	h := maphash.Bytes(x.seed, key)
-	b1 := (h & 0xffffffff) * x.buckets >> 32
-	b2 := (h >> 32) * x.buckets >> 32
-	if b2 == b1 {
-		b2 = (b1 + 1) % x.buckets
-	}
 	tag := (h*0x9e3779b97f4a7c15)>>55%entTagMask + 1
-	return hkey{b1: b1, b2: b2, tag: tag}
+	return hkey{h: h, tag: tag}
 }
 
-// lock takes the stripes of both of the key's buckets, in order.
-func (x *index) lock(k hkey) {
-	a, b := k.b1%stripes, k.b2%stripes
+// stripes are the locks of both of hash h's buckets in every table: a
+// bucket's stripe is its top stripeBits bits, which a bucket and the two
+// it becomes share, and so do a bucket and its neighbour.
+func (x *index) stripes(h uint64) (a, b uint64) {
+	sh := 32 - x.stripeBits
+	a, b = h&0xffffffff>>sh, h>>32>>sh
 	if a > b {
 		a, b = b, a
 	}
+	return a, b
+}
+
+func (x *index) lockStripes(h uint64) {
+	a, b := x.stripes(h)
 	x.locks[a].Lock()
 	if b != a {
 		x.locks[b].Lock()
@@ -108,37 +218,9 @@ func (x *index) lock(k hkey) {
 }
 
 func (x *index) unlock(k hkey) {
-	a, b := k.b1%stripes, k.b2%stripes
+	a, b := x.stripes(k.h)
 	x.locks[a].Unlock()
 	if b != a {
 		x.locks[b].Unlock()
-	}
-}
-
-func (x *index) load(i uint64) uint64     { return atomic.LoadUint64(&x.slots[i]) }
-func (x *index) store(i uint64, e uint64) { atomic.StoreUint64(&x.slots[i], e) }
-func (x *index) cas(i uint64, old, e uint64) bool {
-	return atomic.CompareAndSwapUint64(&x.slots[i], old, e)
-}
-func (x *index) loadAccess(i uint64) uint32     { return atomic.LoadUint32(&x.access[i]) }
-func (x *index) storeAccess(i uint64, t uint32) { atomic.StoreUint32(&x.access[i], t) }
-
-// touchAccess records a read at sec, writing only when it changes.
-func (x *index) touchAccess(i uint64, sec uint32) {
-	if x.loadAccess(i) != sec {
-		x.storeAccess(i, sec)
-	}
-}
-
-// markRead records a read in entry e of slot i, if the slot still holds
-// it: fetched, and one more read up to 3. It writes only what changes, so
-// a hot key read by many cores stops writing its entry.
-func (x *index) markRead(i uint64, e uint64) {
-	n := e | entFetched
-	if entReadCount(e) < 3 {
-		n += 1 << entReadsSh
-	}
-	if n != e {
-		x.cas(i, e, n)
 	}
 }

@@ -75,11 +75,12 @@ func writeHeader(b []byte, h header) {
 
 func (h header) size() int64 { return itemSize(int(h.klen), int(h.vlen)) }
 
-// segments is the arena: n segments of size bytes each. Items are
-// appended to the head segment; a full head is sealed onto the FIFO and a
-// free segment becomes the head. When too few are free, the oldest
-// sealed segment is evicted: its live items that were read twice since
-// written move forward (copied to the head), the rest go, and its
+// segments is the arena: n segments of size bytes each, of which at most
+// limit hold memory at a time (the rest of the limit is the index's).
+// Items are appended to the head segment; a full head is sealed onto the
+// FIFO and a free segment becomes the head. When too few are free, the
+// oldest sealed segment is evicted: its live items that were read twice
+// since written move forward (copied to the head), the rest go, and its
 // generation changes, which tells readers that copied from it while it
 // changed to try again.
 type segments struct {
@@ -94,14 +95,19 @@ type segments struct {
 	// born numbers segments in the order they became the head.
 	born  []atomic.Uint64
 	nBorn uint64
+	// nFree is how many more segments writes may take: the free ones,
+	// and spare ones while fewer than limit hold memory.
 	nFree atomic.Int32
 
-	mu   sync.Mutex // head, off, free, fifo
-	head int        // the segment written, -1 before the first
-	off  int64      // the head's next free byte
-	free []int32    // free segments, the lowest last
-	fifo []int32    // sealed segments, oldest first: fifo[fifoHead:]
-	fh   int
+	mu    sync.Mutex // head, off, free, spare, held, limit, fifo
+	head  int        // the segment written, -1 before the first
+	off   int64      // the head's next free byte
+	free  []int32    // free segments that hold memory, the lowest last
+	spare []int32    // segments whose memory went back to the system
+	held  int        // segments holding memory: head, sealed and free
+	limit int        // segments that may hold memory
+	fifo  []int32    // sealed segments, oldest first: fifo[fifoHead:]
+	fh    int
 
 	evictMu sync.Mutex // one eviction at a time
 }
@@ -113,12 +119,57 @@ func (sg *segments) init(mem []byte, size int64, n int) {
 	sg.used = make([]int64, n)
 	sg.born = make([]atomic.Uint64, n)
 	sg.free = make([]int32, 0, n)
+	sg.spare = make([]int32, 0, n)
 	for i := n - 1; i >= 0; i-- {
-		sg.free = append(sg.free, int32(i))
+		sg.spare = append(sg.spare, int32(i))
 	}
-	sg.nFree.Store(int32(n))
+	sg.limit = n
 	sg.fifo = make([]int32, 0, n)
 	sg.head = -1
+	sg.countFree()
+}
+
+// countFree sets nFree; the caller holds mu (or is init).
+func (sg *segments) countFree() {
+	sg.nFree.Store(int32(len(sg.free) + min(len(sg.spare), max(sg.limit-sg.held, 0))))
+}
+
+// setLimit lets at most limit segments hold memory: free ones beyond it
+// give theirs back at once. over reports how many more hold memory than
+// that, which evictions must give back.
+func (sg *segments) setLimit(limit int) (over int) {
+	sg.mu.Lock()
+	defer sg.mu.Unlock()
+	sg.limit = limit
+	for sg.held > sg.limit && len(sg.free) > 0 {
+		seg := sg.free[len(sg.free)-1]
+		sg.free = sg.free[:len(sg.free)-1]
+		sg.giveBack(seg)
+	}
+	sg.countFree()
+	return sg.held - sg.limit
+}
+
+// over is how many more segments hold memory than the limit allows.
+func (sg *segments) over() int {
+	sg.mu.Lock()
+	defer sg.mu.Unlock()
+	return sg.held - sg.limit
+}
+
+// giveBack returns seg's memory to the system and makes it spare; the
+// caller holds mu.
+func (sg *segments) giveBack(seg int32) {
+	dropPages(sg.mem[int64(seg)*sg.size : int64(seg+1)*sg.size])
+	sg.spare = append(sg.spare, seg)
+	sg.held--
+}
+
+// limitBytes is the memory the segments may hold.
+func (sg *segments) limitBytes() int64 {
+	sg.mu.Lock()
+	defer sg.mu.Unlock()
+	return int64(sg.limit) * sg.size
 }
 
 // reserve is how many free segments writes leave for the evictor's
@@ -134,16 +185,25 @@ func (sg *segments) alloc(size int64, evicting bool) (off int64, ok bool) {
 	sg.mu.Lock()
 	defer sg.mu.Unlock()
 	if sg.head < 0 || sg.off+size > sg.size {
-		if len(sg.free) == 0 || (!evicting && len(sg.free) <= reserve) {
+		// The evictor's copies may take a spare segment even past the
+		// limit: they free more than they take, and release gives the
+		// excess back.
+		if avail := sg.nFree.Load(); !evicting && avail <= reserve || avail == 0 && !(evicting && len(sg.spare) > 0) {
 			return 0, false
 		}
 		if sg.head >= 0 {
 			sg.used[sg.head] = sg.off
 			sg.fifo = append(sg.fifo, int32(sg.head))
 		}
-		sg.head = int(sg.free[len(sg.free)-1])
-		sg.free = sg.free[:len(sg.free)-1]
-		sg.nFree.Add(-1)
+		if len(sg.free) > 0 {
+			sg.head = int(sg.free[len(sg.free)-1])
+			sg.free = sg.free[:len(sg.free)-1]
+		} else {
+			sg.head = int(sg.spare[len(sg.spare)-1])
+			sg.spare = sg.spare[:len(sg.spare)-1]
+			sg.held++
+		}
+		sg.countFree()
 		sg.off = 0
 		sg.nBorn++
 		sg.born[sg.head].Store(sg.nBorn)
@@ -175,13 +235,18 @@ func (sg *segments) oldest() int {
 	return int(seg)
 }
 
-// release makes an evicted segment free: its generation changes first,
+// release makes an evicted segment free (spare, its memory given back,
+// when more hold memory than the limit): its generation changes first,
 // so that a reader that copied from it meanwhile throws the copy away.
 func (sg *segments) release(seg int) {
 	sg.gen[seg].Add(1)
 	sg.mu.Lock()
-	sg.free = append(sg.free, int32(seg))
-	sg.nFree.Add(1)
+	if sg.held > sg.limit {
+		sg.giveBack(int32(seg))
+	} else {
+		sg.free = append(sg.free, int32(seg))
+	}
+	sg.countFree()
 	sg.mu.Unlock()
 }
 

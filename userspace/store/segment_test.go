@@ -168,13 +168,14 @@ func TestEvictionOrder(t *testing.T) {
 	}
 }
 
-// TestItemsOutsideTheHeap: the items take the store's region, not the Go
-// heap, and the store takes no more than its limit of address space.
+// TestItemsOutsideTheHeap: the items take the store's mapped segments,
+// not the Go heap, and the segments and the index together no more than
+// the limit.
 func TestItemsOutsideTheHeap(t *testing.T) {
 	const limit = 16 << 20
 	s := newStore(t, Config{MemoryLimit: limit})
-	if got := len(s.region); int64(got) > limit {
-		t.Fatalf("region of %d bytes over the limit %d", got, limit)
+	if got := len(s.sg.mem); int64(got) > limit {
+		t.Fatalf("segments of %d bytes over the limit %d", got, limit)
 	}
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -191,7 +192,7 @@ func TestItemsOutsideTheHeap(t *testing.T) {
 	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 1<<20 {
 		t.Fatalf("the heap grew by %d bytes holding %d items", grown, st.Items)
 	}
-	if st.Bytes > st.ArenaBytes || st.ArenaBytes > limit || st.Items < 80_000 {
+	if st.Bytes > st.ArenaBytes || st.ArenaBytes+st.IndexBytes > limit || st.Items < 80_000 || st.IndexGrows == 0 {
 		t.Fatalf("stats: %+v", st)
 	}
 	t.Logf("%+v: %.1f bytes of the limit an item", st, float64(limit)/float64(st.Items))

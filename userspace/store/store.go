@@ -124,6 +124,11 @@ type Stats struct {
 	Expired    int64 // expired or flushed items removed when found
 	TotalItems int64 // items stored since start
 	Flushed    int64 // FlushAll calls
+	IndexBytes int64 // the index's table: the limit less the arena's share
+	IndexGrows int64 // times the index doubled
+	// SlotEvictions: of Evictions, those of an item whose index slot a
+	// new key needed (its two buckets full) rather than its segment.
+	SlotEvictions int64
 }
 
 // flush is the state FlushAll leaves: items with a CAS up to cas, or stored
@@ -157,7 +162,7 @@ type mirrorBox struct{ m Mirror }
 
 // Store is a memory-bounded item store, safe for concurrent use.
 type Store struct {
-	region  []byte // the index, then the segments: outside the Go heap
+	maps    *mappings // the index's tables and the segments: outside the Go heap
 	x       index
 	sg      segments
 	mirror  atomic.Pointer[mirrorBox]
@@ -174,6 +179,18 @@ type Store struct {
 	expired   atomic.Int64
 	total     atomic.Int64
 	flushed   atomic.Int64
+
+	// growCheck is the count of items stored (total) before which a
+	// new item does not make the store consider growing its index again;
+	// growing is set while it does (Store.grow).
+	growCheck atomic.Int64
+	growing   atomic.Bool
+	wantGrow  atomic.Bool
+	grows     atomic.Int64
+	// slotEvictions are the evictions of an item to free an index slot
+	// (both of a new key's buckets full), not a segment.
+	slotEvictions atomic.Int64
+	retired       []*table // tables grown out of (grow's, while growing)
 }
 
 // Sizes of the store's parts.
@@ -188,18 +205,17 @@ const (
 
 // layout is how New divides Config.MemoryLimit.
 type layout struct {
-	slots    int   // index slots
-	indexLen int64 // bytes of the index, whole pages
-	segSize  int64
-	segs     int
-	maxItem  int
+	bits, maxBits uint // log2 of the index's first and largest buckets
+	segSize       int64
+	segs          int
+	maxItem       int
 }
 
 func planLayout(limit int64, maxItem int) layout {
 	var l layout
-	l.slots = max(int(limit/bytesPerSlot)&^(bucketSlots-1), 8*bucketSlots)
-	l.indexLen = roundUp(int64(l.slots)*slotBytes, pageSize)
-	arena := min(limit-l.indexLen, maxArena)
+	l.bits = bucketBits(limit / startBytesPerSlot)
+	l.maxBits = max(l.bits, bucketBits(limit/minBytesPerSlot))
+	arena := min(limit-tableBytes(l.bits), maxArena)
 	seg := int64(maxSegment)
 	for seg > minSegment && seg > arena/16 {
 		seg /= 2
@@ -234,15 +250,45 @@ func New(cfg Config) *Store {
 		cfg.Now = coarseNow
 	}
 	l := planLayout(cfg.MemoryLimit, cfg.MaxItemSize)
-	region, err := mapRegion(int(l.indexLen + int64(l.segs)*l.segSize))
+	region, err := mapRegion(int(int64(l.segs) * l.segSize))
 	if err != nil {
-		panic(fmt.Sprintf("store: map %d bytes: %v", l.indexLen+int64(l.segs)*l.segSize, err))
+		panic(fmt.Sprintf("store: map %d bytes: %v", int64(l.segs)*l.segSize, err))
 	}
-	s := &Store{region: region, now: cfg.Now, maxItem: l.maxItem, limit: cfg.MemoryLimit}
-	s.x.init(region[:l.indexLen], l.slots)
-	s.sg.init(region[l.indexLen:], l.segSize, l.segs)
-	runtime.AddCleanup(s, unmapRegion, region)
+	t, err := newTable(l.bits)
+	if err != nil {
+		panic(fmt.Sprintf("store: map %d bytes: %v", tableBytes(l.bits), err))
+	}
+	s := &Store{now: cfg.Now, maxItem: l.maxItem, limit: cfg.MemoryLimit, maps: &mappings{}}
+	s.maps.add(region)
+	s.maps.add(t.mem)
+	s.x.init(t, l.maxBits)
+	s.sg.init(region, l.segSize, l.segs)
+	runtime.AddCleanup(s, (*mappings).unmap, s.maps)
 	return s
+}
+
+// mappings are the memory a store mapped: its segments and every index
+// table it had (one it grew out of gave its pages back, but a reader may
+// still look at it: it stays mapped, reading as empty, until the store is
+// garbage).
+type mappings struct {
+	mu sync.Mutex
+	m  [][]byte
+}
+
+func (ms *mappings) add(b []byte) {
+	ms.mu.Lock()
+	ms.m = append(ms.m, b)
+	ms.mu.Unlock()
+}
+
+func (ms *mappings) unmap() {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	for _, b := range ms.m {
+		unmapRegion(b)
+	}
+	ms.m = nil
 }
 
 // SetMirror attaches m (nil detaches): from now on every change is told
@@ -347,7 +393,7 @@ func (s *Store) read(key []byte, dst []byte, mode readMode, mark bool) (out []by
 	now := s.now()
 	k := s.x.hash(key)
 	for range readTries {
-		slot, e, h, ok, grow, again := s.readOnce(k, key, dst, mode)
+		slot, e, h, ok, grow, again := s.lookOnce(&k, key, dst, mode)
 		if grow > 0 {
 			dst = slices.Grow(dst, grow)
 		}
@@ -361,7 +407,7 @@ func (s *Store) read(key []byte, dst []byte, mode readMode, mark bool) (out []by
 	}
 	// The segments keep changing under this read: take the key's lock,
 	// under which its item's segment stays.
-	s.x.lock(k)
+	s.lock(&k)
 	slot, e := s.findLocked(k, key)
 	if slot == noSlot {
 		s.x.unlock(k)
@@ -390,10 +436,10 @@ func (s *Store) found(k hkey, key []byte, slot uint64, e uint64, h header, dst [
 		return dst, 0, Meta{}, false
 	}
 	n := int(h.vlen)
-	m := metaOf(h, e, s.x.loadAccess(slot))
+	m := metaOf(h, e, k.t.loadAccess(slot))
 	if mark && (mode != readInto || n <= cap(dst)) {
-		s.x.markRead(slot, e)
-		s.x.touchAccess(slot, uint32(now.Unix()))
+		k.t.markRead(slot, e)
+		k.t.touchAccess(slot, uint32(now.Unix()))
 	}
 	if mode == readAppend {
 		dst = dst[:len(dst)+n]
@@ -408,7 +454,7 @@ func (s *Store) readOnce(k hkey, key []byte, dst []byte, mode readMode) (slot ui
 	mem := s.sg.mem
 	for _, b := range [2]uint64{k.b1, k.b2} {
 		for i := b * bucketSlots; i < (b+1)*bucketSlots; i++ {
-			e := s.x.load(i)
+			e := k.t.load(i)
 			if e == 0 || entTag(e) != k.tag {
 				continue
 			}
@@ -456,7 +502,7 @@ func (s *Store) readOnce(k hkey, key []byte, dst []byte, mode readMode) (slot ui
 func (s *Store) findLocked(k hkey, key []byte) (slot uint64, e uint64) {
 	for _, b := range [2]uint64{k.b1, k.b2} {
 		for i := b * bucketSlots; i < (b+1)*bucketSlots; i++ {
-			e := s.x.load(i)
+			e := k.t.load(i)
 			if e == 0 || entTag(e) != k.tag {
 				continue
 			}
@@ -473,6 +519,7 @@ const noSlot = ^uint64(0)
 
 // current is a key's item as a writer finds it under the key's locks.
 type current struct {
+	t     *table // the table slot is in
 	slot  uint64 // noSlot: none
 	e     uint64
 	off   int64
@@ -487,21 +534,21 @@ func (s *Store) lookupLocked(k hkey, key []byte, now time.Time) current {
 	if slot == noSlot {
 		return current{slot: noSlot}
 	}
-	c := current{slot: slot, e: e, off: entOff(e)}
+	c := current{t: k.t, slot: slot, e: e, off: entOff(e)}
 	c.h = readHeader(s.mem(c.off, hdrSize))
 	if !s.live(c.h, now) {
 		s.expired.Add(1)
-		s.removeLocked(slot, c.off, c.h)
+		s.removeLocked(k.t, slot, c.off, c.h)
 		return current{slot: noSlot}
 	}
 	c.found = true
 	return c
 }
 
-// removeLocked empties slot, which holds the item at off, and tells the
-// mirror.
-func (s *Store) removeLocked(slot uint64, off int64, h header) {
-	s.x.store(slot, 0)
+// removeLocked empties slot of t, which holds the item at off, and tells
+// the mirror.
+func (s *Store) removeLocked(t *table, slot uint64, off int64, h header) {
+	t.store(slot, 0)
 	s.items.Add(-1)
 	s.bytes.Add(-h.size())
 	if b := s.mirror.Load(); b != nil {
@@ -511,11 +558,11 @@ func (s *Store) removeLocked(slot uint64, off int64, h header) {
 
 // removeDead removes the dead item e of key if key still maps to it.
 func (s *Store) removeDead(k hkey, key []byte, e uint64) {
-	s.x.lock(k)
+	s.lock(&k)
 	if slot, cur := s.findLocked(k, key); slot != noSlot && sameItem(cur, e) {
 		s.expired.Add(1)
 		off := entOff(cur)
-		s.removeLocked(slot, off, readHeader(s.mem(off, hdrSize)))
+		s.removeLocked(k.t, slot, off, readHeader(s.mem(off, hdrSize)))
 	}
 	s.x.unlock(k)
 }
@@ -527,30 +574,57 @@ func sameItem(a, b uint64) bool {
 	return a&item == b&item
 }
 
+// freeSlot is an empty slot of the emptier of buckets b1 and b2 of t
+// (noSlot: both are full): two choices, the less loaded taken, keep the
+// buckets even, so that few fill while the index has room.
+func freeSlot(t *table, b1, b2 uint64) uint64 {
+	s1, n1 := firstFree(t, b1)
+	s2, n2 := firstFree(t, b2)
+	if n2 > n1 {
+		return s2
+	}
+	return s1
+}
+
+// firstFree is bucket b's first empty slot (noSlot: none) and how many
+// are empty.
+func firstFree(t *table, b uint64) (slot uint64, n int) {
+	slot = noSlot
+	for i := b * bucketSlots; i < (b+1)*bucketSlots; i++ {
+		if t.load(i) == 0 {
+			if n == 0 {
+				slot = i
+			}
+			n++
+		}
+	}
+	return slot, n
+}
+
 // freeSlotLocked returns an empty slot of one of the key's buckets. When
 // both are full it empties the one whose item is in the oldest segment,
 // counted as an eviction (or as expired if it was dead).
 func (s *Store) freeSlotLocked(k hkey, now time.Time) uint64 {
+	if i := freeSlot(k.t, k.b1, k.b2); i != noSlot {
+		return i
+	}
 	victim, vage := noSlot, uint64(math.MaxUint64)
 	for _, b := range [2]uint64{k.b1, k.b2} {
 		for i := b * bucketSlots; i < (b+1)*bucketSlots; i++ {
-			e := s.x.load(i)
-			if e == 0 {
-				return i
-			}
-			if age := s.sg.born[entOff(e)/s.sg.size].Load(); age < vage {
+			if age := s.sg.born[entOff(k.t.load(i))/s.sg.size].Load(); age < vage {
 				victim, vage = i, age
 			}
 		}
 	}
-	off := entOff(s.x.load(victim))
+	off := entOff(k.t.load(victim))
 	h := readHeader(s.mem(off, hdrSize))
 	if s.live(h, now) {
 		s.evictions.Add(1)
+		s.slotEvictions.Add(1)
 	} else {
 		s.expired.Add(1)
 	}
-	s.removeLocked(victim, off, h)
+	s.removeLocked(k.t, victim, off, h)
 	return victim
 }
 
@@ -586,7 +660,7 @@ func (s *Store) writeLocked(k hkey, key []byte, c current, it *item, now time.Ti
 	slot := c.slot
 	if slot == noSlot {
 		slot = s.freeSlotLocked(k, now)
-		s.items.Add(1)
+		s.newItem(k)
 	} else {
 		s.bytes.Add(-c.h.size())
 	}
@@ -600,17 +674,19 @@ func (s *Store) writeLocked(k hkey, key []byte, c current, it *item, now time.Ti
 			m.m.Put(string(key), s.valueAt(off, it.h), it.h.flags, it.h.cas, int64(it.h.exptime), it.h.storedNs)
 		}
 	}
-	s.x.storeAccess(slot, it.access)
-	s.x.store(slot, makeEntry(k.tag, s.sg.gen[off/s.sg.size].Load(), off)|it.bits)
+	k.t.storeAccess(slot, it.access)
+	k.t.store(slot, makeEntry(k.tag, s.sg.gen[off/s.sg.size].Load(), off)|it.bits)
 	s.sg.done(off)
 	return true
 }
 
-// makeRoom evicts the oldest segment when no more than the reserve is
-// free, before a write takes its key's lock.
+// makeRoom grows the index if a write asked for it, and evicts the
+// oldest segment when no more than the reserve is free, before a write
+// takes its key's lock.
 func (s *Store) makeRoom() {
+	s.startGrow()
 	if s.sg.nFree.Load() <= reserve {
-		s.evictOne()
+		s.evictOne(false)
 	}
 }
 
@@ -620,15 +696,15 @@ func (s *Store) makeRoom() {
 const writeTries = 64
 
 // evictOne evicts the oldest sealed segment, unless another eviction
-// made room meanwhile. Its live items read at least twice since written
+// made room meanwhile (force: even then). Its live items read at least twice since written
 // (or last moved) move to the head, as long as they take at most half a
 // segment; the rest are removed. It reports false when there was nothing
 // to evict.
-func (s *Store) evictOne() bool {
+func (s *Store) evictOne(force bool) bool {
 	sg := &s.sg
 	sg.evictMu.Lock()
 	defer sg.evictMu.Unlock()
-	if sg.nFree.Load() > reserve {
+	if !force && sg.nFree.Load() > reserve {
 		return true
 	}
 	seg := sg.oldest()
@@ -645,7 +721,7 @@ func (s *Store) evictOne() bool {
 		size := h.size()
 		key := s.keyAt(off, h)
 		k := s.x.hash(key)
-		s.x.lock(k)
+		s.lock(&k)
 		if slot, e := s.findLocked(k, key); slot != noSlot && entOff(e) == off {
 			live := s.live(h, now)
 			if !live || entReadCount(e) < 2 || size > budget || !s.moveLocked(slot, e, k, off, size) {
@@ -654,7 +730,7 @@ func (s *Store) evictOne() bool {
 				} else {
 					s.expired.Add(1)
 				}
-				s.removeLocked(slot, off, h)
+				s.removeLocked(k.t, slot, off, h)
 			} else {
 				budget -= size
 			}
@@ -676,8 +752,8 @@ func (s *Store) moveLocked(slot, e uint64, k hkey, off, size int64) bool {
 	}
 	copy(s.mem(to, size), s.mem(off, size))
 	ne := makeEntry(k.tag, s.sg.gen[to/s.sg.size].Load(), to)
-	for !s.x.cas(slot, e, ne|e&entFetched) {
-		e = s.x.load(slot) // a reader marked it meanwhile
+	for !k.t.cas(slot, e, ne|e&entFetched) {
+		e = k.t.load(slot) // a reader marked it meanwhile
 	}
 	s.sg.done(to)
 	return true
@@ -746,7 +822,7 @@ func (s *Store) SetMeta(key, value []byte, mode Mode, flags uint32, exptime int6
 	k := s.x.hash(key)
 	for range writeTries {
 		s.makeRoom()
-		s.x.lock(k)
+		s.lock(&k)
 		res, newCAS, done := s.setLocked(k, key, value, mode, flags, exptime, cas, o, now)
 		s.x.unlock(k)
 		if done {
@@ -755,7 +831,7 @@ func (s *Store) SetMeta(key, value []byte, mode Mode, flags uint32, exptime int6
 			}
 			return res, newCAS
 		}
-		s.evictOne()
+		s.evictOne(false)
 	}
 	return NotStored, 0
 }
@@ -809,7 +885,7 @@ func (s *Store) setLocked(k hkey, key, value []byte, mode Mode, flags uint32, ex
 	if expiredAt(exptime, now) {
 		newCAS := s.cas.Add(1) // numbered, as memcached numbers it, then gone
 		if c.found {
-			s.removeLocked(c.slot, c.off, c.h)
+			s.removeLocked(k.t, c.slot, c.off, c.h)
 		}
 		return Stored, newCAS, true
 	}
@@ -829,7 +905,7 @@ func (s *Store) Delete(key []byte, cas uint64) Result {
 	}
 	defer runtime.KeepAlive(s)
 	k := s.x.hash(key)
-	s.x.lock(k)
+	s.lock(&k)
 	defer s.x.unlock(k)
 	c := s.lookupLocked(k, key, s.now())
 	switch {
@@ -838,7 +914,7 @@ func (s *Store) Delete(key []byte, cas uint64) Result {
 	case cas != 0 && c.h.cas != cas:
 		return Exists
 	}
-	s.removeLocked(c.slot, c.off, c.h)
+	s.removeLocked(k.t, c.slot, c.off, c.h)
 	return Deleted
 }
 
@@ -852,19 +928,19 @@ func (s *Store) touch(key []byte, exptime int64, now time.Time, fetch bool, dst 
 	k := s.x.hash(key)
 	for range writeTries {
 		s.makeRoom()
-		s.x.lock(k)
+		s.lock(&k)
 		c := s.lookupLocked(k, key, now)
 		if !c.found {
 			s.x.unlock(k)
 			return dst, Meta{}, false
 		}
-		m := metaOf(c.h, c.e, s.x.loadAccess(c.slot))
+		m := metaOf(c.h, c.e, k.t.loadAccess(c.slot))
 		m.Exptime = exptime
 		if fetch {
 			dst = append(dst, s.valueAt(c.off, c.h)...)
 		}
 		if expiredAt(exptime, now) {
-			s.removeLocked(c.slot, c.off, c.h) // visible to this call, gone after it
+			s.removeLocked(k.t, c.slot, c.off, c.h) // visible to this call, gone after it
 			s.x.unlock(k)
 			return dst, m, true
 		}
@@ -883,7 +959,7 @@ func (s *Store) touch(key []byte, exptime int64, now time.Time, fetch bool, dst 
 		if fetch {
 			dst = dst[:len(dst)-int(c.h.vlen)]
 		}
-		s.evictOne()
+		s.evictOne(false)
 	}
 	return dst, Meta{}, false
 }
@@ -891,7 +967,7 @@ func (s *Store) touch(key []byte, exptime int64, now time.Time, fetch bool, dst 
 // rewritten is c's item written again with header h: its value, access
 // time, fetched flag and read count kept (touch, Invalidate, Claim).
 func (s *Store) rewritten(c current, h header) item {
-	return item{h: h, v1: s.valueAt(c.off, c.h), access: s.x.loadAccess(c.slot), bits: c.e & (entFetched | entReads)}
+	return item{h: h, v1: s.valueAt(c.off, c.h), access: c.t.loadAccess(c.slot), bits: c.e & (entFetched | entReads)}
 }
 
 // markedRead is the fetched flag and read count bits after one more read.
@@ -945,7 +1021,7 @@ func (s *Store) IncrMeta(key []byte, delta uint64, decr bool, vivify *Vivify, ca
 	var digits [20]byte
 	for range writeTries {
 		s.makeRoom()
-		s.x.lock(k)
+		s.lock(&k)
 		var done bool
 		newValue, newCAS, r, done = s.incrLocked(k, key, delta, decr, vivify, cas, exptime, now, &digits)
 		s.x.unlock(k)
@@ -955,7 +1031,7 @@ func (s *Store) IncrMeta(key []byte, delta uint64, decr bool, vivify *Vivify, ca
 			}
 			return newValue, newCAS, r
 		}
-		s.evictOne()
+		s.evictOne(false)
 	}
 	return 0, 0, NotStored
 }
@@ -1035,7 +1111,7 @@ func (s *Store) Invalidate(key []byte, cas uint64, exptime *int64) Result {
 	k := s.x.hash(key)
 	for range writeTries {
 		s.makeRoom()
-		s.x.lock(k)
+		s.lock(&k)
 		c := s.lookupLocked(k, key, now)
 		switch {
 		case !c.found:
@@ -1057,7 +1133,7 @@ func (s *Store) Invalidate(key []byte, cas uint64, exptime *int64) Result {
 		if ok {
 			return Deleted
 		}
-		s.evictOne()
+		s.evictOne(false)
 	}
 	return NotStored
 }
@@ -1079,7 +1155,7 @@ func (s *Store) Claim(key []byte, cas uint64, recache int64) (won, already bool)
 	k := s.x.hash(key)
 	for range writeTries {
 		s.makeRoom()
-		s.x.lock(k)
+		s.lock(&k)
 		c := s.lookupLocked(k, key, now)
 		due := c.h.marks&markStale != 0 || recache != 0 && c.h.exptime != 0 && int64(c.h.exptime) < recache
 		switch {
@@ -1098,7 +1174,7 @@ func (s *Store) Claim(key []byte, cas uint64, recache int64) (won, already bool)
 		if ok {
 			return true, false
 		}
-		s.evictOne()
+		s.evictOne(false)
 	}
 	return false, false
 }
@@ -1172,13 +1248,16 @@ func (s *Store) FlushAll(delay time.Duration) {
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {
 	return Stats{
-		Items:      s.items.Load(),
-		Bytes:      s.bytes.Load(),
-		LimitBytes: s.limit,
-		ArenaBytes: int64(s.sg.n) * s.sg.size,
-		Evictions:  s.evictions.Load(),
-		Expired:    s.expired.Load(),
-		TotalItems: s.total.Load(),
-		Flushed:    s.flushed.Load(),
+		Items:         s.items.Load(),
+		Bytes:         s.bytes.Load(),
+		LimitBytes:    s.limit,
+		ArenaBytes:    s.sg.limitBytes(),
+		IndexBytes:    tableBytes(s.x.state.Load().t.bits),
+		IndexGrows:    s.grows.Load(),
+		SlotEvictions: s.slotEvictions.Load(),
+		Evictions:     s.evictions.Load(),
+		Expired:       s.expired.Load(),
+		TotalItems:    s.total.Load(),
+		Flushed:       s.flushed.Load(),
 	}
 }

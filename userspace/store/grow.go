@@ -1,0 +1,210 @@
+package store
+
+import (
+	"math"
+	"sync/atomic"
+)
+
+// Growing the index. The index starts small (a slot per KiB of the
+// limit) so that a store of large items keeps its memory for items; a
+// store of small items doubles it as it fills, each time the items the
+// slots allow are fewer than the segments could hold at the items'
+// average size. The memory a larger table takes is taken from the
+// segments first (the oldest are evicted), so that the index and the
+// segments together stay within the limit, also while both tables exist.
+//
+// The entries move bucket by bucket, each under its stripe's lock, while
+// reads and writes go on: a writer moves its key's two buckets first if
+// they have not moved yet, and then uses the new table only; a reader
+// looks in the table each of its buckets is in, and starts again if one
+// moved meanwhile (indexState.moved).
+
+// growLoad is the share of slots in use past which the store considers
+// growing the index, as a fraction of 1024.
+const growLoad = 700
+
+// growSlack: the store grows the index only if the segments, once they
+// gave it the memory, would still hold more items than growSlack/1024 of
+// the slots the index has now.
+const growSlack = 800
+
+// lock takes the locks of k's buckets and sets k's table (the one writes
+// go to) and buckets in it; while the index grows it first moves the
+// key's buckets into the new table.
+func (s *Store) lock(k *hkey) {
+	s.x.lockStripes(k.h)
+	st := s.x.state.Load()
+	if st.old != nil {
+		o1, o2 := st.old.buckets(k.h)
+		s.moveBucket(st, o1)
+		s.moveBucket(st, o2)
+	}
+	k.t = st.t
+	k.b1, k.b2 = st.t.buckets(k.h)
+}
+
+// newItem counts an item added under k and, past the load that calls for
+// it, asks for the index to be considered for growing (by the next write,
+// before it takes its locks: startGrow).
+func (s *Store) newItem(k hkey) {
+	n := s.items.Add(1)
+	if n > int64(k.t.nslots())*growLoad/1024 && s.total.Load() >= s.growCheck.Load() && !s.wantGrow.Load() {
+		s.wantGrow.Store(true)
+	}
+}
+
+// inlineGrowSlots: a table up to this many slots grows in the write that
+// finds it asked for (in well under a millisecond), so that a store
+// filled fast does not outrun it; a larger one grows in a goroutine of
+// its own, with the slots past growLoad to fill meanwhile.
+const inlineGrowSlots = 1 << 16
+
+// startGrow grows the index if a write asked for it; the caller holds no
+// lock.
+func (s *Store) startGrow() {
+	if !s.wantGrow.Load() || !s.growing.CompareAndSwap(false, true) {
+		return
+	}
+	s.wantGrow.Store(false)
+	if s.x.state.Load().t.nslots() <= inlineGrowSlots {
+		s.grow()
+	} else {
+		go s.grow()
+	}
+}
+
+// grow doubles the index if that lets the store hold more items: if the
+// segments, with the memory the larger table takes, would hold more items
+// than the table has slots now. If not, it looks again once half a table
+// of new items has been stored.
+func (s *Store) grow() {
+	defer s.growing.Store(false)
+	st := s.x.state.Load()
+	cur := st.t
+	items, bytes := s.items.Load(), s.bytes.Load()
+	next := cur.bits + 1
+	if cur.bits >= s.x.maxBits || items <= 0 ||
+		(s.limit-tableBytes(next))/max(bytes/items, 1) <= int64(cur.nslots())*growSlack/1024 {
+		s.growCheck.Store(s.total.Load() + int64(cur.nslots()/2))
+		return
+	}
+	t, err := newTable(next)
+	if err != nil {
+		s.growCheck.Store(math.MaxInt64)
+		return
+	}
+	// Room for both tables first: the oldest segments go.
+	s.sg.setLimit(s.segmentsFor(tableBytes(cur.bits) + tableBytes(next)))
+	for i := 0; i < 2*s.sg.n && s.sg.over() > 0; i++ {
+		if !s.evictOne(true) {
+			break
+		}
+	}
+	s.maps.add(t.mem)
+	gs := &indexState{t: t, old: cur, moved: make([]atomic.Uint64, (1<<cur.bits+63)/64)}
+	s.x.state.Store(gs)
+	for b := range uint64(1) << cur.bits {
+		a := b >> (cur.bits - s.x.stripeBits)
+		s.x.locks[a].Lock()
+		s.moveBucket(gs, b)
+		s.x.locks[a].Unlock()
+	}
+	s.x.state.Store(&indexState{t: t})
+	s.grows.Add(1)
+	// A reader that looked at the old table before its last bucket moved
+	// finds, when it looks again, that its bucket moved: the old pages
+	// can go, read as empty from now on. (One such reader late enough
+	// to record a read in them would take a page back: the next growth
+	// gives those back too.)
+	s.retired = append(s.retired, cur)
+	for _, r := range s.retired {
+		dropPages(r.mem)
+	}
+	s.sg.setLimit(s.segmentsFor(tableBytes(next)))
+	s.growCheck.Store(0)
+}
+
+// segmentsFor is how many segments fit in the limit beside index bytes.
+func (s *Store) segmentsFor(index int64) int {
+	return int(min(max(s.limit-index, 0)/s.sg.size, int64(s.sg.n)))
+}
+
+// moveBucket moves bucket b of the old table into the new one, unless it
+// has moved; the caller holds b's stripe. Each entry goes to one of its
+// key's buckets in the new table under the same stripe (the two b
+// becomes, or for a key whose two old buckets were neighbours, the two
+// its neighbour becomes); the rare entry that finds them full is evicted.
+func (s *Store) moveBucket(st *indexState, b uint64) {
+	if st.isMoved(b) {
+		return
+	}
+	old, t := st.old, st.t
+	sh := t.bits - s.x.stripeBits
+	stripe := b >> (old.bits - s.x.stripeBits)
+	for i := b * bucketSlots; i < (b+1)*bucketSlots; i++ {
+		e := old.load(i)
+		if e == 0 {
+			continue
+		}
+		off := entOff(e)
+		h := readHeader(s.mem(off, hdrSize))
+		n1, n2 := t.buckets(s.x.hash(s.keyAt(off, h)).h)
+		// Only buckets under b's stripe: a key's other new bucket may be
+		// another stripe's, and then its first is.
+		if n1>>sh != stripe {
+			n1 = n2
+		} else if n2>>sh != stripe {
+			n2 = n1
+		}
+		to := freeSlot(t, n1, n2)
+		if to == noSlot {
+			if s.live(h, s.now()) {
+				s.evictions.Add(1)
+			} else {
+				s.expired.Add(1)
+			}
+			s.removeLocked(old, i, off, h)
+			continue
+		}
+		t.storeAccess(to, old.loadAccess(i))
+		t.store(to, e)
+	}
+	st.setMoved(b)
+	for i := b * bucketSlots; i < (b+1)*bucketSlots; i++ {
+		old.store(i, 0)
+	}
+}
+
+// lookOnce looks key up once without a lock in the tables its buckets
+// are in (see readOnce); again asks to start over. An entry found was the
+// key's when it was read; a miss is one only if no bucket of the key
+// moved meanwhile: if the index started or ended growing, or one of the
+// key's buckets moved, the read starts over. It sets k's table and
+// buckets to where it looked last.
+func (s *Store) lookOnce(k *hkey, key []byte, dst []byte, mode readMode) (slot uint64, e uint64, h header, ok bool, grow int, again bool) {
+	st := s.x.state.Load()
+	if st.old == nil {
+		k.t = st.t
+		k.b1, k.b2 = st.t.buckets(k.h)
+		slot, e, h, ok, grow, again = s.readOnce(*k, key, dst, mode)
+		if !ok && !again && s.x.state.Load() != st {
+			again = true
+		}
+		return slot, e, h, ok, grow, again
+	}
+	o1, o2 := st.old.buckets(k.h)
+	m1, m2 := st.isMoved(o1), st.isMoved(o2)
+	if m1 || m2 {
+		k.t = st.t
+		k.b1, k.b2 = st.t.buckets(k.h)
+		slot, e, h, ok, grow, again = s.readOnce(*k, key, dst, mode)
+	}
+	if !ok && !again && grow == 0 && !(m1 && m2) {
+		k.t, k.b1, k.b2 = st.old, o1, o2
+		slot, e, h, ok, grow, again = s.readOnce(*k, key, dst, mode)
+	}
+	if !ok && !again && (s.x.state.Load() != st || st.isMoved(o1) != m1 || st.isMoved(o2) != m2) {
+		again = true
+	}
+	return slot, e, h, ok, grow, again
+}

@@ -1,0 +1,156 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestIndexGrowsUnderLoad: the index doubles several times while writers
+// add keys and readers read keys already acknowledged; no read misses or
+// sees an older value than the last one acknowledged before it began,
+// nothing is evicted (the limit has room for every item), and the index
+// and segments together stay within the limit.
+func TestIndexGrowsUnderLoad(t *testing.T) {
+	const (
+		limit   = 64 << 20
+		writers = 2
+		perW    = 150_000
+		readers = 2
+	)
+	s := newStore(t, Config{MemoryLimit: limit})
+	start := s.Stats().IndexBytes
+	key := func(w, i int) []byte { return fmt.Appendf(nil, "w%d-key-%024d", w, i) }
+	// acked[w] is how many of writer w's keys are stored; each key i is
+	// stored twice: version 1, then version 2 once key i+perW/2 is.
+	var acked [writers]atomic.Int64
+	var v2 [writers]atomic.Int64 // keys below this carry version 2
+	var stop atomic.Bool
+	var bad atomic.Int64
+	var reads atomic.Int64
+	var wg sync.WaitGroup
+	val := func(i, version int) []byte {
+		b := make([]byte, 40)
+		binary.LittleEndian.PutUint64(b, uint64(i))
+		b[8] = byte(version)
+		return b
+	}
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perW {
+				if r, _ := s.Set(key(w, i), val(i, 1), ModeSet, 0, 0, 0); r != Stored {
+					t.Errorf("set %s: %v", key(w, i), r)
+					return
+				}
+				acked[w].Store(int64(i + 1))
+				// Writers faster than the moves would fill the table
+				// while it grows, and a full bucket pair evicts (which
+				// would make a miss right): slower while it grows.
+				for s.growing.Load() && i%16 == 0 {
+					time.Sleep(20 * time.Microsecond)
+				}
+				if i%2 == 1 { // rewrite an older key: version 2
+					j := int(v2[w].Load())
+					if r, _ := s.Set(key(w, j), val(j, 2), ModeSet, 0, 0, 0); r != Stored {
+						t.Errorf("set %s: %v", key(w, j), r)
+						return
+					}
+					v2[w].Store(int64(j + 1))
+				}
+			}
+		}()
+	}
+	var rg sync.WaitGroup
+	for r := range readers {
+		rg.Add(1)
+		go func() {
+			defer rg.Done()
+			rng := rand.New(rand.NewPCG(uint64(r), 7))
+			buf := make([]byte, 0, 64)
+			for !stop.Load() {
+				w := rng.IntN(writers)
+				n, n2 := acked[w].Load(), v2[w].Load()
+				if n == 0 {
+					continue
+				}
+				i := rng.Int64N(n)
+				v, _, ok := s.Get(key(w, int(i)), buf[:0])
+				reads.Add(1)
+				switch {
+				case !ok:
+					bad.Add(1)
+					t.Errorf("%s missed (acknowledged; %+v)", key(w, int(i)), s.Stats())
+				case binary.LittleEndian.Uint64(v) != uint64(i):
+					bad.Add(1)
+					t.Errorf("%s: value of key %d", key(w, int(i)), binary.LittleEndian.Uint64(v))
+				case i < n2 && v[8] != 2:
+					bad.Add(1)
+					t.Errorf("%s: version %d after version 2 was acknowledged", key(w, int(i)), v[8])
+				}
+				if bad.Load() > 10 {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	stop.Store(true)
+	rg.Wait()
+	st := s.Stats()
+	t.Logf("%d reads; %+v (index from %d bytes)", reads.Load(), st, start)
+	if st.IndexGrows < 3 || st.IndexBytes < 8*start {
+		t.Fatalf("the index grew %d times, to %d bytes from %d: want 3 doublings or more", st.IndexGrows, st.IndexBytes, start)
+	}
+	if st.Evictions != 0 || st.Items != writers*perW {
+		t.Fatalf("items %d (want %d), evictions %d (want 0)", st.Items, writers*perW, st.Evictions)
+	}
+	if st.ArenaBytes+st.IndexBytes > limit {
+		t.Fatalf("segments %d and index %d bytes: over the limit %d", st.ArenaBytes, st.IndexBytes, limit)
+	}
+	// Every key, read once more after the growing.
+	for w := range writers {
+		for i := range perW {
+			if v, _, ok := s.Peek(key(w, i), nil); !ok || binary.LittleEndian.Uint64(v) != uint64(i) {
+				t.Fatalf("%s after growing: %v %v", key(w, i), v, ok)
+			}
+		}
+	}
+}
+
+// TestIndexSizedByItems: a store of large items keeps a small index and
+// gives the memory to its segments; one of small items grows its index.
+// Either way the two fit in the limit, and the store holds about as many
+// items as its segments allow.
+func TestIndexSizedByItems(t *testing.T) {
+	const limit = 64 << 20
+	for _, size := range []int{64, 1024} {
+		s := newStore(t, Config{MemoryLimit: limit})
+		val := make([]byte, size)
+		per := itemSize(32, size)
+		for i := range int(2 * limit / per) {
+			s.Set(fmt.Appendf(nil, "key:%028d", i), val, ModeSet, 0, 0, 0)
+		}
+		s.startGrow()
+		st := s.Stats()
+		// Items the segments hold, less what the index and one segment
+		// being evicted take.
+		fit := (st.ArenaBytes - 2*s.sg.size) / per
+		t.Logf("%d-byte values: %d items (%d would fill the segments), index %d KiB, grown %d times, %d evicted for a slot",
+			size, st.Items, fit, st.IndexBytes>>10, st.IndexGrows, st.SlotEvictions)
+		if st.ArenaBytes+st.IndexBytes > limit {
+			t.Fatalf("%d-byte values: segments %d and index %d bytes over the limit", size, st.ArenaBytes, st.IndexBytes)
+		}
+		if st.Items < fit*85/100 {
+			t.Fatalf("%d-byte values: %d items, the segments would hold %d", size, st.Items, fit)
+		}
+		if size == 1024 && st.IndexBytes > limit/40 {
+			t.Fatalf("1 KiB values: an index of %d bytes, more than 2.5%% of the limit", st.IndexBytes)
+		}
+	}
+}
