@@ -26,7 +26,7 @@ const growLoad = 700
 // growSlack: the store grows the index only if the segments, once they
 // gave it the memory, would still hold more items than growSlack/1024 of
 // the slots the index has now.
-const growSlack = 800
+const growSlack = 870
 
 // lock takes the locks of k's buckets and sets k's table (the one writes
 // go to) and buckets in it; while the index grows it first moves the
@@ -82,6 +82,9 @@ func (s *Store) grow() {
 	st := s.x.state.Load()
 	cur := st.t
 	items, bytes := s.items.Load(), s.bytes.Load()
+	if items <= int64(cur.nslots())*growLoad/1024 {
+		return // asked for by a write to the table this one grew out of
+	}
 	next := cur.bits + 1
 	if cur.bits >= s.x.maxBits || items <= 0 ||
 		(s.limit-tableBytes(next))/max(bytes/items, 1) <= int64(cur.nslots())*growSlack/1024 {
