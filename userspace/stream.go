@@ -137,7 +137,12 @@ func (s *tcpServer) serveConn(c net.Conn) {
 				s.stats.Drops[codec.ReasonBadPayload].Add(1)
 				return
 			}
-			if need > 0 && need > len(in)-start {
+			if need > 0 && need > len(in)-start && need <= len(in) {
+				// It fits once the consumed requests are gone: no
+				// larger buffer (and no garbage) for it.
+				end = copy(in, in[start:end])
+				start = 0
+			} else if need > 0 && need > len(in)-start {
 				if need > maxIn {
 					if s.tooLarge != "" {
 						_ = write([]byte(s.tooLarge))
