@@ -76,7 +76,7 @@
 //     growing when a larger one would leave the segments too little room;
 //     the oldest item of a full bucket pair is then evicted.
 //   - The index grows in the write that finds it should while it is small
-//     (up to 65,536 slots, well under a millisecond), else in a goroutine;
+//     (up to 8,192 slots: under a millisecond), else in a goroutine;
 //     while that one moves the entries, writes go on and move their own
 //     keys' buckets first.
 //   - Eviction runs in the writer that finds too few segments free, before

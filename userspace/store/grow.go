@@ -54,10 +54,10 @@ func (s *Store) newItem(k hkey) {
 }
 
 // inlineGrowSlots: a table up to this many slots grows in the write that
-// finds it asked for (in well under a millisecond), so that a store
+// finds it asked for (under a millisecond), so that a store
 // filled fast does not outrun it; a larger one grows in a goroutine of
 // its own, with the slots past growLoad to fill meanwhile.
-const inlineGrowSlots = 1 << 16
+const inlineGrowSlots = 1 << 13
 
 // startGrow grows the index if a write asked for it; the caller holds no
 // lock.
