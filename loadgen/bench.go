@@ -55,6 +55,11 @@ type BenchConfig struct {
 	Warmup    time.Duration // unmeasured time before (default 1s)
 	Timeout   time.Duration // a request unanswered this long is lost (default 1s)
 	Preload   bool          // SET every key once before a run with GETs (default on via cmd)
+	// Pace, in open loop: a flow wakes to send no sooner than Pace
+	// after the last request it sent was due (default DefaultPace), so
+	// requests due closer together leave together, the later ones up to
+	// Pace late (their lag). A wake-up costs CPU; see Pacing in pace.go.
+	Pace time.Duration
 	// XDP, when set, sends through an AF_XDP socket on the load
 	// generator's interface instead of a UDP socket (root only).
 	XDP *XDPLoad
@@ -133,7 +138,16 @@ type BenchResult struct {
 	Hits, Misses, Bad uint64
 	Elapsed           time.Duration
 	Throughput        float64 // replies per second
-	Hist              *hdrhistogram.Histogram
+	// Hist holds every reply's latency, in nanoseconds: in open loop
+	// from the time its request was due (the schedule's), so that a
+	// server that stalls, or a load generator that falls behind, shows
+	// in it (coordinated omission accounted for, as wrk2 does).
+	Hist *hdrhistogram.Histogram
+	// Lag holds how late each request left against its schedule (the
+	// actual send time minus the intended one), and Service the time
+	// from the actual send to the reply: latency is lag plus service
+	// time. Nanoseconds; in closed loop every lag is 0.
+	Lag, Service *hdrhistogram.Histogram
 	// Queues, with XDP, is what each queue's socket carried.
 	Queues []QueueResult
 }
@@ -141,6 +155,16 @@ type BenchResult struct {
 // Percentile returns a latency percentile (0-100).
 func (r *BenchResult) Percentile(p float64) time.Duration {
 	return time.Duration(r.Hist.ValueAtPercentile(p)) * time.Microsecond / 1000
+}
+
+// LagPercentile returns a percentile (0-100) of the schedule's lag.
+func (r *BenchResult) LagPercentile(p float64) time.Duration {
+	return time.Duration(r.Lag.ValueAtPercentile(p))
+}
+
+// ServicePercentile returns a percentile (0-100) of the service time.
+func (r *BenchResult) ServicePercentile(p float64) time.Duration {
+	return time.Duration(r.Service.ValueAtPercentile(p))
 }
 
 func (c *BenchConfig) defaults() error {
@@ -193,6 +217,9 @@ func (c *BenchConfig) defaults() error {
 	}
 	if c.Window <= 0 {
 		c.Window = 32
+	}
+	if c.Pace <= 0 {
+		c.Pace = DefaultPace
 	}
 	if c.Flows <= 0 {
 		c.Flows = 1
@@ -288,7 +315,7 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	}
 	wg.Wait()
 	close(done)
-	res := &BenchResult{Errors: map[string]uint64{}, Hist: newHist()}
+	res := &BenchResult{Errors: map[string]uint64{}, Hist: newHist(), Lag: newHist(), Service: newHist()}
 	var pinErr error
 	for _, f := range flows {
 		f.close()
@@ -313,6 +340,8 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		f.mu.Lock()
 		res.Hist.Merge(f.hist)
 		f.mu.Unlock()
+		res.Lag.Merge(f.lag)
+		res.Service.Merge(f.service)
 	}
 	res.Elapsed = cfg.Duration
 	res.Throughput = float64(res.Hist.TotalCount()) / cfg.Duration.Seconds()
@@ -410,7 +439,9 @@ func appendKey(b []byte, k, size int) []byte {
 // flow is one socket or connection with its own window of requests.
 type flow struct {
 	cfg         BenchConfig
-	conn        net.Conn // UDP or TCP; nil with xdp
+	conn        net.Conn // UDP or TCP; nil with xdp and with usock
+	usock       *udpSock // open loop over UDP
+	pfd         int      // open loop: the socket the pacer polls
 	xdp         *xdpPort
 	tcp         bool
 	rng         *rand.Rand
@@ -419,8 +450,9 @@ type flow struct {
 	opTable     []rebound.Op // weighted op choice, 100 entries
 
 	// slots: request seq s uses slot s % len(slots); a slot holds the
-	// intended send time of its request (0: free).
+	// intended send time of its request (0: free), sentAt the actual one.
 	slots   []int64
+	sentAt  []int64
 	seqs    []uint32
 	free    []int
 	nextSeq uint32
@@ -430,6 +462,9 @@ type flow struct {
 	errs                           [8]uint64
 	hits, misses                   uint64
 	bad                            atomic.Uint64
+	// replyAt is when the reply being completed came in, as the kernel
+	// stamped it (Unix ns; 0: now).
+	replyAt int64
 
 	mc *mcFlow // Memcache only
 
@@ -439,14 +474,21 @@ type flow struct {
 	mu     sync.Mutex
 	hist   *hdrhistogram.Histogram // measured period
 	window *hdrhistogram.Histogram // since the last tick
+
+	// The flow's own, read once it is done: the lag of requests sent and
+	// the service time of replies received in the measured period.
+	lag, service *hdrhistogram.Histogram
 }
 
 func (f *flow) close() {
-	if f.xdp != nil {
+	switch {
+	case f.xdp != nil:
 		_ = f.xdp.Close()
-		return
+	case f.usock != nil:
+		f.usock.close()
+	default:
+		f.conn.Close()
 	}
-	f.conn.Close()
 }
 
 // checkXDP checks the settings an AF_XDP bench cannot run with.
@@ -475,6 +517,27 @@ func newFlow(ctx context.Context, cfg BenchConfig, i int, g *xdpGroup) (*flow, e
 		}
 		if f.xdp, err = g.openXDPPort(i); err != nil {
 			return nil, err
+		}
+		return f, nil
+	}
+	if cfg.Rate > 0 {
+		// Open loop: a socket of its own, which the pacer polls.
+		if !cfg.TCP {
+			if f.usock, err = openUDPSock(cfg.Target, udpBatch, rebound.HeaderLen+rebound.MaxPayload); err != nil {
+				return nil, err
+			}
+			f.pfd = f.usock.fd
+			return f, nil
+		}
+		c, err := dialFD(ctx, cfg.Target)
+		if err != nil {
+			return nil, err
+		}
+		f.pfd, f.conn = c.fd, c
+		if cfg.TLS != nil {
+			if f.conn, err = handshakeFD(c, cfg.TLS); err != nil {
+				return nil, err
+			}
 		}
 		return f, nil
 	}
@@ -557,8 +620,8 @@ func newFlowState(cfg BenchConfig, i int) (*flow, error) {
 		}
 	}
 	f := &flow{cfg: cfg, tcp: cfg.TCP, rng: rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano()))),
-		slots: make([]int64, window), seqs: make([]uint32, window), free: make([]int, 0, window),
-		hist: newHist(), window: newHist()}
+		slots: make([]int64, window), sentAt: make([]int64, window), seqs: make([]uint32, window), free: make([]int, 0, window),
+		hist: newHist(), window: newHist(), lag: newHist(), service: newHist()}
 	for s := window - 1; s >= 0; s-- {
 		f.free = append(f.free, s)
 	}
@@ -616,6 +679,10 @@ func (f *flow) encode(b []byte, seq uint32) int {
 	return n
 }
 
+// udpBatch is how many datagrams a UDP flow sends or receives in one
+// system call.
+const udpBatch = 64
+
 // run sends and receives until the end time, then waits (bounded by the
 // timeout) for the replies still in flight. UDP uses recvmmsg/sendmmsg
 // batches so that the load generator is not the bottleneck.
@@ -624,7 +691,11 @@ func (f *flow) run(ctx context.Context) {
 		f.runXDP(ctx)
 		return
 	}
-	const batch = 64
+	if f.usock != nil {
+		f.runPacedUDP(ctx)
+		return
+	}
+	const batch = udpBatch
 	msgBytes := f.msgBytes()
 	out := make([]byte, 0, max(256<<10, 4*msgBytes))
 	var (
@@ -654,6 +725,14 @@ func (f *flow) run(ctx context.Context) {
 	}
 	start := time.Now()
 	perFlow := f.cfg.Rate / float64(f.cfg.Flows)
+	var pc *pacer
+	if perFlow > 0 {
+		// Open loop over TCP: wait for replies and due times in ppoll,
+		// to within microseconds (see Pacing in pace.go).
+		pc = newPacer(f.pfd, f.cfg.Flows < runtime.GOMAXPROCS(0))
+		defer pc.close()
+	}
+	sched := newSchedule(start, max(perFlow, 1))
 	lastScan := start
 	sending := true
 	for {
@@ -693,15 +772,28 @@ func (f *flow) run(ctx context.Context) {
 		if nq > 0 {
 			_, _ = uc.Flush() // a refused datagram shows up as a timeout
 		}
-		// Receive for a short while.
-		_ = f.conn.SetReadDeadline(time.Now().Add(2 * time.Millisecond))
-		switch {
-		case f.tcp && f.mc != nil:
-			f.readMCTCP(br)
-		case f.tcp:
-			f.readTCP(br)
-		default:
-			f.readUDP(uc)
+		ready := true
+		if pc != nil {
+			// Until a reply comes or the next request is due: none is
+			// while the window is full, or once sending is over.
+			var due time.Time
+			if sending && len(f.free) > 0 {
+				due = sched.nextWake(f.sent.Load(), f.cfg.Pace)
+			}
+			ready = pc.wait(due, true)
+		}
+		if ready {
+			// Receive for a short while (open loop: what has come,
+			// the deadline a bound in case it was not a whole reply).
+			_ = f.conn.SetReadDeadline(time.Now().Add(2 * time.Millisecond))
+			switch {
+			case f.tcp && f.mc != nil:
+				f.readMCTCP(br)
+			case f.tcp:
+				f.readTCP(br)
+			default:
+				f.readUDP(uc)
+			}
 		}
 		// A memcache TCP stream answers in order: nothing is lost until
 		// the connection fails, and a reply must find its request.
@@ -719,25 +811,34 @@ func (f *flow) quota(now, start time.Time, perFlow float64) int {
 	if perFlow <= 0 {
 		return len(f.free)
 	}
-	return min(int(now.Sub(start).Seconds()*perFlow)-int(f.sent.Load()), len(f.free))
+	due := newSchedule(start, perFlow).dueBy(now)
+	return int(min(due-min(due, f.sent.Load()), uint64(len(f.free))))
 }
 
-// take claims a free slot for a new request, counts it as sent and returns
-// its sequence number. In open loop its latency will count from when it was
-// due, not from when a late sender got to it.
+// take claims a free slot for a new request sent now, counts it as sent and
+// returns its sequence number. In open loop its latency will count from
+// when it was due, not from when a late sender got to it, and how late that
+// was is its lag.
 func (f *flow) take(now, start time.Time, perFlow float64) uint32 {
 	s := f.free[len(f.free)-1]
 	f.free = f.free[:len(f.free)-1]
 	seq := f.nextSeq - f.nextSeq%uint32(len(f.slots)) + uint32(s)
 	f.nextSeq += uint32(len(f.slots))
-	intended := now.UnixNano()
+	sent := now.UnixNano()
+	intended := sent
 	if perFlow > 0 {
-		intended = start.Add(time.Duration(float64(f.sent.Load()) / perFlow * 1e9)).UnixNano()
+		intended = min(newSchedule(start, perFlow).due(f.sent.Load()).UnixNano(), sent)
 	}
-	f.slots[s], f.seqs[s] = intended, seq
+	f.slots[s], f.sentAt[s], f.seqs[s] = intended, sent, seq
 	f.sent.Add(1)
+	if f.measured(now) {
+		_ = f.lag.RecordValue(sent - intended)
+	}
 	return seq
 }
+
+// measured reports whether t falls in the measured period.
+func (f *flow) measured(t time.Time) bool { return t.After(f.measureFrom) && !t.After(f.end) }
 
 func (f *flow) readUDP(uc *udpbatch.Conn) {
 	for {
@@ -811,17 +912,28 @@ func (f *flow) complete(b []byte) {
 // finish frees slot s, whose reply has come, and records its latency from
 // the intended send time.
 func (f *flow) finish(s int) {
-	now := time.Now()
-	lat := now.UnixNano() - f.slots[s]
+	var now time.Time
+	t := f.replyAt
+	if t == 0 {
+		now = time.Now()
+		t = now.UnixNano()
+	} else {
+		now = time.Unix(0, t)
+	}
+	lat, svc := max(t-f.slots[s], 0), max(t-f.sentAt[s], 0)
 	f.slots[s] = 0
 	f.free = append(f.free, s)
 	f.received.Add(1)
+	measured := f.measured(now)
 	f.mu.Lock()
 	_ = f.window.RecordValue(lat) // the live line shows the warmup too
-	if now.After(f.measureFrom) && !now.After(f.end) {
+	if measured {
 		_ = f.hist.RecordValue(lat)
 	}
 	f.mu.Unlock()
+	if measured {
+		_ = f.service.RecordValue(svc)
+	}
 }
 
 // expire counts requests older than the timeout as lost and frees their
