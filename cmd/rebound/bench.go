@@ -28,7 +28,7 @@ import (
 
 const benchExamples = `  rebound bench --target 127.0.0.1:7000 --duration 5s                  # PING, closed loop, 32 in flight
   rebound bench --target 127.0.0.1:7000 --op mix=get:90,set:10 --keys 10000 --value-size 100
-  rebound bench --target 127.0.0.1:7000 --rate 50000 --duration 10s     # open loop: latency from intended send time
+  rebound bench --target 127.0.0.1:7000 --rate 50000 --duration 10s     # open loop: latency from intended send time, lag and service time apart
   rebound bench --target 127.0.0.1:7000 --transport tcp --connections 4 --window 64 --json
   sudo rebound bench --target 198.18.0.2:7000 --transport xdp --iface rbc0 --window 256   # AF_XDP load
   sudo rebound bench --target 198.18.0.2:7000 --transport xdp --iface rbc0 --queues 2 --cpus 0-1   # a socket per queue, pinned
@@ -47,7 +47,13 @@ frame header (the request id matches replies; a reply may span datagrams).
 
 Output: a line a second (rate, p50, p99, errors, lost), then a summary with
 throughput, p50/p90/p99/p99.9/max latency from an HDR histogram, and GET
-hits, misses and bad replies. With --hist FILE, the latency percentile
+hits, misses and bad replies. In open loop (--rate) latency counts from
+each request's intended send time (a late request is not excused), and
+two more lines tell its parts apart: the lag (actual send minus intended:
+the load generator's) and the service time (reply minus actual send: the
+server's and the network's). A flow waits for its next request in ppoll
+on a thread with 1 ns timer slack, spinning the last few microseconds
+(no more than an eighth of its time), and wakes at most once per --pace. With --hist FILE, the latency percentile
 spectrum as text (HdrHistogram's, in µs) and as a plot (FILE.svg); with
 --plot OUT.svg NAME=FILE..., no load: the spectra saved earlier, one curve
 each, in one plot (--log-y: latency on a log scale, for curves whose tails
@@ -71,7 +77,8 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	valueSize := fs.Int("value-size", 32, "SET value `bytes`")
 	payload := fs.Int("payload", 64, "PING message size in `bytes`, header included (the UDP payload)")
 	window := fs.Int("window", 32, "requests in flight per worker (closed loop)")
-	rate := fs.Float64("rate", 0, "total requests per second: open loop (0: closed loop)")
+	rate := fs.Float64("rate", 0, "total requests per second: open loop (0: closed loop); latency counts from each request's intended send time, and the schedule's lag and the service time are reported apart")
+	pace := fs.Duration("pace", loadgen.DefaultPace, "with --rate: the least `TIME` between two wake-ups of a flow to send; requests due closer together leave together (up to TIME late, in the lag); shorter keeps the schedule closer and costs the load generator more CPU")
 	workers := fs.Int("workers", 1, "UDP sockets, one goroutine each")
 	conns := fs.Int("connections", 0, "TCP connections, one goroutine each (default: --workers)")
 	duration := fs.Duration("duration", 10*time.Second, "measured time")
@@ -169,7 +176,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	cfg := loadgen.BenchConfig{Target: *target, TCP: *transport == "tcp", Protocol: proto, Mix: mix, Keys: *keys, KeySize: *keySize, ValueSize: *valueSize,
-		Payload: *payload, Window: *window, Rate: *rate, Flows: flows, Duration: *duration, Warmup: *warmup,
+		Payload: *payload, Window: *window, Rate: *rate, Pace: *pace, Flows: flows, Duration: *duration, Warmup: *warmup,
 		Timeout: *timeout, Preload: true, CPUs: cpuList}
 	if *useTLS || *tlsCA != "" || *tlsCert != "" || *tlsKey != "" {
 		if !*useTLS || *transport != "tcp" {
@@ -201,6 +208,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		defer stop()
 	}
 	cpu0, _ := procCPU(*serverPid)
+	self0, _ := procCPU(os.Getpid())
 	t0 := time.Now()
 	res, err := loadgen.Bench(ctx, cfg)
 	if err != nil && res == nil {
@@ -208,6 +216,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	cpu1, cpuErr := procCPU(*serverPid)
+	self1, selfErr := procCPU(os.Getpid())
 	wall := time.Since(t0)
 	pct := func(p float64) time.Duration { return res.Percentile(p) }
 	summary := map[string]any{
@@ -217,6 +226,16 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		"throughput": res.Throughput, "duration_s": res.Elapsed.Seconds(),
 		"p50_us": us(pct(50)), "p90_us": us(pct(90)), "p99_us": us(pct(99)), "p999_us": us(pct(99.9)),
 		"max_us": us(time.Duration(res.Hist.Max())),
+	}
+	if *rate > 0 {
+		// Open loop: how late requests left against the schedule, and
+		// the time from their actual send to the reply.
+		addSpread(summary, "lag", res.Lag)
+		addSpread(summary, "service", res.Service)
+		summary["pace_us"] = us(*pace)
+	}
+	if selfErr == nil {
+		summary["bench_cpu"] = (self1 - self0).Seconds() / wall.Seconds()
 	}
 	if len(res.Queues) > 0 {
 		summary["queues"] = res.Queues
@@ -255,6 +274,10 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "latency     p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n", pct(50).Round(time.Microsecond),
 			pct(90).Round(time.Microsecond), pct(99).Round(time.Microsecond), pct(99.9).Round(time.Microsecond),
 			time.Duration(res.Hist.Max()).Round(time.Microsecond))
+		if *rate > 0 {
+			fmt.Fprintf(stdout, "lag         %s  (actual send - intended; latency counts from intended)\n", spread(res.Lag))
+			fmt.Fprintf(stdout, "service     %s  (reply - actual send)\n", spread(res.Service))
+		}
 		fmt.Fprintf(stdout, "requests    sent %d  answered %d  lost %d  truncated %d\n", res.Sent, res.Received, res.Lost, res.Truncated)
 		fmt.Fprintf(stdout, "replies     get hits %d  misses %d  bad %d\n", res.Hits, res.Misses, res.Bad)
 		for _, q := range res.Queues {
@@ -271,6 +294,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		if v, ok := summary["server_cpu"]; ok {
 			fmt.Fprintf(stdout, "server cpu  %.0f%% of one core\n", v.(float64)*100)
+		}
+		if v, ok := summary["bench_cpu"]; ok {
+			fmt.Fprintf(stdout, "bench cpu   %.0f%% of one core (this load generator)\n", v.(float64)*100)
 		}
 	}
 	if err != nil {
@@ -386,6 +412,24 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// spread is a histogram's p50, p99, p99.9 and max (nanoseconds) as text.
+func spread(h *hdrhistogram.Histogram) string {
+	at := func(p float64) time.Duration { return time.Duration(h.ValueAtPercentile(p)).Round(time.Microsecond) }
+	return fmt.Sprintf("p50 %s  p99 %s  p99.9 %s  max %s", at(50), at(99), at(99.9), time.Duration(h.Max()).Round(time.Microsecond))
+}
+
+// addSpread puts a histogram's p50, p99, p99.9 and max into a JSON summary
+// as NAME_p50_us and so on.
+func addSpread(m map[string]any, name string, h *hdrhistogram.Histogram) {
+	for _, p := range []struct {
+		key string
+		at  float64
+	}{{"p50", 50}, {"p99", 99}, {"p999", 99.9}} {
+		m[name+"_"+p.key+"_us"] = us(time.Duration(h.ValueAtPercentile(p.at)))
+	}
+	m[name+"_max_us"] = us(time.Duration(h.Max()))
+}
 
 // procCPU returns the user+system CPU time of a process from /proc.
 func procCPU(pid int) (time.Duration, error) {

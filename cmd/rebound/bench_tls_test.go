@@ -39,6 +39,9 @@ func TestBenchTLS(t *testing.T) {
 		"memcached -Z":       {"--protocol", "memcache", "--target", oracle, "--op", "mix=get:90,set:10", "--keys", "200"},
 		"rebound, memcached": {"--protocol", "memcache", "--target", srv.MemcacheAddr().String(), "--op", "mix=get:90,set:10", "--keys", "200"},
 		"rebound, ping":      {"--target", srv.Addr().String(), "--op", "ping"},
+		// open loop: its own sockets, TLS over them
+		"memcached -Z, open loop":  {"--protocol", "memcache", "--target", oracle, "--keys", "200", "--rate", "2000"},
+		"rebound, ping, open loop": {"--target", srv.Addr().String(), "--op", "ping", "--rate", "2000"},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(append(append([]string{"bench"}, args...), tlsArgs...), &out, &errb); code != exitOK {
@@ -53,6 +56,9 @@ func TestBenchTLS(t *testing.T) {
 		}
 		if strings.Contains(name, "memcache") && m["hits"].(float64) == 0 {
 			t.Fatalf("%s: no hits: %v", name, m)
+		}
+		if _, ok := m["lag_p50_us"]; ok != strings.HasSuffix(name, "open loop") {
+			t.Fatalf("%s: lag reported %v: %v", name, ok, m)
 		}
 	}
 	// Without the client certificate the server refuses the handshake.
