@@ -21,7 +21,7 @@ import (
 
 // growLoad is the share of slots in use past which the store considers
 // growing the index, as a fraction of 1024.
-const growLoad = 700
+const growLoad = 600
 
 // growSlack: the store grows the index only if the segments, once they
 // gave it the memory, would still hold more items than growSlack/1024 of

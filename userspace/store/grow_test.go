@@ -49,10 +49,13 @@ func TestIndexGrowsUnderLoad(t *testing.T) {
 					return
 				}
 				acked[w].Store(int64(i + 1))
-				// Writers faster than the moves would fill the table
-				// while it grows, and a full bucket pair evicts (which
-				// would make a miss right): slower while it grows.
-				for s.growing.Load() && i%16 == 0 {
+				// Writers faster than the goroutine that grows the
+				// index (on a busy machine) could fill the table before
+				// the entries start moving, and a full bucket pair
+				// evicts (a few do from about 70% of the slots on; it grows at 59%),
+				// which would make a miss right: they wait for the
+				// moving to start, and go on while it runs.
+				for s.growing.Load() && s.x.state.Load().old == nil {
 					time.Sleep(20 * time.Microsecond)
 				}
 				if i%2 == 1 { // rewrite an older key: version 2
