@@ -203,11 +203,12 @@ type xdpPort struct {
 	umem  *xdp.UMEM
 	pool  *xdp.Pool
 
-	tmpl    [42]byte // Ethernet + IPv4 + UDP headers of every request
-	src     [4]byte
-	dst     [4]byte
-	srcPort uint16
-	dstPort uint16
+	sendPool []uint64 // free frames for requests
+	tmpl     [42]byte // Ethernet + IPv4 + UDP headers of every request
+	src      [4]byte
+	dst      [4]byte
+	srcPort  uint16
+	dstPort  uint16
 
 	rxFrames, crossedIn, crossedOut atomic.Uint64
 }
@@ -244,6 +245,14 @@ func (g *xdpGroup) openXDPPort(i int) (*xdpPort, error) {
 	if err != nil {
 		return fail(err)
 	}
+	// Half of the frames for sending; the rest go to the fill ring now,
+	// before any queue sends: a reply answered in the server's XDP comes
+	// back at once, possibly on this queue, and a socket whose fill ring
+	// is still empty drops it (one queue's whole first window was lost
+	// that way while its goroutine had not started yet).
+	p.sendPool = make([]uint64, p.pool.Total()/2)
+	p.sendPool = p.sendPool[:p.pool.Get(p.sendPool)]
+	p.sock.Refill(p.pool)
 	if err := g.prog.RegisterSocket(p.queue, p.sock.FD()); err != nil {
 		return fail(err)
 	}
@@ -299,10 +308,7 @@ func (f *flow) runXDP(ctx context.Context) {
 	defer runtime.UnlockOSThread()
 	p := f.xdp
 	const batch = 64
-	// Keep half of the frames for sending; the rest receive.
-	sendPool := make([]uint64, p.pool.Total()/2)
-	sendPool = sendPool[:p.pool.Get(sendPool)]
-	p.sock.Refill(p.pool)
+	sendPool := p.sendPool // filled, as the fill ring, by openXDPPort
 	start := time.Now()
 	perFlow := f.cfg.Rate / float64(f.cfg.Flows)
 	lastScan := start
