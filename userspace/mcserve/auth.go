@@ -162,12 +162,12 @@ func (c *Conn) textLogin(b, out []byte) (consumed int, out2 []byte, need int, cl
 	if len(toks) < 2 {
 		return consumed, append(out, "CLIENT_ERROR bad authentication token format\r\n"...), 0, false
 	}
-	c.h.c.authCmds.Add(1) // memcached counts a checked login, and each that fails
+	c.cnt.authCmds.Add(1) // memcached counts a checked login, and each that fails
 	if c.h.cfg.Auth.Check(toks[0], toks[1]) {
 		c.authed = true
 		return consumed, append(out, mc.ReplyStored...), 0, false
 	}
-	c.h.c.authErrors.Add(1)
+	c.cnt.authErrors.Add(1)
 	return consumed, append(out, "CLIENT_ERROR authentication failure\r\n"...), 0, false
 }
 
@@ -196,9 +196,9 @@ func (c *Conn) saslCommand(hdr mc.BinaryHeader, mech, data, out []byte) (reply [
 		// memcached counts every auth and step that ends (not one that
 		// asks to continue), and each that fails
 		if !c.saslPending {
-			c.h.c.authCmds.Add(1)
+			c.cnt.authCmds.Add(1)
 			if !c.authed {
-				c.h.c.authErrors.Add(1)
+				c.cnt.authErrors.Add(1)
 			}
 		}
 	}()

@@ -143,7 +143,7 @@ func (c *Conn) binCommand(hdr mc.BinaryHeader, b, out []byte, now time.Time) (in
 		if keyLen != 0 || bodyLen != extLen || (extLen != 0 && extLen != 4) {
 			return protoErr()
 		}
-		h.c.cmdFlush.Add(1)
+		c.cnt.cmdFlush.Add(1)
 		var delay time.Duration
 		if extLen == 4 {
 			if exp := binary.BigEndian.Uint32(ext); exp > 0 {
@@ -172,7 +172,7 @@ func (c *Conn) binCommand(hdr mc.BinaryHeader, b, out []byte, now time.Time) (in
 		}
 		vlen := bodyLen - keyLen - extLen
 		if vlen > h.maxVal {
-			h.c.storeTooLarge.Add(1)
+			c.cnt.storeTooLarge.Add(1)
 			if loud == mc.OpSet {
 				s.Delete(key, 0) // memcached drops the old value rather than keep a stale one
 			}
@@ -191,11 +191,11 @@ func (c *Conn) binCommand(hdr mc.BinaryHeader, b, out []byte, now time.Time) (in
 		st := mc.StatusOK
 		switch s.Delete(key, hdr.CAS) {
 		case store.Deleted:
-			h.c.deleteHits.Add(1)
+			c.cnt.deleteHits.Add(1)
 		case store.Exists:
 			st = mc.StatusKeyExists
 		default:
-			h.c.deleteMisses.Add(1)
+			c.cnt.deleteMisses.Add(1)
 			st = mc.StatusKeyNotFound
 		}
 		return keyEnd, c.binResult(out, hdr, quiet, st, 0, nil), false
@@ -273,9 +273,9 @@ func (c *Conn) binGet(hdr mc.BinaryHeader, op mc.BinaryOp, quiet bool, key []byt
 	var hit bool
 	var m store.Meta
 	if touch {
-		h.c.cmdTouch.Add(1)
+		c.cnt.cmdTouch.Add(1)
 	} else {
-		h.c.cmdGet.Add(1)
+		c.cnt.cmdGet.Add(1)
 	}
 	keyLen := 0
 	if withKey {
@@ -298,7 +298,7 @@ func (c *Conn) binGet(hdr mc.BinaryHeader, op mc.BinaryOp, quiet bool, key []byt
 			return out[:p]
 		}
 	}
-	h.countGet(hit, touch)
+	c.countGet(hit, touch)
 	if !hit {
 		out = out[:p]
 		switch {
@@ -330,7 +330,7 @@ var binModes = [...]store.Mode{
 // NREAD_CAS); append and prepend compare it too.
 func (c *Conn) binStore(hdr mc.BinaryHeader, op mc.BinaryOp, quiet bool, key, ext, v, out []byte, now time.Time) []byte {
 	h := c.h
-	h.c.cmdSet.Add(1)
+	c.cnt.cmdSet.Add(1)
 	mode := binModes[op]
 	var flags uint32
 	var deadline int64
@@ -346,11 +346,11 @@ func (c *Conn) binStore(hdr mc.BinaryHeader, op mc.BinaryOp, quiet bool, key, ex
 	if cas != 0 && mode == store.ModeSet {
 		switch r {
 		case store.Stored:
-			h.c.casHits.Add(1)
+			c.cnt.casHits.Add(1)
 		case store.Exists:
-			h.c.casBadval.Add(1)
+			c.cnt.casBadval.Add(1)
 		case store.NotFound:
-			h.c.casMisses.Add(1)
+			c.cnt.casMisses.Add(1)
 		}
 	}
 	st := mc.StatusOK
@@ -387,14 +387,14 @@ func (c *Conn) binArith(hdr mc.BinaryHeader, op mc.BinaryOp, quiet bool, key, ex
 	st := mc.StatusOK
 	switch r {
 	case store.Stored:
-		h.countArith(decr, r)
+		c.countArith(decr, r)
 	case store.NonNumeric:
 		st = mc.StatusNonNumeric
 	case store.Exists:
 		st = mc.StatusKeyExists
 	case store.NotFound:
 		if exp == binNoVivify {
-			h.countArith(decr, r)
+			c.countArith(decr, r)
 			st = mc.StatusKeyNotFound
 			break
 		}

@@ -47,6 +47,11 @@ type Conn struct {
 	authed      bool
 	loginData   int
 	saslPending bool
+
+	// cnt is where this connection counts its commands: one of the
+	// handler's shards, so that workers on different cores do not write
+	// the same cache lines for every request (Handler.shards).
+	cnt *counters
 }
 
 // What a connection speaks.
@@ -58,7 +63,7 @@ const (
 
 // NewConn returns the state of a new connection.
 func (h *Handler) NewConn() *Conn {
-	return &Conn{h: h, hdr: make([]byte, 0, 512)}
+	return &Conn{h: h, hdr: make([]byte, 0, 512), cnt: &h.shards[h.nextShard.Add(1)%counterShards].counters}
 }
 
 // Serve executes every complete command at the start of in (pipelining),
@@ -75,8 +80,8 @@ func (c *Conn) Serve(in, out []byte) (consumed int, out2 []byte, need int, close
 	start := len(out)
 	c.flushed = 0
 	defer func() {
-		h.c.bytesRead.Add(uint64(consumed))
-		h.c.bytesWritten.Add(uint64(len(out2) + c.flushed - start))
+		c.cnt.bytesRead.Add(uint64(consumed))
+		c.cnt.bytesWritten.Add(uint64(len(out2) + c.flushed - start))
 		if c.flushErr != nil {
 			close = true
 		}
@@ -135,7 +140,7 @@ func (c *Conn) Serve(in, out []byte) (consumed int, out2 []byte, need int, close
 			consumed += cmd.Consumed
 			c.swallow = cmd.Swallow
 			if cmd.Err == mc.ErrTooLarge {
-				h.c.storeTooLarge.Add(1)
+				c.cnt.storeTooLarge.Add(1)
 				if cmd.Kind == mc.KindSet || cmd.Kind == mc.KindMetaSet {
 					// memcached drops the old value rather than keep a stale
 					// one (for ms in every mode)
@@ -232,7 +237,7 @@ func (c *Conn) exec(cmd *mc.Command, out []byte, now time.Time) ([]byte, bool) {
 	case mc.KindGet, mc.KindGets, mc.KindGat, mc.KindGats:
 		return c.get(cmd, out, now), false
 	case mc.KindSet, mc.KindAdd, mc.KindReplace, mc.KindAppend, mc.KindPrepend, mc.KindCas:
-		h.c.cmdSet.Add(1)
+		c.cnt.cmdSet.Add(1)
 		r := c.store(cmd, now)
 		if !cmd.NoReply {
 			out = appendResult(out, r)
@@ -240,9 +245,9 @@ func (c *Conn) exec(cmd *mc.Command, out []byte, now time.Time) ([]byte, bool) {
 	case mc.KindDelete:
 		r := s.Delete(cmd.Key, 0)
 		if r == store.Deleted {
-			h.c.deleteHits.Add(1)
+			c.cnt.deleteHits.Add(1)
 		} else {
-			h.c.deleteMisses.Add(1)
+			c.cnt.deleteMisses.Add(1)
 		}
 		if !cmd.NoReply {
 			out = appendResult(out, r)
@@ -250,7 +255,7 @@ func (c *Conn) exec(cmd *mc.Command, out []byte, now time.Time) ([]byte, bool) {
 	case mc.KindIncr, mc.KindDecr:
 		decr := cmd.Kind == mc.KindDecr
 		v, _, r := s.Incr(cmd.Key, cmd.Delta, decr, nil)
-		h.countArith(decr, r)
+		c.countArith(decr, r)
 		if !cmd.NoReply {
 			switch r {
 			case store.Stored:
@@ -262,13 +267,13 @@ func (c *Conn) exec(cmd *mc.Command, out []byte, now time.Time) ([]byte, bool) {
 			}
 		}
 	case mc.KindTouch:
-		h.c.cmdTouch.Add(1)
+		c.cnt.cmdTouch.Add(1)
 		_, ok := s.Touch(cmd.Key, mc.Deadline(cmd.Exptime, now.Unix()))
 		if ok {
-			h.c.touchHits.Add(1)
+			c.cnt.touchHits.Add(1)
 			s.Fetch(cmd.Key) // memcached's touch fetches the item: mg h says 1
 		} else {
-			h.c.touchMisses.Add(1)
+			c.cnt.touchMisses.Add(1)
 		}
 		if !cmd.NoReply {
 			if ok {
@@ -278,7 +283,7 @@ func (c *Conn) exec(cmd *mc.Command, out []byte, now time.Time) ([]byte, bool) {
 			}
 		}
 	case mc.KindFlushAll:
-		h.c.cmdFlush.Add(1)
+		c.cnt.cmdFlush.Add(1)
 		var delay time.Duration
 		if cmd.Exptime > 0 {
 			delay = time.Duration(mc.Deadline(cmd.Exptime, now.Unix())-now.Unix()) * time.Second
@@ -300,34 +305,34 @@ func (c *Conn) exec(cmd *mc.Command, out []byte, now time.Time) ([]byte, bool) {
 	case mc.KindMetaNoop:
 		out = append(out, mc.MetaNoop...)
 	case mc.KindMetaDebug:
-		h.c.cmdMeta.Add(1)
+		c.cnt.cmdMeta.Add(1)
 		out = c.metaDebug(cmd, out, now)
 	case mc.KindMetaGet:
-		h.c.cmdMeta.Add(1)
+		c.cnt.cmdMeta.Add(1)
 		out = c.metaGet(cmd, out, now)
 	case mc.KindMetaSet:
-		h.c.cmdMeta.Add(1)
+		c.cnt.cmdMeta.Add(1)
 		out = c.metaSet(cmd, out, now)
 	case mc.KindMetaDelete:
-		h.c.cmdMeta.Add(1)
+		c.cnt.cmdMeta.Add(1)
 		out = c.metaDelete(cmd, out, now)
 	case mc.KindMetaArithmetic:
-		h.c.cmdMeta.Add(1)
+		c.cnt.cmdMeta.Add(1)
 		out = c.metaArith(cmd, out, now)
 	}
 	return out, false
 }
 
-func (h *Handler) countArith(decr bool, r store.Result) {
+func (c *Conn) countArith(decr bool, r store.Result) {
 	switch {
 	case decr && r == store.NotFound:
-		h.c.decrMisses.Add(1)
+		c.cnt.decrMisses.Add(1)
 	case decr && r == store.Stored:
-		h.c.decrHits.Add(1)
+		c.cnt.decrHits.Add(1)
 	case r == store.NotFound:
-		h.c.incrMisses.Add(1)
+		c.cnt.incrMisses.Add(1)
 	case r == store.Stored:
-		h.c.incrHits.Add(1)
+		c.cnt.incrHits.Add(1)
 	}
 }
 
@@ -364,10 +369,10 @@ func (c *Conn) store(cmd *mc.Command, now time.Time) store.Result {
 		if cas == 0 { // the store reads 0 as "no compare"; memcached compares
 			_, _, ok := s.Peek(cmd.Key, nil)
 			if !ok {
-				h.c.casMisses.Add(1)
+				c.cnt.casMisses.Add(1)
 				return store.NotFound
 			}
-			h.c.casBadval.Add(1)
+			c.cnt.casBadval.Add(1)
 			return store.Exists
 		}
 	}
@@ -375,11 +380,11 @@ func (c *Conn) store(cmd *mc.Command, now time.Time) store.Result {
 	if cmd.Kind == mc.KindCas {
 		switch r {
 		case store.Stored:
-			h.c.casHits.Add(1)
+			c.cnt.casHits.Add(1)
 		case store.Exists:
-			h.c.casBadval.Add(1)
+			c.cnt.casBadval.Add(1)
 		case store.NotFound:
-			h.c.casMisses.Add(1)
+			c.cnt.casMisses.Add(1)
 		}
 	}
 	return r
@@ -407,9 +412,9 @@ func (c *Conn) get(cmd *mc.Command, out []byte, now time.Time) []byte {
 			c.ends = append(c.ends, len(out))
 		}
 		if touch {
-			h.c.cmdTouch.Add(1) // memcached counts gat as a touch only
+			c.cnt.cmdTouch.Add(1) // memcached counts gat as a touch only
 		} else {
-			h.c.cmdGet.Add(1)
+			c.cnt.cmdGet.Add(1)
 		}
 		p := len(out)
 		var m store.Meta
@@ -421,11 +426,11 @@ func (c *Conn) get(cmd *mc.Command, out []byte, now time.Time) []byte {
 			// it. Over UDP a value past the budget is not even copied.
 			var n int
 			if out, n, m, hit = c.getWithin(key, out); n < 0 {
-				h.countGet(true, false)
+				c.countGet(true, false)
 				return out[:p]
 			}
 		}
-		h.countGet(hit, touch)
+		c.countGet(hit, touch)
 		if !hit {
 			continue
 		}
@@ -466,16 +471,16 @@ func (c *Conn) getWithin(key, out []byte) (out2 []byte, n int, m store.Meta, hit
 
 // countGet counts one key of a retrieval, as memcached does: a gat as a
 // touch only.
-func (h *Handler) countGet(hit, touch bool) {
+func (c *Conn) countGet(hit, touch bool) {
 	switch {
 	case hit && touch:
-		h.c.touchHits.Add(1)
+		c.cnt.touchHits.Add(1)
 	case hit:
-		h.c.getHits.Add(1)
+		c.cnt.getHits.Add(1)
 	case touch:
-		h.c.touchMisses.Add(1)
+		c.cnt.touchMisses.Add(1)
 	default:
-		h.c.getMisses.Add(1)
+		c.cnt.getMisses.Add(1)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/rebound-net/rebound/userspace/store"
 )
@@ -51,7 +52,12 @@ type Handler struct {
 	maxVal  int
 	started time.Time
 	pid     int
-	c       counters
+	// shards hold the command counters: each Conn counts in one, taken
+	// in turn, and Stats adds them up. One shared set of counters was a
+	// handful of atomic adds per request on cache lines every worker's
+	// core wrote: their cost grew with the cores.
+	shards    [counterShards]counterShard
+	nextShard atomic.Uint32
 
 	// server reports the transport's figures (SetServer); nil: none.
 	server atomic.Pointer[func() ServerInfo]
@@ -59,6 +65,17 @@ type Handler struct {
 	// the counters since then, Stats (the metrics) since the start.
 	baseMu sync.Mutex
 	base   Stats
+}
+
+// counterShards is how many sets of counters the connections share (a
+// connection per worker, over UDP and AF_XDP: up to this many workers
+// never share one).
+const counterShards = 16
+
+// counterShard is a set of counters on cache lines of its own.
+type counterShard struct {
+	counters
+	_ [256 - unsafe.Sizeof(counters{})%256]byte
 }
 
 type counters struct {

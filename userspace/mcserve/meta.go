@@ -80,17 +80,17 @@ func (c *Conn) metaGet(cmd *mc.Command, out []byte, now time.Time) []byte {
 	if cmd.Meta.LongOpaque {
 		return c.metaGetLongOpaque(cmd, out, now)
 	}
-	h.c.cmdGet.Add(1)
+	c.cnt.cmdGet.Add(1)
 	p := len(out)
 	var m store.Meta
 	var hit bool
 	if cmd.Meta.HasTTL {
-		h.c.cmdTouch.Add(1)
+		c.cnt.cmdTouch.Add(1)
 		out, m, hit = s.GetAndTouch(cmd.Key, mc.Deadline(cmd.Meta.TTL, now.Unix()), out)
 		if hit {
-			h.c.touchHits.Add(1)
+			c.cnt.touchHits.Add(1)
 		} else {
-			h.c.touchMisses.Add(1)
+			c.cnt.touchMisses.Add(1)
 		}
 	} else {
 		out, m, hit = s.Get(cmd.Key, out)
@@ -99,7 +99,7 @@ func (c *Conn) metaGet(cmd *mc.Command, out []byte, now time.Time) []byte {
 	if !hit && cmd.Meta.HasViv {
 		// N: a miss creates the item, empty, and the client that created
 		// it is told to fill it (W); the others find it won (Z).
-		h.c.getMisses.Add(1)
+		c.cnt.getMisses.Add(1)
 		exp := mc.Deadline(cmd.Meta.Vivify, now.Unix())
 		if cmd.Meta.HasTTL && flagBefore(cmd, 'N', 'T') {
 			exp = mc.Deadline(cmd.Meta.TTL, now.Unix()) // the later of N and T sets it
@@ -113,11 +113,11 @@ func (c *Conn) metaGet(cmd *mc.Command, out []byte, now time.Time) []byte {
 			return metaMiss(cmd, out, now)
 		}
 	} else if !hit {
-		h.c.getMisses.Add(1)
+		c.cnt.getMisses.Add(1)
 		return metaMiss(cmd, out, now)
 	}
 	if !won {
-		h.c.getHits.Add(1)
+		c.cnt.getHits.Add(1)
 	}
 	// Stampede protection: Z when a client has been told to recache the
 	// item already, X when it is stale, W to the one client that wins the
@@ -211,7 +211,7 @@ func flagBefore(cmd *mc.Command, a, b byte) bool {
 func (c *Conn) metaSet(cmd *mc.Command, out []byte, now time.Time) []byte {
 	h := c.h
 	s := h.cfg.Store
-	h.c.cmdSet.Add(1)
+	c.cnt.cmdSet.Add(1)
 	mode := store.ModeSet
 	switch cmd.Meta.Mode { // the parser refuses any other
 	case 'E':
@@ -256,11 +256,11 @@ func (c *Conn) metaSet(cmd *mc.Command, out []byte, now time.Time) []byte {
 	if isCAS {
 		switch r {
 		case store.Stored:
-			h.c.casHits.Add(1)
+			c.cnt.casHits.Add(1)
 		case store.Exists:
-			h.c.casBadval.Add(1)
+			c.cnt.casBadval.Add(1)
 		case store.NotFound:
-			h.c.casMisses.Add(1)
+			c.cnt.casMisses.Add(1)
 		}
 	}
 	var code string
@@ -311,7 +311,7 @@ func (c *Conn) metaDelete(cmd *mc.Command, out []byte, now time.Time) []byte {
 	switch r {
 	case store.Deleted:
 		if !cmd.Meta.Stale {
-			h.c.deleteHits.Add(1)
+			c.cnt.deleteHits.Add(1)
 		}
 		if cmd.Meta.Quiet {
 			return out
@@ -320,7 +320,7 @@ func (c *Conn) metaDelete(cmd *mc.Command, out []byte, now time.Time) []byte {
 	case store.Exists:
 		code = mc.MetaExists
 	default:
-		h.c.deleteMisses.Add(1)
+		c.cnt.deleteMisses.Add(1)
 		code = mc.MetaNotFound
 	}
 	out = mc.AppendMetaCode(out, code)
@@ -354,7 +354,7 @@ func (c *Conn) metaArith(cmd *mc.Command, out []byte, now time.Time) []byte {
 		exp = &e
 	}
 	v, cas, r := s.IncrMeta(cmd.Key, cmd.Meta.Delta, decr, viv, cmd.Meta.Compare, exp)
-	h.countArith(decr, r)
+	c.countArith(decr, r)
 	if cmd.Meta.LongOpaque && r != store.NonNumeric {
 		// memcached refuses the token as it writes the reply, after the
 		// change

@@ -105,22 +105,23 @@ func (h *Handler) Stats() Stats {
 	now := h.cfg.Now()
 	st := h.cfg.Store.Stats()
 	si := h.serverInfo()
+	c := h.counts()
 	s := Stats{
 		Pid: h.pid, Uptime: int64(now.Sub(h.started) / time.Second), Time: now.Unix(),
 		Version: h.cfg.Version, Threads: h.cfg.Threads,
 		MaxConnections:  si.MaxConns,
 		CurrConnections: si.CurrConns, TotalConnections: si.TotalConns, RejectedConnections: si.RejectedConns,
-		CmdGet: h.c.cmdGet.Load(), CmdSet: h.c.cmdSet.Load(), CmdFlush: h.c.cmdFlush.Load(),
-		CmdTouch: h.c.cmdTouch.Load(), CmdMeta: h.c.cmdMeta.Load(),
-		GetHits: h.c.getHits.Load(), GetMisses: h.c.getMisses.Load(),
-		DeleteHits: h.c.deleteHits.Load(), DeleteMisses: h.c.deleteMisses.Load(),
-		IncrHits: h.c.incrHits.Load(), IncrMisses: h.c.incrMisses.Load(),
-		DecrHits: h.c.decrHits.Load(), DecrMisses: h.c.decrMisses.Load(),
-		CasHits: h.c.casHits.Load(), CasMisses: h.c.casMisses.Load(), CasBadval: h.c.casBadval.Load(),
-		TouchHits: h.c.touchHits.Load(), TouchMisses: h.c.touchMisses.Load(),
-		StoreTooLarge: h.c.storeTooLarge.Load(),
-		AuthCmds:      h.c.authCmds.Load(), AuthErrors: h.c.authErrors.Load(),
-		BytesRead: h.c.bytesRead.Load(), BytesWritten: h.c.bytesWritten.Load(),
+		CmdGet: c.cmdGet, CmdSet: c.cmdSet, CmdFlush: c.cmdFlush,
+		CmdTouch: c.cmdTouch, CmdMeta: c.cmdMeta,
+		GetHits: c.getHits, GetMisses: c.getMisses,
+		DeleteHits: c.deleteHits, DeleteMisses: c.deleteMisses,
+		IncrHits: c.incrHits, IncrMisses: c.incrMisses,
+		DecrHits: c.decrHits, DecrMisses: c.decrMisses,
+		CasHits: c.casHits, CasMisses: c.casMisses, CasBadval: c.casBadval,
+		TouchHits: c.touchHits, TouchMisses: c.touchMisses,
+		StoreTooLarge: c.storeTooLarge,
+		AuthCmds:      c.authCmds, AuthErrors: c.authErrors,
+		BytesRead: c.bytesRead, BytesWritten: c.bytesWritten,
 		LimitMaxbytes: st.LimitBytes, CurrItems: st.Items, TotalItems: st.TotalItems, Bytes: st.Bytes,
 		Evictions: st.Evictions, Reclaimed: st.Expired,
 	}
@@ -132,6 +133,49 @@ func (h *Handler) Stats() Stats {
 		s.CmdMeta += m
 	}
 	return s
+}
+
+// countsNow are the counters of every shard added up.
+type countsNow struct {
+	cmdGet, cmdSet, cmdFlush, cmdTouch, cmdMeta uint64
+	getHits, getMisses                          uint64
+	deleteHits, deleteMisses                    uint64
+	incrHits, incrMisses, decrHits, decrMisses  uint64
+	casHits, casMisses, casBadval               uint64
+	touchHits, touchMisses                      uint64
+	storeTooLarge, bytesRead, bytesWritten      uint64
+	authCmds, authErrors                        uint64
+}
+
+func (h *Handler) counts() countsNow {
+	var n countsNow
+	for i := range h.shards {
+		c := &h.shards[i].counters
+		n.cmdGet += c.cmdGet.Load()
+		n.cmdSet += c.cmdSet.Load()
+		n.cmdFlush += c.cmdFlush.Load()
+		n.cmdTouch += c.cmdTouch.Load()
+		n.cmdMeta += c.cmdMeta.Load()
+		n.getHits += c.getHits.Load()
+		n.getMisses += c.getMisses.Load()
+		n.deleteHits += c.deleteHits.Load()
+		n.deleteMisses += c.deleteMisses.Load()
+		n.incrHits += c.incrHits.Load()
+		n.incrMisses += c.incrMisses.Load()
+		n.decrHits += c.decrHits.Load()
+		n.decrMisses += c.decrMisses.Load()
+		n.casHits += c.casHits.Load()
+		n.casMisses += c.casMisses.Load()
+		n.casBadval += c.casBadval.Load()
+		n.touchHits += c.touchHits.Load()
+		n.touchMisses += c.touchMisses.Load()
+		n.storeTooLarge += c.storeTooLarge.Load()
+		n.bytesRead += c.bytesRead.Load()
+		n.bytesWritten += c.bytesWritten.Load()
+		n.authCmds += c.authCmds.Load()
+		n.authErrors += c.authErrors.Load()
+	}
+	return n
 }
 
 // sinceReset is Stats with the counters memcached's "stats reset" zeroes
