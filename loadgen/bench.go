@@ -748,14 +748,7 @@ func (f *flow) run(ctx context.Context) {
 	sending := true
 	for {
 		now := time.Now()
-		if sending && (now.After(f.end) || ctx.Err() != nil) {
-			sending = false
-		}
-		if !sending && len(f.free) == len(f.slots) {
-			return
-		}
-		if !sending && now.After(f.end.Add(f.cfg.Timeout)) {
-			f.lost.Add(uint64(len(f.slots) - len(f.free)))
+		if f.over(ctx, now, &sending) {
 			return
 		}
 		out = out[:0]
@@ -813,6 +806,25 @@ func (f *flow) run(ctx context.Context) {
 			lastScan = now
 		}
 	}
+}
+
+// over starts a round of a flow's loop: sending stops at the end time (or
+// once ctx is done); then the flow is over when nothing is in flight, or
+// when what is has had its timeout (counted lost).
+func (f *flow) over(ctx context.Context, now time.Time, sending *bool) bool {
+	if *sending && (now.After(f.end) || ctx.Err() != nil) {
+		*sending = false
+	}
+	switch {
+	case *sending:
+		return false
+	case len(f.free) == len(f.slots):
+		return true
+	case now.After(f.end.Add(f.cfg.Timeout)):
+		f.lost.Add(uint64(len(f.slots) - len(f.free)))
+		return true
+	}
+	return false
 }
 
 // quota is how many requests may be sent now: as many as there are free

@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rebound-net/rebound/internal/udpbatch"
 )
 
 // The sockets of open-loop flows: non-blocking, and not in Go's netpoller,
@@ -165,7 +167,7 @@ func (u *udpSock) flush() {
 		switch {
 		case e == 0:
 			sent += int(r)
-		case e == unix.EINTR || pendingError(e):
+		case e == unix.EINTR || udpbatch.PendingError(e):
 		default:
 			sent++ // skip the one refused
 		}
@@ -186,7 +188,7 @@ func (u *udpSock) read() int {
 		switch {
 		case e == 0:
 			return int(r)
-		case e == unix.EINTR || pendingError(e):
+		case e == unix.EINTR || udpbatch.PendingError(e):
 			// again: an ICMP error is reported once, data follows
 		default:
 			return 0
@@ -209,17 +211,6 @@ func (u *udpSock) stamp(i int) int64 {
 	}
 	ts := (*unix.Timespec)(unsafe.Pointer(&ctl[unix.CmsgLen(0)]))
 	return ts.Nano()
-}
-
-// pendingError reports whether e is an error the kernel keeps on a
-// socket (sk_err, set by an ICMP error) and reports once.
-func pendingError(e unix.Errno) bool {
-	switch e {
-	case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EHOSTDOWN, unix.ENETDOWN,
-		unix.EPROTO, unix.ENOPROTOOPT, unix.EMSGSIZE, unix.ETIMEDOUT, unix.EACCES:
-		return true
-	}
-	return false
 }
 
 // fdConn is an open-loop flow's TCP connection: a net.Conn on a
@@ -370,14 +361,7 @@ func (f *flow) runPacedUDP(ctx context.Context) {
 	sending := true
 	for {
 		now := time.Now()
-		if sending && (now.After(f.end) || ctx.Err() != nil) {
-			sending = false
-		}
-		if !sending && len(f.free) == len(f.slots) {
-			return
-		}
-		if !sending && now.After(f.end.Add(f.cfg.Timeout)) {
-			f.lost.Add(uint64(len(f.slots) - len(f.free)))
+		if f.over(ctx, now, &sending) {
 			return
 		}
 		if sending {

@@ -319,7 +319,7 @@ func (c *Conn) recv(fd uintptr) bool {
 			return false
 		case unix.EINTR:
 		default:
-			if !pendingError(e) {
+			if !PendingError(e) {
 				c.rerr = e
 				return true
 			}
@@ -329,9 +329,10 @@ func (c *Conn) recv(fd uintptr) bool {
 	}
 }
 
-// pendingError reports whether e is an error the kernel keeps on the socket
-// (sk_err, set by an ICMP error) and reports once to the next call.
-func pendingError(e unix.Errno) bool {
+// PendingError reports whether e is an error the kernel keeps on a UDP
+// socket (sk_err, set by an ICMP error) and reports once to the next call:
+// the call may be made again.
+func PendingError(e unix.Errno) bool {
 	switch e {
 	case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EHOSTDOWN, unix.ENETDOWN,
 		unix.EPROTO, unix.ENOPROTOOPT, unix.EMSGSIZE, unix.ETIMEDOUT, unix.EACCES:
