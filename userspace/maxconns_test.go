@@ -81,6 +81,16 @@ func TestMaxConnsRefusal(t *testing.T) {
 		{"memcache", ts.srv.MemcacheAddr().String(), version, []byte("VERSION "), want},
 		{"rebound", ts.srv.Addr().String(), ping, pong, nil},
 	} {
+		// The places the last subtest's connections held come back as
+		// the server sees them closed: wait for that first.
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if curr, _ := ts.srv.MemcacheConns(); curr == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the memcached port's connections still open 5s after their close")
+			}
+		}
 		t.Run(p.name, func(t *testing.T) {
 			var conns []net.Conn
 			for i := range limit {
