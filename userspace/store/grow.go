@@ -185,7 +185,11 @@ func (s *Store) moveBucket(st *indexState, b uint64) {
 // key's buckets moved, the read starts over. It sets k's table and
 // buckets to where it looked last.
 func (s *Store) lookOnce(k *hkey, key []byte, dst []byte, mode readMode) (slot uint64, e uint64, h header, ok bool, grow int, again bool) {
-	st := s.x.state.Load()
+	return s.lookIn(s.x.state.Load(), k, key, dst, mode)
+}
+
+// lookIn is lookOnce in the index as st found it.
+func (s *Store) lookIn(st *indexState, k *hkey, key []byte, dst []byte, mode readMode) (slot uint64, e uint64, h header, ok bool, grow int, again bool) {
 	if st.old == nil {
 		k.t = st.t
 		k.b1, k.b2 = st.t.buckets(k.h)

@@ -157,3 +157,35 @@ func TestIndexSizedByItems(t *testing.T) {
 		}
 	}
 }
+
+// TestReadAcrossGrowStart: a reader that found the index before it began
+// to grow, and looks after its key's buckets moved to the new table, finds
+// nothing where it looks; it must start over, not report a miss.
+func TestReadAcrossGrowStart(t *testing.T) {
+	s := newStore(t, Config{MemoryLimit: 8 << 20})
+	key := []byte("a key that moves")
+	set(t, s, string(key), "v")
+	before := s.x.state.Load()
+	nt, err := newTable(before.t.bits + 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.maps.add(nt.mem)
+	gs := &indexState{t: nt, old: before.t, moved: make([]atomic.Uint64, (1<<before.t.bits+63)/64)}
+	s.x.state.Store(gs)
+	k := s.x.hash(key)
+	o1, o2 := before.t.buckets(k.h)
+	s.x.lockStripes(k.h)
+	s.moveBucket(gs, o1)
+	s.moveBucket(gs, o2)
+	s.x.unlock(k)
+	if _, _, _, ok, _, again := s.lookIn(before, &k, key, nil, readNone); ok || !again {
+		t.Fatalf("a read that began before the growing: found %v, start over %v; want not found and start over", ok, again)
+	}
+	if _, _, _, ok, _, again := s.lookIn(gs, &k, key, nil, readNone); !ok || again {
+		t.Fatalf("a read in the growing index: found %v, start over %v", ok, again)
+	}
+	if v, _, ok := get(s, string(key)); !ok || v != "v" {
+		t.Fatalf("get: %q %v", v, ok)
+	}
+}
