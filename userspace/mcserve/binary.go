@@ -344,14 +344,7 @@ func (c *Conn) binStore(hdr mc.BinaryHeader, op mc.BinaryOp, quiet bool, key, ex
 	}
 	r, newCAS := h.cfg.Store.Set(key, v, mode, flags, deadline, cas)
 	if cas != 0 && mode == store.ModeSet {
-		switch r {
-		case store.Stored:
-			c.cnt.casHits.Add(1)
-		case store.Exists:
-			c.cnt.casBadval.Add(1)
-		case store.NotFound:
-			c.cnt.casMisses.Add(1)
-		}
+		c.countCAS(r)
 	}
 	st := mc.StatusOK
 	switch r {

@@ -323,6 +323,19 @@ func (c *Conn) exec(cmd *mc.Command, out []byte, now time.Time) ([]byte, bool) {
 	return out, false
 }
 
+// countCAS counts the outcome of a compare-and-set, as memcached's
+// cas_hits, cas_badval and cas_misses.
+func (c *Conn) countCAS(r store.Result) {
+	switch r {
+	case store.Stored:
+		c.cnt.casHits.Add(1)
+	case store.Exists:
+		c.cnt.casBadval.Add(1)
+	case store.NotFound:
+		c.cnt.casMisses.Add(1)
+	}
+}
+
 func (c *Conn) countArith(decr bool, r store.Result) {
 	switch {
 	case decr && r == store.NotFound:
@@ -378,14 +391,7 @@ func (c *Conn) store(cmd *mc.Command, now time.Time) store.Result {
 	}
 	r, _ := s.Set(cmd.Key, cmd.Data, modes[cmd.Kind], cmd.Flags, mc.Deadline(cmd.Exptime, now.Unix()), cas)
 	if cmd.Kind == mc.KindCas {
-		switch r {
-		case store.Stored:
-			c.cnt.casHits.Add(1)
-		case store.Exists:
-			c.cnt.casBadval.Add(1)
-		case store.NotFound:
-			c.cnt.casMisses.Add(1)
-		}
+		c.countCAS(r)
 	}
 	return r
 }

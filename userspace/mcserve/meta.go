@@ -254,14 +254,7 @@ func (c *Conn) metaSet(cmd *mc.Command, out []byte, now time.Time) []byte {
 		}
 	}
 	if isCAS {
-		switch r {
-		case store.Stored:
-			c.cnt.casHits.Add(1)
-		case store.Exists:
-			c.cnt.casBadval.Add(1)
-		case store.NotFound:
-			c.cnt.casMisses.Add(1)
-		}
+		c.countCAS(r)
 	}
 	var code string
 	switch r {

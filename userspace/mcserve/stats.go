@@ -105,25 +105,39 @@ func (h *Handler) Stats() Stats {
 	now := h.cfg.Now()
 	st := h.cfg.Store.Stats()
 	si := h.serverInfo()
-	c := h.counts()
 	s := Stats{
 		Pid: h.pid, Uptime: int64(now.Sub(h.started) / time.Second), Time: now.Unix(),
 		Version: h.cfg.Version, Threads: h.cfg.Threads,
 		MaxConnections:  si.MaxConns,
 		CurrConnections: si.CurrConns, TotalConnections: si.TotalConns, RejectedConnections: si.RejectedConns,
-		CmdGet: c.cmdGet, CmdSet: c.cmdSet, CmdFlush: c.cmdFlush,
-		CmdTouch: c.cmdTouch, CmdMeta: c.cmdMeta,
-		GetHits: c.getHits, GetMisses: c.getMisses,
-		DeleteHits: c.deleteHits, DeleteMisses: c.deleteMisses,
-		IncrHits: c.incrHits, IncrMisses: c.incrMisses,
-		DecrHits: c.decrHits, DecrMisses: c.decrMisses,
-		CasHits: c.casHits, CasMisses: c.casMisses, CasBadval: c.casBadval,
-		TouchHits: c.touchHits, TouchMisses: c.touchMisses,
-		StoreTooLarge: c.storeTooLarge,
-		AuthCmds:      c.authCmds, AuthErrors: c.authErrors,
-		BytesRead: c.bytesRead, BytesWritten: c.bytesWritten,
 		LimitMaxbytes: st.LimitBytes, CurrItems: st.Items, TotalItems: st.TotalItems, Bytes: st.Bytes,
 		Evictions: st.Evictions, Reclaimed: st.Expired,
+	}
+	for i := range h.shards { // the connections' counters, added up
+		c := &h.shards[i].counters
+		s.CmdGet += c.cmdGet.Load()
+		s.CmdSet += c.cmdSet.Load()
+		s.CmdFlush += c.cmdFlush.Load()
+		s.CmdTouch += c.cmdTouch.Load()
+		s.CmdMeta += c.cmdMeta.Load()
+		s.GetHits += c.getHits.Load()
+		s.GetMisses += c.getMisses.Load()
+		s.DeleteHits += c.deleteHits.Load()
+		s.DeleteMisses += c.deleteMisses.Load()
+		s.IncrHits += c.incrHits.Load()
+		s.IncrMisses += c.incrMisses.Load()
+		s.DecrHits += c.decrHits.Load()
+		s.DecrMisses += c.decrMisses.Load()
+		s.CasHits += c.casHits.Load()
+		s.CasMisses += c.casMisses.Load()
+		s.CasBadval += c.casBadval.Load()
+		s.TouchHits += c.touchHits.Load()
+		s.TouchMisses += c.touchMisses.Load()
+		s.StoreTooLarge += c.storeTooLarge.Load()
+		s.AuthCmds += c.authCmds.Load()
+		s.AuthErrors += c.authErrors.Load()
+		s.BytesRead += c.bytesRead.Load()
+		s.BytesWritten += c.bytesWritten.Load()
 	}
 	s.RusageUser, s.RusageSystem = rusage()
 	if h.cfg.AnsweredGets != nil {
@@ -133,49 +147,6 @@ func (h *Handler) Stats() Stats {
 		s.CmdMeta += m
 	}
 	return s
-}
-
-// countsNow are the counters of every shard added up.
-type countsNow struct {
-	cmdGet, cmdSet, cmdFlush, cmdTouch, cmdMeta uint64
-	getHits, getMisses                          uint64
-	deleteHits, deleteMisses                    uint64
-	incrHits, incrMisses, decrHits, decrMisses  uint64
-	casHits, casMisses, casBadval               uint64
-	touchHits, touchMisses                      uint64
-	storeTooLarge, bytesRead, bytesWritten      uint64
-	authCmds, authErrors                        uint64
-}
-
-func (h *Handler) counts() countsNow {
-	var n countsNow
-	for i := range h.shards {
-		c := &h.shards[i].counters
-		n.cmdGet += c.cmdGet.Load()
-		n.cmdSet += c.cmdSet.Load()
-		n.cmdFlush += c.cmdFlush.Load()
-		n.cmdTouch += c.cmdTouch.Load()
-		n.cmdMeta += c.cmdMeta.Load()
-		n.getHits += c.getHits.Load()
-		n.getMisses += c.getMisses.Load()
-		n.deleteHits += c.deleteHits.Load()
-		n.deleteMisses += c.deleteMisses.Load()
-		n.incrHits += c.incrHits.Load()
-		n.incrMisses += c.incrMisses.Load()
-		n.decrHits += c.decrHits.Load()
-		n.decrMisses += c.decrMisses.Load()
-		n.casHits += c.casHits.Load()
-		n.casMisses += c.casMisses.Load()
-		n.casBadval += c.casBadval.Load()
-		n.touchHits += c.touchHits.Load()
-		n.touchMisses += c.touchMisses.Load()
-		n.storeTooLarge += c.storeTooLarge.Load()
-		n.bytesRead += c.bytesRead.Load()
-		n.bytesWritten += c.bytesWritten.Load()
-		n.authCmds += c.authCmds.Load()
-		n.authErrors += c.authErrors.Load()
-	}
-	return n
 }
 
 // sinceReset is Stats with the counters memcached's "stats reset" zeroes
