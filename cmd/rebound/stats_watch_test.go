@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rebound-net/rebound/internal/testutil"
 	"github.com/rebound-net/rebound/userspace"
 	"github.com/rebound-net/rebound/userspace/mcserve"
 	"github.com/rebound-net/rebound/userspace/store"
@@ -208,15 +209,7 @@ func TestStatsWatch(t *testing.T) {
 // TestStatsWatchInterrupted: without --count, watch runs until its
 // context ends (the interrupt), then prints the totals.
 func TestStatsWatchInterrupted(t *testing.T) {
-	srv, err := userspace.NewServer(userspace.Config{Mode: userspace.ModeUDP, Listen: "127.0.0.1:0", Workers: 1,
-		Handler: userspace.NewService(userspace.ServiceConfig{KVMemory: 8 << 20})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv := testutil.StartLoopbackServer(t)
 	hs := httptest.NewServer(userspace.MetricsHandler(srv, nil))
 	t.Cleanup(hs.Close)
 	var out, errb lockedBuffer

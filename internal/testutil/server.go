@@ -12,6 +12,12 @@ import (
 // and returns its address.
 func LoopbackServer(t testing.TB) string {
 	t.Helper()
+	return StartLoopbackServer(t).Addr().String()
+}
+
+// StartLoopbackServer is LoopbackServer, returning the server itself.
+func StartLoopbackServer(t testing.TB) *userspace.Server {
+	t.Helper()
 	srv, err := userspace.NewServer(userspace.Config{Mode: userspace.ModeUDP, Listen: "127.0.0.1:0", Workers: 1,
 		Handler: userspace.NewService(userspace.ServiceConfig{KVMemory: 8 << 20})})
 	if err != nil {
@@ -21,5 +27,5 @@ func LoopbackServer(t testing.TB) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Stop)
-	return srv.Addr().String()
+	return srv
 }
