@@ -86,7 +86,7 @@ func (s *Store) grow() {
 		return // asked for by a write to the table this one grew out of
 	}
 	next := cur.bits + 1
-	if cur.bits >= s.x.maxBits || items <= 0 ||
+	if cur.bits >= s.x.maxBits ||
 		(s.limit-tableBytes(next))/max(bytes/items, 1) <= int64(cur.nslots())*growSlack/1024 {
 		s.growCheck.Store(s.total.Load() + int64(cur.nslots()/2))
 		return
@@ -178,17 +178,12 @@ func (s *Store) moveBucket(st *indexState, b uint64) {
 	}
 }
 
-// lookOnce looks key up once without a lock in the tables its buckets
-// are in (see readOnce); again asks to start over. An entry found was the
-// key's when it was read; a miss is one only if no bucket of the key
-// moved meanwhile: if the index started or ended growing, or one of the
-// key's buckets moved, the read starts over. It sets k's table and
-// buckets to where it looked last.
-func (s *Store) lookOnce(k *hkey, key []byte, dst []byte, mode readMode) (slot uint64, e uint64, h header, ok bool, grow int, again bool) {
-	return s.lookIn(s.x.state.Load(), k, key, dst, mode)
-}
-
-// lookIn is lookOnce in the index as st found it.
+// lookIn looks key up once without a lock in the tables its buckets are
+// in, in the index st (as the read found it; see readOnce); again asks to
+// start over. An entry found was the key's when it was read; a miss is
+// one only if no bucket of the key moved meanwhile: if the index started
+// or ended growing, or one of the key's buckets moved, the read starts
+// over. It sets k's table and buckets to where it looked last.
 func (s *Store) lookIn(st *indexState, k *hkey, key []byte, dst []byte, mode readMode) (slot uint64, e uint64, h header, ok bool, grow int, again bool) {
 	if st.old == nil {
 		k.t = st.t

@@ -393,7 +393,7 @@ func (s *Store) read(key []byte, dst []byte, mode readMode, mark bool) (out []by
 	now := s.now()
 	k := s.x.hash(key)
 	for range readTries {
-		slot, e, h, ok, grow, again := s.lookOnce(&k, key, dst, mode)
+		slot, e, h, ok, grow, again := s.lookIn(s.x.state.Load(), &k, key, dst, mode)
 		if grow > 0 {
 			dst = slices.Grow(dst, grow)
 		}
