@@ -528,3 +528,35 @@ func TestWriteAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestItemLargerThanDefault: with a larger MaxItemSize (serve
+// --max-item-size) a 4 MiB value is stored and read back whole, beside
+// small items; the largest item a limit allows is a sixteenth of it
+// (MaxItemSizeFor), and a larger MaxItemSize is lowered to that.
+func TestItemLargerThanDefault(t *testing.T) {
+	s := newStore(t, Config{MemoryLimit: 256 << 20, MaxItemSize: 4 << 20})
+	if s.MaxItemSize() != 4<<20 {
+		t.Fatalf("MaxItemSize %d, want 4 MiB", s.MaxItemSize())
+	}
+	val := bytes.Repeat([]byte("0123456789abcdef"), 4<<16) // 4 MiB
+	set(t, s, "small", "v")
+	if r, _ := s.Set([]byte("big"), val, ModeSet, 0, 0, 0); r != Stored {
+		t.Fatal(r)
+	}
+	if got, _, ok := s.Get([]byte("big"), nil); !ok || !bytes.Equal(got, val) {
+		t.Fatalf("round trip: ok %v len %d", ok, len(got))
+	}
+	if v, _, ok := get(s, "small"); !ok || v != "v" {
+		t.Fatalf("small: %q %v", v, ok)
+	}
+	if r, _ := s.Set([]byte("bigger"), append(val, 'x'), ModeSet, 0, 0, 0); r != TooLarge {
+		t.Fatalf("4 MiB + 1: %v, want TooLarge", r)
+	}
+	most := MaxItemSizeFor(16 << 20)
+	if most >= 1<<20 || most < 512<<10 {
+		t.Fatalf("MaxItemSizeFor(16 MiB) = %d: want a sixteenth of it, less a header and a key", most)
+	}
+	if got := newStore(t, Config{MemoryLimit: 16 << 20, MaxItemSize: 4 << 20}).MaxItemSize(); got != most {
+		t.Fatalf("a 4 MiB MaxItemSize in 16 MiB: %d, want it lowered to %d", got, most)
+	}
+}
