@@ -43,22 +43,7 @@ func TestRSSUnderTTLChurn(t *testing.T) {
 }
 
 func churn(t *testing.T, minV, maxV int, length time.Duration) {
-	var s *server
-	var addr string
-	for attempt := 0; ; attempt++ {
-		rb := net.JoinHostPort("127.0.0.1", strconv.Itoa(mcFreePort(t)))
-		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(mcFreePort(t)))
-		var err error
-		s, err = startLocalServer(t, "--mode", "udp", "--workers", "1", "--listen", rb, "--memcache-listen", addr,
-			"--kv-memory", strconv.Itoa(churnKVMemory>>20)+"MiB", "--max-conns", strconv.Itoa(churnMaxConns), "--log-level", "info")
-		if err == nil {
-			break
-		}
-		if attempt < 3 && strings.Contains(err.Error(), "address already in use") {
-			continue
-		}
-		t.Fatal(err)
-	}
+	s, addr := startUDPModeServer(t, "--kv-memory", strconv.Itoa(churnKVMemory>>20)+"MiB", "--max-conns", strconv.Itoa(churnMaxConns), "--log-level", "info")
 	pid := s.cmd.Process.Pid
 	const writers = 4
 	var sets atomic.Int64

@@ -30,21 +30,29 @@ const connRSSBudget = 32 << 10
 // procStatus reads a field of /proc/PID/status in bytes (VmRSS, VmHWM).
 func procStatus(t *testing.T, pid int, field string) uint64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	v, err := readProcStatus(pid, field)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return v
+}
+
+// readProcStatus is procStatus for a goroutine other than the test's.
+func readProcStatus(pid int, field string) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			if err != nil {
-				t.Fatalf("%s: %q: %v", field, line, err)
+				return 0, fmt.Errorf("%s: %q: %v", field, line, err)
 			}
-			return kb << 10
+			return kb << 10, nil
 		}
 	}
-	t.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 // mcRoundTrip writes req on c and reads until the reply ends with end.
@@ -83,22 +91,7 @@ func TestManyConnections(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	var s *server
-	var addr string
-	for attempt := 0; ; attempt++ {
-		rb := net.JoinHostPort("127.0.0.1", strconv.Itoa(mcFreePort(t)))
-		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(mcFreePort(t)))
-		var err error
-		s, err = startLocalServer(t, "--mode", "udp", "--workers", "1", "--listen", rb, "--memcache-listen", addr,
-			"--max-conns", strconv.Itoa(manyConns), "--kv-memory", "64MiB")
-		if err == nil {
-			break
-		}
-		if attempt < 3 && strings.Contains(err.Error(), "address already in use") {
-			continue
-		}
-		t.Fatal(err)
-	}
+	s, addr := startUDPModeServer(t, "--max-conns", strconv.Itoa(manyConns), "--kv-memory", "64MiB")
 	// --max-conns counts the process's connections, every port together,
 	// as memcached's -c: 18,000 fit a limit of 20,000, and the server says
 	// so.

@@ -98,18 +98,8 @@ func TestDensity(t *testing.T) {
 // startDensityRebound returns what starts a fresh Rebound for the test.
 func startDensityRebound(t *testing.T) func() densityServer {
 	return func() densityServer {
-		for attempt := 0; ; attempt++ {
-			rb := net.JoinHostPort("127.0.0.1", strconv.Itoa(mcFreePort(t)))
-			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(mcFreePort(t)))
-			s, err := startLocalServer(t, "--mode", "udp", "--workers", "1", "--listen", rb, "--memcache-listen", addr,
-				"--kv-memory", strconv.Itoa(densityKVMemory>>20)+"MiB", "--max-conns", strconv.Itoa(densityMaxConns), "--log-level", "info")
-			if err == nil {
-				return densityServer{"rebound", addr, s.cmd.Process.Pid, func() { _ = s.cmd.Process.Kill(); <-s.done }}
-			}
-			if attempt >= 3 || !strings.Contains(err.Error(), "address already in use") {
-				t.Fatal(err)
-			}
-		}
+		s, addr := startUDPModeServer(t, "--kv-memory", strconv.Itoa(densityKVMemory>>20)+"MiB", "--max-conns", strconv.Itoa(densityMaxConns), "--log-level", "info")
+		return densityServer{"rebound", addr, s.cmd.Process.Pid, func() { _ = s.cmd.Process.Kill(); <-s.done }}
 	}
 }
 
@@ -152,9 +142,19 @@ func startMemcachedPid(t *testing.T, args ...string) densityServer {
 // noreply over two connections, and returns once all were executed.
 func fill(t *testing.T, addr, prefix string, n, size int) {
 	t.Helper()
+	value := strings.Repeat("v", size)
+	pipeline(t, addr, n, func(b []byte, i int) []byte {
+		return fmt.Appendf(b, "set %s-%029d 0 0 %d noreply\r\n%s\r\n", prefix, i, size, value)
+	})
+}
+
+// pipeline sends the commands add(b, i) appends for i in [0, n), which
+// must ask for no reply, over two connections in batches of 256, and
+// returns once the server has executed them all.
+func pipeline(t *testing.T, addr string, n int, add func(b []byte, i int) []byte) {
+	t.Helper()
 	const conns = 2
 	errs := make(chan error, conns)
-	value := strings.Repeat("v", size)
 	for w := range conns {
 		go func() {
 			errs <- func() error {
@@ -168,7 +168,7 @@ func fill(t *testing.T, addr, prefix string, n, size int) {
 				for i := w; i < n; {
 					batch = batch[:0]
 					for j := 0; j < 256 && i < n; j++ {
-						batch = fmt.Appendf(batch, "set %s-%029d 0 0 %d noreply\r\n%s\r\n", prefix, i, size, value)
+						batch = add(batch, i)
 						i += conns
 					}
 					if _, err := c.Write(batch); err != nil {
@@ -180,7 +180,7 @@ func fill(t *testing.T, addr, prefix string, n, size int) {
 				}
 				line, err := bufio.NewReader(c).ReadString('\n')
 				if err != nil || !strings.HasPrefix(line, "VERSION ") {
-					return fmt.Errorf("after the sets: %q, %v", line, err)
+					return fmt.Errorf("after the commands: %q, %v", line, err)
 				}
 				return nil
 			}()

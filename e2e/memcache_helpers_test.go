@@ -157,6 +157,25 @@ func startReboundLoopback(t *testing.T, o mcOptions) *mcTarget {
 	}
 }
 
+// startUDPModeServer starts 'rebound serve --mode udp' with one worker
+// on two free loopback ports, with args added (--kv-memory, --max-conns),
+// trying other ports when one was taken in between; it returns the
+// server and its memcached address.
+func startUDPModeServer(t *testing.T, args ...string) (*server, string) {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		rb := net.JoinHostPort("127.0.0.1", strconv.Itoa(mcFreePort(t)))
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(mcFreePort(t)))
+		s, err := startLocalServer(t, append([]string{"--mode", "udp", "--workers", "1", "--listen", rb, "--memcache-listen", addr}, args...)...)
+		if err == nil {
+			return s, addr
+		}
+		if attempt >= 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+	}
+}
+
 // startLocalServer runs 'rebound serve' in this test's namespace (no 'ip
 // netns exec', so no root), waits until it says it is serving, and kills it
 // by its pid when the test ends.
