@@ -41,8 +41,9 @@ type densityServer struct {
 // under the same limit, then 400,000 sets of 1 KiB values into a fresh
 // server of each, beside memcached -m 256 under the same sets. Rebound's
 // RSS and peak RSS (VmHWM) stay within --kv-memory plus the documented
-// overhead, and, filled fresh, each byte of its RSS holds at least as
-// many items as memcached's, for both sizes.
+// overhead; filled fresh, each byte of its RSS holds at least as many
+// items as memcached's, for both sizes; and after the shift of sizes it
+// holds about as many 1 KiB items as when filled fresh.
 func TestDensity(t *testing.T) {
 	if testing.Short() {
 		testenv.Skip(t, "-short: fills 256 MiB twice in two servers")
@@ -92,6 +93,12 @@ func TestDensity(t *testing.T) {
 		if ph.fresh && rPer > mPer {
 			t.Errorf("%s: rebound takes %.0f bytes of RSS an item, memcached %.0f", ph.name, rPer, mPer)
 		}
+	}
+	// After the shift the index the small items grew halves back: the
+	// same limit holds about as many 1 KiB items as a fresh server (92%
+	// when the index kept the small items' size).
+	if shifted, fresh := res["rebound"][1].items, res["rebound"][2].items; shifted < fresh*97/100 {
+		t.Errorf("rebound holds %d items of 1 KiB after the 64-byte ones, %d in a fresh server: the index did not give their memory back", shifted, fresh)
 	}
 }
 

@@ -78,7 +78,11 @@
 //   - The index grows in the write that finds it should while it is small
 //     (up to 8,192 slots: under a millisecond), else in a goroutine;
 //     while that one moves the entries, writes go on and move their own
-//     keys' buckets first.
+//     keys' buckets first. It halves the same way, down to its first
+//     size, when a full store evicts with fewer than a quarter of its
+//     slots used; an entry that finds both of its buckets in the smaller
+//     table full evicts the item in the oldest segment among them and
+//     itself (Stats.SlotEvictions).
 //   - Eviction runs in the writer that finds too few segments free, before
 //     it takes its key's locks: one segment's items at a time (about 8,000
 //     small items for a 1 MiB segment).

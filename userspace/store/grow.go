@@ -5,13 +5,16 @@ import (
 	"sync/atomic"
 )
 
-// Growing the index. The index starts small (a slot per KiB of the
+// Resizing the index. The index starts small (a slot per KiB of the
 // limit) so that a store of large items keeps its memory for items; a
 // store of small items doubles it as it fills, each time the items the
 // slots allow are fewer than the segments could hold at the items'
-// average size. The memory a larger table takes is taken from the
-// segments first (the oldest are evicted), so that the index and the
-// segments together stay within the limit, also while both tables exist.
+// average size. When larger items take the place of small ones, the
+// index halves again (back to its first size at the least) once the
+// segments are full and few of its slots are used. The memory a larger
+// table takes is taken from the segments first (the oldest are evicted),
+// so that the index and the segments together stay within the limit,
+// also while both tables exist; what a smaller one leaves goes to them.
 //
 // The entries move bucket by bucket, each under its stripe's lock, while
 // reads and writes go on: a writer moves its key's two buckets first if
@@ -28,9 +31,15 @@ const growLoad = 600
 // the slots the index has now.
 const growSlack = 870
 
+// shrinkLoad: an index found with fewer than shrinkLoad/1024 of its
+// slots in use when a full store evicts a segment halves, so that the
+// segments get its memory. Halved, it is less than twice as loaded: far
+// from growLoad, so that it does not double again on the next items.
+const shrinkLoad = 256
+
 // lock takes the locks of k's buckets and sets k's table (the one writes
-// go to) and buckets in it; while the index grows it first moves the
-// key's buckets into the new table.
+// go to) and buckets in it; while the index is resized it first moves
+// the key's buckets into the new table.
 func (s *Store) lock(k *hkey) {
 	s.x.lockStripes(k.h)
 	st := s.x.state.Load()
@@ -45,52 +54,69 @@ func (s *Store) lock(k *hkey) {
 
 // newItem counts an item added under k and, past the load that calls for
 // it, asks for the index to be considered for growing (by the next write,
-// before it takes its locks: startGrow).
+// before it takes its locks: startResize).
 func (s *Store) newItem(k hkey) {
 	n := s.items.Add(1)
-	if n > int64(k.t.nslots())*growLoad/1024 && s.total.Load() >= s.growCheck.Load() && !s.wantGrow.Load() {
-		s.wantGrow.Store(true)
+	if n > int64(k.t.nslots())*growLoad/1024 && s.total.Load() >= s.growCheck.Load() && !s.wantResize.Load() {
+		s.wantResize.Store(true)
 	}
 }
 
-// inlineGrowSlots: a table up to this many slots grows in the write that
-// finds it asked for (under a millisecond), so that a store
-// filled fast does not outrun it; a larger one grows in a goroutine of
-// its own, with the slots past growLoad to fill meanwhile.
+// segmentEvicted is told by evictOne, which makes room in full segments:
+// an index with fewer than shrinkLoad/1024 of its slots in use, larger
+// than it started, asks to be halved (by the next write: startResize).
+func (s *Store) segmentEvicted() {
+	st := s.x.state.Load()
+	if st.old == nil && st.t.bits > s.x.minBits && s.items.Load() < int64(st.t.nslots())*shrinkLoad/1024 && !s.wantResize.Load() {
+		s.wantResize.Store(true)
+	}
+}
+
+// inlineGrowSlots: a table up to this many slots is resized in the write
+// that finds it asked for (under a millisecond), so that a store filled
+// fast does not outrun it; a larger one in a goroutine of its own, with
+// the slots past growLoad to fill meanwhile.
 const inlineGrowSlots = 1 << 13
 
-// startGrow grows the index if a write asked for it; the caller holds no
-// lock.
-func (s *Store) startGrow() {
-	if !s.wantGrow.Load() || !s.growing.CompareAndSwap(false, true) {
+// startResize resizes the index if a write or an eviction asked for it;
+// the caller holds no lock.
+func (s *Store) startResize() {
+	if !s.wantResize.Load() || !s.resizing.CompareAndSwap(false, true) {
 		return
 	}
-	s.wantGrow.Store(false)
+	s.wantResize.Store(false)
 	if s.x.state.Load().t.nslots() <= inlineGrowSlots {
-		s.grow()
+		s.resize()
 	} else {
-		go s.grow()
+		go s.resize()
 	}
 }
 
-// grow doubles the index if that lets the store hold more items: if the
-// segments, with the memory the larger table takes, would hold more items
-// than the table has slots now. If not, it looks again once half a table
-// of new items has been stored.
-func (s *Store) grow() {
-	defer s.growing.Store(false)
-	st := s.x.state.Load()
-	cur := st.t
+// resize halves the index if few of its slots are used, or doubles it if
+// that lets the store hold more items: if the segments, with the memory
+// the larger table takes, would hold more items than the table has slots
+// now. If neither, it looks again once half a table of new items has
+// been stored.
+func (s *Store) resize() {
+	defer s.resizing.Store(false)
+	cur := s.x.state.Load().t
 	items, bytes := s.items.Load(), s.bytes.Load()
-	if items <= int64(cur.nslots())*growLoad/1024 {
-		return // asked for by a write to the table this one grew out of
-	}
-	next := cur.bits + 1
-	if cur.bits >= s.x.maxBits ||
-		(s.limit-tableBytes(next))/max(bytes/items, 1) <= int64(cur.nslots())*growSlack/1024 {
+	switch {
+	case cur.bits > s.x.minBits && items < int64(cur.nslots())*shrinkLoad/1024:
+		s.rebuild(cur, cur.bits-1)
+	case items <= int64(cur.nslots())*growLoad/1024:
+		// Asked for by a write to the table this one grew out of.
+	case cur.bits >= s.x.maxBits ||
+		(s.limit-tableBytes(cur.bits+1))/max(bytes/items, 1) <= int64(cur.nslots())*growSlack/1024:
 		s.growCheck.Store(s.total.Load() + int64(cur.nslots()/2))
-		return
+	default:
+		s.rebuild(cur, cur.bits+1)
 	}
+}
+
+// rebuild moves the index from table cur into a new one of 2^next
+// buckets, while reads and writes go on; the caller is the one resize.
+func (s *Store) rebuild(cur *table, next uint) {
 	t, err := newTable(next)
 	if err != nil {
 		s.growCheck.Store(math.MaxInt64)
@@ -113,11 +139,15 @@ func (s *Store) grow() {
 		s.x.locks[a].Unlock()
 	}
 	s.x.state.Store(&indexState{t: t})
-	s.grows.Add(1)
+	if next > cur.bits {
+		s.grows.Add(1)
+	} else {
+		s.shrinks.Add(1)
+	}
 	// A reader that looked at the old table before its last bucket moved
 	// finds, when it looks again, that its bucket moved: the old pages
 	// can go, read as empty from now on. (One such reader late enough
-	// to record a read in them would take a page back: the next growth
+	// to record a read in them would take a page back: the next resize
 	// gives those back too.)
 	s.retired = append(s.retired, cur)
 	for _, r := range s.retired {
@@ -134,9 +164,12 @@ func (s *Store) segmentsFor(index int64) int {
 
 // moveBucket moves bucket b of the old table into the new one, unless it
 // has moved; the caller holds b's stripe. Each entry goes to one of its
-// key's buckets in the new table under the same stripe (the two b
-// becomes, or for a key whose two old buckets were neighbours, the two
-// its neighbour becomes); the rare entry that finds them full is evicted.
+// key's buckets in the new table under the same stripe (growing: the two
+// b becomes, or for a key whose two old buckets were neighbours, the two
+// its neighbour becomes; shrinking: the one b and its neighbour become,
+// or that one's neighbour); when they are full, the item in the oldest
+// segment among theirs and the entry's is evicted, as a new key's would
+// be (Stats.SlotEvictions).
 func (s *Store) moveBucket(st *indexState, b uint64) {
 	if st.isMoved(b) {
 		return
@@ -161,13 +194,15 @@ func (s *Store) moveBucket(st *indexState, b uint64) {
 		}
 		to := freeSlot(t, n1, n2)
 		if to == noSlot {
-			if s.live(h, s.now()) {
-				s.evictions.Add(1)
-			} else {
-				s.expired.Add(1)
+			// Full: the item in the oldest segment goes, this one or
+			// one already there (a halving can fill a bucket).
+			victim, born := s.oldestIn(t, n1, n2)
+			if s.sg.born[off/s.sg.size].Load() <= born {
+				s.evictForSlot(old, i, s.now())
+				continue
 			}
-			s.removeLocked(old, i, off, h)
-			continue
+			s.evictForSlot(t, victim, s.now())
+			to = victim
 		}
 		t.storeAccess(to, old.loadAccess(i))
 		t.store(to, e)
@@ -182,7 +217,7 @@ func (s *Store) moveBucket(st *indexState, b uint64) {
 // in, in the index st (as the read found it; see readOnce); again asks to
 // start over. An entry found was the key's when it was read; a miss is
 // one only if no bucket of the key moved meanwhile: if the index started
-// or ended growing, or one of the key's buckets moved, the read starts
+// or ended resizing, or one of the key's buckets moved, the read starts
 // over. It sets k's table and buckets to where it looked last.
 func (s *Store) lookIn(st *indexState, k *hkey, key []byte, dst []byte, mode readMode) (slot uint64, e uint64, h header, ok bool, grow int, again bool) {
 	if st.old == nil {

@@ -55,7 +55,7 @@ func TestIndexGrowsUnderLoad(t *testing.T) {
 				// evicts (a few do from about 70% of the slots on; it grows at 59%),
 				// which would make a miss right: they wait for the
 				// moving to start, and go on while it runs.
-				for s.growing.Load() && s.x.state.Load().old == nil {
+				for s.resizing.Load() && s.x.state.Load().old == nil {
 					time.Sleep(20 * time.Microsecond)
 				}
 				if i%2 == 1 { // rewrite an older key: version 2
@@ -139,7 +139,7 @@ func TestIndexSizedByItems(t *testing.T) {
 		for i := range int(2 * limit / per) {
 			s.Set(fmt.Appendf(nil, "key:%028d", i), val, ModeSet, 0, 0, 0)
 		}
-		s.startGrow()
+		s.startResize()
 		st := s.Stats()
 		// Items the segments hold, less what the index and one segment
 		// being evicted take.
@@ -159,33 +159,225 @@ func TestIndexSizedByItems(t *testing.T) {
 }
 
 // TestReadAcrossGrowStart: a reader that found the index before it began
-// to grow, and looks after its key's buckets moved to the new table, finds
-// nothing where it looks; it must start over, not report a miss.
+// to grow or shrink, and looks after its key's buckets moved to the new
+// table, finds nothing where it looks; it must start over, not report a
+// miss.
 func TestReadAcrossGrowStart(t *testing.T) {
+	for _, d := range []int{+1, -1} {
+		s := newStore(t, Config{MemoryLimit: 8 << 20})
+		key := []byte("a key that moves")
+		set(t, s, string(key), "v")
+		before := s.x.state.Load()
+		nt, err := newTable(uint(int(before.t.bits) + d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.maps.add(nt.mem)
+		gs := &indexState{t: nt, old: before.t, moved: make([]atomic.Uint64, (1<<before.t.bits+63)/64)}
+		s.x.state.Store(gs)
+		k := s.x.hash(key)
+		o1, o2 := before.t.buckets(k.h)
+		s.x.lockStripes(k.h)
+		s.moveBucket(gs, o1)
+		s.moveBucket(gs, o2)
+		s.x.unlock(k)
+		if _, _, _, ok, _, again := s.lookIn(before, &k, key, nil, readNone); ok || !again {
+			t.Fatalf("table %+d bits: a read that began before the resizing: found %v, start over %v; want not found and start over", d, ok, again)
+		}
+		if _, _, _, ok, _, again := s.lookIn(gs, &k, key, nil, readNone); !ok || again {
+			t.Fatalf("table %+d bits: a read in the resizing index: found %v, start over %v", d, ok, again)
+		}
+		if v, _, ok := get(s, string(key)); !ok || v != "v" {
+			t.Fatalf("table %+d bits: get: %q %v", d, v, ok)
+		}
+	}
+}
+
+// TestIndexShrinksUnderLoad: a store filled with small items grows its
+// index; when 1 KiB items take their place, the index halves back while
+// writers go on and readers read the keys written last: none of those
+// misses or reads another value, the limit holds, and the store ends
+// holding about as many 1 KiB items as its segments allow, with an index
+// no larger than a store that only ever held 1 KiB items.
+func TestIndexShrinksUnderLoad(t *testing.T) {
+	const (
+		limit   = 64 << 20
+		writers = 2
+		window  = 2000 // keys a writer wrote last: never the oldest segments'
+		readers = 2
+	)
+	s := newStore(t, Config{MemoryLimit: limit})
+	start := s.Stats().IndexBytes
+	small := make([]byte, 64)
+	for i := range int(limit / itemSize(32, 64)) {
+		s.Set(fmt.Appendf(nil, "small:%026d", i), small, ModeSet, 0, 0, 0)
+	}
+	s.startResize()
+	grown := s.Stats()
+	if grown.IndexGrows < 3 {
+		t.Fatalf("small items grew the index %d times, to %d bytes from %d", grown.IndexGrows, grown.IndexBytes, start)
+	}
+	key := func(w, i int) []byte { return fmt.Appendf(nil, "large:%d:%024d", w, i) }
+	val := func(i int) []byte {
+		b := make([]byte, 1024)
+		binary.LittleEndian.PutUint64(b, uint64(i))
+		return b
+	}
+	perW := int(2 * limit / itemSize(32, 1024) / writers)
+	// A key is recent while fewer than `window` keys were stored after
+	// it (by either writer: one may run ahead of the other): its
+	// segment is among the newest, never evicted.
+	var acked [writers]atomic.Int64
+	var seq atomic.Int64
+	seqOf := [writers][]atomic.Int64{}
+	for w := range writers {
+		seqOf[w] = make([]atomic.Int64, perW)
+	}
+	var stop atomic.Bool
+	var bad, reads atomic.Int64
+	var wg, rg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perW {
+				if r, _ := s.Set(key(w, i), val(i), ModeSet, 0, 0, 0); r != Stored {
+					t.Errorf("set %s: %v", key(w, i), r)
+					return
+				}
+				seqOf[w][i].Store(seq.Add(1))
+				acked[w].Store(int64(i + 1))
+			}
+		}()
+	}
+	for r := range readers {
+		rg.Add(1)
+		go func() {
+			defer rg.Done()
+			rng := rand.New(rand.NewPCG(uint64(r), 11))
+			buf := make([]byte, 0, 1024)
+			for !stop.Load() && bad.Load() <= 10 {
+				w := rng.IntN(writers)
+				n := acked[w].Load()
+				if n == 0 {
+					continue
+				}
+				i := n - 1 - rng.Int64N(min(n, window))
+				at := seqOf[w][i].Load()
+				v, _, ok := s.Get(key(w, int(i)), buf[:0])
+				reads.Add(1)
+				switch {
+				case !ok && seq.Load()-at >= window:
+					// No longer recent: it may have been evicted.
+				case !ok:
+					bad.Add(1)
+					t.Errorf("%s missed, one of the last %d stored (%+v)", key(w, int(i)), window, s.Stats())
+				case binary.LittleEndian.Uint64(v) != uint64(i):
+					bad.Add(1)
+					t.Errorf("%s: value of key %d", key(w, int(i)), binary.LittleEndian.Uint64(v))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	stop.Store(true)
+	rg.Wait()
+	for s.resizing.Load() {
+		time.Sleep(time.Millisecond) // a halving in its goroutine
+	}
+	st := s.Stats()
+	t.Logf("%d reads; grown by small items: %+v; then %+v", reads.Load(), grown, st)
+	if st.IndexShrinks == 0 || st.IndexBytes >= grown.IndexBytes {
+		t.Fatalf("the index halved %d times: %d bytes, %d with the small items", st.IndexShrinks, st.IndexBytes, grown.IndexBytes)
+	}
+	if st.ArenaBytes+st.IndexBytes > limit {
+		t.Fatalf("segments %d and index %d bytes: over the limit %d", st.ArenaBytes, st.IndexBytes, limit)
+	}
+	// As TestIndexSizedByItems: 1 KiB items in a store that never held
+	// others.
+	fresh := newStore(t, Config{MemoryLimit: limit})
+	for i := range perW * writers {
+		fresh.Set(fmt.Appendf(nil, "fresh:%026d", i), small[:0], ModeSet, 0, 0, 0)
+		fresh.Set(fmt.Appendf(nil, "fresh:%026d", i), val(i), ModeSet, 0, 0, 0)
+	}
+	fresh.startResize()
+	if fs := fresh.Stats(); st.IndexBytes > fs.IndexBytes {
+		t.Fatalf("index of %d KiB after the small items left, %d KiB in a store of 1 KiB items only", st.IndexBytes>>10, fs.IndexBytes>>10)
+	}
+	if fit := (st.ArenaBytes - 2*s.sg.size) / itemSize(32, 1024); st.Items < fit*85/100 {
+		t.Fatalf("%d items of 1 KiB, the segments would hold %d", st.Items, fit)
+	}
+	for w := range writers {
+		for i := range perW {
+			if seq.Load()-seqOf[w][i].Load() >= window {
+				continue
+			}
+			if v, _, ok := s.Peek(key(w, i), nil); !ok || binary.LittleEndian.Uint64(v) != uint64(i) {
+				t.Fatalf("%s after the halving: %v %v", key(w, i), v, ok)
+			}
+		}
+	}
+}
+
+// TestMoveEvictsTheOldest: a halving can fill both of a key's buckets in
+// the smaller table; the entry that moves in then evicts the item in the
+// oldest segment among theirs and its own, as a new key's write would,
+// not itself when it is the newest.
+func TestMoveEvictsTheOldest(t *testing.T) {
 	s := newStore(t, Config{MemoryLimit: 8 << 20})
-	key := []byte("a key that moves")
-	set(t, s, string(key), "v")
-	before := s.x.state.Load()
-	nt, err := newTable(before.t.bits + 1)
+	var olds []string
+	for i := range 2 * bucketSlots {
+		olds = append(olds, fmt.Sprintf("old-%d", i))
+		set(t, s, olds[i], "v")
+	}
+	// Fill the first segment, so that the newest key is born later.
+	filler := make([]byte, 4096)
+	for i := 0; s.sg.born[s.sg.head].Load() == 1; i++ {
+		s.Set(fmt.Appendf(nil, "filler-%d", i), filler, ModeSet, 0, 0, 0)
+	}
+	set(t, s, "newest", "n")
+	st := s.x.state.Load()
+	oldT := st.t
+	k := s.x.hash([]byte("newest"))
+	s.x.lockStripes(k.h)
+	defer s.x.unlock(k)
+	k.t = oldT
+	k.b1, k.b2 = oldT.buckets(k.h)
+	slot, _ := s.findLocked(k, []byte("newest"))
+	if slot == noSlot {
+		t.Fatal("newest not in the index")
+	}
+	ob := slot / bucketSlots
+	nt, err := newTable(oldT.bits - 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.maps.add(nt.mem)
-	gs := &indexState{t: nt, old: before.t, moved: make([]atomic.Uint64, (1<<before.t.bits+63)/64)}
-	s.x.state.Store(gs)
-	k := s.x.hash(key)
-	o1, o2 := before.t.buckets(k.h)
-	s.x.lockStripes(k.h)
-	s.moveBucket(gs, o1)
-	s.moveBucket(gs, o2)
-	s.x.unlock(k)
-	if _, _, _, ok, _, again := s.lookIn(before, &k, key, nil, readNone); ok || !again {
-		t.Fatalf("a read that began before the growing: found %v, start over %v; want not found and start over", ok, again)
+	gs := &indexState{t: nt, old: oldT, moved: make([]atomic.Uint64, (1<<oldT.bits+63)/64)}
+	// Both of its buckets in the smaller table, full of the old keys.
+	n1, n2 := nt.buckets(k.h)
+	j := 0
+	for _, b := range []uint64{n1, n2} {
+		for i := b * bucketSlots; i < (b+1)*bucketSlots; i++ {
+			ok := s.x.hash([]byte(olds[j]))
+			ok.t = oldT
+			ok.b1, ok.b2 = oldT.buckets(ok.h)
+			_, e := s.findLocked(ok, []byte(olds[j]))
+			if e == 0 {
+				t.Fatalf("%s not in the index", olds[j])
+			}
+			nt.store(i, e)
+			j++
+		}
 	}
-	if _, _, _, ok, _, again := s.lookIn(gs, &k, key, nil, readNone); !ok || again {
-		t.Fatalf("a read in the growing index: found %v, start over %v", ok, again)
+	before := s.Stats().SlotEvictions
+	s.moveBucket(gs, ob)
+	k.t = nt
+	k.b1, k.b2 = n1, n2
+	if slot, _ := s.findLocked(k, []byte("newest")); slot == noSlot {
+		t.Fatal("the newest item, moving into full buckets, was evicted in place of an older one")
 	}
-	if v, _, ok := get(s, string(key)); !ok || v != "v" {
-		t.Fatalf("get: %q %v", v, ok)
+	if n := s.Stats().SlotEvictions - before; n != 1 {
+		t.Fatalf("%d evictions for a slot, want 1", n)
 	}
 }

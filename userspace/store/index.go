@@ -16,11 +16,14 @@ import (
 //
 // The index grows with the items: it starts at a slot for every KiB of
 // the limit and doubles, while the store fills, as long as the items its
-// slots allow are fewer than the segments could hold (see Store.grow).
-// A doubling moves the entries bucket by bucket into a table twice the
-// size, while reads and writes go on: bucket b of a table of 2^k buckets
-// becomes buckets 2b and 2b+1 of the next (a bucket is the top k bits of
-// one half of the key's hash), and both are guarded by the same stripe.
+// slots allow are fewer than the segments could hold (see Store.resize);
+// it halves again when the segments are full and few of its slots are
+// used (larger items came in place of small ones). A doubling moves the
+// entries bucket by bucket into a table twice the size, while reads and
+// writes go on: bucket b of a table of 2^k buckets becomes buckets 2b
+// and 2b+1 of the next (a bucket is the top k bits of one half of the
+// key's hash), and both are guarded by the same stripe; a halving moves
+// buckets 2b and 2b+1 into bucket b, under that stripe too.
 //
 // An entry (0: empty):
 //
@@ -144,7 +147,7 @@ func (t *table) markRead(i uint64, e uint64) {
 // moved.
 type indexState struct {
 	t     *table
-	old   *table          // nil unless growing
+	old   *table          // nil unless resizing (growing or shrinking)
 	moved []atomic.Uint64 // a bit per bucket of old: moved to t
 }
 
@@ -161,6 +164,7 @@ type index struct {
 	seed       maphash.Seed
 	state      atomic.Pointer[indexState]
 	stripeBits uint
+	minBits    uint // the first table, the smallest it shrinks back to
 	maxBits    uint // the largest table it may grow to
 	locks      []stripe
 }
@@ -175,9 +179,10 @@ type hkey struct {
 }
 
 // init starts the index at a table of 2^bits buckets, growing to at
-// most 2^maxBits.
+// most 2^maxBits and shrinking back to no fewer than it started with.
 func (x *index) init(t *table, maxBits uint) {
 	x.seed = maphash.MakeSeed()
+	x.minBits = t.bits
 	x.maxBits = max(maxBits, t.bits)
 	x.stripeBits = min(maxStripeBits, t.bits-1)
 	x.locks = make([]stripe, 1<<x.stripeBits)

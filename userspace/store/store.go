@@ -116,16 +116,17 @@ type Vivify struct {
 
 // Stats are the store's gauges and counters.
 type Stats struct {
-	Items      int64 // items held, expired ones not yet removed included
-	Bytes      int64 // memory the items held take: header, key, value
-	LimitBytes int64 // Config.MemoryLimit: the store takes no more
-	ArenaBytes int64 // of it, the segments that hold items (the rest is the index)
-	Evictions  int64 // items removed to stay under the limit
-	Expired    int64 // expired or flushed items removed when found
-	TotalItems int64 // items stored since start
-	Flushed    int64 // FlushAll calls
-	IndexBytes int64 // the index's table: the limit less the arena's share
-	IndexGrows int64 // times the index doubled
+	Items        int64 // items held, expired ones not yet removed included
+	Bytes        int64 // memory the items held take: header, key, value
+	LimitBytes   int64 // Config.MemoryLimit: the store takes no more
+	ArenaBytes   int64 // of it, the segments that hold items (the rest is the index)
+	Evictions    int64 // items removed to stay under the limit
+	Expired      int64 // expired or flushed items removed when found
+	TotalItems   int64 // items stored since start
+	Flushed      int64 // FlushAll calls
+	IndexBytes   int64 // the index's table: the limit less the arena's share
+	IndexGrows   int64 // times the index doubled
+	IndexShrinks int64 // times the index halved
 	// SlotEvictions: of Evictions, those of an item whose index slot a
 	// new key needed (its two buckets full) rather than its segment.
 	SlotEvictions int64
@@ -182,15 +183,17 @@ type Store struct {
 
 	// growCheck is the count of items stored (total) before which a
 	// new item does not make the store consider growing its index again;
-	// growing is set while it does (Store.grow).
-	growCheck atomic.Int64
-	growing   atomic.Bool
-	wantGrow  atomic.Bool
-	grows     atomic.Int64
+	// wantResize asks for the index to be resized, and resizing is set
+	// while it is (Store.resize).
+	growCheck  atomic.Int64
+	resizing   atomic.Bool
+	wantResize atomic.Bool
+	grows      atomic.Int64
+	shrinks    atomic.Int64
 	// slotEvictions are the evictions of an item to free an index slot
 	// (both of a new key's buckets full), not a segment.
 	slotEvictions atomic.Int64
-	retired       []*table // tables grown out of (grow's, while growing)
+	retired       []*table // tables resized out of (resize's, while resizing)
 }
 
 // Sizes of the store's parts.
@@ -608,15 +611,29 @@ func (s *Store) freeSlotLocked(k hkey, now time.Time) uint64 {
 	if i := freeSlot(k.t, k.b1, k.b2); i != noSlot {
 		return i
 	}
-	victim, vage := noSlot, uint64(math.MaxUint64)
-	for _, b := range [2]uint64{k.b1, k.b2} {
+	victim, _ := s.oldestIn(k.t, k.b1, k.b2)
+	s.evictForSlot(k.t, victim, now)
+	return victim
+}
+
+// oldestIn is the slot of buckets b1 and b2 (full) whose item is in the
+// oldest segment, and that segment's birth.
+func (s *Store) oldestIn(t *table, b1, b2 uint64) (victim, born uint64) {
+	victim, born = noSlot, uint64(math.MaxUint64)
+	for _, b := range [2]uint64{b1, b2} {
 		for i := b * bucketSlots; i < (b+1)*bucketSlots; i++ {
-			if age := s.sg.born[entOff(k.t.load(i))/s.sg.size].Load(); age < vage {
-				victim, vage = i, age
+			if age := s.sg.born[entOff(t.load(i))/s.sg.size].Load(); age < born {
+				victim, born = i, age
 			}
 		}
 	}
-	off := entOff(k.t.load(victim))
+	return victim, born
+}
+
+// evictForSlot removes the item of slot i of t to free the slot, counted
+// as an eviction for a slot (or as expired, if it was dead).
+func (s *Store) evictForSlot(t *table, i uint64, now time.Time) {
+	off := entOff(t.load(i))
 	h := readHeader(s.mem(off, hdrSize))
 	if s.live(h, now) {
 		s.evictions.Add(1)
@@ -624,8 +641,7 @@ func (s *Store) freeSlotLocked(k hkey, now time.Time) uint64 {
 	} else {
 		s.expired.Add(1)
 	}
-	s.removeLocked(k.t, victim, off, h)
-	return victim
+	s.removeLocked(t, i, off, h)
 }
 
 // item is a new item about to be written: its header, and its value in
@@ -680,11 +696,11 @@ func (s *Store) writeLocked(k hkey, key []byte, c current, it *item, now time.Ti
 	return true
 }
 
-// makeRoom grows the index if a write asked for it, and evicts the
-// oldest segment when no more than the reserve is free, before a write
-// takes its key's lock.
+// makeRoom resizes the index if a write or an eviction asked for it,
+// and evicts the oldest segment when no more than the reserve is free,
+// before a write takes its key's lock.
 func (s *Store) makeRoom() {
-	s.startGrow()
+	s.startResize()
 	if s.sg.nFree.Load() <= reserve {
 		s.evictOne(false)
 	}
@@ -739,6 +755,7 @@ func (s *Store) evictOne(force bool) bool {
 		off += size
 	}
 	sg.release(seg)
+	s.segmentEvicted()
 	return true
 }
 
@@ -1254,6 +1271,7 @@ func (s *Store) Stats() Stats {
 		ArenaBytes:    s.sg.limitBytes(),
 		IndexBytes:    tableBytes(s.x.state.Load().t.bits),
 		IndexGrows:    s.grows.Load(),
+		IndexShrinks:  s.shrinks.Load(),
 		SlotEvictions: s.slotEvictions.Load(),
 		Evictions:     s.evictions.Load(),
 		Expired:       s.expired.Load(),
