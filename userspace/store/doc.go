@@ -82,7 +82,10 @@
 //     size, when a full store evicts with fewer than a quarter of its
 //     slots used; an entry that finds both of its buckets in the smaller
 //     table full evicts the item in the oldest segment among them and
-//     itself (Stats.SlotEvictions).
+//     itself (Stats.SlotEvictions). Whether to grow is judged by the
+//     items written since it last looked when they are smaller than
+//     those held, so that small items coming back after large ones get
+//     their slots before they fill the table.
 //   - Eviction runs in the writer that finds too few segments free, before
 //     it takes its key's locks: one segment's items at a time (about 8,000
 //     small items for a 1 MiB segment).

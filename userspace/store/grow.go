@@ -100,18 +100,32 @@ func (s *Store) startResize() {
 func (s *Store) resize() {
 	defer s.resizing.Store(false)
 	cur := s.x.state.Load().t
-	items, bytes := s.items.Load(), s.bytes.Load()
+	items := s.items.Load()
 	switch {
 	case cur.bits > s.x.minBits && items < int64(cur.nslots())*shrinkLoad/1024:
 		s.rebuild(cur, cur.bits-1)
 	case items <= int64(cur.nslots())*growLoad/1024:
 		// Asked for by a write to the table this one grew out of.
 	case cur.bits >= s.x.maxBits ||
-		(s.limit-tableBytes(cur.bits+1))/max(bytes/items, 1) <= int64(cur.nslots())*growSlack/1024:
+		(s.limit-tableBytes(cur.bits+1))/s.itemSize() <= int64(cur.nslots())*growSlack/1024:
 		s.growCheck.Store(s.total.Load() + int64(cur.nslots()/2))
 	default:
 		s.rebuild(cur, cur.bits+1)
 	}
+}
+
+// itemSize is the size to plan the index for: the average of the items
+// held, or of those written since resize last looked if smaller (items
+// coming smaller than those they replace, after a shrink: the segments
+// soon hold more of them than the average of the old ones says).
+func (s *Store) itemSize() int64 {
+	total, written := s.total.Load(), s.written.Load()
+	avg := s.bytes.Load() / max(s.items.Load(), 1)
+	if n := total - s.sizeMark.total; n > 0 {
+		avg = min(avg, (written-s.sizeMark.written)/n)
+	}
+	s.sizeMark.total, s.sizeMark.written = total, written
+	return max(avg, 1)
 }
 
 // rebuild moves the index from table cur into a new one of 2^next

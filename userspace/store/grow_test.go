@@ -381,3 +381,55 @@ func TestMoveEvictsTheOldest(t *testing.T) {
 		t.Fatalf("%d evictions for a slot, want 1", n)
 	}
 }
+
+// TestIndexFollowsSizeShifts: the same keys written over with values
+// that shrink and grow by turns. Each time the values are large, the
+// index halves back to what large items need and the segments hold about
+// as many as fit; each time they are small again, it grows back in time
+// for every key to be held (they fit), rather than evicting them for
+// slots while it judges by the large items still held.
+func TestIndexFollowsSizeShifts(t *testing.T) {
+	const (
+		limit = 64 << 20
+		keys  = 300_000 // of 64-byte values: 38 MB
+	)
+	s := newStore(t, Config{MemoryLimit: limit})
+	key := func(i int) []byte { return fmt.Appendf(nil, "key:%028d", i) }
+	for pass, size := range []int{64, 1024, 16, 1500, 64} {
+		v := make([]byte, size)
+		for i := range keys {
+			binary.LittleEndian.PutUint32(v, uint32(pass))
+			if r, _ := s.Set(key(i), v[:max(size, 4)], ModeSet, 0, 0, 0); r != Stored {
+				t.Fatalf("pass %d: set %s: %v", pass, key(i), r)
+			}
+		}
+		s.startResize()
+		for s.resizing.Load() {
+			time.Sleep(time.Millisecond) // a resize in its goroutine
+		}
+		found := 0
+		for i := range keys {
+			if v, _, ok := s.Peek(key(i), nil); ok {
+				if got := binary.LittleEndian.Uint32(v); got != uint32(pass) {
+					t.Fatalf("pass %d: %s holds the value of pass %d", pass, key(i), got)
+				}
+				found++
+			}
+		}
+		st := s.Stats()
+		t.Logf("pass %d, %d-byte values: %d of %d keys held; index %d KiB (grown %d, halved %d times), %d evicted for a slot",
+			pass, size, found, keys, st.IndexBytes>>10, st.IndexGrows, st.IndexShrinks, st.SlotEvictions)
+		if st.ArenaBytes+st.IndexBytes > limit {
+			t.Fatalf("pass %d: segments %d and index %d bytes over the limit", pass, st.ArenaBytes, st.IndexBytes)
+		}
+		if itemSize(32, size)*keys < limit*6/10 {
+			if found != keys {
+				t.Fatalf("pass %d: %d of %d keys of %d-byte values held; they fit", pass, found, keys, size)
+			}
+			continue
+		}
+		if fit := (st.ArenaBytes - 2*s.sg.size) / itemSize(32, size); int64(found) < fit*85/100 || st.IndexBytes > limit/40 {
+			t.Fatalf("pass %d: %d keys of %d-byte values held, the segments would hold %d; index %d KiB", pass, found, size, fit, st.IndexBytes>>10)
+		}
+	}
+}

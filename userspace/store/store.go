@@ -176,6 +176,7 @@ type Store struct {
 
 	items     atomic.Int64
 	bytes     atomic.Int64
+	written   atomic.Int64 // bytes of items written since start
 	evictions atomic.Int64
 	expired   atomic.Int64
 	total     atomic.Int64
@@ -190,6 +191,9 @@ type Store struct {
 	wantResize atomic.Bool
 	grows      atomic.Int64
 	shrinks    atomic.Int64
+	// sizeMark is total and written when resize last looked (resize's):
+	// the items written since tell the size of the items coming.
+	sizeMark struct{ total, written int64 }
 	// slotEvictions are the evictions of an item to free an index slot
 	// (both of a new key's buckets full), not a segment.
 	slotEvictions atomic.Int64
@@ -681,6 +685,7 @@ func (s *Store) writeLocked(k hkey, key []byte, c current, it *item, now time.Ti
 		s.bytes.Add(-c.h.size())
 	}
 	s.bytes.Add(size)
+	s.written.Add(size)
 	if m := s.mirror.Load(); m != nil {
 		if it.h.marks&(markStale|markWon) != 0 {
 			// A stale or won item is answered with X, W or Z: never
