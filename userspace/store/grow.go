@@ -2,6 +2,7 @@ package store
 
 import (
 	"math"
+	"runtime"
 	"sync/atomic"
 )
 
@@ -89,6 +90,26 @@ func (s *Store) startResize() {
 		s.resize()
 	} else {
 		go s.resize()
+	}
+}
+
+// fullLoad is the share of slots in use (of 1024) from which full bucket
+// pairs start evicting items for slots.
+const fullLoad = 700
+
+// awaitGrow: a write that finds the table at fullLoad while it is about
+// to grow, its entries not moving yet (the goroutine that grows it has
+// not run, or evicts to make room for the new table), yields until they
+// do, for a few milliseconds at most, rather than evict an item for a
+// slot: a busy machine (or the race detector) can leave that goroutine
+// waiting while writers fill what is left of the table.
+func (s *Store) awaitGrow() {
+	st := s.x.state.Load()
+	if st.old != nil || !s.resizing.Load() || s.items.Load() < int64(st.t.nslots())*fullLoad/1024 {
+		return
+	}
+	for i := 0; i < 1000 && s.resizing.Load() && s.x.state.Load() == st; i++ {
+		runtime.Gosched()
 	}
 }
 

@@ -706,6 +706,7 @@ func (s *Store) writeLocked(k hkey, key []byte, c current, it *item, now time.Ti
 // before a write takes its key's lock.
 func (s *Store) makeRoom() {
 	s.startResize()
+	s.awaitGrow()
 	if s.sg.nFree.Load() <= reserve {
 		s.evictOne(false)
 	}
