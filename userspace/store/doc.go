@@ -78,7 +78,9 @@
 //   - The index grows in the write that finds it should while it is small
 //     (up to 8,192 slots: under a millisecond), else in a goroutine;
 //     while that one moves the entries, writes go on and move their own
-//     keys' buckets first. It halves the same way, down to its first
+//     keys' buckets first. A write that finds the table 68% full before
+//     that goroutine has begun moving yields to it, a few milliseconds at
+//     most, rather than evict an item for a slot. It halves the same way, down to its first
 //     size, when a full store evicts with fewer than a quarter of its
 //     slots used; an entry that finds both of its buckets in the smaller
 //     table full evicts the item in the oldest segment among them and
