@@ -78,16 +78,17 @@
 //   - The index grows in the write that finds it should while it is small
 //     (up to 8,192 slots: under a millisecond), else in a goroutine;
 //     while that one moves the entries, writes go on and move their own
-//     keys' buckets first. A write that finds the table 68% full before
-//     that goroutine has begun moving yields to it, a few milliseconds at
-//     most, rather than evict an item for a slot. It halves the same way, down to its first
+//     keys' buckets first (the new table takes their writes as soon as
+//     it is mapped). A write that finds the table 68% full before that
+//     goroutine has mapped it yields to it, about a millisecond at most,
+//     rather than evict an item for a slot. It halves the same way, down to its first
 //     size, when a full store evicts with fewer than a quarter of its
 //     slots used; an entry that finds both of its buckets in the smaller
 //     table full evicts the item in the oldest segment among them and
 //     itself (Stats.SlotEvictions). Whether to grow is judged by the
-//     items written since it last looked when they are smaller than
-//     those held, so that small items coming back after large ones get
-//     their slots before they fill the table.
+//     average size of the items written in the last MiB when they are
+//     smaller than those held, so that small items coming back after
+//     large ones get their slots before they fill the table.
 //   - Eviction runs in the writer that finds too few segments free, before
 //     it takes its key's locks: one segment's items at a time (about 8,000
 //     small items for a 1 MiB segment).

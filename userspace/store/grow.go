@@ -98,11 +98,10 @@ func (s *Store) startResize() {
 const fullLoad = 700
 
 // awaitGrow: a write that finds the table at fullLoad while it is about
-// to grow, its entries not moving yet (the goroutine that grows it has
-// not run, or evicts to make room for the new table), yields until they
-// do, for a few milliseconds at most, rather than evict an item for a
-// slot: a busy machine (or the race detector) can leave that goroutine
-// waiting while writers fill what is left of the table.
+// to grow (the goroutine that grows it has not run yet) yields until the
+// new table is there, for a millisecond or so at most, rather than evict
+// an item for a slot: a busy machine (or the race detector) can leave
+// that goroutine waiting while writers fill what is left of the table.
 func (s *Store) awaitGrow() {
 	st := s.x.state.Load()
 	if st.old != nil || !s.resizing.Load() || s.items.Load() < int64(st.t.nslots())*fullLoad/1024 {
@@ -121,14 +120,14 @@ func (s *Store) awaitGrow() {
 func (s *Store) resize() {
 	defer s.resizing.Store(false)
 	cur := s.x.state.Load().t
-	items := s.items.Load()
+	items, size := s.items.Load(), s.itemSize()
 	switch {
 	case cur.bits > s.x.minBits && items < int64(cur.nslots())*shrinkLoad/1024:
 		s.rebuild(cur, cur.bits-1)
 	case items <= int64(cur.nslots())*growLoad/1024:
 		// Asked for by a write to the table this one grew out of.
 	case cur.bits >= s.x.maxBits ||
-		(s.limit-tableBytes(cur.bits+1))/s.itemSize() <= int64(cur.nslots())*growSlack/1024:
+		(s.limit-tableBytes(cur.bits+1))/size <= int64(cur.nslots())*growSlack/1024:
 		s.growCheck.Store(s.total.Load() + int64(cur.nslots()/2))
 	default:
 		s.rebuild(cur, cur.bits+1)
@@ -136,17 +135,30 @@ func (s *Store) resize() {
 }
 
 // itemSize is the size to plan the index for: the average of the items
-// held, or of those written since resize last looked if smaller (items
-// coming smaller than those they replace, after a shrink: the segments
-// soon hold more of them than the average of the old ones says).
+// held, or of the items written last if smaller (small items coming in
+// place of larger ones: the segments soon hold more of them than the
+// average of those held says).
 func (s *Store) itemSize() int64 {
-	total, written := s.total.Load(), s.written.Load()
 	avg := s.bytes.Load() / max(s.items.Load(), 1)
-	if n := total - s.sizeMark.total; n > 0 {
-		avg = min(avg, (written-s.sizeMark.written)/n)
+	if r := s.recentSize.Load(); r > 0 {
+		avg = min(avg, r)
 	}
-	s.sizeMark.total, s.sizeMark.written = total, written
 	return max(avg, 1)
+}
+
+// sizeWindowBits: the store samples the average size of the items
+// written every 1 MiB of them (a thousand 1 KiB items, some 13,000 of
+// 16 bytes under 32-byte keys).
+const sizeWindowBits = 20
+
+// sampleSize is called by the write that takes written bytes past a
+// window's end: the average size of the items written in that window.
+func (s *Store) sampleSize(written int64) {
+	total := s.total.Load()
+	t0, w0 := s.sizeT.Swap(total), s.sizeW.Swap(written)
+	if total > t0 {
+		s.recentSize.Store((written - w0) / (total - t0))
+	}
 }
 
 // rebuild moves the index from table cur into a new one of 2^next
@@ -157,16 +169,19 @@ func (s *Store) rebuild(cur *table, next uint) {
 		s.growCheck.Store(math.MaxInt64)
 		return
 	}
-	// Room for both tables first: the oldest segments go.
+	// Room for both tables: the segments' share goes down at once, and
+	// the oldest segments go before any entry moves. Writes use the new
+	// table from now on, so that a full one does not evict for slots
+	// while that runs (they touch a few of its pages meanwhile).
 	s.sg.setLimit(s.segmentsFor(tableBytes(cur.bits) + tableBytes(next)))
+	s.maps.add(t.mem)
+	gs := &indexState{t: t, old: cur, moved: make([]atomic.Uint64, (1<<cur.bits+63)/64)}
+	s.x.state.Store(gs)
 	for i := 0; i < 2*s.sg.n && s.sg.over() > 0; i++ {
 		if !s.evictOne(true) {
 			break
 		}
 	}
-	s.maps.add(t.mem)
-	gs := &indexState{t: t, old: cur, moved: make([]atomic.Uint64, (1<<cur.bits+63)/64)}
-	s.x.state.Store(gs)
 	for b := range uint64(1) << cur.bits {
 		a := b >> (cur.bits - s.x.stripeBits)
 		s.x.locks[a].Lock()

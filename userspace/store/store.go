@@ -191,9 +191,11 @@ type Store struct {
 	wantResize atomic.Bool
 	grows      atomic.Int64
 	shrinks    atomic.Int64
-	// sizeMark is total and written when resize last looked (resize's):
-	// the items written since tell the size of the items coming.
-	sizeMark struct{ total, written int64 }
+	// recentSize is the average size of the items written in the last
+	// sizeWindow bytes (sizeT and sizeW: total and written when that
+	// window began).
+	recentSize   atomic.Int64
+	sizeT, sizeW atomic.Int64
 	// slotEvictions are the evictions of an item to free an index slot
 	// (both of a new key's buckets full), not a segment.
 	slotEvictions atomic.Int64
@@ -685,7 +687,9 @@ func (s *Store) writeLocked(k hkey, key []byte, c current, it *item, now time.Ti
 		s.bytes.Add(-c.h.size())
 	}
 	s.bytes.Add(size)
-	s.written.Add(size)
+	if w := s.written.Add(size); w>>sizeWindowBits != (w-size)>>sizeWindowBits {
+		s.sampleSize(w)
+	}
 	if m := s.mirror.Load(); m != nil {
 		if it.h.marks&(markStale|markWon) != 0 {
 			// A stale or won item is answered with X, W or Z: never
