@@ -2,6 +2,7 @@ package mcserve
 
 import (
 	"bytes"
+	"math/bits"
 	"net"
 	"strconv"
 	"time"
@@ -95,9 +96,15 @@ type Stats struct {
 	AuthCmds, AuthErrors               uint64 // logins tried, and failed
 	BytesRead, BytesWritten            uint64
 	LimitMaxbytes                      int64
-	CurrItems, TotalItems, Bytes       int64
-	Evictions                          int64
-	Reclaimed                          int64 // expired or flushed items removed when found
+	// The store's index, as memcached's hash table: log2 of its slots,
+	// its bytes, and whether entries are moving to a table of another
+	// size.
+	HashPowerLevel               int
+	HashBytes                    int64
+	HashIsExpanding              bool
+	CurrItems, TotalItems, Bytes int64
+	Evictions                    int64
+	Reclaimed                    int64 // expired or flushed items removed when found
 }
 
 // Stats returns a snapshot of the counters and the store's figures.
@@ -112,6 +119,7 @@ func (h *Handler) Stats() Stats {
 		CurrConnections: si.CurrConns, TotalConnections: si.TotalConns, RejectedConnections: si.RejectedConns,
 		LimitMaxbytes: st.LimitBytes, CurrItems: st.Items, TotalItems: st.TotalItems, Bytes: st.Bytes,
 		Evictions: st.Evictions, Reclaimed: st.Expired,
+		HashPowerLevel: bits.Len64(uint64(st.IndexSlots)) - 1, HashBytes: st.IndexBytes, HashIsExpanding: st.IndexResizing,
 	}
 	for i := range h.shards { // the connections' counters, added up
 		c := &h.shards[i].counters
@@ -283,8 +291,15 @@ func (h *Handler) appendStats(out []byte) []byte {
 	u("accepting_conns", 1)
 	z("listen_disabled_num", "time_in_listen_disabled_us") // over maxconns it refuses, it never stops listening
 	u("threads", uint64(s.Threads))
-	z("conn_yields",
-		"slab_reassign_rescues", "slab_reassign_chunk_rescues", "slab_reassign_evictions_nomem",
+	z("conn_yields")
+	u("hash_power_level", uint64(s.HashPowerLevel))
+	u("hash_bytes", uint64(s.HashBytes))
+	expanding := uint64(0)
+	if s.HashIsExpanding {
+		expanding = 1
+	}
+	u("hash_is_expanding", expanding)
+	z("slab_reassign_rescues", "slab_reassign_chunk_rescues", "slab_reassign_evictions_nomem",
 		"slab_reassign_inline_reclaim", "slab_reassign_busy_items", "slab_reassign_busy_deletes",
 		"slab_reassign_running", "slabs_moved", "malloc_fails",
 		"log_worker_dropped", "log_worker_written", "log_watcher_skipped", "log_watcher_sent", "log_watchers",

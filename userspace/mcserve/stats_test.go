@@ -1,13 +1,16 @@
 package mcserve_test
 
 import (
+	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rebound-net/rebound/userspace/mcserve"
+	"github.com/rebound-net/rebound/userspace/store"
 )
 
 // The stats family beside memcached 1.6 in the configuration Rebound's
@@ -19,8 +22,7 @@ var statsOracleArgs = []string{"-o", "no_lru_maintainer,no_lru_crawler", "-X"}
 var statsLeftOut = map[string][]string{
 	"stats": {"libevent", "connection_structures", "response_obj_oom", "response_obj_count",
 		"response_obj_bytes", "read_buf_count", "read_buf_bytes", "read_buf_bytes_free", "read_buf_oom",
-		"reserved_fds", "get_expired", "get_flushed", "hash_power_level", "hash_bytes", "hash_is_expanding",
-		"expired_unfetched", "evicted_unfetched"},
+		"reserved_fds", "get_expired", "get_flushed", "expired_unfetched", "evicted_unfetched"},
 	"stats settings": {"oldest", "umask", "growth_factor", "chunk_size", "stat_key_prefix", "reqs_per_event",
 		"tcp_backlog", "hashpower_init", "slab_automove_ratio", "slab_automove_window", "slab_chunk_max",
 		"lru_crawler_sleep", "lru_crawler_tocrawl", "tail_repair_time", "hash_algorithm", "hot_lru_pct",
@@ -256,5 +258,48 @@ func TestStatsSettingsTLS(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("TLS %v: stats settings lacks %q", tls, want)
 		}
+	}
+}
+
+// hash_power_level, hash_bytes and hash_is_expanding describe the
+// store's index as memcached's describe its hash table: they follow it
+// as it grows with the items.
+func TestStatsHashFollowsTheIndex(t *testing.T) {
+	st := store.New(store.Config{MemoryLimit: 64 << 20})
+	h := mcserve.New(mcserve.Config{Store: st})
+	c := h.NewConn()
+	read := func() map[string]string {
+		t.Helper()
+		_, out, _, _ := c.Serve([]byte("stats\r\n"), nil)
+		return statMap(parseStats(t, string(out)))
+	}
+	check := func(m map[string]string) (level int, bytes int64) {
+		t.Helper()
+		s := st.Stats()
+		level, _ = strconv.Atoi(m["hash_power_level"])
+		bytes, _ = strconv.ParseInt(m["hash_bytes"], 10, 64)
+		if int64(1)<<level != s.IndexSlots || bytes != s.IndexBytes || bytes < s.IndexSlots*8 {
+			t.Fatalf("hash_power_level %s, hash_bytes %s; the index has %d slots in %d bytes", m["hash_power_level"], m["hash_bytes"], s.IndexSlots, s.IndexBytes)
+		}
+		return level, bytes
+	}
+	level0, bytes0 := check(read())
+	var in []byte
+	for i := range 200_000 {
+		in = fmt.Appendf(in[:0], "set key:%024d 0 0 8 noreply\r\n12345678\r\n", i)
+		c.Serve(in, nil)
+	}
+	for deadline := time.Now().Add(10 * time.Second); st.Stats().IndexResizing; {
+		if time.Now().After(deadline) {
+			t.Fatal("the index still resizing after 10 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	m := read()
+	level, bytes := check(m)
+	t.Logf("hash_power_level %d -> %d, hash_bytes %d -> %d", level0, level, bytes0, bytes)
+	if level <= level0 || bytes <= bytes0 || m["hash_is_expanding"] != "0" {
+		t.Fatalf("after 200,000 items: hash_power_level %d (was %d), hash_bytes %d (was %d), hash_is_expanding %s",
+			level, level0, bytes, bytes0, m["hash_is_expanding"])
 	}
 }

@@ -116,17 +116,19 @@ type Vivify struct {
 
 // Stats are the store's gauges and counters.
 type Stats struct {
-	Items        int64 // items held, expired ones not yet removed included
-	Bytes        int64 // memory the items held take: header, key, value
-	LimitBytes   int64 // Config.MemoryLimit: the store takes no more
-	ArenaBytes   int64 // of it, the segments that hold items (the rest is the index)
-	Evictions    int64 // items removed to stay under the limit
-	Expired      int64 // expired or flushed items removed when found
-	TotalItems   int64 // items stored since start
-	Flushed      int64 // FlushAll calls
-	IndexBytes   int64 // the index's table: the limit less the arena's share
-	IndexGrows   int64 // times the index doubled
-	IndexShrinks int64 // times the index halved
+	Items         int64 // items held, expired ones not yet removed included
+	Bytes         int64 // memory the items held take: header, key, value
+	LimitBytes    int64 // Config.MemoryLimit: the store takes no more
+	ArenaBytes    int64 // of it, the segments that hold items (the rest is the index)
+	Evictions     int64 // items removed to stay under the limit
+	Expired       int64 // expired or flushed items removed when found
+	TotalItems    int64 // items stored since start
+	Flushed       int64 // FlushAll calls
+	IndexBytes    int64 // the index's table: the limit less the arena's share
+	IndexSlots    int64 // the items the table has room for
+	IndexResizing bool  // entries are moving into a table of another size
+	IndexGrows    int64 // times the index doubled
+	IndexShrinks  int64 // times the index halved
 	// SlotEvictions: of Evictions, those of an item whose index slot a
 	// new key needed (its two buckets full) rather than its segment.
 	SlotEvictions int64
@@ -1274,12 +1276,15 @@ func (s *Store) FlushAll(delay time.Duration) {
 
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {
+	st := s.x.state.Load()
 	return Stats{
 		Items:         s.items.Load(),
 		Bytes:         s.bytes.Load(),
 		LimitBytes:    s.limit,
 		ArenaBytes:    s.sg.limitBytes(),
-		IndexBytes:    tableBytes(s.x.state.Load().t.bits),
+		IndexBytes:    tableBytes(st.t.bits),
+		IndexSlots:    int64(st.t.nslots()),
+		IndexResizing: st.old != nil,
 		IndexGrows:    s.grows.Load(),
 		IndexShrinks:  s.shrinks.Load(),
 		SlotEvictions: s.slotEvictions.Load(),
