@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rebound-net/rebound/internal/testenv"
 )
 
 // overwriteKeys is how many keys TestRSSUnderOverwritesAndDeletes writes
@@ -33,7 +35,7 @@ func overwriteValue(p, i, size int) string {
 // the store counts matches.
 func TestRSSUnderOverwritesAndDeletes(t *testing.T) {
 	if testing.Short() {
-		t.Skip("-short: writes about 1.5 GB of values through 64 MiB")
+		testenv.Skip(t, "-short: writes about 1.3 GB of values through 64 MiB")
 	}
 	s, addr := startUDPModeServer(t, "--kv-memory", strconv.Itoa(churnKVMemory>>20)+"MiB", "--max-conns", strconv.Itoa(churnMaxConns), "--log-level", "info")
 	pid := s.cmd.Process.Pid
