@@ -35,6 +35,32 @@ func TestGetAllocatesNothing(t *testing.T) {
 	}
 }
 
+// The write commands allocate nothing either, answered or noreply, text
+// and meta.
+func TestWritesAllocateNothing(t *testing.T) {
+	h := newHandler()
+	c := h.NewConn()
+	_, _, _, _ = c.Serve([]byte("set n 0 0 1\r\n1\r\n"), nil)
+	out := make([]byte, 0, 4096)
+	for _, req := range []string{
+		"set k 1 0 5\r\nhello\r\n", "set k 1 0 5 noreply\r\nhello\r\n", "add k 0 0 1\r\nx\r\n",
+		"append k 0 0 1\r\nx\r\nprepend k 0 0 1\r\ny\r\n", "incr n 1\r\ndecr n 1\r\n", "touch k 100\r\n",
+		"ms m 5 T0 F3\r\nhello\r\n", "ma n D2\r\n", "delete k\r\nset k 0 0 1\r\nz\r\n", "md m q\r\nms m 1\r\nv\r\n",
+	} {
+		in := []byte(req)
+		n := testing.AllocsPerRun(200, func() {
+			_, o, _, _ := c.Serve(in, out[:0])
+			out = o
+		})
+		if n != 0 {
+			t.Errorf("%q: %v allocations per run", req, n)
+		}
+		if bytes.Contains(out, []byte("ERROR")) {
+			t.Errorf("%q: %q", req, out)
+		}
+	}
+}
+
 func BenchmarkGet(b *testing.B) {
 	h := newHandler()
 	c := h.NewConn()

@@ -475,6 +475,35 @@ func TestGetAllocatesNothing(t *testing.T) {
 	}
 }
 
+// Writes allocate nothing either: items are written into the segments,
+// outside the Go heap, also when a write evicts a segment to make room
+// (the store here is small, so the sets below evict many times over).
+func TestWritesAllocateNothing(t *testing.T) {
+	s := newStore(t, Config{MemoryLimit: 1 << 20})
+	keys := make([][]byte, 20_000)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "key-%028d", i)
+	}
+	val, one := make([]byte, 100), []byte("1")
+	i := 0
+	allocs := testing.AllocsPerRun(len(keys)-1, func() {
+		k := keys[i]
+		i++
+		s.Set(k, val, ModeSet, 0, 0, 0)
+		s.Set(k, val, ModeAppend, 0, 0, 0)
+		s.Touch(k, 100)
+		s.Delete(k, 0)
+		s.Set(k, one, ModeSet, 0, 0, 0)
+		s.Incr(k, 1, false, nil)
+	})
+	if allocs != 0 {
+		t.Fatalf("a round of set, append, touch, delete, set and incr allocates %v times", allocs)
+	}
+	if st := s.Stats(); st.Evictions == 0 {
+		t.Fatalf("no eviction during the writes (%+v): the test did not measure one", st)
+	}
+}
+
 func TestGetInto(t *testing.T) {
 	s := newStore(t, Config{})
 	set(t, s, "k", "hello")
