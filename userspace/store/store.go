@@ -194,8 +194,8 @@ type Store struct {
 	grows      atomic.Int64
 	shrinks    atomic.Int64
 	// recentSize is the average size of the items written in the last
-	// sizeWindow bytes (sizeT and sizeW: total and written when that
-	// window began).
+	// window of 2^sizeWindowBits bytes (sizeT and sizeW: total and
+	// written when that window began; Store.sampleSize).
 	recentSize   atomic.Int64
 	sizeT, sizeW atomic.Int64
 	// slotEvictions are the evictions of an item to free an index slot
