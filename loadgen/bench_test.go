@@ -144,6 +144,15 @@ func TestBenchOpenLoopPsForFlows(t *testing.T) {
 
 // echoUDPRebound answers every Rebound datagram on loopback as a reply.
 func echoUDPRebound(t *testing.T) string {
+	return answerUDP(t, func(req []byte) []byte {
+		req[3] |= rebound.FlagResponse
+		return req
+	})
+}
+
+// answerUDP serves UDP on loopback until the test ends, sending back
+// what answer makes of each datagram (nil: nothing).
+func answerUDP(t *testing.T, answer func(req []byte) []byte) string {
 	t.Helper()
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -157,8 +166,9 @@ func echoUDPRebound(t *testing.T) string {
 			if err != nil {
 				return
 			}
-			buf[3] |= rebound.FlagResponse
-			_, _ = pc.WriteToUDPAddrPort(buf[:n], from)
+			if reply := answer(buf[:n]); reply != nil {
+				_, _ = pc.WriteToUDPAddrPort(reply, from)
+			}
 		}
 	}()
 	return pc.LocalAddr().String()

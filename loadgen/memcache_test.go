@@ -2,7 +2,6 @@ package loadgen_test
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -43,26 +42,12 @@ func TestBenchMemcached(t *testing.T) {
 
 // fakeMemcacheUDP answers every datagram with its frame header and reply.
 func fakeMemcacheUDP(t *testing.T, reply string) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 65536)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if n < memcache.UDPHeaderLen {
-				continue
-			}
-			_, _ = pc.WriteTo(append(append([]byte(nil), buf[:memcache.UDPHeaderLen]...), reply...), from)
+	return answerUDP(t, func(req []byte) []byte {
+		if len(req) < memcache.UDPHeaderLen {
+			return nil
 		}
-	}()
-	return pc.LocalAddr().String()
+		return append(append([]byte(nil), req[:memcache.UDPHeaderLen]...), reply...)
+	})
 }
 
 // Wrong replies are counted bad, END is a miss.
