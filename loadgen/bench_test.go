@@ -3,7 +3,6 @@ package loadgen_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"runtime"
 	"testing"
 	"time"
@@ -122,7 +121,7 @@ func TestBenchOpenLoopKeepsSchedule(t *testing.T) {
 // p99 9.7 ms at 30000/s with 3 flows on 2 Ps, 0.1 ms with 4 Ps), and the
 // setting is back as it was once it returns.
 func TestBenchOpenLoopPsForFlows(t *testing.T) {
-	addr := echoUDPRebound(t)
+	addr := testutil.FakePingServer(t, func(int64) (bool, time.Duration) { return true, 0 })
 	before := runtime.GOMAXPROCS(0)
 	flows := before + 1
 	var during []int
@@ -142,38 +141,6 @@ func TestBenchOpenLoopPsForFlows(t *testing.T) {
 	}
 }
 
-// echoUDPRebound answers every Rebound datagram on loopback as a reply.
-func echoUDPRebound(t *testing.T) string {
-	return answerUDP(t, func(req []byte) []byte {
-		req[3] |= rebound.FlagResponse
-		return req
-	})
-}
-
-// answerUDP serves UDP on loopback until the test ends, sending back
-// what answer makes of each datagram (nil: nothing).
-func answerUDP(t *testing.T, answer func(req []byte) []byte) string {
-	t.Helper()
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 65536)
-		for {
-			n, from, err := pc.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			if reply := answer(buf[:n]); reply != nil {
-				_, _ = pc.WriteToUDPAddrPort(reply, from)
-			}
-		}
-	}()
-	return pc.LocalAddr().String()
-}
-
 func TestParseMix(t *testing.T) {
 	m, err := loadgen.ParseMix("mix=get:90,set:10")
 	if err != nil || len(m) != 2 || m[0].Op != rebound.OpGet || m[0].Weight != 90 || m[1].Op != rebound.OpSet {
@@ -191,7 +158,7 @@ func TestParseMix(t *testing.T) {
 // allocates nothing either costs the process a bounded number of
 // allocations (setup, histograms).
 func TestBenchUDPNoAllocationPerRequest(t *testing.T) {
-	addr := echoUDPRebound(t)
+	addr := testutil.FakePingServer(t, func(int64) (bool, time.Duration) { return true, 0 })
 	var err error
 	for _, rate := range []float64{0, 5000} {
 		// Enough replies that setup costs vanish in the average: a

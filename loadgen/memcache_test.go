@@ -42,7 +42,7 @@ func TestBenchMemcached(t *testing.T) {
 
 // fakeMemcacheUDP answers every datagram with its frame header and reply.
 func fakeMemcacheUDP(t *testing.T, reply string) string {
-	return answerUDP(t, func(req []byte) []byte {
+	return testutil.AnswerUDP(t, func(req []byte) []byte {
 		if len(req) < memcache.UDPHeaderLen {
 			return nil
 		}

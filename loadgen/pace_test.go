@@ -9,6 +9,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/rebound-net/rebound/internal/testutil"
 )
 
 // Request k is due at start + k/rate, request 0 at the start itself, and
@@ -230,23 +232,7 @@ func TestUDPSockStamps(t *testing.T) {
 
 // echoUDP serves a UDP echo on loopback until the test ends.
 func echoUDP(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(buf[:n], from)
-		}
-	}()
-	return pc.LocalAddr().String()
+	return testutil.AnswerUDP(t, func(req []byte) []byte { return req })
 }
 
 // The open-loop TCP connection: what is written comes back; a read with
